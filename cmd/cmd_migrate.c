@@ -1,0 +1,29 @@
+/* vigil migrate: not built yet (issue #2). --help and flag errors already
+ * behave as every other subcommand's. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "commands.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: vigil migrate [OPTIONS]\n\n"
+                 "Applies the SQL migrations to PostgreSQL.\n\n"
+                 "Not implemented yet in this build.\n");
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        return cli_bad_option("migrate", usage, argv);
+    }
+    fprintf(stderr, "vigil migrate: not implemented yet in this build\n");
+    return 1;
+}
