@@ -1,0 +1,63 @@
+/*
+ * offsets: per-partition tracking of in-flight messages, so a partition's
+ * committed offset only ever moves past messages whose every effect is
+ * durable (rows committed in PostgreSQL, alerts and dead letters
+ * acknowledged by Kafka).
+ *
+ * Messages of one partition enter in offset order (offsets_track) but finish
+ * in any order (offsets_done), because different subjects go to different
+ * analysis threads. The committable position is one past the last message of
+ * the longest finished prefix. Offsets need not be contiguous (compaction and
+ * transaction markers leave gaps): the prefix is over tracked messages, not
+ * over integers.
+ *
+ * Bounded: each partition holds at most `capacity` in-flight messages;
+ * offsets_track refuses the next one (the caller pauses the partition).
+ *
+ * Thread-safety: every function may be called from any thread; one mutex
+ * guards the whole tracker (operations are O(log n) or amortised O(1)).
+ */
+#ifndef VIGIL_OFFSETS_H
+#define VIGIL_OFFSETS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct offsets;
+
+/* Returns a tracker allowing CAPACITY in-flight messages per partition and
+ * partitions 0..MAX_PARTITIONS-1, or NULL on allocation failure. */
+struct offsets *offsets_new(int32_t max_partitions, size_t capacity);
+
+/* Frees the tracker. NULL is a no-op. */
+void offsets_destroy(struct offsets *o);
+
+enum offsets_status {
+    OFFSETS_OK = 0,
+    OFFSETS_FULL,     /* capacity reached: pause the partition, try again later */
+    OFFSETS_ORDER,    /* offset not above the last tracked one: a replay after seek */
+    OFFSETS_RANGE,    /* partition out of range */
+};
+
+/* Records that the message at OFFSET of PARTITION entered the pipeline.
+ * On anything but OFFSETS_OK nothing changed. */
+enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t offset);
+
+/* Marks a tracked message finished. Returns false (and changes nothing) if
+ * it is not tracked, e.g. its partition was revoked and forgotten meanwhile. */
+bool offsets_done(struct offsets *o, int32_t partition, int64_t offset);
+
+/* Returns the offset to commit for PARTITION (one past the last message of
+ * the finished prefix), or -1 if nothing new has finished since the last
+ * call that returned a value (so each position is committed once). */
+int64_t offsets_committable(struct offsets *o, int32_t partition);
+
+/* Returns the number of tracked, unfinished-or-uncommitted messages. */
+size_t offsets_inflight(struct offsets *o, int32_t partition);
+
+/* Forgets everything about PARTITION (after it was revoked and drained, or
+ * lost). Later offsets_done calls for it return false. */
+void offsets_forget(struct offsets *o, int32_t partition);
+
+#endif
