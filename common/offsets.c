@@ -16,6 +16,7 @@ struct part {
     size_t len;
     int64_t last_tracked; /* -1 before the first message */
     int64_t committable;  /* -1: nothing new since the last offsets_committable */
+    uint32_t epoch;       /* bumped by offsets_forget */
 };
 
 struct offsets {
@@ -63,7 +64,8 @@ static struct slot *slot_at(struct offsets *o, struct part *p, size_t i)
     return &p->ring[(p->head + i) % o->capacity];
 }
 
-enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t offset)
+enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t offset,
+                                  uint32_t *epoch)
 {
     if (partition < 0 || partition >= o->nparts)
         return OFFSETS_RANGE;
@@ -87,19 +89,22 @@ enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t 
         s->done = false;
         p->len++;
         p->last_tracked = offset;
+        *epoch = p->epoch;
     }
 out:
     pthread_mutex_unlock(&o->lock);
     return st;
 }
 
-bool offsets_done(struct offsets *o, int32_t partition, int64_t offset)
+bool offsets_done(struct offsets *o, int32_t partition, int64_t offset, uint32_t epoch)
 {
     if (partition < 0 || partition >= o->nparts)
         return false;
     bool found = false;
     pthread_mutex_lock(&o->lock);
     struct part *p = &o->parts[partition];
+    if (p->epoch != epoch)
+        goto out;
     /* Binary search: the ring holds strictly increasing offsets. */
     size_t lo = 0, hi = p->len;
     while (lo < hi) {
@@ -120,6 +125,7 @@ bool offsets_done(struct offsets *o, int32_t partition, int64_t offset)
             p->len--;
         }
     }
+out:
     pthread_mutex_unlock(&o->lock);
     return found;
 }
@@ -156,5 +162,6 @@ void offsets_forget(struct offsets *o, int32_t partition)
     p->len = 0;
     p->last_tracked = -1;
     p->committable = -1;
+    p->epoch++;
     pthread_mutex_unlock(&o->lock);
 }

@@ -40,13 +40,18 @@ enum offsets_status {
     OFFSETS_RANGE,    /* partition out of range */
 };
 
-/* Records that the message at OFFSET of PARTITION entered the pipeline.
+/* Records that the message at OFFSET of PARTITION entered the pipeline and
+ * writes the partition's current epoch to *EPOCH (pass it to offsets_done).
  * On anything but OFFSETS_OK nothing changed. */
-enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t offset);
+enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t offset,
+                                  uint32_t *epoch);
 
 /* Marks a tracked message finished. Returns false (and changes nothing) if
- * it is not tracked, e.g. its partition was revoked and forgotten meanwhile. */
-bool offsets_done(struct offsets *o, int32_t partition, int64_t offset);
+ * it is not tracked or EPOCH is not the partition's current one: its
+ * partition was revoked and forgotten meanwhile, perhaps re-assigned and
+ * the same offset tracked again for a new delivery, which this stale
+ * completion must not finish. */
+bool offsets_done(struct offsets *o, int32_t partition, int64_t offset, uint32_t epoch);
 
 /* Returns the offset to commit for PARTITION (one past the last message of
  * the finished prefix), or -1 if nothing new has finished since the last
@@ -57,7 +62,8 @@ int64_t offsets_committable(struct offsets *o, int32_t partition);
 size_t offsets_inflight(struct offsets *o, int32_t partition);
 
 /* Forgets everything about PARTITION (after it was revoked and drained, or
- * lost). Later offsets_done calls for it return false. */
+ * lost) and starts a new epoch: offsets_done calls for messages tracked
+ * before return false. */
 void offsets_forget(struct offsets *o, int32_t partition);
 
 #endif

@@ -6,24 +6,25 @@
 
 static void test_prefix(void)
 {
+    uint32_t ep = 0;
     struct offsets *o = offsets_new(4, 8);
     CHECK(o != NULL);
     for (int64_t off = 10; off < 15; off++)
-        CHECK_EQ_INT(offsets_track(o, 1, off), OFFSETS_OK);
+        CHECK_EQ_INT(offsets_track(o, 1, off, &ep), OFFSETS_OK);
     CHECK_EQ_INT(offsets_committable(o, 1), -1);
     /* Out of order completion: 12 and 11 first, nothing committable. */
-    CHECK(offsets_done(o, 1, 12));
-    CHECK(offsets_done(o, 1, 11));
+    CHECK(offsets_done(o, 1, 12, ep));
+    CHECK(offsets_done(o, 1, 11, ep));
     CHECK_EQ_INT(offsets_committable(o, 1), -1);
-    CHECK(offsets_done(o, 1, 10));
+    CHECK(offsets_done(o, 1, 10, ep));
     CHECK_EQ_INT(offsets_committable(o, 1), 13); /* 10,11,12 finished */
     CHECK_EQ_INT(offsets_committable(o, 1), -1); /* reported once */
     CHECK_EQ_INT(offsets_inflight(o, 1), 2);
-    CHECK(!offsets_done(o, 1, 12)); /* already popped */
-    CHECK(!offsets_done(o, 1, 99)); /* never tracked */
-    CHECK(offsets_done(o, 1, 14));
+    CHECK(!offsets_done(o, 1, 12, ep)); /* already popped */
+    CHECK(!offsets_done(o, 1, 99, ep)); /* never tracked */
+    CHECK(offsets_done(o, 1, 14, ep));
     CHECK_EQ_INT(offsets_committable(o, 1), -1);
-    CHECK(offsets_done(o, 1, 13));
+    CHECK(offsets_done(o, 1, 13, ep));
     CHECK_EQ_INT(offsets_committable(o, 1), 15);
     CHECK_EQ_INT(offsets_inflight(o, 1), 0);
     /* Other partitions untouched. */
@@ -33,30 +34,40 @@ static void test_prefix(void)
 
 static void test_gaps_and_bounds(void)
 {
+    uint32_t ep = 0;
     struct offsets *o = offsets_new(2, 3);
     /* Compacted topic: gaps between offsets. */
-    CHECK_EQ_INT(offsets_track(o, 0, 5), OFFSETS_OK);
-    CHECK_EQ_INT(offsets_track(o, 0, 9), OFFSETS_OK);
-    CHECK_EQ_INT(offsets_track(o, 0, 20), OFFSETS_OK);
-    CHECK_EQ_INT(offsets_track(o, 0, 21), OFFSETS_FULL);
-    CHECK_EQ_INT(offsets_track(o, 0, 20), OFFSETS_ORDER);
-    CHECK_EQ_INT(offsets_track(o, 2, 1), OFFSETS_RANGE);
-    CHECK_EQ_INT(offsets_track(o, -1, 1), OFFSETS_RANGE);
-    CHECK(offsets_done(o, 0, 9));
-    CHECK(offsets_done(o, 0, 5));
+    CHECK_EQ_INT(offsets_track(o, 0, 5, &ep), OFFSETS_OK);
+    CHECK_EQ_INT(offsets_track(o, 0, 9, &ep), OFFSETS_OK);
+    CHECK_EQ_INT(offsets_track(o, 0, 20, &ep), OFFSETS_OK);
+    CHECK_EQ_INT(offsets_track(o, 0, 21, &ep), OFFSETS_FULL);
+    CHECK_EQ_INT(offsets_track(o, 0, 20, &ep), OFFSETS_ORDER);
+    CHECK_EQ_INT(offsets_track(o, 2, 1, &ep), OFFSETS_RANGE);
+    CHECK_EQ_INT(offsets_track(o, -1, 1, &ep), OFFSETS_RANGE);
+    CHECK(offsets_done(o, 0, 9, ep));
+    CHECK(offsets_done(o, 0, 5, ep));
     CHECK_EQ_INT(offsets_committable(o, 0), 10);
-    CHECK_EQ_INT(offsets_track(o, 0, 21), OFFSETS_OK); /* room again, ring wraps */
-    CHECK_EQ_INT(offsets_track(o, 0, 22), OFFSETS_OK);
-    CHECK(offsets_done(o, 0, 22));
-    CHECK(offsets_done(o, 0, 20));
-    CHECK(offsets_done(o, 0, 21));
+    CHECK_EQ_INT(offsets_track(o, 0, 21, &ep), OFFSETS_OK); /* room again, ring wraps */
+    CHECK_EQ_INT(offsets_track(o, 0, 22, &ep), OFFSETS_OK);
+    CHECK(offsets_done(o, 0, 22, ep));
+    CHECK(offsets_done(o, 0, 20, ep));
+    CHECK(offsets_done(o, 0, 21, ep));
     CHECK_EQ_INT(offsets_committable(o, 0), 23);
     /* Forget (revoke): done for old offsets is refused, tracking restarts. */
-    CHECK_EQ_INT(offsets_track(o, 0, 30), OFFSETS_OK);
+    CHECK_EQ_INT(offsets_track(o, 0, 30, &ep), OFFSETS_OK);
+    uint32_t old_ep = ep;
     offsets_forget(o, 0);
-    CHECK(!offsets_done(o, 0, 30));
+    CHECK(!offsets_done(o, 0, 30, old_ep));
     CHECK_EQ_INT(offsets_inflight(o, 0), 0);
-    CHECK_EQ_INT(offsets_track(o, 0, 3), OFFSETS_OK); /* re-assigned from an older position */
+    /* Re-assigned from an older position: the same offset is delivered
+     * again. A late completion from before the revoke must not finish the
+     * new delivery. */
+    CHECK_EQ_INT(offsets_track(o, 0, 30, &ep), OFFSETS_OK);
+    CHECK(ep != old_ep);
+    CHECK(!offsets_done(o, 0, 30, old_ep));
+    CHECK_EQ_INT(offsets_inflight(o, 0), 1);
+    CHECK(offsets_done(o, 0, 30, ep));
+    CHECK_EQ_INT(offsets_committable(o, 0), 31);
     offsets_destroy(o);
     offsets_destroy(NULL);
 }
@@ -66,13 +77,14 @@ static void test_gaps_and_bounds(void)
 static void test_random(void)
 {
     enum { N = 5000, CAP = 64 };
+    uint32_t ep = 0;
     struct offsets *o = offsets_new(1, CAP);
     static bool finished[N];
     int64_t tracked = 0, committed = 0;
     unsigned seed = 12345;
     bool prefix_ok = true;
     while (committed < N) {
-        while (tracked < N && offsets_track(o, 0, tracked) == OFFSETS_OK)
+        while (tracked < N && offsets_track(o, 0, tracked, &ep) == OFFSETS_OK)
             tracked++;
         /* finish a random in-flight message */
         int64_t lo = committed, span = tracked - committed;
@@ -81,7 +93,7 @@ static void test_random(void)
         while (finished[pick])
             pick = pick + 1 < tracked ? pick + 1 : lo;
         finished[pick] = true;
-        CHECK(offsets_done(o, 0, pick) || !"done refused");
+        CHECK(offsets_done(o, 0, pick, ep) || !"done refused");
         int64_t c = offsets_committable(o, 0);
         if (c >= 0) {
             for (int64_t i = committed; i < c; i++)

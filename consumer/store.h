@@ -1,0 +1,72 @@
+/*
+ * store: the worker's PostgreSQL stage. One thread takes analysed work items
+ * from a bounded queue, gathers them into batches (by size and by time) and
+ * writes each batch in one transaction: COPY into session-local staging
+ * tables, then one upsert per table. One round trip per batch stage, not
+ * per row.
+ *
+ * Idempotent: observations upsert on observation_id and only move forward
+ * (revision), alerts insert on alert_id and do nothing on conflict, and a
+ * retraction marks its target retracted once. Replaying a message after a
+ * crash changes nothing.
+ *
+ * PostgreSQL unreachable: the batch is retried with exponential backoff
+ * (100 ms to 5 s) on a fresh connection until it commits; meanwhile the
+ * queue fills and the worker's backpressure pauses partitions.
+ * store_healthy() reports the outage for /readyz. A batch that fails for a
+ * data reason (a constraint) is retried row by row; a row that fails alone
+ * goes to the reject callback (the worker dead-letters it).
+ *
+ * Thread-safety: store_put, store_healthy, store_depth from any thread;
+ * store_new/store_close from the owner only.
+ */
+#ifndef VIGIL_STORE_H
+#define VIGIL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ctx.h"
+#include "deadline.h"
+#include "metrics.h"
+#include "work.h"
+
+struct store;
+
+/* Called on the store thread for a row PostgreSQL refuses on its own
+ * merits; the callee takes over the item's hold. */
+typedef void (*store_reject_fn)(void *arg, struct work *w, const char *reason);
+
+struct store_config {
+    const char *conninfo;   /* borrowed for store_new only */
+    size_t queue_cap;       /* items waiting for the store */
+    int batch_rows;         /* a batch is written at this many items ... */
+    int batch_ms;           /* ... or this long after its first item */
+    const char *source_topic; /* recorded with each row; borrowed, outlives the store */
+    store_reject_fn reject;
+    void *reject_arg;
+};
+
+/* Starts the store thread. It connects lazily (and reconnects), so a
+ * PostgreSQL that is down at start is not an error. Returns NULL with
+ * errstr on allocation or thread failure. M is borrowed. */
+struct store *store_new(const struct store_config *cfg, struct metrics *m, char *errstr,
+                        size_t errstr_size);
+
+/* Hands W (with one hold, which the store takes over) to the store. Blocks
+ * while the queue is full, until CTX is cancelled. Returns 0, or -1 if CTX
+ * was cancelled or the store is closed (the hold is still the caller's). */
+int store_put(struct store *s, struct work *w, struct ctx *ctx);
+
+/* False while PostgreSQL cannot be reached or the last batch failed. */
+bool store_healthy(struct store *s);
+
+/* Items queued, not yet taken into a batch. */
+size_t store_depth(struct store *s);
+
+/* Closes the queue and waits for the thread to write what it holds. Past
+ * DEADLINE, items not yet written are abandoned (not committed, consumed
+ * again later). Frees the store. NULL is a no-op. */
+void store_close(struct store *s, deadline_t deadline);
+
+#endif

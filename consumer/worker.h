@@ -1,0 +1,51 @@
+/*
+ * worker: `vigil worker` put together. Owns the Kafka consumer and its poll
+ * loop (this file), and starts the stages the rest of consumer/ holds:
+ *
+ *   poll (here) ─► analyse.c ×K ─► store.c (PostgreSQL)
+ *        │              └────────► publish.c (vigil.alerts, DLQ)
+ *        └── offsets.c: commit only what every stage has finished
+ *
+ * The poll thread never blocks on a stage: when an analysis queue is full
+ * it pauses that message's partition and keeps the message aside until
+ * there is room (backpressure without missing max.poll.interval.ms).
+ */
+#ifndef VIGIL_WORKER_H
+#define VIGIL_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "ctx.h"
+
+struct worker_options {
+    const struct config *cfg; /* kafka.* passthrough; borrowed */
+    const char *bootstrap;
+    const char *group;
+    const char *topic;
+    const char *dlq_topic;
+    const char *alerts_topic;
+    const char *rules_path;
+    const char *conninfo;
+    const char *http_addr;    /* "" or NULL: no HTTP endpoint */
+    const char *registry_url; /* NULL: no Confluent framing */
+    const char *assignor;     /* librdkafka partition.assignment.strategy */
+    int threads;
+    int grace_s;
+    int batch_rows;
+    int batch_ms;
+    size_t max_subjects;
+    size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
+};
+
+/* Runs the worker until STOP is cancelled (SIGTERM/SIGINT), then drains,
+ * flushes, commits and leaves the group within grace_s seconds. RELOAD is
+ * polled: when set (SIGHUP), the rules file is reloaded and the flag
+ * cleared. Returns 0 on a clean stop, or -1 with errstr if it could not
+ * start (bad rules file, bad Kafka property, port in use). */
+int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *reload,
+               char *errstr, size_t errstr_size);
+
+#endif
