@@ -29,11 +29,18 @@
 #include "ctcae.h"
 
 #define ERRORS_MAX 20 /* problems listed before the parser stops reporting */
+#define RULES_DEPTH_MAX 16 /* a valid file needs 4 levels */
 #define WINDOW_DAYS_MAX 3650.0
 #define WINDOW_DAYS_DEFAULT 30.0
 #define MS_PER_DAY 86400000.0
 
-enum rule_kind { KIND_THRESHOLD, KIND_REF_MULTIPLE, KIND_CTCAE, KIND_BASELINE_CHANGE, KIND_HYS_LAW };
+enum rule_kind {
+    KIND_THRESHOLD,
+    KIND_REF_MULTIPLE,
+    KIND_CTCAE,
+    KIND_BASELINE_CHANGE,
+    KIND_HYS_LAW,
+};
 enum cmp_op { OP_GT, OP_GE, OP_LT, OP_LE };
 
 static const char *const kind_names[] = {"threshold", "ref_multiple", "ctcae", "baseline_change",
@@ -292,8 +299,8 @@ static void parse_severity_by_grade(struct parser *p, const yaml_node_t *n, cons
         if (!get_int(p, node_at(p, pr->key), who, "severity_by_grade", 1, 4, &g))
             continue;
         if (seen[g]) {
-            fail(p, node_at(p, pr->key)->start_mark, who, "duplicate grade %ld in severity_by_grade",
-                 g);
+            fail(p, node_at(p, pr->key)->start_mark, who,
+                 "duplicate grade %ld in severity_by_grade", g);
             continue;
         }
         seen[g] = true;
@@ -502,6 +509,46 @@ static void fail_yaml(struct parser *p, const yaml_parser_t *yp, const char *tex
          yp->context ? " (" : "", yp->context ? yp->context : "", yp->context ? ")" : "");
 }
 
+/* libyaml's scanner does work proportional to the flow nesting depth for
+ * every token, so loading a 1 MiB file of "[" takes minutes. Walk the
+ * events first (the scanner is lazy, so this stops early) and refuse deep
+ * nesting before building the document. Returns false after recording the
+ * problem (a syntax error found on the way included). */
+static bool check_depth(struct parser *p, const char *text, size_t len)
+{
+    yaml_parser_t yp;
+    yaml_event_t ev;
+    yaml_mark_t start = {0};
+    if (!yaml_parser_initialize(&yp)) {
+        fail(p, start, "", "could not initialise the YAML parser: out of memory");
+        return false;
+    }
+    yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
+    bool ok = true;
+    int depth = 0;
+    for (;;) {
+        if (!yaml_parser_parse(&yp, &ev)) {
+            fail_yaml(p, &yp, text, len);
+            ok = false;
+            break;
+        }
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+            depth--;
+        if (depth > RULES_DEPTH_MAX) {
+            fail(p, ev.start_mark, "", "nested deeper than %d levels", RULES_DEPTH_MAX);
+            ok = false;
+        }
+        yaml_event_delete(&ev);
+        if (!ok || type == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&yp);
+    return ok;
+}
+
 static int count_alerts(const struct rules *r)
 {
     int n = 0;
@@ -520,7 +567,8 @@ static struct rules *build(struct parser *p)
         return NULL;
     }
     if (root->type != YAML_MAPPING_NODE) {
-        fail(p, root->start_mark, "", "a rules file must be a mapping with \"version\" and \"rules\"");
+        fail(p, root->start_mark, "",
+             "a rules file must be a mapping with \"version\" and \"rules\"");
         return NULL;
     }
     yaml_node_t *version = NULL;
@@ -616,6 +664,8 @@ struct rules *rules_parse(const char *text, size_t len, const char *filename, ch
              RULES_FILE_MAX);
         return NULL;
     }
+    if (!check_depth(&p, text, len))
+        return NULL;
     if (!yaml_parser_initialize(&yp)) {
         fail(&p, start, "", "could not initialise the YAML parser: out of memory");
         return NULL;

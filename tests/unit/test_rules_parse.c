@@ -316,6 +316,21 @@ static void test_limits(void)
     rules_destroy(r);
     close(fd);
     unlink(path);
+
+    /* Deep nesting is refused before libyaml's scanner, whose cost grows
+     * with depth for every token, can spend minutes on it: a whole file of
+     * "[" fails at the 17th level, in well under the test's timeout. */
+    const char *lead = "version: 1\nrules: ";
+    memcpy(huge, lead, strlen(lead));
+    memset(huge + strlen(lead), '[', RULES_FILE_MAX - strlen(lead));
+    double t = testlib_now();
+    r = rules_parse(huge, RULES_FILE_MAX, "t.yaml", err, sizeof err);
+    CHECK(r == NULL);
+    CHECK_EQ_STR(err, "t.yaml:2:23: nested deeper than 16 levels");
+    CHECK(testlib_now() - t < 5.0 * VIGIL_TIMEOUT_SCALE);
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: ctcae, min_grade: 2, loincs: [[[[[[[[[[[[[[[[[["
+                      "]]]]]]]]]]]]]]]]]]}\n",
+                 "t.yaml:3:73: nested deeper than 16 levels");
     free(huge);
 
     r = rules_load_file("/nonexistent/rules.yaml", err, sizeof err);
