@@ -1,30 +1,469 @@
-/* vigil produce: not built yet (issue #5). --help and flag errors already
- * behave as every other subcommand's. */
+/*
+ * vigil produce: publishes observations from NDJSON, CSV or FHIR input, or
+ * from the synthetic trial generator, to the observations topic
+ * (common/obs_input, common/trialgen, common/obs_producer do the work).
+ *
+ * One thread reads and sends; librdkafka batches and sends in parallel
+ * behind it, and obs_producer bounds what is in flight. On SIGINT/SIGTERM
+ * it stops reading, waits for every delivery report and prints the summary.
+ */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "config.h"
+#include "ctx.h"
+#include "deadline.h"
+#include "fhir.h"
+#include "kafka.h"
+#include "log.h"
+#include "obs_input.h"
+#include "obs_json.h"
+#include "obs_producer.h"
+#include "sigwatch.h"
+#include "trialgen.h"
+
+static const struct config_item items[] = {
+    {"bootstrap", "VIGIL_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers", false},
+    {"topic", "VIGIL_TOPIC", "vigil.observations", "observations topic", false},
+    {"max_in_flight", "VIGIL_MAX_IN_FLIGHT", "10000",
+     "messages sent but not yet acknowledged, at most", false},
+    {"flush_timeout", "VIGIL_FLUSH_TIMEOUT", "60",
+     "seconds to wait for outstanding delivery reports at the end", false},
+    {"fhir_study_system", "VIGIL_FHIR_STUDY_SYSTEM", FHIR_STUDY_URI_DEFAULT,
+     "FHIR extension url or identifier system holding the study id", false},
+    {"fhir_site_system", "VIGIL_FHIR_SITE_SYSTEM", FHIR_SITE_URI_DEFAULT,
+     "FHIR extension url or identifier system holding the site id", false},
+    {"log_level", "VIGIL_LOG_LEVEL", "warn", "debug, info, warn or error", false},
+    {NULL, NULL, NULL, NULL, false},
+};
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: vigil produce [OPTIONS]\n\n"
-                 "Publishes observations to vigil.observations from NDJSON, CSV or FHIR\n"
-                 "input, or a synthetic trial.\n\n"
-                 "Not implemented yet in this build.\n");
+    fprintf(out,
+            "usage: vigil produce [OPTIONS] [FILE...]\n"
+            "       vigil produce [OPTIONS] --generate N [--seed S] [--rate R]\n\n"
+            "Publishes observations to vigil.observations (key study_id/subject_id, Avro\n"
+            "single-object encoding, idempotent producer, acks=all) and checks every\n"
+            "delivery report. FILE may be '-' for stdin (the default).\n\n"
+            "input:\n"
+            "  -f, --format FMT       ndjson, csv or fhir (default: from the file name,\n"
+            "                         else from the first line)\n"
+            "      --fhir-study-system URI  FHIR extension url / identifier system of the\n"
+            "                         study id (default " FHIR_STUDY_URI_DEFAULT ")\n"
+            "      --fhir-site-system URI   ... of the site id (default\n"
+            "                         " FHIR_SITE_URI_DEFAULT ")\n"
+            "  NDJSON and CSV use the Avro field names: observation_id study_id site_id\n"
+            "  subject_id loinc value unit ref_low ref_high effective_time issued_time\n"
+            "  status visit; times are RFC 3339 or epoch milliseconds.\n\n"
+            "synthetic trial:\n"
+            "  -n, --generate N       make N observations (0: until interrupted)\n"
+            "  -s, --seed S           seed (default 1): same seed, same records\n"
+            "      --studies K        studies (default 2)\n"
+            "      --sites-per-study K      sites per study (default 3)\n"
+            "      --subjects-per-site K    subjects per site (default 20)\n"
+            "      --start TIME       day 0 of the trial, RFC 3339 or 'now'\n"
+            "                         (default 2025-01-06T00:00:00Z)\n"
+            "  -r, --rate R           at most R observations per second (default: no limit)\n"
+            "      --emit-ndjson      print the records as NDJSON on stdout instead of\n"
+            "                         producing them (with any input)\n\n"
+            "Kafka and settings:\n"
+            "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
+            "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
+            "  -t, --topic NAME       topic\n"
+            "  -X PROP=VALUE          any librdkafka property (overrides vigil's defaults\n"
+            "                         enable.idempotence=true acks=all linger.ms=5\n"
+            "                         compression.type=lz4 message.timeout.ms=60000)\n"
+            "      --max-in-flight N  unacknowledged messages at most\n"
+            "      --log-level LEVEL  debug, info, warn, error\n"
+            "  -h, --help             this help\n\n"
+            "A record that cannot be mapped is reported on stderr as FILE:LINE: reason\n"
+            "(FILE: Bundle.entry[i]: reason for a FHIR Bundle) and skipped. The last line\n"
+            "on stderr is \"produced N, failed M, invalid K\" (\"emitted N, invalid K\"\n"
+            "with --emit-ndjson); the exit status is 0 only if M and K are 0 (SIGINT stops\n"
+            "early, waits for the delivery reports and still reports), 1 otherwise, 2 for\n"
+            "bad usage.\n\n");
+    config_print_help(items, out);
+}
+
+struct run {
+    struct ctx *stop;
+    struct obs_producer *producer; /* NULL with --emit-ndjson */
+    double rate;                   /* 0: unpaced */
+    deadline_t started;
+    uint64_t count;     /* records handed out (for pacing) */
+    uint64_t invalid;
+    uint64_t emitted;
+    bool fatal;
+    char err[2048];
+    char first_failure[512]; /* reason of the first failed delivery */
+};
+
+static void on_delivery(void *arg, uint64_t token, bool ok, const char *err)
+{
+    struct run *r = arg;
+    if (!ok && r->first_failure[0] == '\0')
+        snprintf(r->first_failure, sizeof r->first_failure, "record %" PRIu64 ": %s", token, err);
+}
+
+/* Waits until record run->count may go at the configured rate. Returns
+ * false if stopped meanwhile. */
+static bool pace(struct run *r)
+{
+    if (r->rate <= 0)
+        return !ctx_done(r->stop);
+    deadline_t due = r->started + (deadline_t)((double)r->count / r->rate * 1e9);
+    while (!deadline_expired(due)) {
+        if (ctx_done(r->stop))
+            return false;
+        deadline_t step = deadline_min(due, deadline_after_ms(100));
+        if (r->producer != NULL)
+            obs_producer_poll(r->producer, (int)deadline_remaining_ms(step));
+        else
+            ctx_wait(r->stop, step);
+    }
+    return !ctx_done(r->stop);
+}
+
+/* Sends or prints one record. Returns false to stop. */
+static bool emit(struct run *r, const struct observation *obs)
+{
+    char why[512];
+    r->count++;
+    if (r->producer == NULL) {
+        char line[OBS_JSON_MAX + 1];
+        size_t n = obs_json_format(obs, line, sizeof line - 1);
+        line[n] = '\n';
+        if (fwrite(line, 1, n + 1, stdout) != n + 1) {
+            snprintf(r->err, sizeof r->err, "could not write to stdout");
+            r->fatal = true;
+            return false;
+        }
+        r->emitted++;
+        return true;
+    }
+    switch (obs_producer_send(r->producer, obs, r->count, r->stop, why, sizeof why)) {
+    case OBS_SEND_OK: return true;
+    case OBS_SEND_INVALID:
+        r->invalid++;
+        fprintf(stderr, "observation %s: %s\n", obs->observation_id, why);
+        return true;
+    case OBS_SEND_CANCELLED: return false;
+    case OBS_SEND_FATAL:
+        snprintf(r->err, sizeof r->err, "%s", why);
+        r->fatal = true;
+        return false;
+    }
+    return false;
+}
+
+static void run_file(struct run *r, const char *path, enum obs_format fmt,
+                     const struct fhir_options *fopt)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (f == NULL) {
+        snprintf(r->err, sizeof r->err, "could not open %s: %s", path, strerror(errno));
+        r->fatal = true;
+        return;
+    }
+    struct obs_input *in = obs_input_new(f, strcmp(path, "-") == 0 ? "<stdin>" : path, fmt, fopt);
+    if (in == NULL) {
+        snprintf(r->err, sizeof r->err, "out of memory");
+        r->fatal = true;
+        goto out;
+    }
+    struct observation obs;
+    char why[2048];
+    while (pace(r)) {
+        enum obs_input_status st = obs_input_next(in, &obs, why, sizeof why);
+        if (st == OBS_INPUT_EOF)
+            break;
+        if (st == OBS_INPUT_ERROR) {
+            snprintf(r->err, sizeof r->err, "%s", why);
+            r->fatal = true;
+            break;
+        }
+        if (st == OBS_INPUT_INVALID) {
+            fprintf(stderr, "%s\n", why);
+            r->invalid++;
+            continue;
+        }
+        if (!emit(r, &obs))
+            break;
+    }
+out:
+    obs_input_destroy(in);
+    if (f != stdin)
+        fclose(f);
+}
+
+static void run_generate(struct run *r, const struct trialgen *g, uint64_t n)
+{
+    struct observation obs;
+    for (uint64_t i = 0; n == 0 || i < n; i++) {
+        if (!pace(r))
+            break;
+        trialgen_get(g, i, &obs);
+        if (!emit(r, &obs))
+            break;
+    }
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || errno != 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 int cmd_produce(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    enum {
+        O_FHIR_STUDY = 256, O_FHIR_SITE, O_STUDIES, O_SITES, O_SUBJECTS, O_START, O_EMIT,
+        O_MAX_IN_FLIGHT, O_LOG_LEVEL,
+    };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"bootstrap", required_argument, NULL, 'b'},
+        {"topic", required_argument, NULL, 't'},
+        {"format", required_argument, NULL, 'f'},
+        {"generate", required_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 's'},
+        {"rate", required_argument, NULL, 'r'},
+        {"fhir-study-system", required_argument, NULL, O_FHIR_STUDY},
+        {"fhir-site-system", required_argument, NULL, O_FHIR_SITE},
+        {"studies", required_argument, NULL, O_STUDIES},
+        {"sites-per-study", required_argument, NULL, O_SITES},
+        {"subjects-per-site", required_argument, NULL, O_SUBJECTS},
+        {"start", required_argument, NULL, O_START},
+        {"emit-ndjson", no_argument, NULL, O_EMIT},
+        {"max-in-flight", required_argument, NULL, O_MAX_IN_FLIGHT},
+        {"log-level", required_argument, NULL, O_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    /* Settings flags are applied after the file and the environment, so
+     * they are collected first. */
+    struct {
+        const char *key;
+        const char *value;
+    } flags[64];
+    char kbuf[64][256];
+    int nflags = 0;
+    const char *config_file = getenv("VIGIL_CONFIG");
+    enum obs_format fmt = OBS_FORMAT_AUTO;
+    bool generate = false, emit_ndjson = false;
+    uint64_t n_generate = 0, u = 0;
+    double rate = 0;
+    struct trialgen gen;
+    trialgen_init(&gen);
+
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
+    while ((c = getopt_long(argc, argv, "c:b:t:f:n:s:r:X:h", opts, NULL)) != -1) {
+        const char *key = NULL;
+        switch (c) {
+        case 'h':
             usage(stdout);
             return 0;
+        case 'c':
+            config_file = optarg;
+            continue;
+        case 'b': key = "bootstrap"; break;
+        case 't': key = "topic"; break;
+        case O_FHIR_STUDY: key = "fhir_study_system"; break;
+        case O_FHIR_SITE: key = "fhir_site_system"; break;
+        case O_MAX_IN_FLIGHT: key = "max_in_flight"; break;
+        case O_LOG_LEVEL: key = "log_level"; break;
+        case 'f': {
+            int f = obs_format_parse(optarg);
+            if (f < 0)
+                return cli_bad_usage("produce", usage,
+                                     "--format wants ndjson, csv, fhir or auto, not '%s'", optarg);
+            fmt = (enum obs_format)f;
+            continue;
         }
-        return cli_bad_option("produce", usage, argv);
+        case 'n':
+            if (parse_u64(optarg, UINT64_MAX / 2, &n_generate) != 0)
+                return cli_bad_usage("produce", usage, "--generate wants a count, not '%s'",
+                                     optarg);
+            generate = true;
+            continue;
+        case 's':
+            if (parse_u64(optarg, UINT64_MAX, &gen.seed) != 0)
+                return cli_bad_usage("produce", usage, "--seed wants a number, not '%s'", optarg);
+            continue;
+        case 'r': {
+            char *end;
+            rate = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(rate > 0) || rate > 1e9)
+                return cli_bad_usage("produce", usage,
+                                     "--rate wants observations per second (> 0), not '%s'",
+                                     optarg);
+            continue;
+        }
+        case O_STUDIES:
+            if (parse_u64(optarg, TRIALGEN_MAX_STUDIES, &u) != 0 || u == 0)
+                return cli_bad_usage("produce", usage, "--studies wants 1-%d, not '%s'",
+                                     TRIALGEN_MAX_STUDIES, optarg);
+            gen.studies = (int)u;
+            continue;
+        case O_SITES:
+            if (parse_u64(optarg, TRIALGEN_MAX_SITES, &u) != 0 || u == 0)
+                return cli_bad_usage("produce", usage, "--sites-per-study wants 1-%d, not '%s'",
+                                     TRIALGEN_MAX_SITES, optarg);
+            gen.sites_per_study = (int)u;
+            continue;
+        case O_SUBJECTS:
+            if (parse_u64(optarg, TRIALGEN_MAX_SUBJECTS, &u) != 0 || u == 0)
+                return cli_bad_usage("produce", usage,
+                                     "--subjects-per-site wants 1-%d, not '%s'",
+                                     TRIALGEN_MAX_SUBJECTS, optarg);
+            gen.subjects_per_site = (int)u;
+            continue;
+        case O_START: {
+            char why[256];
+            if (strcmp(optarg, "now") == 0) {
+                gen.start_ms = kafka_now_ms();
+            } else if (obs_time_parse(optarg, true, &gen.start_ms, why, sizeof why) != 0) {
+                return cli_bad_usage("produce", usage, "--start: %s", why);
+            }
+            continue;
+        }
+        case O_EMIT:
+            emit_ndjson = true;
+            continue;
+        case 'X': {
+            const char *eq = strchr(optarg, '=');
+            if (eq == NULL || eq == optarg || nflags >= 64)
+                return cli_bad_usage("produce", usage, "-X wants PROP=VALUE, not '%s'", optarg);
+            snprintf(kbuf[nflags], sizeof kbuf[nflags], "kafka.%.*s", (int)(eq - optarg), optarg);
+            flags[nflags].key = kbuf[nflags];
+            flags[nflags].value = eq + 1;
+            nflags++;
+            continue;
+        }
+        default:
+            return cli_bad_option("produce", usage, argv);
+        }
+        if (nflags >= 64)
+            return cli_bad_usage("produce", usage, "too many options");
+        flags[nflags].key = key;
+        flags[nflags].value = optarg;
+        nflags++;
     }
-    fprintf(stderr, "vigil produce: not implemented yet in this build\n");
-    return 1;
+    if (generate && optind < argc)
+        return cli_bad_usage("produce", usage, "--generate takes no input files ('%s')",
+                             argv[optind]);
+
+    char err[2048];
+    int rc = 1;
+    struct config *cfg = config_new(items);
+    struct sigwatch *sw = NULL;
+    struct run r = {0};
+    if (cfg == NULL) {
+        fprintf(stderr, "vigil produce: out of memory\n");
+        return 1;
+    }
+    if (config_file != NULL && *config_file != '\0' &&
+        config_load_file(cfg, config_file, err, sizeof err) != 0)
+        goto fail;
+    if (config_load_env(cfg, err, sizeof err) != 0)
+        goto fail;
+    for (int i = 0; i < nflags; i++)
+        if (config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
+            goto fail;
+    int level = log_level_parse(config_get(cfg, "log_level"));
+    if (level < 0) {
+        snprintf(err, sizeof err, "log_level must be debug, info, warn or error, not '%s'",
+                 config_get(cfg, "log_level"));
+        goto fail;
+    }
+    log_set_level((enum log_level)level);
+    long max_in_flight, flush_timeout;
+    if (config_get_long(cfg, "max_in_flight", 1, 1000000, &max_in_flight, err, sizeof err) != 0 ||
+        config_get_long(cfg, "flush_timeout", 1, 3600, &flush_timeout, err, sizeof err) != 0)
+        goto fail;
+    struct fhir_options fopt = {config_get(cfg, "fhir_study_system"),
+                                config_get(cfg, "fhir_site_system")};
+
+    /* Signals are blocked before librdkafka starts its threads. */
+    r.stop = ctx_new(NULL);
+    static atomic_bool reload;
+    sw = r.stop ? sigwatch_start(r.stop, &reload) : NULL;
+    if (sw == NULL) {
+        snprintf(err, sizeof err, "could not start the signal thread");
+        goto fail;
+    }
+    if (!emit_ndjson) {
+        struct obs_producer_options po = {
+            .cfg = cfg,
+            .bootstrap = config_get(cfg, "bootstrap"),
+            .topic = config_get(cfg, "topic"),
+            .client_id = "vigil-produce",
+            .max_in_flight = (size_t)max_in_flight,
+            .on_delivery = on_delivery,
+            .arg = &r,
+        };
+        r.producer = obs_producer_new(&po, err, sizeof err);
+        if (r.producer == NULL)
+            goto fail;
+    }
+    r.rate = rate;
+    r.started = deadline_now();
+
+    if (generate) {
+        run_generate(&r, &gen, n_generate);
+    } else if (optind == argc) {
+        run_file(&r, "-", fmt, &fopt);
+    } else {
+        for (int i = optind; i < argc && !r.fatal && !ctx_done(r.stop); i++)
+            run_file(&r, argv[i], fmt, &fopt);
+    }
+    if (emit_ndjson && fflush(stdout) != 0 && !r.fatal) {
+        snprintf(r.err, sizeof r.err, "could not write to stdout");
+        r.fatal = true;
+    }
+
+    struct obs_producer_stats st = {0};
+    if (r.producer != NULL) {
+        if (obs_producer_flush(r.producer, deadline_after_ms(flush_timeout * 1000)) != 0)
+            fprintf(stderr, "vigil produce: delivery reports still outstanding after %lds\n",
+                    flush_timeout);
+        obs_producer_stats(r.producer, &st);
+    }
+    if (r.fatal)
+        fprintf(stderr, "vigil produce: %s\n", r.err);
+    if (r.first_failure[0] != '\0')
+        fprintf(stderr, "vigil produce: %" PRIu64 " deliveries failed; first: %s\n", st.failed,
+                r.first_failure);
+    /* Messages with no report by now count as failed: nobody can say they
+     * arrived. */
+    uint64_t failed = st.failed + st.in_flight;
+    if (emit_ndjson)
+        fprintf(stderr, "emitted %" PRIu64 ", invalid %" PRIu64 "\n", r.emitted, r.invalid);
+    else
+        fprintf(stderr, "produced %" PRIu64 ", failed %" PRIu64 ", invalid %" PRIu64 "\n",
+                st.delivered, failed, r.invalid);
+    rc = r.fatal || failed > 0 || r.invalid > 0 ? 1 : 0;
+    goto out;
+fail:
+    fprintf(stderr, "vigil produce: %s\n", err);
+out:
+    obs_producer_destroy(r.producer);
+    sigwatch_stop(sw);
+    ctx_destroy(r.stop);
+    config_destroy(cfg);
+    return rc;
 }
