@@ -1,30 +1,283 @@
-/* vigil notifier: not built yet (issue #4). --help and flag errors already
- * behave as every other subcommand's. */
+/* vigil notifier: flags and settings, then alerting/notifier.c does the work. */
+#include <curl/curl.h>
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "config.h"
+#include "ctx.h"
+#include "log.h"
+#include "notifier.h"
+#include "sigwatch.h"
+
+static const struct config_item items[] = {
+    {"bootstrap", "VIGIL_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers", false},
+    {"group", "VIGIL_NOTIFIER_GROUP", "vigil-notifier", "consumer group", false},
+    {"topic", "VIGIL_ALERTS_TOPIC", "vigil.alerts", "alerts topic", false},
+    {"pg_conninfo", "VIGIL_PG_CONNINFO", "",
+     "libpq conninfo; empty: libpq's PG* variables (PGPASSFILE for the password)", true},
+    {"http", "VIGIL_NOTIFIER_HTTP_ADDR", "127.0.0.1:9101",
+     "/metrics, /healthz, /readyz address; empty: off", false},
+    {"registry_url", "VIGIL_REGISTRY_URL", NULL,
+     "Confluent Schema Registry URL (for magic-byte framed messages)", false},
+    {"assignor", "VIGIL_ASSIGNOR", "range",
+     "partition.assignment.strategy: range, roundrobin or cooperative-sticky", false},
+    {"grace", "VIGIL_GRACE", "25", "seconds to finish sends, commit and leave on SIGTERM", false},
+    {"directory_refresh", "VIGIL_DIRECTORY_REFRESH", "300",
+     "seconds between full directory reloads (changes arrive by LISTEN at once)", false},
+    {"smtp_url", "VIGIL_SMTP_URL", NULL,
+     "SMTP server, smtp://host:port (STARTTLS per smtp_tls) or smtps://host:port (implicit "
+     "TLS); unset: email disabled",
+     false},
+    {"smtp_from", "VIGIL_SMTP_FROM", "vigil@localhost", "sender address (envelope and From:)",
+     false},
+    {"smtp_user", "VIGIL_SMTP_USER", NULL, "SMTP AUTH user; unset: no AUTH", false},
+    {"smtp_password", "VIGIL_SMTP_PASSWORD", NULL, "SMTP AUTH password", true},
+    {"smtp_tls", "VIGIL_SMTP_TLS", "try",
+     "STARTTLS on smtp://: off, try (if offered) or require", false},
+    {"smtp_timeout_ms", "VIGIL_SMTP_TIMEOUT_MS", "30000", "one SMTP transfer, connect included",
+     false},
+    {"sms_url", "VIGIL_SMS_URL", NULL, "SMS gateway endpoint (form POST); unset: SMS disabled",
+     false},
+    {"sms_user", "VIGIL_SMS_USER", NULL, "SMS gateway user (HTTP Basic)", false},
+    {"sms_password", "VIGIL_SMS_PASSWORD", NULL, "SMS gateway password (HTTP Basic)", true},
+    {"sms_from", "VIGIL_SMS_FROM", "vigil", "SMS sender id or number", false},
+    {"sms_timeout_ms", "VIGIL_SMS_TIMEOUT_MS", "10000", "one SMS request, connect included",
+     false},
+    {"concurrency", "VIGIL_NOTIFY_CONCURRENCY", "32", "transfers at once per channel", false},
+    {"retry_base_ms", "VIGIL_RETRY_BASE_MS", "1000", "first retry delay (doubles each retry)",
+     false},
+    {"retry_max_ms", "VIGIL_RETRY_MAX_MS", "60000", "longest retry delay", false},
+    {"give_up", "VIGIL_GIVE_UP", "900",
+     "seconds after the first attempt before a notification is failed", false},
+    {"lease", "VIGIL_NOTIFY_LEASE", "120",
+     "seconds before another notifier may take over a notification left unfinished", false},
+    {"rate_per_min", "VIGIL_RATE_PER_MIN", "30",
+     "messages per minute to one researcher on one channel (critical exempt); 0: unlimited",
+     false},
+    {"rate_burst", "VIGIL_RATE_BURST", "10", "messages at once before the rate limit applies",
+     false},
+    {"group_window_ms", "VIGIL_GROUP_WINDOW_MS", "0",
+     "group a subject's warning/info alerts arriving within this window into one message; 0: "
+     "off",
+     false},
+    {"max_alerts", "VIGIL_MAX_ALERTS", "2048", "alerts in progress at once (backpressure)",
+     false},
+    {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
+    {NULL, NULL, NULL, NULL, false},
+};
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: vigil notifier [OPTIONS]\n\n"
-                 "Consumes vigil.alerts in consumer group vigil-notifier and sends each\n"
-                 "alert by SMS and email to the researchers subscribed to its study.\n\n"
-                 "Not implemented yet in this build.\n");
+    fprintf(out,
+            "usage: vigil notifier [OPTIONS]\n\n"
+            "Consumes vigil.alerts in consumer group vigil-notifier and sends each\n"
+            "alert by SMS and email to the researchers subscribed to its study (or the\n"
+            "study's safety contact), once: every (alert, researcher, channel) is\n"
+            "recorded in PostgreSQL before and after sending.\n\n"
+            "options (each overrides the setting of the same name):\n"
+            "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
+            "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
+            "  -g, --group NAME       consumer group\n"
+            "  -t, --topic NAME       alerts topic\n"
+            "      --grace SECONDS    shutdown grace\n"
+            "      --http ADDR        HTTP endpoint address (HOST:PORT)\n"
+            "      --pg CONNINFO      PostgreSQL conninfo\n"
+            "      --assignor NAME    partition assignment strategy\n"
+            "      --smtp-url URL     SMTP server\n"
+            "      --sms-url URL      SMS gateway endpoint\n"
+            "  -s, --set KEY=VALUE    any setting below by its key\n"
+            "  -X PROP=VALUE          any librdkafka property\n"
+            "      --log-level LEVEL  debug, info, warn, error\n"
+            "  -h, --help             this help\n\n"
+            "Secrets (pg_conninfo, smtp_password, sms_password) may come from a file:\n"
+            "set VAR_FILE=/path instead of VAR (Kubernetes Secrets).\n"
+            "signals: SIGTERM/SIGINT finish in-flight sends and exit 0; SIGHUP reloads\n"
+            "the directory.\n\n");
+    config_print_help(items, out);
 }
 
 int cmd_notifier(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"bootstrap", required_argument, NULL, 'b'},
+        {"group", required_argument, NULL, 'g'},    {"topic", required_argument, NULL, 't'},
+        {"grace", required_argument, NULL, 1},      {"http", required_argument, NULL, 2},
+        {"pg", required_argument, NULL, 3},         {"assignor", required_argument, NULL, 4},
+        {"log-level", required_argument, NULL, 5},  {"smtp-url", required_argument, NULL, 6},
+        {"sms-url", required_argument, NULL, 7},    {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},           {0},
+    };
+    /* Flags are applied after the file and the environment, so collect
+     * them first. */
+    enum { MAX_FLAGS = 64 };
+    struct {
+        const char *key;
+        const char *value;
+    } flags[MAX_FLAGS];
+    char kbuf[MAX_FLAGS][256];
+    int nflags = 0;
+    const char *config_file = getenv("VIGIL_CONFIG");
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
+    while ((c = getopt_long(argc, argv, "c:b:g:t:s:X:h", opts, NULL)) != -1) {
+        const char *key = NULL;
+        switch (c) {
+        case 'h':
             usage(stdout);
             return 0;
+        case 'c':
+            config_file = optarg;
+            continue;
+        case 'b': key = "bootstrap"; break;
+        case 'g': key = "group"; break;
+        case 't': key = "topic"; break;
+        case 1: key = "grace"; break;
+        case 2: key = "http"; break;
+        case 3: key = "pg_conninfo"; break;
+        case 4: key = "assignor"; break;
+        case 5: key = "log_level"; break;
+        case 6: key = "smtp_url"; break;
+        case 7: key = "sms_url"; break;
+        case 's':
+        case 'X': {
+            const char *eq = strchr(optarg, '=');
+            if (eq == NULL || eq == optarg || nflags >= MAX_FLAGS)
+                return cli_bad_usage("notifier", usage, "-%c wants KEY=VALUE, not '%s'", c,
+                                     optarg);
+            snprintf(kbuf[nflags], sizeof kbuf[nflags], "%s%.*s", c == 'X' ? "kafka." : "",
+                     (int)(eq - optarg), optarg);
+            flags[nflags].key = kbuf[nflags];
+            flags[nflags].value = eq + 1;
+            nflags++;
+            continue;
         }
-        return cli_bad_option("notifier", usage, argv);
+        default:
+            return cli_bad_option("notifier", usage, argv);
+        }
+        if (nflags >= MAX_FLAGS)
+            return cli_bad_usage("notifier", usage, "too many options");
+        flags[nflags].key = key;
+        flags[nflags].value = optarg;
+        nflags++;
     }
-    fprintf(stderr, "vigil notifier: not implemented yet in this build\n");
-    return 1;
+    if (optind < argc)
+        return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[optind]);
+
+    char err[2048];
+    int rc = 1;
+    struct config *cfg = config_new(items);
+    struct ctx *stop = NULL;
+    struct sigwatch *sw = NULL;
+    bool curl_ok = false;
+    if (cfg == NULL) {
+        fprintf(stderr, "vigil notifier: out of memory\n");
+        return 1;
+    }
+    if (config_file != NULL && *config_file != '\0' &&
+        config_load_file(cfg, config_file, err, sizeof err) != 0)
+        goto fail;
+    if (config_load_env(cfg, err, sizeof err) != 0)
+        goto fail;
+    for (int i = 0; i < nflags; i++)
+        if (config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
+            goto fail;
+
+    int level = log_level_parse(config_get(cfg, "log_level"));
+    if (level < 0) {
+        snprintf(err, sizeof err, "log_level must be debug, info, warn or error, not '%s'",
+                 config_get(cfg, "log_level"));
+        goto fail;
+    }
+    log_set_level((enum log_level)level);
+    const char *tls = config_get(cfg, "smtp_tls");
+    if (strcmp(tls, "off") != 0 && strcmp(tls, "try") != 0 && strcmp(tls, "require") != 0) {
+        snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);
+        goto fail;
+    }
+    long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
+    double rate, burst;
+    if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
+        config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
+        config_get_long(cfg, "smtp_timeout_ms", 100, 600000, &smtp_to, err, sizeof err) != 0 ||
+        config_get_long(cfg, "sms_timeout_ms", 100, 600000, &sms_to, err, sizeof err) != 0 ||
+        config_get_long(cfg, "concurrency", 1, 1024, &conc, err, sizeof err) != 0 ||
+        config_get_long(cfg, "retry_base_ms", 1, 3600000, &base, err, sizeof err) != 0 ||
+        config_get_long(cfg, "retry_max_ms", 1, 3600000, &rmax, err, sizeof err) != 0 ||
+        config_get_long(cfg, "give_up", 1, 7 * 86400, &give_up, err, sizeof err) != 0 ||
+        config_get_long(cfg, "lease", 1, 86400, &lease, err, sizeof err) != 0 ||
+        config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
+        config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
+        config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
+        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
+        goto fail;
+    if (rmax < base) {
+        snprintf(err, sizeof err, "retry_max_ms (%ld) must not be below retry_base_ms (%ld)",
+                 rmax, base);
+        goto fail;
+    }
+    if (config_get(cfg, "smtp_url") == NULL && config_get(cfg, "sms_url") == NULL) {
+        snprintf(err, sizeof err, "neither smtp_url nor sms_url is set: nothing could be sent");
+        goto fail;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, sizeof err, "could not initialise libcurl");
+        goto fail;
+    }
+    curl_ok = true;
+
+    struct notifier_options opt = {
+        .cfg = cfg,
+        .bootstrap = config_get(cfg, "bootstrap"),
+        .group = config_get(cfg, "group"),
+        .topic = config_get(cfg, "topic"),
+        .conninfo = config_get(cfg, "pg_conninfo"),
+        .http_addr = config_get(cfg, "http"),
+        .registry_url = config_get(cfg, "registry_url"),
+        .assignor = config_get(cfg, "assignor"),
+        .grace_s = (int)grace,
+        .directory_refresh_s = (int)refresh,
+        .send =
+            {
+                .email = {config_get(cfg, "smtp_url"), config_get(cfg, "smtp_from"),
+                          config_get(cfg, "smtp_user"), config_get(cfg, "smtp_password"), tls,
+                          smtp_to},
+                .sms = {config_get(cfg, "sms_url"), config_get(cfg, "sms_from"),
+                        config_get(cfg, "sms_user"), config_get(cfg, "sms_password"), sms_to},
+                .concurrency = (int)conc,
+                .backoff_base_ms = base,
+                .backoff_max_ms = rmax,
+                .give_up_ms = (int64_t)give_up * 1000,
+                .lease_s = (int)lease,
+                .rate_per_min = rate,
+                .rate_burst = burst,
+                .group_window_ms = window,
+                .max_jobs = (int)max_alerts,
+                .queue_cap = 256,
+            },
+    };
+    stop = ctx_new(NULL);
+    static atomic_bool reload;
+    sw = stop ? sigwatch_start(stop, &reload) : NULL;
+    if (sw == NULL) {
+        snprintf(err, sizeof err, "could not start the signal thread");
+        goto fail;
+    }
+    if (notifier_run(&opt, stop, &reload, err, sizeof err) != 0)
+        goto fail;
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "vigil notifier: %s\n", err);
+    log_msg(LOG_ERROR, "notifier", "%s", err);
+out:
+    sigwatch_stop(sw);
+    ctx_destroy(stop);
+    config_destroy(cfg);
+    if (curl_ok)
+        curl_global_cleanup();
+    return rc;
 }

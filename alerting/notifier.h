@@ -1,0 +1,48 @@
+/*
+ * notifier: `vigil notifier`'s consumer loop. Reads vigil.alerts in its
+ * consumer group, decodes each alert and hands it to the sender (send.h);
+ * an alert's offset becomes committable only when the sender reports every
+ * notification of it final (common/offsets.h: per-partition finished
+ * prefix), so a crash or a rebalance replays, and the notification log
+ * makes the replay page nobody twice.
+ *
+ * Backpressure: when the sender's queue is full, the alert waits in its
+ * partition's stash and the partition is paused; the poll loop keeps
+ * polling (staying in the group) and resumes it once the stash is empty.
+ *
+ * Shutdown (stop cancelled): stop reading, give the sender until the grace
+ * period minus a margin to finish in-flight sends (the rest are handed
+ * back to the log), commit what finished, leave the group.
+ */
+#ifndef VIGIL_NOTIFIER_H
+#define VIGIL_NOTIFIER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "ctx.h"
+#include "send.h"
+
+struct notifier_options {
+    const struct config *cfg; /* librdkafka pass-through properties */
+    const char *bootstrap;
+    const char *group;
+    const char *topic;
+    const char *conninfo;
+    const char *http_addr;    /* "" or NULL: no HTTP endpoint */
+    const char *registry_url; /* may be NULL */
+    const char *assignor;
+    int grace_s;
+    int directory_refresh_s;
+    struct sender_config send; /* conninfo is filled in by notifier_run */
+};
+
+/* Runs until STOP is cancelled (then drains as above and returns 0) or a
+ * start-up failure (returns -1 with errstr). RELOAD set (SIGHUP) reloads
+ * the directory. Everything it starts is stopped and freed before it
+ * returns. Call from one thread. */
+int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bool *reload,
+                 char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,12 @@
+# vigil notifier end to end (tests/integration/test_notifier.py) against
+# the services of scripts/services: delivery exactly once, replay, live
+# subscription change, retraction, escalation; SMS 503 and SMTP-down
+# faults; SIGKILL and restart.
+set(_py /usr/bin/python3)
+set(_t ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+vigil_script_test(notifier_deliver LABEL integration TIMEOUT 240
+  COMMAND ${_py} ${_t}/test_notifier.py deliver)
+vigil_script_test(notifier_faults LABEL integration TIMEOUT 240
+  COMMAND ${_py} ${_t}/test_notifier.py faults)
+vigil_script_test(notifier_kill LABEL integration TIMEOUT 240
+  COMMAND ${_py} ${_t}/test_notifier.py kill)

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# tests/k8s/test_helm.sh: checks of the Helm chart helm/vigil.
+#
+#   test_helm.sh lint     helm lint --strict (default and all-features values)
+#                         and the README's values table against values.yaml
+#   test_helm.sh render   helm template + tests/k8s/validate (strict decoding
+#                         against the Kubernetes API types and the chart's
+#                         promises), values that must refuse to render, and
+#                         broken manifests the validator must reject
+#
+# Environment: VIGIL_SOURCE_DIR (repository), VIGIL_BINARY (vigil, for
+# `vigil rules check` on the rendered rules). Helm comes from .deps/bin/helm
+# and Go from PATH or /usr/local/go/bin, both installed by scripts/setup-helm;
+# a missing tool is a failure, never a skip.
+set -uo pipefail
+
+src=${VIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+chart=$src/helm/vigil
+all_values=$chart/ci/all-features-values.yaml
+helm=$src/.deps/bin/helm
+mode=${1:-}
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" = 0 ]
+  exit
+}
+
+if [ ! -x "$helm" ]; then
+  echo "FAIL: helm not found at $helm: run scripts/setup-helm (scripts/setup does)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# A fixed Kubernetes version: rendering does not depend on how helm was built.
+kube=(--kube-version 1.30.0)
+
+case "$mode" in
+lint)
+  if out=$("$helm" lint --strict "$chart" 2>&1); then ok "helm lint --strict (default values)"
+  else bad "helm lint --strict (default values):"$'\n'"$out"; fi
+  if out=$("$helm" lint --strict "$chart" -f "$all_values" 2>&1); then ok "helm lint --strict (all features)"
+  else bad "helm lint --strict (all features):"$'\n'"$out"; fi
+
+  # Every value in values.yaml has a row in the README's table, and every
+  # row names a real value.
+  if out=$(/usr/bin/python3 - "$chart" <<'EOF' 2>&1
+import re, sys, yaml
+chart = sys.argv[1]
+values = yaml.safe_load(open(chart + "/values.yaml"))
+def leaves(d, prefix=""):
+    for k, v in d.items():
+        p = prefix + k
+        if isinstance(v, dict) and v:
+            yield from leaves(v, p + ".")
+        else:
+            yield p
+keys = set(leaves(values))
+readme = open(chart + "/README.md").read()
+rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+missing = sorted(keys - rows)
+stale = sorted(rows - keys)
+if missing or stale:
+    print("not in the README table:", missing, "\nin the table but not in values.yaml:", stale)
+    sys.exit(1)
+print(f"{len(keys)} values documented")
+EOF
+  ); then ok "README values table matches values.yaml ($out)"
+  else bad "README values table: $out"; fi
+  finish
+  ;;
+render) ;;
+*)
+  echo "usage: test_helm.sh lint|render" >&2
+  exit 2
+  ;;
+esac
+
+# --- render ------------------------------------------------------------------
+go=$(command -v go || true)
+[ -n "$go" ] || go=/usr/local/go/bin/go
+if [ ! -x "$go" ]; then
+  echo "FAIL: Go not found on PATH or at /usr/local/go/bin/go (scripts/setup-helm needs it)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+# Compiles in a second or two from Go's build cache (scripts/setup-helm warms it).
+validate=$tmp/vigil-k8s-validate
+if ! out=$(cd "$src/tests/k8s/validate" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false "$go" build -o "$validate" . 2>&1); then
+  echo "FAIL: could not build tests/k8s/validate:"$'\n'"$out"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+vigil_args=()
+if [ -n "${VIGIL_BINARY:-}" ]; then vigil_args=(-vigil "$VIGIL_BINARY"); fi
+
+# render NAME [helm args...]: helm template into $tmp/NAME.yaml.
+render() {
+  local name=$1; shift
+  "$helm" template vigil "$chart" "${kube[@]}" "$@" > "$tmp/$name.yaml" 2> "$tmp/$name.err"
+}
+
+# valid NAME VALIDATOR-ARGS -- HELM-ARGS: renders and validates.
+valid() {
+  local name=$1; shift
+  local vargs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do vargs+=("$1"); shift; done
+  shift
+  if ! render "$name" "$@"; then
+    bad "$name: helm template failed: $(cat "$tmp/$name.err")"
+    return
+  fi
+  if out=$("$validate" -f "$tmp/$name.yaml" "${vigil_args[@]}" "${vargs[@]}" 2>&1); then
+    ok "$name: $(echo "$out" | tail -1) (validator checks)"
+  else
+    bad "$name: validator:"$'\n'"$out"
+  fi
+}
+
+valid default -- 
+valid all-features -expect ScaledObject,ServiceMonitor,NetworkPolicy,PodDisruptionBudget,HorizontalPodAutoscaler,Job,Service,ServiceAccount -- -f "$all_values"
+valid secrets-as-env -- -f "$all_values" --set secrets.mode=env
+valid no-autoscaling -- --set worker.autoscaling.enabled=false --set worker.replicas=12
+valid external-rules -- --set rules.existingConfigMap=study-rules
+
+# refuses NAME MESSAGE-REGEX HELM-ARGS...: rendering must fail, saying why.
+refuses() {
+  local name=$1 want=$2; shift 2
+  if render "$name" "$@"; then
+    bad "$name: rendered, but must be refused"
+  elif grep -Eq -- "$want" "$tmp/$name.err"; then
+    ok "$name: refused ($(grep -Eo -- "$want" "$tmp/$name.err" | head -1))"
+  else
+    bad "$name: refused, but without /$want/: $(cat "$tmp/$name.err")"
+  fi
+}
+
+refuses hpa-above-partitions 'worker.autoscaling.maxReplicas \(13\) exceeds kafka.observationsPartitions \(12\)' \
+  --set worker.autoscaling.maxReplicas=13
+refuses keda-above-partitions 'worker.keda.maxReplicas \(25\) exceeds kafka.observationsPartitions \(24\)' \
+  -f "$all_values" --set worker.keda.maxReplicas=25
+refuses replicas-above-partitions 'worker.replicas \(13\) exceeds' \
+  --set worker.autoscaling.enabled=false --set worker.replicas=13
+refuses notifier-above-partitions 'notifier.autoscaling.maxReplicas \(7\) exceeds kafka.alertsPartitions \(6\)' \
+  --set notifier.autoscaling.enabled=true --set notifier.autoscaling.maxReplicas=7
+refuses grace-not-shorter 'terminationGracePeriodSeconds \(25\) must be longer than worker.grace \(25\)' \
+  --set worker.terminationGracePeriodSeconds=25
+refuses hpa-and-keda 'both set' --set worker.keda.enabled=true
+refuses secret-in-settings 'pg_conninfo' --set worker.settings.pg_conninfo=host=db
+refuses secret-kafka-property 'sasl.password' --set 'kafka.properties.sasl\.password=hunter2'
+refuses writable-root 'readOnlyRootFilesystem' --set securityContext.readOnlyRootFilesystem=false
+refuses unknown-value "additional properties 'maxReplica' not allowed" --set worker.autoscaling.maxReplica=3
+refuses no-secret 'existingSecret' --set secrets.existingSecret=
+refuses no-channel 'notifier could send nothing' --set notifier.smtp.url=
+refuses tls-without-secret 'kafka.tls.existingSecret' --set kafka.tls.enabled=true
+
+# NOTES.txt renders and names what an SRE must create (helm template does not
+# print NOTES, so a copy of the chart renders it as a value).
+cp -r "$chart" "$tmp/notes-chart"
+echo 'notes: {{ include "vigil/templates/NOTES.txt" . | toJson }}' > "$tmp/notes-chart/templates/zz-notes.yaml"
+for v in "" "$all_values"; do
+  label=${v:+all-features values}
+  label=${label:-default values}
+  if notes=$("$helm" template vigil "$tmp/notes-chart" "${kube[@]}" ${v:+-f "$v"} --show-only templates/zz-notes.yaml 2>&1) &&
+     grep -q 'get secret vigil-credentials' <<<"$notes" && grep -q 'vigil-worker' <<<"$notes"; then
+    ok "NOTES.txt renders ($label) and names the Secret to create"
+  else
+    bad "NOTES.txt ($label): $notes"
+  fi
+done
+
+# Rules that vigil refuses must fail the check (the rendered rules are run
+# through `vigil rules check`).
+if [ -n "${VIGIL_BINARY:-}" ]; then
+  if ! render bad-rules --set-string 'rules.content=version: 1
+rules:
+  - id: potassium-high
+    kind: threshold
+    loinc: "2823-3"
+    op: ">>"
+'; then
+    bad "bad-rules: helm template failed: $(cat "$tmp/bad-rules.err")"
+  elif out=$("$validate" -f "$tmp/bad-rules.yaml" "${vigil_args[@]}" 2>&1); then
+    bad "bad-rules: the validator accepted rules that vigil refuses"
+  else
+    ok "bad-rules rejected: $(grep -m1 '^FAIL' <<<"$out")"
+  fi
+fi
+
+# The validator must reject broken manifests, or its passes mean nothing:
+# each mutant is the default rendering with one promise broken.
+render base || bad "base render: $(cat "$tmp/base.err")"
+# mutant NAME PYTHON-EXPRESSION-ON-s: the validator must fail on the result.
+mutant() {
+  local name=$1 expr=$2
+  if ! /usr/bin/python3 -c "
+import sys
+s = open(sys.argv[1]).read()
+t = $expr
+if t == s:
+    sys.exit('mutation changed nothing')
+open(sys.argv[2], 'w').write(t)
+" "$tmp/base.yaml" "$tmp/m-$name.yaml"; then
+    bad "mutant $name: could not be made"
+    return
+  fi
+  if out=$("$validate" -f "$tmp/m-$name.yaml" "${vigil_args[@]}" 2>&1); then
+    bad "mutant $name: the validator accepted it"
+  else
+    ok "mutant $name rejected: $(grep -m1 '^FAIL' <<<"$out")"
+  fi
+}
+mutant unknown-field "s.replace('readOnlyRootFilesystem: true', 'readOnlyRootFilesytem: true', 1)"
+mutant wrong-case-field "s.replace('allowPrivilegeEscalation: false', 'AllowPrivilegeEscalation: false', 1)"
+mutant writable-root "s.replace('readOnlyRootFilesystem: true', 'readOnlyRootFilesystem: false', 1)"
+mutant privilege-escalation "s.replace('allowPrivilegeEscalation: false', 'allowPrivilegeEscalation: true')"
+mutant keeps-capabilities "s.replace('- ALL', '- NET_RAW')"
+mutant runs-as-root "s.replace('runAsNonRoot: true', 'runAsNonRoot: false')"
+mutant unconfined-seccomp "s.replace('type: RuntimeDefault', 'type: Unconfined')"
+mutant no-readiness-path "s.replace('path: /readyz', 'path: /ready', 1)"
+mutant no-liveness "s.replace('livenessProbe:', 'startupProbe:', 1)"
+mutant loopback-http "s.replace('\"0.0.0.0:9100\"', '\"127.0.0.1:9100\"')"
+mutant no-memory-limit "s.replace('limits:\n              memory: 1Gi', 'limits:\n              cpu: 1', 1)"
+mutant rules-subpath "s.replace('mountPath: /etc/vigil/rules\n', 'mountPath: /etc/vigil/rules/rules.yaml\n              subPath: rules.yaml\n', 1)"
+mutant rules-not-mounted "s.replace('mountPath: /etc/vigil/rules\n', 'mountPath: /etc/vigil/other\n', 1)"
+mutant hpa-above-partitions "s.replace('maxReplicas: 6', 'maxReplicas: 13', 1)"
+mutant short-termination-grace "s.replace('terminationGracePeriodSeconds: 40', 'terminationGracePeriodSeconds: 20', 1)"
+mutant password-in-configmap "s.replace('    log_level: info\n', '    log_level: info\n    pg_conninfo: host=db user=vigil password=hunter2\n', 1)"
+mutant literal-secret-env "s.replace('- name: VIGIL_PG_CONNINFO_FILE\n              value: /var/run/secrets/vigil/credentials/pg-conninfo', '- name: VIGIL_PG_CONNINFO\n              value: host=db password=hunter2', 1)"
+mutant not-a-hook "s.replace('helm.sh/hook: pre-install,pre-upgrade', 'helm.sh/hook: post-install', 1)"
+mutant service-wrong-port "s.replace('targetPort: http', 'targetPort: metrics', 1)"
+if [ -n "${VIGIL_BINARY:-}" ]; then
+  mutant unknown-setting "s.replace('    log_level: info\n', '    loglevel: info\n', 1)"
+  mutant unknown-env "s.replace('name: VIGIL_GRACE', 'name: VIGIL_DRAIN_GRACE', 1)"
+fi
+mutant unknown-kind "s + '\n---\napiVersion: example.org/v1\nkind: Widget\nmetadata:\n  name: w\n'"
+
+finish
