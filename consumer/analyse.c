@@ -595,6 +595,11 @@ enum chan_status analyser_try_put(struct analyser *a, struct work *w)
     return chan_try_send(a->in, w);
 }
 
+enum chan_status analyser_put(struct analyser *a, struct work *w, deadline_t deadline)
+{
+    return chan_send(a->in, w, deadline);
+}
+
 size_t analyser_depth(struct analyser *a)
 {
     return chan_len(a->in);

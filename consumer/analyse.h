@@ -60,6 +60,11 @@ struct analyser *analyser_new(const struct analyse_env *env, int index, size_t q
  * caller's). */
 enum chan_status analyser_try_put(struct analyser *a, struct work *w);
 
+/* Queues W like analyser_try_put, but waits for room until DEADLINE:
+ * CHAN_OK, CHAN_TIMEOUT or CHAN_CLOSED (then the hold is still the
+ * caller's). */
+enum chan_status analyser_put(struct analyser *a, struct work *w, deadline_t deadline);
+
 /* Items waiting in the queue. */
 size_t analyser_depth(struct analyser *a);
 

@@ -41,6 +41,7 @@ struct work {
     int32_t partition;
     int64_t offset;
     uint32_t epoch;      /* the partition's tracking epoch (offsets.h) */
+    bool tracked;        /* offsets_track accepted it (poll thread only) */
     int64_t received_ms; /* wall clock when polled */
     atomic_int holds;
     atomic_bool abandoned;

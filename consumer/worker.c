@@ -27,6 +27,7 @@
 #define STORE_QUEUE 4096
 #define COMMIT_INTERVAL_MS 500
 #define REVOKE_DRAIN_MS 30000
+#define DISPATCH_WAIT_MS 50
 
 /* Poll-thread view of one partition. inflight is also touched by the sink
  * on other threads, hence atomic. */
@@ -37,6 +38,11 @@ struct partition {
     size_t stash_len;
     atomic_size_t inflight; /* tracked, not yet finished or abandoned */
     struct metric *m_lag;
+    /* offsets_committable() hands each position out once, so a commit the
+     * broker fails (coordinator moved, timeout) must be sent again by us,
+     * or the group stays behind until the partition gets new messages. */
+    int64_t commit_sent; /* last position given to rd_kafka_commit, -1: none */
+    bool commit_retry;   /* that commit failed: send it again */
 };
 
 struct worker {
@@ -56,6 +62,8 @@ struct worker {
     struct analyser **analysers;
     int nthreads;
     struct partition parts[MAX_PARTITIONS];
+    size_t stashed; /* poll thread: messages in all stashes */
+    int npaused;    /* poll thread: partitions paused */
     atomic_bool running;
     struct stat rules_stat;
 
@@ -177,6 +185,7 @@ static void pause_partition(struct worker *wk, int32_t p, bool pause)
         return;
     }
     wk->parts[p].paused = pause;
+    wk->npaused += pause ? 1 : -1;
     metric_gauge_add(wk->m_paused, pause ? 1 : -1);
 }
 
@@ -191,12 +200,39 @@ static uint64_t key_hash(const void *key, size_t len)
     return h;
 }
 
-/* Offers W to its analysis thread. Returns false if the queue is full. */
-static bool dispatch(struct worker *wk, struct work *w)
+/* Offers W to its analysis thread, waiting at most WAIT_MS for room.
+ * Returns false if the queue stayed full. */
+static bool dispatch(struct worker *wk, struct work *w, int wait_ms)
 {
     const rd_kafka_message_t *m = w->rkm;
     size_t i = (size_t)(key_hash(m->key, m->key ? m->key_len : 0) % (uint64_t)wk->nthreads);
-    return analyser_try_put(wk->analysers[i], w) == CHAN_OK;
+    if (wait_ms <= 0)
+        return analyser_try_put(wk->analysers[i], w) == CHAN_OK;
+    return analyser_put(wk->analysers[i], w, deadline_after_ms(wait_ms)) == CHAN_OK;
+}
+
+enum admit { ADMIT_OK, ADMIT_FULL, ADMIT_DROP };
+
+/* Tracks W's offset (once). FULL: the partition has its maximum in flight,
+ * keep W stashed and try later; never drop it, or a later commit would
+ * pass over it. DROP: W is a second delivery of an offset already tracked
+ * (a replay after a seek); W was freed. */
+static enum admit admit(struct worker *wk, struct work *w)
+{
+    if (w->tracked)
+        return ADMIT_OK;
+    enum offsets_status st = offsets_track(wk->offsets, w->partition, w->offset, &w->epoch);
+    if (st == OFFSETS_FULL)
+        return ADMIT_FULL;
+    if (st != OFFSETS_OK) {
+        log_msg(LOG_WARN, "worker", "partition %d offset %lld delivered again, skipped",
+                (int)w->partition, (long long)w->offset);
+        work_free(w);
+        return ADMIT_DROP;
+    }
+    w->tracked = true;
+    atomic_fetch_add(&wk->parts[w->partition].inflight, 1);
+    return ADMIT_OK;
 }
 
 static void stash(struct worker *wk, struct work *w)
@@ -209,6 +245,7 @@ static void stash(struct worker *wk, struct work *w)
         pt->stash_head = w;
     pt->stash_tail = w;
     pt->stash_len++;
+    wk->stashed++;
     pause_partition(wk, w->partition, true);
 }
 
@@ -216,16 +253,21 @@ static void stash(struct worker *wk, struct work *w)
  * partition whose stash is empty. */
 static void drain_stashes(struct worker *wk)
 {
+    if (wk->stashed == 0 && wk->npaused == 0)
+        return;
     for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
         struct partition *pt = &wk->parts[p];
         while (pt->stash_head != NULL) {
             struct work *w = pt->stash_head;
-            if (!dispatch(wk, w))
+            struct work *next = w->next;
+            enum admit a = admit(wk, w);
+            if (a == ADMIT_FULL || (a == ADMIT_OK && !dispatch(wk, w, 0)))
                 break;
-            pt->stash_head = w->next;
+            pt->stash_head = next;
             if (pt->stash_head == NULL)
                 pt->stash_tail = NULL;
             pt->stash_len--;
+            wk->stashed--;
         }
         if (pt->paused && pt->stash_head == NULL && pt->assigned)
             pause_partition(wk, p, false);
@@ -238,6 +280,11 @@ static void discard_stash(struct worker *wk, int32_t p)
     while (pt->stash_head != NULL) {
         struct work *w = pt->stash_head;
         pt->stash_head = w->next;
+        wk->stashed--;
+        if (!w->tracked) {
+            work_free(w); /* never tracked: nothing to finish */
+            continue;
+        }
         work_abandon(w);
         work_release(w);
     }
@@ -249,9 +296,15 @@ static void commit(struct worker *wk, bool sync)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
+        struct partition *pt = &wk->parts[p];
         int64_t off = offsets_committable(wk->offsets, p);
-        if (off >= 0)
+        if (off < 0 && pt->commit_retry && pt->assigned)
+            off = pt->commit_sent;
+        if (off >= 0) {
             rd_kafka_topic_partition_list_add(l, wk->opt->topic, p)->offset = off;
+            pt->commit_sent = off;
+            pt->commit_retry = false;
+        }
     }
     if (l->cnt > 0) {
         rd_kafka_resp_err_t err = rd_kafka_commit(wk->rk, l, sync ? 0 : 1);
@@ -259,6 +312,31 @@ static void commit(struct worker *wk, bool sync)
             log_msg(LOG_WARN, "worker", "could not commit offsets: %s", rd_kafka_err2str(err));
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Commit results, served on the poll thread by rd_kafka_consumer_poll. A
+ * failure of the latest position sent for a partition marks it for the next
+ * commit(); an older position's failure is moot (a newer one is on its way). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+    (void)rk;
+    struct worker *wk = opaque;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || l == NULL)
+        return;
+    for (int i = 0; i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &l->elems[i];
+        rd_kafka_resp_err_t perr = e->err != RD_KAFKA_RESP_ERR_NO_ERROR ? e->err : err;
+        if (perr == RD_KAFKA_RESP_ERR_NO_ERROR || e->partition < 0 ||
+            e->partition >= MAX_PARTITIONS || strcmp(e->topic, wk->opt->topic) != 0)
+            continue;
+        struct partition *pt = &wk->parts[e->partition];
+        if (pt->assigned && e->offset == pt->commit_sent) {
+            pt->commit_retry = true;
+            log_msg(LOG_WARN, "worker", "commit of partition %d at %lld failed, will retry: %s",
+                    (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
+        }
+    }
 }
 
 /* Waits (bounded) until every dispatched message of the revoked partitions
@@ -297,8 +375,11 @@ static void revoke(struct worker *wk, const rd_kafka_topic_partition_list_t *l)
         if (p < 0 || p >= MAX_PARTITIONS)
             continue;
         offsets_forget(wk->offsets, p);
+        wk->parts[p].commit_sent = -1;
+        wk->parts[p].commit_retry = false;
         if (wk->parts[p].paused) {
             wk->parts[p].paused = false;
+            wk->npaused--;
             metric_gauge_add(wk->m_paused, -1);
         }
         if (wk->parts[p].assigned)
@@ -382,16 +463,19 @@ static void on_message(struct worker *wk, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
-    enum offsets_status st = offsets_track(wk->offsets, p, m->offset, &w->epoch);
-    if (st != OFFSETS_OK) {
-        log_msg(LOG_WARN, "worker", "partition %d offset %lld not tracked (%d)", (int)p,
-                (long long)m->offset, (int)st);
-        w->sink = NULL;
-        work_free(w);
+    /* Messages of a partition with a stash queue behind it, in order:
+     * they are tracked only when they leave the stash, so tracking order
+     * stays offset order. */
+    if (wk->parts[p].stash_head != NULL) {
+        stash(wk, w);
         return;
     }
-    atomic_fetch_add(&wk->parts[p].inflight, 1);
-    if (wk->parts[p].stash_head != NULL || !dispatch(wk, w))
+    enum admit a = admit(wk, w);
+    if (a == ADMIT_DROP)
+        return;
+    /* A short wait for room absorbs ordinary bursts; pausing is kept for a
+     * stage that stays full, such as PostgreSQL away. */
+    if (a == ADMIT_FULL || !dispatch(wk, w, DISPATCH_WAIT_MS))
         stash(wk, w);
 }
 
@@ -440,11 +524,15 @@ static rd_kafka_t *consumer_new(struct worker *wk, char *errstr, size_t errsz)
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errsz) != 0 ||
         kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errsz) != 0 ||
         kafka_conf_set(conf, "partition.assignment.strategy", o->assignor, errstr, errsz) != 0 ||
+        /* Prefetch bound: messages of a paused partition already fetched
+         * are still delivered and wait in its stash; this caps them. */
+        kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", errstr, errsz) != 0 ||
         kafka_conf_apply(conf, o->cfg, errstr, errsz) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_opaque(conf, wk);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errsz);
     if (rk == NULL) {
@@ -516,8 +604,10 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    for (int32_t p = 0; p < MAX_PARTITIONS; p++)
+    for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
         atomic_init(&wk->parts[p].inflight, 0);
+        wk->parts[p].commit_sent = -1;
+    }
     struct metrics *m = wk->metrics;
     wk->m_consumed = metrics_counter(m, "vigil_consumed_total", "Messages consumed", NULL);
     wk->m_done = metrics_counter(m, "vigil_processed_total",
