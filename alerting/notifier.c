@@ -208,6 +208,25 @@ static void revoke(struct notifier *n, const rd_kafka_topic_partition_list_t *l)
     }
 }
 
+/* Commit results, served on the poll thread: a failed position goes back
+ * to the tracker to be committed again. */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l,
+                      void *opaque)
+{
+    struct notifier *n = opaque;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || l == NULL)
+        return;
+    for (int i = 0; i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &l->elems[i];
+        rd_kafka_resp_err_t perr = e->err != RD_KAFKA_RESP_ERR_NO_ERROR ? e->err : err;
+        if (perr == RD_KAFKA_RESP_ERR_NO_ERROR || strcmp(e->topic, n->opt->topic) != 0)
+            continue;
+        offsets_commit_failed(n->offsets, e->partition, e->offset);
+        log_msg(LOG_WARN, "notifier", "commit of partition %d at %lld failed, will retry: %s",
+                (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
+    }
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *l, void *opaque)
 {
@@ -320,6 +339,7 @@ static rd_kafka_t *consumer_new(struct notifier *n, char *errstr, size_t errsz)
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rd_kafka_conf_set_opaque(conf, n);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errsz);
     if (rk == NULL) {

@@ -16,6 +16,7 @@ struct part {
     size_t len;
     int64_t last_tracked; /* -1 before the first message */
     int64_t committable;  /* -1: nothing new since the last offsets_committable */
+    int64_t handed_out;   /* last position offsets_committable returned, -1 none */
     uint32_t epoch;       /* bumped by offsets_forget */
 };
 
@@ -41,6 +42,7 @@ struct offsets *offsets_new(int32_t max_partitions, size_t capacity)
     for (int32_t i = 0; i < max_partitions; i++) {
         o->parts[i].last_tracked = -1;
         o->parts[i].committable = -1;
+        o->parts[i].handed_out = -1;
     }
     o->capacity = capacity;
     o->nparts = max_partitions;
@@ -138,8 +140,21 @@ int64_t offsets_committable(struct offsets *o, int32_t partition)
     struct part *p = &o->parts[partition];
     int64_t c = p->committable;
     p->committable = -1;
+    if (c >= 0)
+        p->handed_out = c;
     pthread_mutex_unlock(&o->lock);
     return c;
+}
+
+void offsets_commit_failed(struct offsets *o, int32_t partition, int64_t offset)
+{
+    if (partition < 0 || partition >= o->nparts)
+        return;
+    pthread_mutex_lock(&o->lock);
+    struct part *p = &o->parts[partition];
+    if (offset == p->handed_out && p->committable < 0)
+        p->committable = offset;
+    pthread_mutex_unlock(&o->lock);
 }
 
 size_t offsets_inflight(struct offsets *o, int32_t partition)
@@ -162,6 +177,7 @@ void offsets_forget(struct offsets *o, int32_t partition)
     p->len = 0;
     p->last_tracked = -1;
     p->committable = -1;
+    p->handed_out = -1;
     p->epoch++;
     pthread_mutex_unlock(&o->lock);
 }

@@ -58,6 +58,14 @@ bool offsets_done(struct offsets *o, int32_t partition, int64_t offset, uint32_t
  * call that returned a value (so each position is committed once). */
 int64_t offsets_committable(struct offsets *o, int32_t partition);
 
+/* Reports that the commit of OFFSET for PARTITION failed. If OFFSET is the
+ * last position offsets_committable handed out and nothing newer has
+ * finished since, the next offsets_committable returns it again, so a
+ * commit the broker refused (coordinator moved, timeout) is retried
+ * instead of leaving the group behind. An older position's failure is
+ * moot: a newer one is on its way. */
+void offsets_commit_failed(struct offsets *o, int32_t partition, int64_t offset);
+
 /* Returns the number of tracked, unfinished-or-uncommitted messages. */
 size_t offsets_inflight(struct offsets *o, int32_t partition);
 

@@ -38,11 +38,6 @@ struct partition {
     size_t stash_len;
     atomic_size_t inflight; /* tracked, not yet finished or abandoned */
     struct metric *m_lag;
-    /* offsets_committable() hands each position out once, so a commit the
-     * broker fails (coordinator moved, timeout) must be sent again by us,
-     * or the group stays behind until the partition gets new messages. */
-    int64_t commit_sent; /* last position given to rd_kafka_commit, -1: none */
-    bool commit_retry;   /* that commit failed: send it again */
 };
 
 struct worker {
@@ -296,15 +291,9 @@ static void commit(struct worker *wk, bool sync)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
-        struct partition *pt = &wk->parts[p];
         int64_t off = offsets_committable(wk->offsets, p);
-        if (off < 0 && pt->commit_retry && pt->assigned)
-            off = pt->commit_sent;
-        if (off >= 0) {
+        if (off >= 0)
             rd_kafka_topic_partition_list_add(l, wk->opt->topic, p)->offset = off;
-            pt->commit_sent = off;
-            pt->commit_retry = false;
-        }
     }
     if (l->cnt > 0) {
         rd_kafka_resp_err_t err = rd_kafka_commit(wk->rk, l, sync ? 0 : 1);
@@ -314,9 +303,9 @@ static void commit(struct worker *wk, bool sync)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Commit results, served on the poll thread by rd_kafka_consumer_poll. A
- * failure of the latest position sent for a partition marks it for the next
- * commit(); an older position's failure is moot (a newer one is on its way). */
+/* Commit results, served on the poll thread by rd_kafka_consumer_poll: a
+ * failed position goes back to the tracker to be committed again (without
+ * this the group stays behind until the partition gets new messages). */
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *l, void *opaque)
 {
@@ -330,12 +319,9 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (perr == RD_KAFKA_RESP_ERR_NO_ERROR || e->partition < 0 ||
             e->partition >= MAX_PARTITIONS || strcmp(e->topic, wk->opt->topic) != 0)
             continue;
-        struct partition *pt = &wk->parts[e->partition];
-        if (pt->assigned && e->offset == pt->commit_sent) {
-            pt->commit_retry = true;
-            log_msg(LOG_WARN, "worker", "commit of partition %d at %lld failed, will retry: %s",
-                    (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
-        }
+        offsets_commit_failed(wk->offsets, e->partition, e->offset);
+        log_msg(LOG_WARN, "worker", "commit of partition %d at %lld failed, will retry: %s",
+                (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
     }
 }
 
@@ -375,8 +361,6 @@ static void revoke(struct worker *wk, const rd_kafka_topic_partition_list_t *l)
         if (p < 0 || p >= MAX_PARTITIONS)
             continue;
         offsets_forget(wk->offsets, p);
-        wk->parts[p].commit_sent = -1;
-        wk->parts[p].commit_retry = false;
         if (wk->parts[p].paused) {
             wk->parts[p].paused = false;
             wk->npaused--;
@@ -526,7 +510,7 @@ static rd_kafka_t *consumer_new(struct worker *wk, char *errstr, size_t errsz)
         kafka_conf_set(conf, "partition.assignment.strategy", o->assignor, errstr, errsz) != 0 ||
         /* Prefetch bound: messages of a paused partition already fetched
          * are still delivered and wait in its stash; this caps them. */
-        kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", errstr, errsz) != 0 ||
+        kafka_conf_set(conf, "queued.max.messages.kbytes", "4096", errstr, errsz) != 0 ||
         kafka_conf_apply(conf, o->cfg, errstr, errsz) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -604,10 +588,8 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
+    for (int32_t p = 0; p < MAX_PARTITIONS; p++)
         atomic_init(&wk->parts[p].inflight, 0);
-        wk->parts[p].commit_sent = -1;
-    }
     struct metrics *m = wk->metrics;
     wk->m_consumed = metrics_counter(m, "vigil_consumed_total", "Messages consumed", NULL);
     wk->m_done = metrics_counter(m, "vigil_processed_total",

@@ -317,6 +317,7 @@ static int cmd_encode(bool obs, bool confluent, uint32_t id)
                 printf("%02x", buf[i]);
             printf("\n");
         }
+        fflush(stdout); /* callers may stream: a line in, a line out */
     }
     codec_destroy(c);
     return 0;

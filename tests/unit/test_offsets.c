@@ -19,13 +19,23 @@ static void test_prefix(void)
     CHECK(offsets_done(o, 1, 10, ep));
     CHECK_EQ_INT(offsets_committable(o, 1), 13); /* 10,11,12 finished */
     CHECK_EQ_INT(offsets_committable(o, 1), -1); /* reported once */
+    /* The broker refused that commit: it is handed out again, once. */
+    offsets_commit_failed(o, 1, 12); /* not the position handed out: moot */
+    CHECK_EQ_INT(offsets_committable(o, 1), -1);
+    offsets_commit_failed(o, 1, 13);
+    CHECK_EQ_INT(offsets_committable(o, 1), 13);
+    CHECK_EQ_INT(offsets_committable(o, 1), -1);
     CHECK_EQ_INT(offsets_inflight(o, 1), 2);
     CHECK(!offsets_done(o, 1, 12, ep)); /* already popped */
     CHECK(!offsets_done(o, 1, 99, ep)); /* never tracked */
     CHECK(offsets_done(o, 1, 14, ep));
     CHECK_EQ_INT(offsets_committable(o, 1), -1);
     CHECK(offsets_done(o, 1, 13, ep));
+    /* A late failure of 13 while 15 is newer never moves the commit back. */
+    offsets_commit_failed(o, 1, 13);
     CHECK_EQ_INT(offsets_committable(o, 1), 15);
+    offsets_commit_failed(o, 1, 13);
+    CHECK_EQ_INT(offsets_committable(o, 1), -1);
     CHECK_EQ_INT(offsets_inflight(o, 1), 0);
     /* Other partitions untouched. */
     CHECK_EQ_INT(offsets_committable(o, 0), -1);
