@@ -44,6 +44,7 @@
 #include "ctx.h"
 #include "deadline.h"
 #include "log.h"
+#include "settings.h"
 #include "obs_input.h"
 #include "obs_producer.h"
 #include "sigwatch.h"
@@ -295,13 +296,8 @@ int cmd_import(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    struct {
-        const char *key;
-        const char *value;
-    } flags[64];
-    char kbuf[64][256];
-    int nflags = 0;
-    const char *config_file = getenv("VIGIL_CONFIG");
+    struct cli_settings set;
+    cli_settings_init(&set);
     enum obs_format fmt = OBS_FORMAT_AUTO;
     uint64_t skip = 0;
     bool strict = false;
@@ -317,7 +313,7 @@ int cmd_import(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'c':
-            config_file = optarg;
+            set.config_file = optarg;
             continue;
         case 'b': key = "bootstrap"; break;
         case 't': key = "topic"; break;
@@ -352,24 +348,15 @@ int cmd_import(int argc, char **argv)
                 return cli_bad_usage("import", usage,
                                      "--rate wants records per second (> 0), not '%s'", optarg);
             continue;
-        case 'X': {
-            const char *eq = strchr(optarg, '=');
-            if (eq == NULL || eq == optarg || nflags >= 64)
+        case 'X':
+            if (cli_settings_add_pair(&set, "kafka.", optarg) != 0)
                 return cli_bad_usage("import", usage, "-X wants PROP=VALUE, not '%s'", optarg);
-            snprintf(kbuf[nflags], sizeof kbuf[nflags], "kafka.%.*s", (int)(eq - optarg), optarg);
-            flags[nflags].key = kbuf[nflags];
-            flags[nflags].value = eq + 1;
-            nflags++;
             continue;
-        }
         default:
             return cli_bad_option("import", usage, argv);
         }
-        if (nflags >= 64)
+        if (cli_settings_add(&set, key, optarg) != 0)
             return cli_bad_usage("import", usage, "too many options");
-        flags[nflags].key = key;
-        flags[nflags].value = optarg;
-        nflags++;
     }
     if (optind == argc)
         return cli_bad_usage("import", usage, "which file? (use - for stdin)");
@@ -379,7 +366,6 @@ int cmd_import(int argc, char **argv)
 
     char err[2048];
     int rc = 1;
-    struct config *cfg = config_new(items);
     struct ctx *root = NULL, *stop = NULL;
     struct sigwatch *sw = NULL;
     struct wg *wg = NULL;
@@ -387,25 +373,9 @@ int cmd_import(int argc, char **argv)
     FILE *f = NULL;
     struct reader rd = {0};
     struct import im = {0};
-    if (cfg == NULL) {
-        fprintf(stderr, "vigil import: out of memory\n");
-        return 1;
-    }
-    if (config_file != NULL && *config_file != '\0' &&
-        config_load_file(cfg, config_file, err, sizeof err) != 0)
+    struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
+    if (cfg == NULL)
         goto fail;
-    if (config_load_env(cfg, err, sizeof err) != 0)
-        goto fail;
-    for (int i = 0; i < nflags; i++)
-        if (config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
-            goto fail;
-    int level = log_level_parse(config_get(cfg, "log_level"));
-    if (level < 0) {
-        snprintf(err, sizeof err, "log_level must be debug, info, warn or error, not '%s'",
-                 config_get(cfg, "log_level"));
-        goto fail;
-    }
-    log_set_level((enum log_level)level);
     long max_in_flight, flush_timeout;
     double progress_interval;
     if (config_get_long(cfg, "max_in_flight", 1, 1000000, &max_in_flight, err, sizeof err) != 0 ||

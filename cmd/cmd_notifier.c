@@ -10,6 +10,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "log.h"
+#include "settings.h"
 #include "notifier.h"
 #include "sigwatch.h"
 
@@ -111,16 +112,8 @@ int cmd_notifier(int argc, char **argv)
         {"sms-url", required_argument, NULL, 7},    {"set", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},           {0},
     };
-    /* Flags are applied after the file and the environment, so collect
-     * them first. */
-    enum { MAX_FLAGS = 64 };
-    struct {
-        const char *key;
-        const char *value;
-    } flags[MAX_FLAGS];
-    char kbuf[MAX_FLAGS][256];
-    int nflags = 0;
-    const char *config_file = getenv("VIGIL_CONFIG");
+    struct cli_settings set;
+    cli_settings_init(&set);
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "c:b:g:t:s:X:h", opts, NULL)) != -1) {
@@ -130,7 +123,7 @@ int cmd_notifier(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'c':
-            config_file = optarg;
+            set.config_file = optarg;
             continue;
         case 'b': key = "bootstrap"; break;
         case 'g': key = "group"; break;
@@ -143,56 +136,28 @@ int cmd_notifier(int argc, char **argv)
         case 6: key = "smtp_url"; break;
         case 7: key = "sms_url"; break;
         case 's':
-        case 'X': {
-            const char *eq = strchr(optarg, '=');
-            if (eq == NULL || eq == optarg || nflags >= MAX_FLAGS)
+        case 'X':
+            if (cli_settings_add_pair(&set, c == 'X' ? "kafka." : "", optarg) != 0)
                 return cli_bad_usage("notifier", usage, "-%c wants KEY=VALUE, not '%s'", c,
                                      optarg);
-            snprintf(kbuf[nflags], sizeof kbuf[nflags], "%s%.*s", c == 'X' ? "kafka." : "",
-                     (int)(eq - optarg), optarg);
-            flags[nflags].key = kbuf[nflags];
-            flags[nflags].value = eq + 1;
-            nflags++;
             continue;
-        }
         default:
             return cli_bad_option("notifier", usage, argv);
         }
-        if (nflags >= MAX_FLAGS)
+        if (cli_settings_add(&set, key, optarg) != 0)
             return cli_bad_usage("notifier", usage, "too many options");
-        flags[nflags].key = key;
-        flags[nflags].value = optarg;
-        nflags++;
     }
     if (optind < argc)
         return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[optind]);
 
     char err[2048];
     int rc = 1;
-    struct config *cfg = config_new(items);
     struct ctx *stop = NULL;
     struct sigwatch *sw = NULL;
     bool curl_ok = false;
-    if (cfg == NULL) {
-        fprintf(stderr, "vigil notifier: out of memory\n");
-        return 1;
-    }
-    if (config_file != NULL && *config_file != '\0' &&
-        config_load_file(cfg, config_file, err, sizeof err) != 0)
+    struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
+    if (cfg == NULL)
         goto fail;
-    if (config_load_env(cfg, err, sizeof err) != 0)
-        goto fail;
-    for (int i = 0; i < nflags; i++)
-        if (config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
-            goto fail;
-
-    int level = log_level_parse(config_get(cfg, "log_level"));
-    if (level < 0) {
-        snprintf(err, sizeof err, "log_level must be debug, info, warn or error, not '%s'",
-                 config_get(cfg, "log_level"));
-        goto fail;
-    }
-    log_set_level((enum log_level)level);
     const char *tls = config_get(cfg, "smtp_tls");
     if (strcmp(tls, "off") != 0 && strcmp(tls, "try") != 0 && strcmp(tls, "require") != 0) {
         snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);

@@ -22,6 +22,7 @@
 #include "fhir.h"
 #include "kafka.h"
 #include "log.h"
+#include "settings.h"
 #include "obs_input.h"
 #include "obs_json.h"
 #include "obs_producer.h"
@@ -253,15 +254,8 @@ int cmd_produce(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    /* Settings flags are applied after the file and the environment, so
-     * they are collected first. */
-    struct {
-        const char *key;
-        const char *value;
-    } flags[64];
-    char kbuf[64][256];
-    int nflags = 0;
-    const char *config_file = getenv("VIGIL_CONFIG");
+    struct cli_settings set;
+    cli_settings_init(&set);
     enum obs_format fmt = OBS_FORMAT_AUTO;
     bool generate = false, emit_ndjson = false;
     uint64_t n_generate = 0, u = 0;
@@ -278,7 +272,7 @@ int cmd_produce(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'c':
-            config_file = optarg;
+            set.config_file = optarg;
             continue;
         case 'b': key = "bootstrap"; break;
         case 't': key = "topic"; break;
@@ -344,24 +338,15 @@ int cmd_produce(int argc, char **argv)
         case O_EMIT:
             emit_ndjson = true;
             continue;
-        case 'X': {
-            const char *eq = strchr(optarg, '=');
-            if (eq == NULL || eq == optarg || nflags >= 64)
+        case 'X':
+            if (cli_settings_add_pair(&set, "kafka.", optarg) != 0)
                 return cli_bad_usage("produce", usage, "-X wants PROP=VALUE, not '%s'", optarg);
-            snprintf(kbuf[nflags], sizeof kbuf[nflags], "kafka.%.*s", (int)(eq - optarg), optarg);
-            flags[nflags].key = kbuf[nflags];
-            flags[nflags].value = eq + 1;
-            nflags++;
             continue;
-        }
         default:
             return cli_bad_option("produce", usage, argv);
         }
-        if (nflags >= 64)
+        if (cli_settings_add(&set, key, optarg) != 0)
             return cli_bad_usage("produce", usage, "too many options");
-        flags[nflags].key = key;
-        flags[nflags].value = optarg;
-        nflags++;
     }
     if (generate && optind < argc)
         return cli_bad_usage("produce", usage, "--generate takes no input files ('%s')",
@@ -369,28 +354,11 @@ int cmd_produce(int argc, char **argv)
 
     char err[2048];
     int rc = 1;
-    struct config *cfg = config_new(items);
     struct sigwatch *sw = NULL;
     struct run r = {0};
-    if (cfg == NULL) {
-        fprintf(stderr, "vigil produce: out of memory\n");
-        return 1;
-    }
-    if (config_file != NULL && *config_file != '\0' &&
-        config_load_file(cfg, config_file, err, sizeof err) != 0)
+    struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
+    if (cfg == NULL)
         goto fail;
-    if (config_load_env(cfg, err, sizeof err) != 0)
-        goto fail;
-    for (int i = 0; i < nflags; i++)
-        if (config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
-            goto fail;
-    int level = log_level_parse(config_get(cfg, "log_level"));
-    if (level < 0) {
-        snprintf(err, sizeof err, "log_level must be debug, info, warn or error, not '%s'",
-                 config_get(cfg, "log_level"));
-        goto fail;
-    }
-    log_set_level((enum log_level)level);
     long max_in_flight, flush_timeout;
     if (config_get_long(cfg, "max_in_flight", 1, 1000000, &max_in_flight, err, sizeof err) != 0 ||
         config_get_long(cfg, "flush_timeout", 1, 3600, &flush_timeout, err, sizeof err) != 0)

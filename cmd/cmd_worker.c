@@ -10,6 +10,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "log.h"
+#include "settings.h"
 #include "sigwatch.h"
 #include "worker.h"
 
@@ -77,14 +78,8 @@ int cmd_worker(int argc, char **argv)
         {"log-level", required_argument, NULL, 5}, {"help", no_argument, NULL, 'h'},
         {0},
     };
-    /* Flags are applied after the file and the environment, so collect
-     * them first. */
-    struct {
-        const char *key;
-        const char *value;
-    } flags[64];
-    int nflags = 0;
-    const char *config_file = getenv("VIGIL_CONFIG");
+    struct cli_settings set;
+    cli_settings_init(&set);
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "c:b:g:t:r:j:X:h", opts, NULL)) != -1) {
@@ -94,7 +89,7 @@ int cmd_worker(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'c':
-            config_file = optarg;
+            set.config_file = optarg;
             continue;
         case 'b': key = "bootstrap"; break;
         case 'g': key = "group"; break;
@@ -106,54 +101,26 @@ int cmd_worker(int argc, char **argv)
         case 3: key = "pg_conninfo"; break;
         case 4: key = "assignor"; break;
         case 5: key = "log_level"; break;
-        case 'X': {
-            static char kbuf[64][256];
-            const char *eq = strchr(optarg, '=');
-            if (eq == NULL || eq == optarg || nflags >= 64)
+        case 'X':
+            if (cli_settings_add_pair(&set, "kafka.", optarg) != 0)
                 return cli_bad_usage("worker", usage, "-X wants PROP=VALUE, not '%s'", optarg);
-            snprintf(kbuf[nflags], sizeof kbuf[nflags], "kafka.%.*s", (int)(eq - optarg), optarg);
-            flags[nflags].key = kbuf[nflags];
-            flags[nflags].value = eq + 1;
-            nflags++;
             continue;
-        }
         default:
             return cli_bad_option("worker", usage, argv);
         }
-        if (nflags >= 64)
+        if (cli_settings_add(&set, key, optarg) != 0)
             return cli_bad_usage("worker", usage, "too many options");
-        flags[nflags].key = key;
-        flags[nflags].value = optarg;
-        nflags++;
     }
     if (optind < argc)
         return cli_bad_usage("worker", usage, "unexpected argument '%s'", argv[optind]);
 
     char err[2048];
     int rc = 1;
-    struct config *cfg = config_new(items);
     struct ctx *stop = NULL;
     struct sigwatch *sw = NULL;
-    if (cfg == NULL) {
-        fprintf(stderr, "vigil worker: out of memory\n");
-        return 1;
-    }
-    if (config_file != NULL && *config_file != '\0' &&
-        config_load_file(cfg, config_file, err, sizeof err) != 0)
+    struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
+    if (cfg == NULL)
         goto fail;
-    if (config_load_env(cfg, err, sizeof err) != 0)
-        goto fail;
-    for (int i = 0; i < nflags; i++)
-        if (config_set(cfg, flags[i].key, flags[i].value, err, sizeof err) != 0)
-            goto fail;
-
-    int level = log_level_parse(config_get(cfg, "log_level"));
-    if (level < 0) {
-        snprintf(err, sizeof err, "log_level must be debug, info, warn or error, not '%s'",
-                 config_get(cfg, "log_level"));
-        goto fail;
-    }
-    log_set_level((enum log_level)level);
     long threads, grace, batch_rows, batch_ms, max_subjects, max_message;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
