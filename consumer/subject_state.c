@@ -97,11 +97,25 @@ static void insert_keep_latest(struct subject_result *arr, int *n, int cap,
     (*n)++;
 }
 
-static int remove_id(struct subject_result *arr, int *n, const char *observation_id)
+/* Every add first removes an earlier version of the same id from every
+ * kept list, so this scan is on the hot path: compare a hash before the
+ * string (ids share long prefixes such as "OBS-2a-"). */
+static uint64_t id_hash(const char *id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (; *id; id++) {
+        h ^= (unsigned char)*id;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static int remove_id(struct subject_result *arr, int *n, const char *observation_id,
+                     uint64_t hash)
 {
     int removed = 0;
     for (int i = 0; i < *n;) {
-        if (strcmp(arr[i].observation_id, observation_id) == 0) {
+        if (arr[i].id_hash == hash && strcmp(arr[i].observation_id, observation_id) == 0) {
             memmove(&arr[i], &arr[i + 1], (size_t)(*n - i - 1) * sizeof arr[0]);
             (*n)--;
             removed++;
@@ -139,10 +153,11 @@ void subject_state_destroy(struct subject_state *st)
 int subject_state_remove(struct subject_state *st, const char *observation_id)
 {
     int removed = 0;
+    uint64_t hash = id_hash(observation_id);
     for (int i = 0; i < st->n_slots; i++) {
         struct slot *s = st->slots[i];
-        removed += remove_id(s->base, &s->n_base, observation_id);
-        removed += remove_id(s->recent, &s->n_recent, observation_id);
+        removed += remove_id(s->base, &s->n_base, observation_id, hash);
+        removed += remove_id(s->recent, &s->n_recent, observation_id, hash);
     }
     return removed;
 }
@@ -186,6 +201,7 @@ int subject_state_add(struct subject_state *st, const struct observation *obs,
 
     struct subject_result r = {0};
     snprintf(r.observation_id, sizeof r.observation_id, "%s", obs->observation_id);
+    r.id_hash = id_hash(r.observation_id);
     r.effective_ms = obs->effective_ms;
     r.value = c->value;
     r.has_ref_low = c->has_ref_low;

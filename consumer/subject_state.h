@@ -52,6 +52,7 @@
 /* One kept result, normalised to its LOINC's canonical unit. */
 struct subject_result {
     char observation_id[OBS_ID_MAX + 1];
+    uint64_t id_hash; /* FNV-1a of observation_id: compared before the string */
     int64_t effective_ms;
     double value;
     bool has_ref_low;
