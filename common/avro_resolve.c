@@ -558,7 +558,12 @@ static enum codec_status read_len(struct adec *d, size_t *out)
         return adec_fail(d, CODEC_ECORRUPT, "negative length %lld", (long long)n);
     }
     if ((uint64_t)n > remaining(d)) {
+        /* A length a message could carry means the bytes were cut short;
+         * one no message may carry is a corrupt or hostile length. */
         d->p = at;
+        if ((uint64_t)n <= CODEC_DEFAULT_MAX_MESSAGE)
+            return adec_fail(d, CODEC_ETRUNCATED, "message ends inside a value of %lld bytes "
+                             "(%zu bytes left)", (long long)n, remaining(d));
         return adec_fail(d, CODEC_EOVERSIZE, "length %lld is beyond the %zu bytes left",
                          (long long)n, remaining(d));
     }

@@ -35,6 +35,10 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
     }
     MHD_add_response_header(r, "Content-Type", ctype);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* One request per connection: probes and scrapes do not need keep-alive,
+     * and a client that half-closes a kept-alive connection would otherwise
+     * hold it (and its per-address slot) until the timeout. */
+    MHD_add_response_header(r, "Connection", "close");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(r, "Allow", "GET, HEAD");
     enum MHD_Result rc = MHD_queue_response(conn, status, r);

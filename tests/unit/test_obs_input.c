@@ -186,8 +186,8 @@ static void test_csv(void)
         "export.csv:5: value 'abc' is not a number",
         "export.csv:6: missing field subject_id",
         "export.csv:7: field 14: text after the closing quote",
-        "export.csv:8: effective_time: time '2025-01-06' has no time of day (RFC 3339 date-time "
-        "wanted)",
+        ("export.csv:8: effective_time: time '2025-01-06' has no time of day (RFC 3339 date-time "
+         "wanted)"),
         "export.csv:9: 2 fields, the header has 14",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
