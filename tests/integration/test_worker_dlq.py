@@ -85,8 +85,12 @@ c = h.Consumer({"bootstrap.servers": h.bootstrap(), "group.id": "e-" + rid})
 for p in range(3):
     ends[p] = c.get_watermark_offsets(h.TopicPartition(topic, p), timeout=10)[1]
 c.close()
-t.check(h.wait_until(lambda: h.committed(group, topic, 3) == ends, 30, "offsets committed to the end"),
-        "every partition moved on past its poison messages")
+ok = h.wait_until(lambda: h.committed(group, topic, 3) == ends, 30, "offsets committed to the end")
+t.check(ok, "every partition moved on past its poison messages: committed %s, ends %s, "
+        "processed %s, consumed %s, paused %s, abandoned %s"
+        % (h.committed(group, topic, 3), ends, w.metric("vigil_processed_total"),
+           w.metric("vigil_consumed_total"), w.metric("vigil_paused_partitions"),
+           w.metric("vigil_abandoned_total")))
 m_invalid = sum(w.metric("vigil_invalid_total", 'reason="%s"' % c) or 0
                 for c in {"corrupt", "truncated", "oversize", "unknown_schema", "invalid"})
 t.check(m_invalid == len(bad), "vigil_invalid_total counts every dead letter (%s)" % m_invalid)
