@@ -248,6 +248,10 @@ int email_easy_setup(CURL *easy, const struct email_config *cfg, const char *rcp
     else if (cfg->tls != NULL && strcmp(cfg->tls, "try") == 0)
         tls = CURLUSESSL_TRY;
     curl_easy_setopt(easy, CURLOPT_USE_SSL, tls);
+    /* A private CA (the site's own relay) must not need a system-wide trust
+     * store change; verification itself stays on. */
+    if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0')
+        curl_easy_setopt(easy, CURLOPT_CAINFO, cfg->ca_file);
     if (cfg->user != NULL && cfg->user[0] != '\0') {
         curl_easy_setopt(easy, CURLOPT_USERNAME, cfg->user);
         curl_easy_setopt(easy, CURLOPT_PASSWORD, cfg->password ? cfg->password : "");

@@ -33,6 +33,7 @@ struct email_config {
     const char *password; /* secret */
     const char *tls;      /* "off", "try" (STARTTLS if offered) or "require" */
     long timeout_ms;      /* whole transfer, connect included */
+    const char *ca_file;  /* PEM CA bundle to verify the server; NULL or "": libcurl's default */
 };
 
 struct email_headers {

@@ -39,6 +39,8 @@ static const struct config_item items[] = {
     {"smtp_password", "VIGIL_SMTP_PASSWORD", NULL, "SMTP AUTH password", true},
     {"smtp_tls", "VIGIL_SMTP_TLS", "try",
      "STARTTLS on smtp://: off, try (if offered) or require", false},
+    {"smtp_ca_file", "VIGIL_SMTP_CA_FILE", NULL,
+     "PEM CA file to verify the SMTP server's certificate; unset: the system's CAs", false},
     {"smtp_timeout_ms", "VIGIL_SMTP_TIMEOUT_MS", "30000", "one SMTP transfer, connect included",
      false},
     {"sms_url", "VIGIL_SMS_URL", NULL, "SMS gateway endpoint (form POST); unset: SMS disabled",
@@ -209,7 +211,7 @@ int cmd_notifier(int argc, char **argv)
             {
                 .email = {config_get(cfg, "smtp_url"), config_get(cfg, "smtp_from"),
                           config_get(cfg, "smtp_user"), config_get(cfg, "smtp_password"), tls,
-                          smtp_to},
+                          smtp_to, config_get(cfg, "smtp_ca_file")},
                 .sms = {config_get(cfg, "sms_url"), config_get(cfg, "sms_from"),
                         config_get(cfg, "sms_user"), config_get(cfg, "sms_password"), sms_to},
                 .concurrency = (int)conc,
