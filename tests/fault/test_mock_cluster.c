@@ -177,13 +177,21 @@ static int produce_range(struct run *r, struct codec *codec, rd_kafka_t *p, int 
     return queued;
 }
 
+/* The partition's end offset, or -1. Retried: right after a mock broker
+ * comes back, a leader may not answer the first query, and a reader that
+ * skipped the partition would under-count what is on the topic. */
 static int64_t high_watermark(rd_kafka_t *rk, const char *topic, int32_t part)
 {
-    int64_t lo = -1, hi = -1;
-    if (rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi, 10000) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    return hi;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        int64_t lo = -1, hi = -1;
+        rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi, 5000);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return hi;
+        fprintf(stderr, "watermarks of %s [%d]: %s (attempt %d)\n", topic, (int)part,
+                rd_kafka_err2str(err), attempt + 1);
+    }
+    return -1;
 }
 
 /* Reads every message of TOPIC (all partitions, up to their current ends)
@@ -199,6 +207,8 @@ static void read_alerts(struct run *r, struct codec *codec, int *total, int *dis
     unsigned char *seen = calloc(N_OBS, 1);
     for (int32_t p = 0; p < N_PARTS; p++) {
         int64_t end = high_watermark(c, r->alerts, p);
+        if (end < 0)
+            fprintf(stderr, "FAIL: could not learn the end of %s [%d]\n", r->alerts, (int)p);
         if (end <= 0)
             continue;
         rd_kafka_topic_t *t = rd_kafka_topic_new(c, r->alerts, NULL);
@@ -235,6 +245,9 @@ static void read_alerts(struct run *r, struct codec *codec, int *total, int *dis
             }
             rd_kafka_message_destroy(m);
         }
+        if (next < end)
+            fprintf(stderr, "FAIL: read %s [%d] only up to offset %lld of %lld\n", r->alerts,
+                    (int)p, (long long)next, (long long)end);
         rd_kafka_consume_stop(t, p);
         rd_kafka_topic_destroy(t);
     }
