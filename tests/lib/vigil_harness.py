@@ -210,7 +210,10 @@ def committed(group, topic, partitions):
     c = Consumer({"bootstrap.servers": bootstrap(), "group.id": group})
     tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     c.close()
-    return {tp.partition: tp.offset for tp in tps}
+    # A partition nothing was ever committed for reports OFFSET_INVALID
+    # (-1001); for comparing with end offsets that is position 0 (an empty
+    # partition is "at its end" with nothing committed).
+    return {tp.partition: max(tp.offset, 0) for tp in tps}
 
 
 # ---- PostgreSQL ---------------------------------------------------------
