@@ -207,9 +207,17 @@ def consume_all(topic, idle=3.0, max_total=120):
 
 
 def committed(group, topic, partitions):
+    """Returns {partition: committed offset}, or None while the group
+    coordinator cannot answer yet (NOT_COORDINATOR, load in progress on a
+    fresh broker): callers poll it through wait_until."""
     c = Consumer({"bootstrap.servers": bootstrap(), "group.id": group})
-    tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    c.close()
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    except Exception as e:  # KafkaException: a transient coordinator error
+        print("committed offsets not available yet: %s" % e, flush=True)
+        return None
+    finally:
+        c.close()
     # A partition nothing was ever committed for reports OFFSET_INVALID
     # (-1001); for comparing with end offsets that is position 0 (an empty
     # partition is "at its end" with nothing committed).
