@@ -147,18 +147,7 @@ static void discard_stash(struct notifier *n, int32_t p)
 
 static void commit(struct notifier *n, bool sync)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-    for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
-        int64_t off = offsets_committable(n->offsets, p);
-        if (off >= 0)
-            rd_kafka_topic_partition_list_add(l, n->opt->topic, p)->offset = off;
-    }
-    if (l->cnt > 0) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(n->rk, l, sync ? 0 : 1);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            log_msg(LOG_WARN, "notifier", "could not commit offsets: %s", rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    kafka_commit_offsets(n->rk, n->opt->topic, n->offsets, MAX_PARTITIONS, sync, "notifier");
 }
 
 /* Inside the rebalance callback: give the revoked partitions' alerts a
@@ -214,17 +203,7 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
                       void *opaque)
 {
     struct notifier *n = opaque;
-    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || l == NULL)
-        return;
-    for (int i = 0; i < l->cnt; i++) {
-        const rd_kafka_topic_partition_t *e = &l->elems[i];
-        rd_kafka_resp_err_t perr = e->err != RD_KAFKA_RESP_ERR_NO_ERROR ? e->err : err;
-        if (perr == RD_KAFKA_RESP_ERR_NO_ERROR || strcmp(e->topic, n->opt->topic) != 0)
-            continue;
-        offsets_commit_failed(n->offsets, e->partition, e->offset);
-        log_msg(LOG_WARN, "notifier", "commit of partition %d at %lld failed, will retry: %s",
-                (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
-    }
+    kafka_commit_result(err, l, n->opt->topic, n->offsets, "notifier");
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -238,29 +217,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 n->parts[p].assigned = true;
         }
         log_msg(LOG_INFO, "notifier", "assigned %d partitions", l->cnt);
-        if (n->cooperative) {
-            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, l);
-            if (e != NULL) {
-                log_msg(LOG_ERROR, "notifier", "could not assign: %s", rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-            }
-        } else {
-            rd_kafka_resp_err_t r = rd_kafka_assign(rk, l);
-            if (r != RD_KAFKA_RESP_ERR_NO_ERROR)
-                log_msg(LOG_ERROR, "notifier", "could not assign: %s", rd_kafka_err2str(r));
-        }
+        kafka_assign(rk, l, n->cooperative, "notifier");
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         log_msg(LOG_INFO, "notifier", "revoking %d partitions: draining", l->cnt);
         revoke(n, l);
-        if (n->cooperative) {
-            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, l);
-            if (e != NULL)
-                rd_kafka_error_destroy(e);
-        } else {
-            rd_kafka_assign(rk, NULL);
-        }
+        kafka_unassign(rk, l, n->cooperative);
         return;
     }
     log_msg(LOG_ERROR, "notifier", "rebalance error: %s", rd_kafka_err2str(err));

@@ -8,9 +8,11 @@
 #define VIGIL_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "offsets.h"
 
 /* Returns a new librdkafka configuration: bootstrap.servers = BOOTSTRAP,
  * client.id = CLIENT_ID, then every "kafka.*" property of CFG (which win),
@@ -28,6 +30,27 @@ int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, char *errs
  * "could not set Kafka property NAME: reason". */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
                    size_t errstr_size);
+
+/* The consumer-group plumbing the worker and the notifier share. All four
+ * run on the consumer's poll thread (inside its callbacks or loop). */
+
+/* Takes the assignment L, incrementally when COOPERATIVE. Errors are
+ * logged under COMPONENT (librdkafka keeps its previous assignment). */
+void kafka_assign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative,
+                  const char *component);
+
+/* Gives up L (incrementally when COOPERATIVE) or the whole assignment. */
+void kafka_unassign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative);
+
+/* Commits, for partitions 0..NPARTS-1 of TOPIC, every position O has
+ * finished since the last call (asynchronously unless SYNC). */
+void kafka_commit_offsets(rd_kafka_t *rk, const char *topic, struct offsets *o, int32_t nparts,
+                          bool sync, const char *component);
+
+/* For the offset-commit callback: hands every failed position of TOPIC in
+ * L back to O so the next kafka_commit_offsets sends it again. */
+void kafka_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *l,
+                         const char *topic, struct offsets *o, const char *component);
 
 /* Milliseconds since the Unix epoch (wall clock: event and detection times). */
 int64_t kafka_now_ms(void);

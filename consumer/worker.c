@@ -289,18 +289,7 @@ static void discard_stash(struct worker *wk, int32_t p)
 
 static void commit(struct worker *wk, bool sync)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-    for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
-        int64_t off = offsets_committable(wk->offsets, p);
-        if (off >= 0)
-            rd_kafka_topic_partition_list_add(l, wk->opt->topic, p)->offset = off;
-    }
-    if (l->cnt > 0) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(wk->rk, l, sync ? 0 : 1);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            log_msg(LOG_WARN, "worker", "could not commit offsets: %s", rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    kafka_commit_offsets(wk->rk, wk->opt->topic, wk->offsets, MAX_PARTITIONS, sync, "worker");
 }
 
 /* Commit results, served on the poll thread by rd_kafka_consumer_poll: a
@@ -309,20 +298,8 @@ static void commit(struct worker *wk, bool sync)
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *l, void *opaque)
 {
-    (void)rk;
     struct worker *wk = opaque;
-    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || l == NULL)
-        return;
-    for (int i = 0; i < l->cnt; i++) {
-        const rd_kafka_topic_partition_t *e = &l->elems[i];
-        rd_kafka_resp_err_t perr = e->err != RD_KAFKA_RESP_ERR_NO_ERROR ? e->err : err;
-        if (perr == RD_KAFKA_RESP_ERR_NO_ERROR || e->partition < 0 ||
-            e->partition >= MAX_PARTITIONS || strcmp(e->topic, wk->opt->topic) != 0)
-            continue;
-        offsets_commit_failed(wk->offsets, e->partition, e->offset);
-        log_msg(LOG_WARN, "worker", "commit of partition %d at %lld failed, will retry: %s",
-                (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
-    }
+    kafka_commit_result(err, l, wk->opt->topic, wk->offsets, "worker");
 }
 
 /* Waits (bounded) until every dispatched message of the revoked partitions
@@ -388,18 +365,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             }
         }
         log_msg(LOG_INFO, "worker", "assigned %d partitions", l->cnt);
-        rd_kafka_error_t *e = NULL;
-        rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (wk->cooperative)
-            e = rd_kafka_incremental_assign(rk, l);
-        else
-            r = rd_kafka_assign(rk, l);
-        if (e != NULL) {
-            log_msg(LOG_ERROR, "worker", "could not assign: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        } else if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            log_msg(LOG_ERROR, "worker", "could not assign: %s", rd_kafka_err2str(r));
-        }
+        kafka_assign(rk, l, wk->cooperative, "worker");
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -407,13 +373,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (rd_kafka_assignment_lost(rk))
             log_msg(LOG_WARN, "worker", "assignment lost: uncommitted work will be redone");
         revoke(wk, l);
-        if (wk->cooperative) {
-            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, l);
-            if (e != NULL)
-                rd_kafka_error_destroy(e);
-        } else {
-            rd_kafka_assign(rk, NULL);
-        }
+        kafka_unassign(rk, l, wk->cooperative);
         return;
     }
     log_msg(LOG_ERROR, "worker", "rebalance error: %s", rd_kafka_err2str(err));
