@@ -4,149 +4,202 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "notice.h"
 
-/* Room for NOTICE_MAX_ALERTS ids, each fully escaped and quoted. */
-#define ARRAY_MAX (NOTICE_MAX_ALERTS * (2 * ALERT_ID_MAX + 3) + 8)
+struct dedupe_batch {
+    struct pg_textarray *col[6];
+};
 
-size_t dedupe_array_literal(const char *const *ids, int n, char *out, size_t outsz)
+struct dedupe_batch *dedupe_batch_new(void)
 {
-    size_t o = 0;
-    if (outsz < 3)
-        return 0;
-    out[o++] = '{';
-    for (int i = 0; i < n; i++) {
-        if (i > 0)
-            out[o++] = ',';
-        out[o++] = '"';
-        for (const char *p = ids[i]; *p; p++) {
-            if (o + 5 >= outsz)
-                return 0;
-            if (*p == '"' || *p == '\\')
-                out[o++] = '\\';
-            out[o++] = *p;
+    struct dedupe_batch *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    for (int i = 0; i < 6; i++)
+        if ((b->col[i] = pg_textarray_new()) == NULL) {
+            dedupe_batch_destroy(b);
+            return NULL;
         }
-        if (o + 4 >= outsz)
-            return 0;
-        out[o++] = '"';
-    }
-    out[o++] = '}';
-    out[o] = '\0';
-    return o;
+    return b;
 }
 
-int dedupe_claim(PGconn *conn, const char *alert_id, const char *researcher, enum channel ch,
-                 int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
-                 size_t errstr_size)
+void dedupe_batch_destroy(struct dedupe_batch *b)
 {
+    if (b == NULL)
+        return;
+    for (int i = 0; i < 6; i++)
+        pg_textarray_destroy(b->col[i]);
+    free(b);
+}
+
+static void batch_reset(struct dedupe_batch *b)
+{
+    for (int i = 0; i < 6; i++)
+        pg_textarray_reset(b->col[i]);
+}
+
+/* Fills columns 0..2 with the keys. Returns 0 or -1 (out of memory). */
+static int batch_keys(struct dedupe_batch *b, const struct dedupe_key *keys, int n,
+                      char *errstr, size_t errstr_size)
+{
+    batch_reset(b);
+    for (int i = 0; i < n; i++)
+        if (pg_textarray_add(b->col[0], keys[i].alert_id) != 0 ||
+            pg_textarray_add(b->col[1], keys[i].researcher) != 0 ||
+            pg_textarray_add(b->col[2], channel_name(keys[i].ch)) != 0) {
+            snprintf(errstr, errstr_size, "out of memory building a batch of %d rows", n);
+            return -1;
+        }
+    return 0;
+}
+
+int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys, int n,
+                      int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
+                      size_t errstr_size)
+{
+    if (n <= 0)
+        return 0;
+    if (batch_keys(b, keys, n, errstr, errstr_size) != 0)
+        return -1;
     char lease[32];
     snprintf(lease, sizeof lease, "%d", lease_s);
-    const char *p[] = {alert_id, researcher, channel_name(ch), lease};
-    /* xmax is 0 for a row this statement inserted and non-zero for one it
-     * updated: the cheap way to tell a new claim from a take-over. */
-    PGresult *r = pg_query(conn,
-                           "INSERT INTO notifications AS n (alert_id, researcher_id, channel, "
-                           "state, next_attempt_at) VALUES ($1, $2, $3, 'pending', now()) "
-                           "ON CONFLICT (alert_id, researcher_id, channel) DO UPDATE "
-                           "SET state = 'pending', updated_at = now(), next_attempt_at = now() "
-                           "WHERE n.state IN ('pending', 'sending') "
-                           "AND n.updated_at < now() - make_interval(secs => $4::int) "
-                           "RETURNING (n.xmax <> 0)::int",
-                           4, p, errstr, errstr_size);
+    const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
+                       pg_textarray_str(b->col[2]), lease};
+    /* One round trip for the whole batch. The INSERT claims what is new or
+     * abandoned (xmax is 0 for a row it inserted, non-zero for one it took
+     * over); the outer SELECT reads, in the statement's snapshot, the state
+     * that made a key not claimable. Rows are inserted in key order so two
+     * notifiers claiming overlapping batches lock them in the same order
+     * and cannot deadlock. */
+    PGresult *r = pg_query(
+        conn,
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) "
+        "WITH ORDINALITY AS k(a, r, c, i)), "
+        "ins AS (INSERT INTO notifications AS n (alert_id, researcher_id, channel, state, "
+        "next_attempt_at) SELECT a, r, c, 'pending', now() FROM k ORDER BY a, r, c "
+        "ON CONFLICT (alert_id, researcher_id, channel) DO UPDATE "
+        "SET state = 'pending', updated_at = now(), next_attempt_at = now() "
+        "WHERE n.state IN ('pending', 'sending') "
+        "AND n.updated_at < now() - make_interval(secs => $4::int) "
+        "RETURNING n.alert_id, n.researcher_id, n.channel, (n.xmax <> 0)::int AS took) "
+        "SELECT k.i, ins.took, cur.state FROM k "
+        "LEFT JOIN ins ON ins.alert_id = k.a AND ins.researcher_id = k.r AND ins.channel = k.c "
+        "LEFT JOIN notifications cur ON cur.alert_id = k.a AND cur.researcher_id = k.r "
+        "AND cur.channel = k.c ORDER BY k.i",
+        4, p, errstr, errstr_size);
     if (r == NULL)
         return -1;
-    if (PQntuples(r) == 1) {
-        if (taken_over != NULL)
-            *taken_over = strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+    if (PQntuples(r) != n) {
+        snprintf(errstr, errstr_size,
+                 "claiming %d notifications returned %d rows (duplicate keys?)", n,
+                 PQntuples(r));
         PQclear(r);
-        *out = DEDUPE_OWNED;
-        return 0;
-    }
-    PQclear(r);
-    r = pg_query(conn,
-                 "SELECT state FROM notifications WHERE alert_id = $1 AND researcher_id = $2 "
-                 "AND channel = $3",
-                 3, p, errstr, errstr_size);
-    if (r == NULL)
         return -1;
-    if (PQntuples(r) == 0) {
-        /* deleted between the two statements: claim again next time */
-        *out = DEDUPE_BUSY;
-    } else {
-        const char *st = PQgetvalue(r, 0, 0);
-        *out = (strcmp(st, "pending") == 0 || strcmp(st, "sending") == 0) ? DEDUPE_BUSY
-                                                                          : DEDUPE_DONE;
     }
-    if (taken_over != NULL)
-        *taken_over = false;
+    for (int i = 0; i < n; i++) {
+        bool taken = false;
+        if (!PQgetisnull(r, i, 1)) {
+            out[i] = DEDUPE_OWNED;
+            taken = strcmp(PQgetvalue(r, i, 1), "1") == 0;
+        } else if (PQgetisnull(r, i, 2)) {
+            /* inserted by someone else after our snapshot, or deleted:
+             * look again later */
+            out[i] = DEDUPE_BUSY;
+        } else {
+            const char *st = PQgetvalue(r, i, 2);
+            out[i] = (strcmp(st, "pending") == 0 || strcmp(st, "sending") == 0) ? DEDUPE_BUSY
+                                                                               : DEDUPE_DONE;
+        }
+        if (taken_over != NULL)
+            taken_over[i] = taken;
+    }
     PQclear(r);
+    return 0;
+}
+
+int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys,
+                             int n, char *errstr, size_t errstr_size)
+{
+    if (n <= 0)
+        return 0;
+    if (batch_keys(b, keys, n, errstr, errstr_size) != 0)
+        return -1;
+    const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
+                       pg_textarray_str(b->col[2])};
+    return pg_command(conn,
+                      "UPDATE notifications n SET state = 'sending', attempts = n.attempts + 1, "
+                      "updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[]) "
+                      "AS k(a, r, c) WHERE n.alert_id = k.a AND n.researcher_id = k.r "
+                      "AND n.channel = k.c",
+                      3, p, errstr, errstr_size);
+}
+
+int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
+                           const struct dedupe_outcome *o, int n, char *errstr,
+                           size_t errstr_size)
+{
+    if (n <= 0)
+        return 0;
+    batch_reset(b);
+    for (int i = 0; i < n; i++)
+        if (pg_textarray_add(b->col[0], o[i].key.alert_id) != 0 ||
+            pg_textarray_add(b->col[1], o[i].key.researcher) != 0 ||
+            pg_textarray_add(b->col[2], channel_name(o[i].key.ch)) != 0 ||
+            pg_textarray_add(b->col[3], o[i].sent ? "sent" : "failed") != 0 ||
+            pg_textarray_add(b->col[4], o[i].sent ? o[i].provider_id : NULL) != 0 ||
+            pg_textarray_add(b->col[5], o[i].sent ? NULL : o[i].error) != 0) {
+            snprintf(errstr, errstr_size, "out of memory building a batch of %d outcomes", n);
+            return -1;
+        }
+    const char *p[6];
+    for (int i = 0; i < 6; i++)
+        p[i] = pg_textarray_str(b->col[i]);
+    /* The sent row is what stops a replay paging twice, so this commit
+     * waits for the WAL flush whatever the session's synchronous_commit:
+     * one flush for the whole batch rather than one per message. */
+    if (pg_command(conn, "BEGIN", 0, NULL, errstr, errstr_size) != 0)
+        return -1;
+    if (pg_command(conn, "SET LOCAL synchronous_commit = on", 0, NULL, errstr, errstr_size) !=
+            0 ||
+        pg_command(conn,
+                   "UPDATE notifications n SET state = k.s, updated_at = now(), "
+                   "sent_at = CASE WHEN k.s = 'sent' THEN now() END, "
+                   "provider_message_id = k.p, last_error = k.e, next_attempt_at = NULL "
+                   "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                   "$6::text[]) AS k(a, r, c, s, p, e) WHERE n.alert_id = k.a "
+                   "AND n.researcher_id = k.r AND n.channel = k.c",
+                   6, p, errstr, errstr_size) != 0 ||
+        pg_command(conn, "COMMIT", 0, NULL, errstr, errstr_size) != 0) {
+        dedupe_rollback(conn);
+        return -1;
+    }
     return 0;
 }
 
 /* Runs SQL whose $1 is the alert-id array, $2 the researcher, $3 the
- * channel and $4 (if EXTRA) one more value. */
+ * channel and $4, $5 (if not NULL) two more values. */
 static int update_many(PGconn *conn, const char *sql, const char *const *alert_ids, int n,
                        const char *researcher, enum channel ch, const char *extra,
                        const char *extra2, char *errstr, size_t errstr_size)
 {
-    char arr[ARRAY_MAX];
-    if (n < 1 || n > NOTICE_MAX_ALERTS || dedupe_array_literal(alert_ids, n, arr, sizeof arr) == 0) {
-        snprintf(errstr, errstr_size, "too many alert ids in one notification (%d)", n);
-        return -1;
-    }
-    const char *p[] = {arr, researcher, channel_name(ch), extra, extra2};
+    struct pg_textarray *arr = pg_textarray_new();
+    int rc = -1;
+    if (arr == NULL)
+        goto oom;
+    for (int i = 0; i < n; i++)
+        if (pg_textarray_add(arr, alert_ids[i]) != 0)
+            goto oom;
+    const char *p[] = {pg_textarray_str(arr), researcher, channel_name(ch), extra, extra2};
     int np = extra2 != NULL ? 5 : extra != NULL ? 4 : 3;
-    return pg_command(conn, sql, np, p, errstr, errstr_size);
+    rc = pg_command(conn, sql, np, p, errstr, errstr_size);
+    pg_textarray_destroy(arr);
+    return rc;
+oom:
+    snprintf(errstr, errstr_size, "out of memory building a list of %d alert ids", n);
+    pg_textarray_destroy(arr);
+    return -1;
 }
 
 #define WHERE_KEYS " WHERE alert_id = ANY ($1::text[]) AND researcher_id = $2 AND channel = $3"
-
-int dedupe_mark_sending(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                        enum channel ch, char *errstr, size_t errstr_size)
-{
-    return update_many(conn,
-                       "UPDATE notifications SET state = 'sending', attempts = attempts + 1, "
-                       "updated_at = now()" WHERE_KEYS,
-                       alert_ids, n, researcher, ch, NULL, NULL, errstr, errstr_size);
-}
-
-int dedupe_mark_sent(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                     enum channel ch, const char *provider_id, char *errstr, size_t errstr_size)
-{
-    /* provider_id NULL becomes SQL NULL through the $4 parameter */
-    char arr[ARRAY_MAX];
-    if (n < 1 || n > NOTICE_MAX_ALERTS || dedupe_array_literal(alert_ids, n, arr, sizeof arr) == 0) {
-        snprintf(errstr, errstr_size, "too many alert ids in one notification (%d)", n);
-        return -1;
-    }
-    const char *p[] = {arr, researcher, channel_name(ch), provider_id};
-    return pg_command(conn,
-                      "UPDATE notifications SET state = 'sent', sent_at = now(), updated_at = "
-                      "now(), provider_message_id = $4, last_error = NULL, next_attempt_at = "
-                      "NULL" WHERE_KEYS,
-                      4, p, errstr, errstr_size);
-}
-
-int dedupe_durable_begin(PGconn *conn, char *errstr, size_t errstr_size)
-{
-    if (pg_command(conn, "BEGIN", 0, NULL, errstr, errstr_size) != 0)
-        return -1;
-    if (pg_command(conn, "SET LOCAL synchronous_commit = on", 0, NULL, errstr, errstr_size) !=
-        0) {
-        dedupe_rollback(conn);
-        return -1;
-    }
-    return 0;
-}
-
-int dedupe_commit(PGconn *conn, char *errstr, size_t errstr_size)
-{
-    if (pg_command(conn, "COMMIT", 0, NULL, errstr, errstr_size) != 0) {
-        dedupe_rollback(conn);
-        return -1;
-    }
-    return 0;
-}
 
 void dedupe_rollback(PGconn *conn)
 {

@@ -4,10 +4,14 @@
  *
  * One row per (alert id, researcher, channel), states
  *   pending -> sending -> sent | failed | suppressed
- * The sender claims a row BEFORE it sends (dedupe_claim), marks it sending
- * as the request starts, and final when it ends. A grouped message (several
- * alerts of one subject, one recipient, one channel) moves all its rows
- * together: the *_many functions take the alert ids as an array.
+ * The sender claims a row BEFORE it sends, marks it sending as the request
+ * starts, and final when it ends. Those three steps happen for every
+ * notification, so each takes a whole batch of rows in one statement
+ * (arrays passed as parameters and unnested): a round trip per batch, not
+ * per notification, is what lets one sender thread keep up. The rarer
+ * steps (retry, suppress, release) take one message's rows: a grouped
+ * message (several alerts of one subject, one recipient, one channel)
+ * moves all its rows together, its alert ids passed as an array.
  *
  * Ownership of a row between notifiers (or a notifier and its own earlier,
  * crashed run) is a lease on updated_at: a row in pending or sending whose
@@ -17,8 +21,9 @@
  * lost page.
  *
  * Every function runs one parameterised statement on CONN (the caller's
- * connection, used by one thread) in autocommit and returns 0, or -1 with
- * errstr filled (the row is then unchanged).
+ * connection, used by one thread) in autocommit -- dedupe_record_outcomes
+ * one transaction -- and returns 0, or -1 with errstr filled (the rows are
+ * then unchanged).
  */
 #ifndef VIGIL_DEDUPE_H
 #define VIGIL_DEDUPE_H
@@ -36,19 +41,54 @@ enum dedupe_claim {
     DEDUPE_BUSY,      /* someone holds a live lease: look again later */
 };
 
-/* Claims (ALERT_ID, RESEARCHER, CHANNEL). *OUT gets the result; *TAKEN_OVER
- * (may be NULL) is set when an abandoned row was taken over. */
-int dedupe_claim(PGconn *conn, const char *alert_id, const char *researcher, enum channel ch,
-                 int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
-                 size_t errstr_size);
+/* One row's key. */
+struct dedupe_key {
+    const char *alert_id;
+    const char *researcher;
+    enum channel ch;
+};
+
+/* A message's final outcome for one row: SENT with PROVIDER_ID (may be
+ * NULL), or failed with ERROR. */
+struct dedupe_outcome {
+    struct dedupe_key key;
+    bool sent;
+    const char *provider_id;
+    const char *error;
+};
+
+/* Scratch space the batch functions reuse between calls (the array
+ * parameters), so a busy sender does not allocate per batch. Owned by
+ * the caller; one thread. dedupe_batch_new returns NULL when out of
+ * memory; _destroy(NULL) is a no-op. */
+struct dedupe_batch;
+struct dedupe_batch *dedupe_batch_new(void);
+void dedupe_batch_destroy(struct dedupe_batch *b);
+
+/* Claims KEYS[0..N-1] in one statement (one round trip). The keys must be
+ * distinct (ON CONFLICT cannot touch a row twice in one statement; the
+ * statement then fails). OUT[i] gets each key's result; TAKEN_OVER[i] (the
+ * array may be NULL) is set when an abandoned row was taken over. On -1
+ * nothing was claimed. */
+int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys, int n,
+                      int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
+                      size_t errstr_size);
+
+/* Starts an attempt on every row of KEYS[0..N-1] in one statement: state
+ * sending, attempts + 1, lease renewed. */
+int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys,
+                             int n, char *errstr, size_t errstr_size);
+
+/* Records O[0..N-1] (sent: sent_at, provider_message_id; failed:
+ * last_error) in one transaction whose commit waits for the WAL flush
+ * whatever the session's synchronous_commit: the sent row is what stops a
+ * replay paging twice. All or nothing: on -1 (rolled back) no row changed.
+ * Must be called outside a transaction. */
+int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
+                           const struct dedupe_outcome *o, int n, char *errstr,
+                           size_t errstr_size);
 
 /* The rows of ALERT_IDS[0..N-1] for RESEARCHER/CH: */
-/* ... start an attempt: state sending, attempts + 1, lease renewed. */
-int dedupe_mark_sending(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                        enum channel ch, char *errstr, size_t errstr_size);
-/* ... delivered: state sent, sent_at, provider_message_id (may be NULL). */
-int dedupe_mark_sent(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                     enum channel ch, const char *provider_id, char *errstr, size_t errstr_size);
 /* ... gave up: state failed with REASON. */
 int dedupe_mark_failed(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
                        enum channel ch, const char *reason, char *errstr, size_t errstr_size);
@@ -65,13 +105,8 @@ int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const c
 int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
                    enum channel ch, char *errstr, size_t errstr_size);
 
-/* A transaction whose COMMIT waits for the WAL flush whatever the
- * session's synchronous_commit: outcomes (sent, failed) are written in one,
- * batched, because the sent row is what stops a replay paging twice.
- * begin: 0 or -1 (nothing open); commit: 0, or -1 after rolling back;
- * rollback: cannot fail visibly, a no-op outside a transaction. */
-int dedupe_durable_begin(PGconn *conn, char *errstr, size_t errstr_size);
-int dedupe_commit(PGconn *conn, char *errstr, size_t errstr_size);
+/* Rolls back an open transaction on CONN; cannot fail visibly, a no-op
+ * outside a transaction. */
 void dedupe_rollback(PGconn *conn);
 
 /* Appends to *OUT the (researcher, channel) pairs ALERT_ID was sent to, or
@@ -84,9 +119,5 @@ int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *o
  * Returns 1 if recorded now, 0 if it was already, -1 on error. */
 int dedupe_record_unroutable(PGconn *conn, const struct alert *a, const char *reason,
                              char *errstr, size_t errstr_size);
-
-/* Writes ALERT_IDS[0..N-1] as a PostgreSQL text[] literal ({"a","b"}) into
- * out. Returns the length, or 0 if it does not fit. Exposed for tests. */
-size_t dedupe_array_literal(const char *const *ids, int n, char *out, size_t outsz);
 
 #endif

@@ -21,8 +21,16 @@
 #define CLAIM_RECHECK_MS 500
 #define PG_RETRY_MS 1000
 #define RATE_KEYS 8192
+/* Rows per batched statement (claims, starts, outcomes): a batch is one
+ * round trip, whatever its size; the bound keeps each parameter to some
+ * tens of kilobytes. */
+#define BATCH_ROWS 512
+/* Messages started per batch: each holds up to NOTICE_MAX_ALERTS rows. */
+#define START_BATCH (BATCH_ROWS / NOTICE_MAX_ALERTS)
 
-enum dstate { D_NEW = 0, D_CLAIM_WAIT, D_OWNED, D_FINAL };
+/* D_CLAIMING: queued for the next batched claim; already in the owned set,
+ * so a second copy of the same alert waits instead of joining the batch. */
+enum dstate { D_NEW = 0, D_CLAIM_WAIT, D_CLAIMING, D_OWNED, D_FINAL };
 
 struct delivery {
     struct job *job;
@@ -31,7 +39,7 @@ struct delivery {
     enum dstate st;
     int64_t wake_ms;        /* D_CLAIM_WAIT: when to claim again */
     struct delivery *hnext; /* owned-set chain */
-    struct delivery *wnext; /* claim-wait list */
+    struct delivery *wnext; /* claim-wait list, or the claim queue */
     struct outmsg *msg;     /* D_OWNED: the message carrying it */
 };
 
@@ -104,6 +112,13 @@ struct sender {
     struct job *starting; /* jobs whose start must be retried */
     struct delivery *owned[OWNED_BUCKETS];
     struct delivery *claim_wait;
+    struct delivery *claim_head, *claim_tail; /* D_CLAIMING, in arrival order */
+    struct dedupe_batch *batch;
+    struct dedupe_key keys[BATCH_ROWS];         /* batch scratch */
+    struct dedupe_outcome outs[BATCH_ROWS];     /* ... */
+    struct delivery *claiming[BATCH_ROWS];      /* ... */
+    enum dedupe_claim claimed[BATCH_ROWS];      /* ... */
+    bool taken[BATCH_ROWS];                     /* ... */
     struct outmsg *waiting;  /* M_GROUPING, M_WAITING and M_RECORD waiting to retry */
     struct outmsg *outcomes; /* M_RECORD: to record at the end of this loop turn */
     struct outmsg *ready_head[CHANNEL_COUNT], *ready_tail[CHANNEL_COUNT];
@@ -149,7 +164,7 @@ static PGconn *pg(struct sender *s)
     /* Claims and the pending/sending steps need not wait for the WAL
      * flush: losing one in a PostgreSQL crash leaves a row pending (sent
      * again, never lost). The outcome that prevents a second page --
-     * sent -- is committed synchronously (dedupe_mark_sent). */
+     * sent -- is committed synchronously (dedupe_record_outcomes). */
     if (pg_command(s->pg, "SET synchronous_commit = off", 0, NULL, err, sizeof err) != 0)
         log_msg(LOG_WARN, "notifier", "sender: %s", err);
     atomic_store(&s->healthy, true);
@@ -284,7 +299,7 @@ static void job_release(struct sender *s, struct job *j)
 /* D reached a final state (its row says so, or it never got one). */
 static void delivery_final(struct sender *s, struct delivery *d)
 {
-    if (d->st == D_OWNED)
+    if (d->st == D_OWNED || d->st == D_CLAIMING)
         owned_remove(s, d);
     d->st = D_FINAL;
     d->msg = NULL;
@@ -401,32 +416,37 @@ static void attach(struct sender *s, struct delivery *d)
     }
 }
 
+static void claim_later(struct sender *s, struct delivery *d, int64_t delay_ms)
+{
+    d->st = D_CLAIM_WAIT;
+    d->wake_ms = mono_ms() + delay_ms;
+    d->wnext = s->claim_wait;
+    s->claim_wait = d;
+}
+
+/* Queues D for the next batched claim (claim_flush). */
 static void claim(struct sender *s, struct delivery *d)
 {
-    const char *alert_id = d->job->alert.alert_id;
-    if (owned_find(s, alert_id, d->to.researcher_id, d->to.channel) != NULL) {
+    if (owned_find(s, d->job->alert.alert_id, d->to.researcher_id, d->to.channel) != NULL) {
         /* the same alert read twice (a replay while the first copy is still
          * in progress here): wait for the first to finish */
-        d->st = D_CLAIM_WAIT;
-        d->wake_ms = mono_ms() + CLAIM_RECHECK_MS;
-        d->wnext = s->claim_wait;
-        s->claim_wait = d;
+        claim_later(s, d, CLAIM_RECHECK_MS);
         return;
     }
-    char err[512];
-    enum dedupe_claim res = DEDUPE_BUSY;
-    bool taken = false;
-    PGconn *c = pg(s);
-    if (c == NULL || dedupe_claim(c, alert_id, d->to.researcher_id, d->to.channel,
-                                  s->cfg.lease_s, &res, &taken, err, sizeof err) != 0) {
-        if (c != NULL)
-            pg_failed(s, "claim a notification", err);
-        d->st = D_CLAIM_WAIT;
-        d->wake_ms = mono_ms() + PG_RETRY_MS;
-        d->wnext = s->claim_wait;
-        s->claim_wait = d;
-        return;
-    }
+    d->st = D_CLAIMING;
+    owned_add(s, d);
+    d->wnext = NULL;
+    if (s->claim_tail != NULL)
+        s->claim_tail->wnext = d;
+    else
+        s->claim_head = d;
+    s->claim_tail = d;
+}
+
+static void claim_result(struct sender *s, struct delivery *d, enum dedupe_claim res,
+                         bool taken)
+{
+    const char *alert_id = d->job->alert.alert_id;
     switch (res) {
     case DEDUPE_OWNED:
         if (taken) {
@@ -436,7 +456,6 @@ static void claim(struct sender *s, struct delivery *d)
                     channel_name(d->to.channel), alert_id, d->to.researcher_id);
         }
         d->st = D_OWNED;
-        owned_add(s, d);
         attach(s, d);
         break;
     case DEDUPE_DONE:
@@ -444,11 +463,43 @@ static void claim(struct sender *s, struct delivery *d)
         delivery_final(s, d);
         break;
     case DEDUPE_BUSY:
-        d->st = D_CLAIM_WAIT;
-        d->wake_ms = mono_ms() + CLAIM_RECHECK_MS;
-        d->wnext = s->claim_wait;
-        s->claim_wait = d;
+        owned_remove(s, d);
+        claim_later(s, d, CLAIM_RECHECK_MS);
         break;
+    }
+}
+
+/* Claims every queued delivery, BATCH_ROWS to a statement. If PostgreSQL
+ * fails, the batch waits PG_RETRY_MS and is queued again. */
+static void claim_flush(struct sender *s)
+{
+    while (s->claim_head != NULL) {
+        int n = 0;
+        while (s->claim_head != NULL && n < BATCH_ROWS) {
+            struct delivery *d = s->claim_head;
+            s->claim_head = d->wnext;
+            d->wnext = NULL;
+            s->claiming[n] = d;
+            s->keys[n] = (struct dedupe_key){d->job->alert.alert_id, d->to.researcher_id,
+                                             d->to.channel};
+            n++;
+        }
+        if (s->claim_head == NULL)
+            s->claim_tail = NULL;
+        char err[512];
+        PGconn *c = pg(s);
+        if (c == NULL || dedupe_claim_many(c, s->batch, s->keys, n, s->cfg.lease_s, s->claimed,
+                                           s->taken, err, sizeof err) != 0) {
+            if (c != NULL)
+                pg_failed(s, "claim notifications", err);
+            for (int i = 0; i < n; i++) {
+                owned_remove(s, s->claiming[i]);
+                claim_later(s, s->claiming[i], PG_RETRY_MS);
+            }
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            claim_result(s, s->claiming[i], s->claimed[i], s->taken[i]);
     }
 }
 
@@ -635,21 +686,25 @@ static void escalate(struct sender *s, struct delivery *d)
         claim(s, j->d[i]);
 }
 
+/* Adds M's rows to the outcome batch at s->outs[*N]. */
+static void outcome_rows(struct sender *s, const struct outmsg *m, int *n)
+{
+    for (int i = 0; i < m->n; i++)
+        s->outs[(*n)++] = (struct dedupe_outcome){
+            {m->m[i]->job->alert.alert_id, m->researcher, m->ch},
+            m->outcome == RETRY_SENT,
+            m->provider_id[0] ? m->provider_id : NULL,
+            m->error};
+}
+
 /* Writes M's outcome to the log on C. Returns false if PostgreSQL failed
  * (the caller keeps M in M_RECORD and tries again later). */
 static bool record(struct sender *s, PGconn *c, struct outmsg *m)
 {
-    const char *ids[NOTICE_MAX_ALERTS];
-    msg_ids(m, ids);
+    int n = 0;
+    outcome_rows(s, m, &n);
     char err[512];
-    int rc = m->outcome == RETRY_SENT
-                 ? dedupe_mark_sent(c, ids, m->n, m->researcher, m->ch,
-                                    m->provider_id[0] ? m->provider_id : NULL, err, sizeof err)
-                 : dedupe_mark_failed(c, ids, m->n, m->researcher, m->ch, m->error, err,
-                                      sizeof err);
-    if (rc != 0) {
-        /* logged here; the connection is judged by the caller, which may
-         * still have to roll back on it */
+    if (dedupe_record_outcomes(c, s->batch, s->outs, n, err, sizeof err) != 0) {
         log_msg(LOG_WARN, "notifier", "could not record a notification's outcome: %s", err);
         return false;
     }
@@ -685,40 +740,46 @@ static void msg_outcome(struct sender *s, struct outmsg *m)
     list_push(&s->outcomes, m);
 }
 
-/* Records every queued outcome in one transaction that waits for the WAL
- * flush -- one disk flush per loop turn rather than per message -- then
- * finishes their deliveries. If PostgreSQL fails, they wait in M_RECORD
- * and are tried again (nothing is reported done before it is recorded). */
+/* Records the queued outcomes, a batch per durable transaction -- one
+ * round trip and one disk flush for many messages -- then finishes their
+ * deliveries. If PostgreSQL fails, they wait in M_RECORD and are tried
+ * again (nothing is reported done before it is recorded). */
 static void flush_outcomes(struct sender *s)
 {
-    struct outmsg *list = s->outcomes;
-    s->outcomes = NULL;
-    if (list == NULL)
-        return;
-    char err[512] = "";
-    PGconn *c = pg(s);
-    bool ok = c != NULL && dedupe_durable_begin(c, err, sizeof err) == 0;
-    if (!ok && c != NULL)
-        pg_failed(s, "start recording outcomes", err);
-    bool began = ok;
-    for (struct outmsg *m = list; ok && m; m = m->next)
-        ok = record(s, c, m);
-    if (began && !ok)
-        dedupe_rollback(c);
-    else if (ok && dedupe_commit(c, err, sizeof err) != 0)
-        ok = false;
-    if (began && !ok)
-        pg_failed(s, "record outcomes", err[0] ? err : "statement failed");
-    int64_t due = mono_ms() + PG_RETRY_MS;
-    while (list != NULL) {
-        struct outmsg *m = list;
-        list = m->next;
-        m->next = NULL;
-        if (ok) {
-            msg_finish(s, m);
-        } else {
-            m->due_ms = due;
-            list_push(&s->waiting, m);
+    while (s->outcomes != NULL) {
+        struct outmsg *chunk = NULL;
+        int n = 0;
+        while (s->outcomes != NULL && n + s->outcomes->n <= BATCH_ROWS) {
+            struct outmsg *m = s->outcomes;
+            s->outcomes = m->next;
+            outcome_rows(s, m, &n);
+            list_push(&chunk, m);
+        }
+        char err[512];
+        PGconn *c = pg(s);
+        bool ok = c != NULL && dedupe_record_outcomes(c, s->batch, s->outs, n, err,
+                                                      sizeof err) == 0;
+        if (!ok && c != NULL)
+            pg_failed(s, "record notification outcomes", err);
+        if (!ok) {
+            /* the rest too: PostgreSQL is failing */
+            while (s->outcomes != NULL) {
+                struct outmsg *m = s->outcomes;
+                s->outcomes = m->next;
+                list_push(&chunk, m);
+            }
+        }
+        int64_t due = mono_ms() + PG_RETRY_MS;
+        while (chunk != NULL) {
+            struct outmsg *m = chunk;
+            chunk = m->next;
+            m->next = NULL;
+            if (ok) {
+                msg_finish(s, m);
+            } else {
+                m->due_ms = due;
+                list_push(&s->waiting, m);
+            }
         }
     }
 }
@@ -805,66 +866,92 @@ static bool channel_enabled(const struct sender *s, enum channel ch)
     return url != NULL && url[0] != '\0';
 }
 
+/* Puts M back at the head of its ready queue. */
+static void ready_push_front(struct sender *s, struct outmsg *m)
+{
+    m->st = M_READY;
+    m->next = s->ready_head[m->ch];
+    s->ready_head[m->ch] = m;
+    if (s->ready_tail[m->ch] == NULL)
+        s->ready_tail[m->ch] = m;
+}
+
+/* Takes the ready messages CH has permits for (rate limit permitting),
+ * marks all their rows sending in one statement, and starts them. */
 static void start_ready(struct sender *s, enum channel ch)
 {
-    while (s->ready_head[ch] != NULL) {
-        struct outmsg *m = s->ready_head[ch];
-        if (!channel_enabled(s, ch)) {
-            ready_pop(s, ch);
-            m->outcome = RETRY_PERMANENT;
-            snprintf(m->error, sizeof m->error, "%s is not configured", channel_name(ch));
-            msg_outcome(s, m);
-            continue;
-        }
-        /* Timed acquire with a deadline of now: this loop is the only
-         * sender thread, so waiting here would only stall the transfers
-         * that would free a permit. */
-        if (vsem_acquire(s->sem[ch], deadline_now()) != VSEM_OK)
-            return;
-        int64_t now = mono_ms();
-        bool critical = false;
-        for (int i = 0; i < m->n; i++)
-            critical |= m->m[i]->job->alert.severity == SEV_CRITICAL;
-        m->critical = critical;
-        if (!critical && m->attempts == 0) {
-            char key[RESEARCHER_ID_MAX + 8];
-            snprintf(key, sizeof key, "%s/%s", m->researcher, channel_name(ch));
-            int64_t wait = ratelimit_take(s->rl, key, now);
-            if (wait > 0) {
-                vsem_release(s->sem[ch]);
+    for (;;) {
+        struct outmsg *batch[START_BATCH];
+        int nb = 0, nk = 0;
+        while (s->ready_head[ch] != NULL && nb < START_BATCH) {
+            struct outmsg *m = s->ready_head[ch];
+            if (!channel_enabled(s, ch)) {
                 ready_pop(s, ch);
-                m->st = M_WAITING;
-                m->due_ms = now + wait;
-                list_push(&s->waiting, m);
+                m->outcome = RETRY_PERMANENT;
+                snprintf(m->error, sizeof m->error, "%s is not configured", channel_name(ch));
+                msg_outcome(s, m);
                 continue;
             }
+            /* Timed acquire with a deadline of now: this loop is the only
+             * sender thread, so waiting here would only stall the transfers
+             * that would free a permit. */
+            if (vsem_acquire(s->sem[ch], deadline_now()) != VSEM_OK)
+                break;
+            int64_t now = mono_ms();
+            bool critical = false;
+            for (int i = 0; i < m->n; i++)
+                critical |= m->m[i]->job->alert.severity == SEV_CRITICAL;
+            m->critical = critical;
+            if (!critical && m->attempts == 0) {
+                char key[RESEARCHER_ID_MAX + 8];
+                snprintf(key, sizeof key, "%s/%s", m->researcher, channel_name(ch));
+                int64_t wait = ratelimit_take(s->rl, key, now);
+                if (wait > 0) {
+                    vsem_release(s->sem[ch]);
+                    ready_pop(s, ch);
+                    m->st = M_WAITING;
+                    m->due_ms = now + wait;
+                    list_push(&s->waiting, m);
+                    continue;
+                }
+            }
+            ready_pop(s, ch);
+            batch[nb++] = m;
+            for (int i = 0; i < m->n; i++)
+                s->keys[nk++] = (struct dedupe_key){m->m[i]->job->alert.alert_id, m->researcher,
+                                                    ch};
         }
-        const char *ids[NOTICE_MAX_ALERTS];
-        msg_ids(m, ids);
+        if (nb == 0)
+            return;
         char err[512];
         PGconn *c = pg(s);
-        if (c == NULL ||
-            dedupe_mark_sending(c, ids, m->n, m->researcher, ch, err, sizeof err) != 0) {
+        if (c == NULL || dedupe_mark_sending_many(c, s->batch, s->keys, nk, err, sizeof err) != 0) {
             if (c != NULL)
-                pg_failed(s, "mark a notification sending", err);
-            vsem_release(s->sem[ch]);
+                pg_failed(s, "mark notifications sending", err);
+            for (int i = nb - 1; i >= 0; i--) {
+                vsem_release(s->sem[ch]);
+                ready_push_front(s, batch[i]);
+            }
             return; /* PostgreSQL is down: nothing can start */
         }
-        ready_pop(s, ch);
-        m->attempts++;
-        if (m->first_attempt_ms == 0)
-            m->first_attempt_ms = now;
-        if (!msg_begin(s, m)) {
-            vsem_release(s->sem[ch]);
-            msg_free_transfer(m);
-            m->outcome = RETRY_PERMANENT;
-            snprintf(m->error, sizeof m->error, "could not build the request");
-            msg_outcome(s, m);
-            continue;
+        int64_t now = mono_ms();
+        for (int b = 0; b < nb; b++) {
+            struct outmsg *m = batch[b];
+            m->attempts++;
+            if (m->first_attempt_ms == 0)
+                m->first_attempt_ms = now;
+            if (!msg_begin(s, m)) {
+                vsem_release(s->sem[ch]);
+                msg_free_transfer(m);
+                m->outcome = RETRY_PERMANENT;
+                snprintf(m->error, sizeof m->error, "could not build the request");
+                msg_outcome(s, m);
+                continue;
+            }
+            m->st = M_ACTIVE;
+            s->active++;
+            metric_gauge_add(s->cm[ch].active, 1);
         }
-        m->st = M_ACTIVE;
-        s->active++;
-        metric_gauge_add(s->cm[ch].active, 1);
     }
 }
 
@@ -1023,6 +1110,7 @@ static size_t abandon(struct sender *s)
     }
     memset(s->owned, 0, sizeof s->owned);
     s->claim_wait = NULL;
+    s->claim_head = s->claim_tail = NULL;
     s->outcomes = NULL;
     s->ready_head[0] = s->ready_head[1] = NULL;
     s->ready_tail[0] = s->ready_tail[1] = NULL;
@@ -1053,6 +1141,7 @@ static void *sender_main(void *arg)
             tick(s);
             next_tick = now + TICK_MS;
         }
+        claim_flush(s);
         for (int ch = 0; ch < CHANNEL_COUNT; ch++)
             start_ready(s, (enum channel)ch);
         int running = 0;
@@ -1064,7 +1153,8 @@ static void *sender_main(void *arg)
                 transfer_done(s, msg->easy_handle, msg->data.result);
         flush_outcomes(s);
         flush_finished(s);
-        curl_multi_poll(s->multi, NULL, 0, TICK_MS, NULL);
+        /* an escalation queued claims just now: no sleeping on them */
+        curl_multi_poll(s->multi, NULL, 0, s->claim_head != NULL ? 0 : TICK_MS, NULL);
     }
     flush_finished(s);
     return NULL;
@@ -1091,9 +1181,11 @@ struct sender *sender_new(const struct sender_config *cfg, struct route_cache *r
     s->intake = chan_new(cfg->queue_cap > 0 ? cfg->queue_cap : 256);
     s->multi = curl_multi_init();
     s->rl = ratelimit_new(cfg->rate_per_min, cfg->rate_burst, RATE_KEYS);
+    s->batch = dedupe_batch_new();
     for (int ch = 0; ch < CHANNEL_COUNT; ch++)
         s->sem[ch] = vsem_new(cfg->concurrency > 0 ? (unsigned)cfg->concurrency : 1);
-    if (s->intake == NULL || s->multi == NULL || s->rl == NULL || s->sem[0] == NULL ||
+    if (s->intake == NULL || s->multi == NULL || s->rl == NULL || s->batch == NULL ||
+        s->sem[0] == NULL ||
         s->sem[1] == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         goto err;
@@ -1143,6 +1235,7 @@ err:
     if (s->multi)
         curl_multi_cleanup(s->multi);
     ratelimit_destroy(s->rl);
+    dedupe_batch_destroy(s->batch);
     vsem_destroy(s->sem[0]);
     vsem_destroy(s->sem[1]);
     free(s);
@@ -1187,6 +1280,7 @@ size_t sender_close(struct sender *s, deadline_t deadline)
     chan_destroy(s->intake);
     curl_multi_cleanup(s->multi);
     ratelimit_destroy(s->rl);
+    dedupe_batch_destroy(s->batch);
     vsem_destroy(s->sem[0]);
     vsem_destroy(s->sem[1]);
     free(s);

@@ -1,6 +1,7 @@
 #include "pg.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,4 +229,102 @@ int pg_exec_script(PGconn *conn, const char *script, char *errstr, size_t errstr
         snprintf(errstr, errstr_size, "%s", msg);
     PQclear(res);
     return -1;
+}
+
+/* ---- text[] literals -------------------------------------------------- */
+
+struct pg_textarray {
+    char *buf;  /* "{" + elements; the closing brace is added by _str */
+    size_t len; /* bytes used in buf, without the closing brace */
+    size_t cap;
+    size_t n;
+};
+
+struct pg_textarray *pg_textarray_new(void)
+{
+    struct pg_textarray *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    a->cap = 256;
+    a->buf = malloc(a->cap);
+    if (a->buf == NULL) {
+        free(a);
+        return NULL;
+    }
+    a->buf[0] = '{';
+    a->len = 1;
+    return a;
+}
+
+static int textarray_reserve(struct pg_textarray *a, size_t more)
+{
+    /* +2: the closing brace and the NUL _str adds */
+    if (more > SIZE_MAX / 2 - a->len - 2)
+        return -1;
+    size_t need = a->len + more + 2;
+    if (need <= a->cap)
+        return 0;
+    size_t ncap = a->cap;
+    while (ncap < need)
+        ncap *= 2;
+    char *p = realloc(a->buf, ncap);
+    if (p == NULL)
+        return -1;
+    a->buf = p;
+    a->cap = ncap;
+    return 0;
+}
+
+int pg_textarray_add(struct pg_textarray *a, const char *v)
+{
+    /* worst case: separator, two quotes and every byte escaped */
+    size_t vlen = v != NULL ? strlen(v) : 0;
+    if (vlen > SIZE_MAX / 4 || textarray_reserve(a, 2 * vlen + 8) != 0)
+        return -1;
+    char *o = a->buf + a->len;
+    if (a->n > 0)
+        *o++ = ',';
+    if (v == NULL) {
+        /* unquoted NULL is the null element; a quoted "NULL" is the text */
+        memcpy(o, "NULL", 4);
+        o += 4;
+    } else {
+        *o++ = '"';
+        for (const char *p = v; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        *o++ = '"';
+    }
+    a->len = (size_t)(o - a->buf);
+    a->n++;
+    return 0;
+}
+
+const char *pg_textarray_str(struct pg_textarray *a)
+{
+    /* room for these two bytes is kept by every reserve */
+    a->buf[a->len] = '}';
+    a->buf[a->len + 1] = '\0';
+    return a->buf;
+}
+
+size_t pg_textarray_len(const struct pg_textarray *a)
+{
+    return a->n;
+}
+
+void pg_textarray_reset(struct pg_textarray *a)
+{
+    a->len = 1;
+    a->n = 0;
+}
+
+void pg_textarray_destroy(struct pg_textarray *a)
+{
+    if (a == NULL)
+        return;
+    free(a->buf);
+    free(a);
 }

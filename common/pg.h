@@ -8,6 +8,7 @@
  *   pg_command()           ... for a statement whose rows, if any, are not wanted
  *   pg_exec_script()       run a trusted multi-statement script (migrations only)
  *   pg_result_error()      format a failed result as "message (SQLSTATE xxxxx)"
+ *   pg_textarray_*()       build a text[] literal, passed as one parameter
  *
  * Not an ORM: callers write their SQL and read PGresult themselves. Every
  * statement that carries a value passes it as a parameter ($1, $2, ...);
@@ -81,5 +82,26 @@ int pg_command(PGconn *conn, const char *sql, int nparams, const char *const *pa
  * SCRIPT. Statements before a failing one have run: wrap the call in a
  * transaction to make it all-or-nothing. */
 int pg_exec_script(PGconn *conn, const char *script, char *errstr, size_t errstr_size);
+
+/* A text[] array literal ('{"a","b\\"c",NULL}') built from outside values,
+ * passed as ONE statement parameter: how a batch of rows travels in one
+ * round trip (unnest($1::text[], $2::text[], ...)) without pasting values
+ * into SQL. Every element is quoted and escaped, so any bytes are safe.
+ * Owned by the caller; one thread at a time. */
+struct pg_textarray;
+
+/* Returns an empty array, or NULL when out of memory. */
+struct pg_textarray *pg_textarray_new(void);
+/* Appends V (NULL appends an SQL null). Returns 0, or -1 when out of
+ * memory (the array is then unchanged). */
+int pg_textarray_add(struct pg_textarray *a, const char *v);
+/* The literal so far, NUL-terminated; valid until the next add, reset or
+ * destroy. Never NULL ("{}" when empty). */
+const char *pg_textarray_str(struct pg_textarray *a);
+/* Elements added since the last reset. */
+size_t pg_textarray_len(const struct pg_textarray *a);
+/* Empties A, keeping its memory for the next batch. */
+void pg_textarray_reset(struct pg_textarray *a);
+void pg_textarray_destroy(struct pg_textarray *a);
 
 #endif

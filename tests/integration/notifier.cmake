@@ -10,3 +10,9 @@ vigil_script_test(notifier_faults LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py faults)
 vigil_script_test(notifier_kill LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py kill)
+
+# alerting/dedupe's batched claim / sending / outcome statements against the
+# real PostgreSQL: per-key results in order, lease take-over, hostile ids,
+# and two notifiers racing for the same keys.
+vigil_test(test_dedupe LABEL integration TIMEOUT 60
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_dedupe.c)

@@ -202,21 +202,11 @@ static void test_checks_and_mask(void)
     CHECK(strstr(m, "12345") == NULL);
 }
 
-static void test_array_literal(void)
-{
-    const char *ids[] = {"a1", "we\"ird\\id", "x"};
-    char out[256];
-    CHECK(dedupe_array_literal(ids, 3, out, sizeof out) > 0);
-    CHECK_EQ_STR(out, "{\"a1\",\"we\\\"ird\\\\id\",\"x\"}");
-    CHECK_EQ_INT(dedupe_array_literal(ids, 3, out, 8), 0);
-}
-
 int main(void)
 {
     test_route();
     test_safety_critical_sms();
     test_escalation_and_address();
     test_checks_and_mask();
-    test_array_literal();
     return testlib_done();
 }

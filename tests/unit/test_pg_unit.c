@@ -78,8 +78,44 @@ static void test_connect_errors(void)
     CHECK(strstr(err, "bogus") != NULL);
 }
 
+/* The text[] literal a batch travels in: quoted, escaped, NULL as the
+ * null element, growing past its first buffer, reusable after reset. */
+static void test_textarray(void)
+{
+    struct pg_textarray *a = pg_textarray_new();
+    CHECK(a != NULL);
+    if (a == NULL)
+        return;
+    CHECK_EQ_STR(pg_textarray_str(a), "{}");
+    CHECK_EQ_INT(pg_textarray_add(a, "a1"), 0);
+    CHECK_EQ_INT(pg_textarray_add(a, "we\"ird\\id"), 0);
+    CHECK_EQ_INT(pg_textarray_add(a, NULL), 0);
+    CHECK_EQ_INT(pg_textarray_add(a, "NULL"), 0);
+    CHECK_EQ_INT(pg_textarray_add(a, ""), 0);
+    CHECK_EQ_INT(pg_textarray_add(a, "{,}"), 0);
+    CHECK_EQ_STR(pg_textarray_str(a),
+                 "{\"a1\",\"we\\\"ird\\\\id\",NULL,\"NULL\",\"\",\"{,}\"}");
+    CHECK_EQ_INT((int)pg_textarray_len(a), 6);
+
+    pg_textarray_reset(a);
+    CHECK_EQ_STR(pg_textarray_str(a), "{}");
+    CHECK_EQ_INT((int)pg_textarray_len(a), 0);
+    /* 1000 elements of 40 bytes: far past the first allocation */
+    char v[41];
+    memset(v, '"', 40);
+    v[40] = '\0';
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ_INT(pg_textarray_add(a, v), 0);
+    const char *s = pg_textarray_str(a);
+    CHECK_EQ_INT((int)strlen(s), 2 + 1000 * 82 + 999);
+    CHECK(s[strlen(s) - 1] == '}');
+    pg_textarray_destroy(a);
+    pg_textarray_destroy(NULL);
+}
+
 int main(void)
 {
+    test_textarray();
     test_redact();
     test_resolve();
     test_connect_errors();
