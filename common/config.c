@@ -170,6 +170,66 @@ static char *read_value_file(const char *path, char *errstr, size_t errsz)
     return buf;
 }
 
+/* Applies the VIGIL_KAFKA_PROP_<NAME> variables: '_' in NAME reads as '.',
+ * '__' as '_', letters are lowered. A NAME whose property ends in ".file"
+ * (VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE) names a file holding the value of the
+ * property without that suffix (sasl.password), read like VAR_FILE. No
+ * librdkafka property ends in ".file" (the file-valued ones end in
+ * ".location", ".path" or ".keytab"), so the suffix cannot hide a real one.
+ * FILES selects the pass: false applies the plain variables, true the file ones.
+ * Errors name the variable and the file, never the value. */
+static int load_kafka_env(struct config *c, bool files, char *errstr, size_t errsz)
+{
+    extern char **environ;
+    static const char prefix[] = "VIGIL_KAFKA_PROP_";
+    static const char fsuffix[] = ".file";
+    for (char **e = environ; *e != NULL; e++) {
+        if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
+            continue;
+        const char *name = *e + sizeof prefix - 1;
+        const char *eq = strchr(name, '=');
+        if (eq == NULL)
+            continue;
+        char prop[256];
+        size_t n = 0;
+        for (const char *p = name; p < eq && n + 1 < sizeof prop; p++) {
+            if (*p == '_' && p + 1 < eq && p[1] == '_') {
+                prop[n++] = '_';
+                p++;
+            } else if (*p == '_') {
+                prop[n++] = '.';
+            } else {
+                prop[n++] = (char)tolower((unsigned char)*p);
+            }
+        }
+        prop[n] = '\0';
+        size_t fl = sizeof fsuffix - 1;
+        bool is_file = n > fl && strcmp(prop + n - fl, fsuffix) == 0;
+        if (is_file != files)
+            continue;
+        if (!is_file) {
+            if (set_kafka(c, prop, eq + 1, errstr, errsz) != 0)
+                return -1;
+            continue;
+        }
+        const char *path = eq + 1;
+        if (*path == '\0') /* empty = unset, as for VAR_FILE */
+            continue;
+        prop[n - fl] = '\0';
+        char rerr[512];
+        char *v = read_value_file(path, rerr, sizeof rerr);
+        if (v == NULL) {
+            snprintf(errstr, errsz, "%.*s: %s", (int)(eq - *e), *e, rerr);
+            return -1;
+        }
+        int rc = set_kafka(c, prop, v, errstr, errsz);
+        free(v);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int config_load_env(struct config *c, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < c->nitems; i++) {
@@ -194,31 +254,11 @@ int config_load_env(struct config *c, char *errstr, size_t errstr_size)
                 return -1;
         }
     }
-    extern char **environ;
-    static const char prefix[] = "VIGIL_KAFKA_PROP_";
-    for (char **e = environ; *e != NULL; e++) {
-        if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
-            continue;
-        const char *name = *e + sizeof prefix - 1;
-        const char *eq = strchr(name, '=');
-        if (eq == NULL)
-            continue;
-        char prop[256];
-        size_t n = 0;
-        for (const char *p = name; p < eq && n + 1 < sizeof prop; p++) {
-            if (*p == '_' && p + 1 < eq && p[1] == '_') {
-                prop[n++] = '_';
-                p++;
-            } else if (*p == '_') {
-                prop[n++] = '.';
-            } else {
-                prop[n++] = (char)tolower((unsigned char)*p);
-            }
-        }
-        prop[n] = '\0';
-        if (set_kafka(c, prop, eq + 1, errstr, errstr_size) != 0)
+    /* Two passes so that, as for VAR and VAR_FILE above, the file form
+     * wins over the plain form whatever their order in environ. */
+    for (int pass = 0; pass < 2; pass++)
+        if (load_kafka_env(c, pass == 1, errstr, errstr_size) != 0)
             return -1;
-    }
     return 0;
 }
 
@@ -378,5 +418,7 @@ void config_print_help(const struct config_item *items, FILE *out)
     }
     fprintf(out, "  Any VAR above also reads its value from the file named by VAR_FILE.\n"
                  "  librdkafka properties: YAML `kafka: {prop: value}`, environment\n"
-                 "  VIGIL_KAFKA_PROP_<PROP> ('_' for '.', '__' for '_'), or -X prop=value.\n");
+                 "  VIGIL_KAFKA_PROP_<PROP> ('_' for '.', '__' for '_'), or -X prop=value;\n"
+                 "  VIGIL_KAFKA_PROP_<PROP>_FILE reads <PROP> from a file (and wins), e.g.\n"
+                 "  VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE=/run/secrets/kafka-password.\n");
 }

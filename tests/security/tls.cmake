@@ -5,6 +5,11 @@
 #   tls_kafka  own KRaft broker, SASL_SSL listener (PLAIN inside TLS; see the
 #              script for why not SCRAM): vigil produce with the right CA,
 #              a wrong CA, a wrong password (~25 s)
+#   kafka_scram  own Kafka 3.9.1 KRaft broker (scripts/fetch-kafka --line 3.9;
+#              librdkafka 2.0.2 cannot do SCRAM against 4.x), SASL_SSL with
+#              SCRAM-SHA-512 and -256, the password from a file
+#              (VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE): vigil produce with each
+#              mechanism, a wrong password, a wrong CA (~35 s)
 #   tls_pg     own PostgreSQL cluster, hostssl only: vigil migrate with
 #              sslmode=verify-full, a wrong CA, a host name the certificate
 #              does not name, no TLS (~2 s)
@@ -19,6 +24,8 @@ set(_sec ${CMAKE_CURRENT_LIST_DIR})
 
 vigil_script_test(tls_kafka LABEL security TIMEOUT 120
   COMMAND ${_py} ${_sec}/test_kafka_tls.py)
+vigil_script_test(kafka_scram LABEL security TIMEOUT 120
+  COMMAND ${_py} ${_sec}/test_kafka_scram.py)
 vigil_script_test(tls_pg LABEL security TIMEOUT 60
   COMMAND ${_py} ${_sec}/test_pg_tls.py)
 

@@ -124,6 +124,60 @@ int main(void)
     CHECK_EQ_INT(config_load_env(c, err, sizeof err), -1);
     CHECK(strstr(err, "/nonexistent/pw") != NULL);
 
+    /* VIGIL_KAFKA_PROP_<PROP>_FILE: the property from a file, winning over
+     * the plain form; errors name the variable and path, never the value. */
+    unsetenv("VIGILT_PG_PASSWORD_FILE");
+    char kpw[300];
+    snprintf(kpw, sizeof kpw, "%s/kafka-pw", dir);
+    write_file(kpw, "k4fka-s3cret\n");
+    setenv("VIGIL_KAFKA_PROP_SASL_PASSWORD", "plain-loses", 1);
+    setenv("VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE", kpw, 1);
+    struct config *k = config_new(items);
+    CHECK(k != NULL);
+    CHECK_EQ_INT(config_load_env(k, err, sizeof err), 0);
+    struct seen ks = {0};
+    config_kafka_foreach(k, collect, &ks);
+    int pw_at = -1;
+    for (int i = 0; i < ks.n; i++) {
+        CHECK(strcmp(ks.names[i], "sasl.password.file") != 0);
+        if (strcmp(ks.names[i], "sasl.password") == 0)
+            pw_at = i;
+    }
+    CHECK(pw_at >= 0);
+    if (pw_at >= 0)
+        CHECK_EQ_STR(ks.values[pw_at], "k4fka-s3cret"); /* newline stripped, file won */
+    config_destroy(k);
+
+    /* A missing file is an error naming the variable and the path. */
+    setenv("VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE", "/nonexistent/kafka-pw", 1);
+    k = config_new(items);
+    CHECK(k != NULL);
+    CHECK_EQ_INT(config_load_env(k, err, sizeof err), -1);
+    CHECK(strstr(err, "/nonexistent/kafka-pw") != NULL);
+    CHECK(strstr(err, "VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE") != NULL);
+    CHECK(strstr(err, "plain-loses") == NULL);
+    config_destroy(k);
+
+    /* An unreadable value (a NUL byte) is refused without echoing it. */
+    FILE *nf = fopen(kpw, "wb");
+    CHECK(nf != NULL);
+    if (nf != NULL) {
+        fwrite("k4fka-s3cret\0tail\n", 1, 18, nf);
+        fclose(nf);
+    }
+    setenv("VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE", kpw, 1);
+    k = config_new(items);
+    CHECK(k != NULL);
+    CHECK_EQ_INT(config_load_env(k, err, sizeof err), -1);
+    CHECK(strstr(err, kpw) != NULL);
+    CHECK(strstr(err, "NUL") != NULL);
+    CHECK(strstr(err, "k4fka-s3cret") == NULL);
+    CHECK(strstr(err, "plain-loses") == NULL);
+    config_destroy(k);
+    unsetenv("VIGIL_KAFKA_PROP_SASL_PASSWORD");
+    unsetenv("VIGIL_KAFKA_PROP_SASL_PASSWORD_FILE");
+    unlink(kpw);
+
     config_destroy(c);
     config_destroy(NULL);
     unlink(yaml);
