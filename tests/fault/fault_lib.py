@@ -113,6 +113,16 @@ def audit(t, w, topic, group, study, n, expected, partitions, topic_dups_allowed
     t.check(ids == expected and twice == 0, "every expected alert once in PostgreSQL")
     t.check(incomplete_batches(study) == 0, "no observation without its alert (no partial batch)")
 
+    # Rows are stored before their alerts are acknowledged, and an offset is
+    # committed only after both: wait for the offsets before reading the
+    # alerts topic, or a batch still waiting for a broker looks missing.
+    ends = high_watermarks(topic, partitions)
+    ok = h.wait_until(lambda: h.committed(group, topic, partitions) == ends, 60,
+                      "offsets committed", interval=0.5)
+    say("counted: committed offsets %s, partition ends %s",
+        h.committed(group, topic, partitions), ends)
+    t.check(ok, "every offset committed to the end of its partition")
+
     msgs = h.consume_all(topic + ".alerts", idle=2.0)
     decoded = h.decode("alert", [m[3] for m in msgs])
     bad = sum(1 for d in decoded if "error" in d)
@@ -131,11 +141,5 @@ def audit(t, w, topic, group, study, n, expected, partitions, topic_dups_allowed
     say("counted: dead letters %d", len(dlq))
     t.check(len(dlq) == 0, "nothing dead-lettered by the fault (%d)" % len(dlq))
 
-    ends = high_watermarks(topic, partitions)
-    ok = h.wait_until(lambda: h.committed(group, topic, partitions) == ends, 60,
-                      "offsets committed", interval=0.5)
-    say("counted: committed offsets %s, partition ends %s",
-        h.committed(group, topic, partitions), ends)
-    t.check(ok, "every offset committed to the end of its partition")
     t.check(w.proc.poll() is None, "the worker never exited (rc %s)" % w.proc.poll())
     return dups
