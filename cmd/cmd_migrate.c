@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "config.h"
 #include "embedded.h"
 #include "pg.h"
 
@@ -51,15 +52,20 @@ static void usage(FILE *out)
             "of the connection's search_path.\n\n"
             "options:\n"
             "  --conninfo STR  libpq connection string or postgresql:// URI\n"
-            "                  (prefer a passfile or PGPASSWORD to a password in STR:\n"
-            "                  command lines are visible to other users)\n"
+            "                  (prefer VIGIL_PG_CONNINFO_FILE, a passfile or PGPASSWORD\n"
+            "                  to a password in STR: command lines are visible to\n"
+            "                  other users)\n"
             "  --status        list applied and pending migrations; change nothing\n"
             "  -h, --help      print this help\n\n"
             "environment:\n"
-            "  VIGIL_PG_CONNINFO  connection string used when --conninfo is not given;\n"
-            "                     without either, libpq's PGHOST, PGPORT, PGDATABASE,\n"
-            "                     PGUSER, PGPASSFILE, ... apply\n\n"
-            "exit status: 0 success (or already up to date), 1 failure, 2 bad usage\n");
+            "  VIGIL_PG_CONNINFO       connection string used when --conninfo is not given;\n"
+            "                          without either, libpq's PGHOST, PGPORT, PGDATABASE,\n"
+            "                          PGUSER, PGPASSFILE, ... apply\n"
+            "  VIGIL_PG_CONNINFO_FILE  file holding the connection string (a Kubernetes\n"
+            "                          Secret); wins over VIGIL_PG_CONNINFO, not over\n"
+            "                          --conninfo; one trailing newline is removed\n\n"
+            "exit status: 0 success (or already up to date), 1 failure, 2 bad usage or\n"
+            "configuration (e.g. VIGIL_PG_CONNINFO_FILE cannot be read)\n");
 }
 
 static int by_name(const void *a, const void *b)
@@ -287,7 +293,19 @@ int cmd_migrate(int argc, char **argv)
     int rc = 1;
     char err[1024];
     PGconn *conn = NULL;
-    struct migration *migrations = calloc(MIGRATIONS_MAX, sizeof *migrations);
+    struct migration *migrations = NULL;
+    /* The flag wins; otherwise VIGIL_PG_CONNINFO_FILE, then
+     * VIGIL_PG_CONNINFO, as the worker and notifier read their config. */
+    char *conninfo_env = NULL;
+    const char *conninfo = conninfo_flag;
+    if (conninfo == NULL) {
+        if (config_env_or_file("VIGIL_PG_CONNINFO", &conninfo_env, err, sizeof err) != 0) {
+            rc = 2;
+            goto err;
+        }
+        conninfo = conninfo_env != NULL ? conninfo_env : "";
+    }
+    migrations = calloc(MIGRATIONS_MAX, sizeof *migrations);
     if (migrations == NULL) {
         snprintf(err, sizeof err, "out of memory");
         goto err;
@@ -295,16 +313,18 @@ int cmd_migrate(int argc, char **argv)
     int n = migrations_collect(migrations, MIGRATIONS_MAX, err, sizeof err);
     if (n < 0)
         goto err;
-    conn = pg_connect(pg_conninfo_resolve(conninfo_flag), err, sizeof err);
+    conn = pg_connect(conninfo, err, sizeof err);
     if (conn == NULL)
         goto err;
     rc = status ? show_status(conn, migrations, n) : apply_pending(conn, migrations, n);
     PQfinish(conn);
     free(migrations);
+    free(conninfo_env);
     return rc;
 err:
     fprintf(stderr, "vigil migrate: %s\n", err);
     PQfinish(conn);
     free(migrations);
+    free(conninfo_env);
     return rc;
 }

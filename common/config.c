@@ -230,26 +230,50 @@ static int load_kafka_env(struct config *c, bool files, char *errstr, size_t err
     return 0;
 }
 
+int config_env_or_file(const char *name, char **out, char *errstr, size_t errstr_size)
+{
+    *out = NULL;
+    char fname[256];
+    int len = snprintf(fname, sizeof fname, "%s_FILE", name);
+    if (len < 0 || (size_t)len >= sizeof fname) {
+        snprintf(errstr, errstr_size, "environment variable name %s is too long", name);
+        return -1;
+    }
+    const char *path = getenv(fname);
+    if (path != NULL && *path != '\0') {
+        /* The reader's message names the path and the reason; the value
+         * read is never part of an error. */
+        char rerr[512];
+        *out = read_value_file(path, rerr, sizeof rerr);
+        if (*out == NULL) {
+            snprintf(errstr, errstr_size, "%s: %s", fname, rerr);
+            return -1;
+        }
+        return 0;
+    }
+    const char *v = getenv(name);
+    if (v == NULL)
+        return 0;
+    *out = strdup(v);
+    if (*out == NULL) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int config_load_env(struct config *c, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < c->nitems; i++) {
         const char *env = c->items[i].env;
         if (env == NULL)
             continue;
-        char fname[256];
-        snprintf(fname, sizeof fname, "%s_FILE", env);
-        const char *path = getenv(fname);
-        const char *v = getenv(env);
-        char *owned = NULL;
-        if (path != NULL && *path != '\0') {
-            owned = read_value_file(path, errstr, errstr_size);
-            if (owned == NULL)
-                return -1;
-            v = owned;
-        }
+        char *v = NULL;
+        if (config_env_or_file(env, &v, errstr, errstr_size) != 0)
+            return -1;
         if (v != NULL) {
             int rc = config_set(c, c->items[i].key, v, errstr, errstr_size);
-            free(owned);
+            free(v);
             if (rc != 0)
                 return -1;
         }

@@ -58,6 +58,17 @@ int config_load_file(struct config *c, const char *path, char *errstr, size_t er
  * VIGIL_KAFKA_PROP_*). Returns 0, or -1 with errstr if a _FILE cannot be read. */
 int config_load_env(struct config *c, char *errstr, size_t errstr_size);
 
+/* Reads one setting outside a config table, as config_load_env reads an
+ * item: the file named by $NAME_FILE (when set and non-empty; it wins, and
+ * is read like every _FILE: bounded, one trailing newline removed), else
+ * $NAME. For commands with a single setting that do not build a config
+ * (vigil migrate's VIGIL_PG_CONNINFO).
+ * Returns 0 with *out a malloc'd copy the caller frees, or NULL when neither
+ * variable is set; -1 with *out NULL and errstr naming NAME_FILE, the path
+ * and the reason (never the file's content). Not thread-safe against a
+ * concurrent setenv (getenv). */
+int config_env_or_file(const char *name, char **out, char *errstr, size_t errstr_size);
+
 /* Returns KEY's value or NULL if unset. KEY must be an item's key (asserted). */
 const char *config_get(const struct config *c, const char *key);
 

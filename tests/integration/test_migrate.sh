@@ -7,7 +7,10 @@
 # Checks: all migrations applied once and recorded; the keys that make
 # replays idempotent exist and work; a second run changes nothing; a failing
 # migration rolls back whole and a later run resumes; concurrent runs
-# serialise on the advisory lock; the directory triggers NOTIFY.
+# serialise on the advisory lock; the directory triggers NOTIFY;
+# VIGIL_PG_CONNINFO_FILE (a mounted Secret) is read, wins over
+# VIGIL_PG_CONNINFO and loses to --conninfo, and neither a missing file nor
+# a refused password prints the password.
 set -u
 v=${VIGIL_BINARY:?}
 src=${VIGIL_SOURCE_DIR:?}
@@ -196,6 +199,46 @@ done
 eq "concurrent runs applied each migration once" "$(cat "$tmp"/conc? | grep -c '^applied ')" "$n"
 eq "concurrent: others found it up to date" "$(cat "$tmp"/conc? | grep -c '^database is up to date')" 2
 eq "concurrent: all recorded once" "$(q $sc 'SELECT count(*) FROM schema_migrations')" "$n"
+
+# --- VIGIL_PG_CONNINFO_FILE ----------------------------------------------------
+# The conninfo only in a file (with the trailing newline `echo` and a
+# Kubernetes Secret leave); VIGIL_PG_CONNINFO is unset.
+echo "$(in_schema $s)" >"$tmp/conninfo"
+env -u VIGIL_PG_CONNINFO VIGIL_PG_CONNINFO_FILE="$tmp/conninfo" "$v" migrate --status \
+  >"$tmp/stf" 2>"$tmp/err"
+eq "status from VIGIL_PG_CONNINFO_FILE: exit ($(cat "$tmp/err"))" $? 0
+eq "status from VIGIL_PG_CONNINFO_FILE: summary" "$(tail -1 "$tmp/stf")" "$n applied, 0 pending"
+# The file wins over VIGIL_PG_CONNINFO (here a server that is not there).
+VIGIL_PG_CONNINFO="host=127.0.0.1 port=1 connect_timeout=3" VIGIL_PG_CONNINFO_FILE="$tmp/conninfo" \
+  "$v" migrate --status >"$tmp/stf" 2>"$tmp/err"
+eq "VIGIL_PG_CONNINFO_FILE wins over VIGIL_PG_CONNINFO ($(cat "$tmp/err"))" $? 0
+# --conninfo wins over both: a missing file is not even read.
+VIGIL_PG_CONNINFO_FILE="$tmp/no-such-conninfo" "$v" migrate --status --conninfo "$(in_schema $s)" \
+  >"$tmp/stf" 2>"$tmp/err"
+eq "--conninfo wins over VIGIL_PG_CONNINFO_FILE ($(cat "$tmp/err"))" $? 0
+eq "--conninfo wins: summary" "$(tail -1 "$tmp/stf")" "$n applied, 0 pending"
+# A missing file is a configuration error naming the variable and the path,
+# not a silent fallback to VIGIL_PG_CONNINFO or libpq's defaults.
+VIGIL_PG_CONNINFO_FILE="$tmp/no-such-conninfo" "$v" migrate --status >"$tmp/stf" 2>"$tmp/err"
+eq "missing VIGIL_PG_CONNINFO_FILE: exit" $? 2
+grep -q "^vigil migrate: VIGIL_PG_CONNINFO_FILE: could not open $tmp/no-such-conninfo: " "$tmp/err" && ok \
+  || bad "missing file: error names the variable and the path: $(cat "$tmp/err")"
+eq "missing VIGIL_PG_CONNINFO_FILE: nothing on stdout" "$(cat "$tmp/stf")" ""
+# A wrong password (the server asks for one: scram-sha-256 on loopback) and
+# a malformed conninfo holding a password, both from the file: they fail,
+# and neither the password nor the file's text is printed.
+secret=mt-secret-$$-$RANDOM-wrong
+echo "$(in_schema $s) password=$secret passfile=/nonexistent" >"$tmp/conninfo-bad"
+VIGIL_PG_CONNINFO_FILE="$tmp/conninfo-bad" "$v" migrate --status >"$tmp/stf" 2>"$tmp/err"
+eq "wrong password from the file: exit" $? 1
+grep -q "^vigil migrate: could not connect to PostgreSQL: .*password authentication failed" "$tmp/err" && ok \
+  || bad "wrong password from the file: says why: $(cat "$tmp/err")"
+grep -q -e "$secret" "$tmp/err" "$tmp/stf" && bad "wrong password from the file: password printed: $(cat "$tmp/err")" || ok
+echo "host=127.0.0.1 password='$secret" >"$tmp/conninfo-bad"
+VIGIL_PG_CONNINFO_FILE="$tmp/conninfo-bad" "$v" migrate --status >"$tmp/stf" 2>"$tmp/err"
+eq "malformed conninfo from the file: exit" $? 1
+grep -q "could not connect to PostgreSQL" "$tmp/err" && ok || bad "malformed conninfo from the file: $(cat "$tmp/err")"
+grep -q -e "$secret" "$tmp/err" "$tmp/stf" && bad "malformed conninfo from the file: password printed: $(cat "$tmp/err")" || ok
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -179,12 +179,11 @@ def main():
         found = leaks(metrics[name], needles)
         t.check(not found, "%s /metrics leaks: %s" % (name, found[:5]))
 
-    # An error path: a wrong password. `vigil migrate` reads only
-    # VIGIL_PG_CONNINFO (no _FILE), so the conninfo goes in the environment.
+    # An error path: a wrong password, from a file like every secret.
     import subprocess
     wrong = base64.b16encode(os.urandom(12)).decode().lower()
-    bad_env = dict(base_env, VIGIL_PG_CONNINFO=conninfo.replace("password=" + pg_password,
-                                                                "password=" + wrong))
+    bad_env = dict(base_env, VIGIL_PG_CONNINFO_FILE=secret_file(
+        "pg_conninfo_wrong", conninfo.replace("password=" + pg_password, "password=" + wrong)))
     p = subprocess.run([h.VIGIL, "migrate"], env=bad_env, capture_output=True, text=True,
                        timeout=30 * h.SCALE)
     out = p.stdout + p.stderr
@@ -197,6 +196,7 @@ def main():
         len(worker.text().splitlines()), len(notifier.text().splitlines()), LOG_DIR))
     h.delete_topics([topic, topic + ".dlq", alerts_topic])
     os.unlink(os.path.join(LOG_DIR, "pg_conninfo"))
+    os.unlink(os.path.join(LOG_DIR, "pg_conninfo_wrong"))
     t.done()
 
 

@@ -122,11 +122,26 @@ valid() {
   fi
 }
 
-valid default -- 
-valid all-features -expect ScaledObject,ServiceMonitor,NetworkPolicy,PodDisruptionBudget,HorizontalPodAutoscaler,Job,Service,ServiceAccount -- -f "$all_values"
+# -secret-files: with secrets.mode files (the default) no env var of any
+# container may come from a Secret: every credential is a mounted file.
+valid default -secret-files -- 
+valid all-features -secret-files -expect ScaledObject,ServiceMonitor,NetworkPolicy,PodDisruptionBudget,HorizontalPodAutoscaler,Job,Service,ServiceAccount -- -f "$all_values"
 valid secrets-as-env -- -f "$all_values" --set secrets.mode=env
-valid no-autoscaling -- --set worker.autoscaling.enabled=false --set worker.replicas=12
-valid external-rules -- --set rules.existingConfigMap=study-rules
+valid no-autoscaling -secret-files -- --set worker.autoscaling.enabled=false --set worker.replicas=12
+valid external-rules -secret-files -- --set rules.existingConfigMap=study-rules
+
+# The files-mode check must catch secretKeyRefs in a real rendering: the
+# secrets.mode=env one has one per credential, each must be named.
+if [ -s "$tmp/secrets-as-env.yaml" ]; then
+  out=$("$validate" -f "$tmp/secrets-as-env.yaml" -secret-files 2>&1)
+  n=$(grep -c '^FAIL: .*secretKeyRef' <<<"$out")
+  if [ "$n" -ge 6 ] && grep -q '^FAIL: Job .* env VIGIL_PG_CONNINFO: .*secretKeyRef' <<<"$out" &&
+     grep -q '^FAIL: Deployment .*-worker .* env VIGIL_KAFKA_PROP_SASL_PASSWORD: .*secretKeyRef' <<<"$out"; then
+    ok "secrets-as-env judged as files mode: $n secretKeyRef variables refused"
+  else
+    bad "secrets-as-env judged as files mode: want >= 6 secretKeyRef failures incl. the Job's conninfo and the SASL password, got:"$'\n'"$out"
+  fi
+fi
 
 # refuses NAME MESSAGE-REGEX HELM-ARGS...: rendering must fail, saying why.
 refuses() {
@@ -195,9 +210,13 @@ fi
 # The validator must reject broken manifests, or its passes mean nothing:
 # each mutant is the default rendering with one promise broken.
 render base || bad "base render: $(cat "$tmp/base.err")"
-# mutant NAME PYTHON-EXPRESSION-ON-s: the validator must fail on the result.
+# mutant NAME PYTHON-EXPRESSION-ON-s [BASE [FAIL-REGEX [VALIDATOR-ARGS...]]]:
+# the validator must fail on the result of the expression on $tmp/BASE.yaml
+# (default: base, the default rendering), with a FAIL line matching
+# FAIL-REGEX when given (so the mutant is caught by the check meant for it).
 mutant() {
-  local name=$1 expr=$2
+  local name=$1 expr=$2 from=${3:-base} why=${4:-}
+  local margs=("${@:5}")
   if ! /usr/bin/python3 -c "
 import sys
 s = open(sys.argv[1]).read()
@@ -205,12 +224,14 @@ t = $expr
 if t == s:
     sys.exit('mutation changed nothing')
 open(sys.argv[2], 'w').write(t)
-" "$tmp/base.yaml" "$tmp/m-$name.yaml"; then
+" "$tmp/$from.yaml" "$tmp/m-$name.yaml"; then
     bad "mutant $name: could not be made"
     return
   fi
-  if out=$("$validate" -f "$tmp/m-$name.yaml" "${vigil_args[@]}" 2>&1); then
+  if out=$("$validate" -f "$tmp/m-$name.yaml" "${vigil_args[@]}" "${margs[@]}" 2>&1); then
     bad "mutant $name: the validator accepted it"
+  elif [ -n "$why" ] && ! grep -Eq -- "^FAIL: .*$why" <<<"$out"; then
+    bad "mutant $name: rejected, but not for /$why/:"$'\n'"$out"
   else
     ok "mutant $name rejected: $(grep -m1 '^FAIL' <<<"$out")"
   fi
@@ -239,5 +260,33 @@ if [ -n "${VIGIL_BINARY:-}" ]; then
   mutant unknown-env "s.replace('name: VIGIL_GRACE', 'name: VIGIL_DRAIN_GRACE', 1)"
 fi
 mutant unknown-kind "s + '\n---\napiVersion: example.org/v1\nkind: Widget\nmetadata:\n  name: w\n'"
+# ref VAR KEY / file_env VAR KEY: a Python literal of one env entry at the
+# containers' indentation, from a secretKeyRef / as the files mode renders it.
+ref() {
+  /usr/bin/python3 -c 'import sys; print(repr("            - name: %s\n              valueFrom:\n"
+    "                secretKeyRef:\n                  name: vigil-credentials\n"
+    "                  key: %s\n" % tuple(sys.argv[1:])))' "$1" "$2"
+}
+file_env() {
+  /usr/bin/python3 -c 'import sys; print(repr("            - name: %s_FILE\n"
+    "              value: /var/run/secrets/vigil/credentials/%s\n" % tuple(sys.argv[1:])))' "$1" "$2"
+}
+# Secrets as files, every feature on (all-features rendering, -secret-files):
+# each credential put back into the environment must be refused, the two
+# that were secretKeyRefs before vigil read their _FILE form first.
+mutant sasl-password-secretkeyref \
+  "s.replace($(file_env VIGIL_KAFKA_PROP_SASL_PASSWORD kafka-sasl-password), $(ref VIGIL_KAFKA_PROP_SASL_PASSWORD kafka-sasl-password), 1)" \
+  all-features 'env VIGIL_KAFKA_PROP_SASL_PASSWORD: takes its value from secretKeyRef' -secret-files
+# The Job is rendered last: its conninfo is the last VIGIL_PG_CONNINFO_FILE.
+mutant migrate-conninfo-secretkeyref \
+  "(lambda o, n: s[:s.rindex(o)] + n + s[s.rindex(o) + len(o):])($(file_env VIGIL_PG_CONNINFO pg-conninfo), $(ref VIGIL_PG_CONNINFO pg-conninfo))" \
+  all-features 'Job .* env VIGIL_PG_CONNINFO: takes its value from secretKeyRef' -secret-files
+# The Job's conninfo file must be mounted, not only named.
+mutant migrate-conninfo-not-mounted \
+  "(lambda o: s[:s.rindex(o)] + s[s.rindex(o) + len(o):])('            - name: credentials\n              mountPath: /var/run/secrets/vigil/credentials\n              readOnly: true\n')" \
+  all-features 'Job .* env VIGIL_PG_CONNINFO_FILE: must name a file of a mounted Secret' -secret-files
+mutant envfrom-secret \
+  "s.replace('          env:\n', '          envFrom:\n            - secretRef:\n                name: vigil-credentials\n          env:\n', 1)" \
+  all-features 'envFrom Secret vigil-credentials' -secret-files
 
 finish

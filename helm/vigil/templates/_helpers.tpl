@@ -183,11 +183,13 @@ fails with a message that names the values to change.
 {{- end -}}
 
 {{/*
-Environment of a vigil pod: (list $ "worker"|"notifier"|"migration").
-Credentials never appear as literal values: they are files of the mounted
-Secret (VIGIL_*_FILE) or secretKeyRef variables.
+Credentials of a vigil pod, as a JSON list of [VARIABLE, secret key]:
+(list $ "worker"|"notifier"|"migration"). One list feeds both the
+environment (vigil.secretEnv) and the files mode's projected volume
+(vigil.secretItems), so a VAR_FILE never names a key that is not mounted.
+The migration Job needs only the database.
 */}}
-{{- define "vigil.secretEnv" -}}
+{{- define "vigil.secretPairs" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $s := $root.Values.secrets -}}
@@ -201,9 +203,23 @@ Secret (VIGIL_*_FILE) or secretKeyRef variables.
 {{- $secrets = append $secrets (list "VIGIL_SMS_PASSWORD" $s.smsPasswordKey) -}}
 {{- end -}}
 {{- end -}}
-{{- range $secrets }}
-{{- /* vigil migrate reads VIGIL_PG_CONNINFO only, without a _FILE variant. */}}
-{{- if and (eq $s.mode "files") (ne $component "migration") }}
+{{- if and $root.Values.kafka.sasl.enabled (ne $component "migration") -}}
+{{- $secrets = append $secrets (list "VIGIL_KAFKA_PROP_SASL_PASSWORD" $root.Values.kafka.sasl.passwordKey) -}}
+{{- end -}}
+{{- toJson $secrets -}}
+{{- end -}}
+
+{{/*
+Environment of a vigil pod: (list $ "worker"|"notifier"|"migration").
+Credentials never appear as literal values. secrets.mode files: each is a
+file of the mounted Secret, passed as VAR_FILE (every vigil command reads
+VAR_FILE, VIGIL_KAFKA_PROP_<PROP>_FILE included), so no secret is in the
+process environment; env: secretKeyRef variables.
+*/}}
+{{- define "vigil.secretEnv" -}}
+{{- $s := (index . 0).Values.secrets -}}
+{{- range include "vigil.secretPairs" . | fromJsonArray }}
+{{- if eq $s.mode "files" }}
 - name: {{ index . 0 }}_FILE
   value: /var/run/secrets/vigil/credentials/{{ index . 1 }}
 {{- else }}
@@ -214,31 +230,12 @@ Secret (VIGIL_*_FILE) or secretKeyRef variables.
       key: {{ index . 1 }}
 {{- end }}
 {{- end }}
-{{- if and $root.Values.kafka.sasl.enabled (ne $component "migration") }}
-{{- /* librdkafka properties have no _FILE form: the SASL password is a secretKeyRef. */}}
-- name: VIGIL_KAFKA_PROP_SASL_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $s.existingSecret }}
-      key: {{ $root.Values.kafka.sasl.passwordKey }}
-{{- end }}
 {{- end -}}
 
 {{/* Secret keys a component's credentials volume projects: (list $ component). */}}
 {{- define "vigil.secretItems" -}}
-{{- $root := index . 0 -}}
-{{- $s := $root.Values.secrets -}}
-{{- $n := $root.Values.notifier -}}
-- key: {{ $s.pgConninfoKey }}
-  path: {{ $s.pgConninfoKey }}
-{{- if eq (index . 1) "notifier" }}
-{{- if $n.smtp.user }}
-- key: {{ $s.smtpPasswordKey }}
-  path: {{ $s.smtpPasswordKey }}
-{{- end }}
-{{- if $n.sms.user }}
-- key: {{ $s.smsPasswordKey }}
-  path: {{ $s.smsPasswordKey }}
-{{- end }}
+{{- range include "vigil.secretPairs" . | fromJsonArray }}
+- key: {{ index . 1 }}
+  path: {{ index . 1 }}
 {{- end }}
 {{- end -}}

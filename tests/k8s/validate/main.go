@@ -9,6 +9,8 @@
 // replicas never above the topic's partitions, credentials never in a
 // ConfigMap or a literal env value, a drain grace shorter than the pod's
 // termination grace, and the migration Job as a pre-install/pre-upgrade hook.
+// With -secret-files (the chart's secrets.mode files), no container takes an
+// environment variable from a Secret at all: every credential is a file.
 //
 // It prints one line per failed check and a summary "N passed, N failed";
 // exit status 0 when every check passed, 1 otherwise, 2 on bad usage.
@@ -88,9 +90,10 @@ func main() {
 	in := flag.String("f", "-", "rendered manifests (multi-document YAML); - for stdin")
 	expect := flag.String("expect", "", "comma-separated kinds that must be present (e.g. ScaledObject,ServiceMonitor)")
 	vigil := flag.String("vigil", "", "vigil binary: when set, the rendered rules are checked with `vigil rules check`")
+	secretFiles := flag.Bool("secret-files", false, "rendered with secrets.mode files: no env var may come from a Secret (secretKeyRef or envFrom)")
 	flag.Parse()
 	if flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: vigil-k8s-validate [-f FILE] [-expect KINDS] [-vigil BINARY]")
+		fmt.Fprintln(os.Stderr, "usage: vigil-k8s-validate [-f FILE] [-expect KINDS] [-vigil BINARY] [-secret-files]")
 		os.Exit(2)
 	}
 	var data []byte
@@ -113,6 +116,9 @@ func main() {
 		}
 	}
 	checkAll(r, m, *vigil)
+	if *secretFiles {
+		checkSecretsAsFiles(r, m)
+	}
 	fmt.Printf("vigil-k8s-validate: %d manifests\n", sum(m.kinds))
 	fmt.Printf("%d passed, %d failed\n", r.passed, r.failed)
 	if r.failed > 0 {
@@ -785,6 +791,51 @@ func checkNoInlinedSecrets(r *report, m *manifests) {
 				}
 				r.check(e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil,
 					"%s: a credential must come from a secretKeyRef, not a literal value", ew)
+			}
+		}
+	}
+}
+
+// checkSecretsAsFiles (secrets.mode files): every credential reaches vigil
+// as a file of a mounted Secret (VAR_FILE), none through the environment,
+// where /proc/PID/environ, crash reports and every child process see it. So
+// no container of any pod (the migration Job included) may take a variable
+// from a secretKeyRef or import a Secret with envFrom: a credential that
+// slips back into the environment (one vigil cannot read from a file, say)
+// fails here instead of passing as an "allowed" secretKeyRef.
+func checkSecretsAsFiles(r *report, m *manifests) {
+	type pod struct {
+		where string
+		spec  *corev1.PodSpec
+	}
+	var pods []pod
+	for _, d := range m.deployments {
+		pods = append(pods, pod{"Deployment " + d.Name, &d.Spec.Template.Spec})
+	}
+	for _, j := range m.jobs {
+		pods = append(pods, pod{"Job " + j.Name, &j.Spec.Template.Spec})
+	}
+	r.check(len(pods) > 0, "secrets as files: no pods to check")
+	for _, p := range pods {
+		for _, c := range append(append([]corev1.Container{}, p.spec.InitContainers...), p.spec.Containers...) {
+			for _, e := range c.Env {
+				var ref *corev1.SecretKeySelector
+				if e.ValueFrom != nil {
+					ref = e.ValueFrom.SecretKeyRef
+				}
+				if ref != nil {
+					r.check(false, "%s container %s env %s: takes its value from secretKeyRef %s/%s although secrets are files: mount the key and pass %s_FILE",
+						p.where, c.Name, e.Name, ref.Name, ref.Key, e.Name)
+				} else {
+					r.passed++
+				}
+			}
+			for _, ef := range c.EnvFrom {
+				if ef.SecretRef != nil {
+					r.check(false, "%s container %s: envFrom Secret %s puts its keys in the environment although secrets are files", p.where, c.Name, ef.SecretRef.Name)
+				} else {
+					r.passed++
+				}
 			}
 		}
 	}
