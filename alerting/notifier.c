@@ -43,8 +43,16 @@ struct notifier {
     struct sender *sender;
     struct offsets *offsets;
     atomic_bool running;
+    rd_kafka_t *dlq; /* NULL when dlq_topic is empty */
     struct partition parts[MAX_PARTITIONS];
-    struct metric *m_consumed, *m_invalid, *m_paused;
+    struct metric *m_consumed, *m_invalid, *m_dead, *m_paused;
+};
+
+/* A dead letter on its way: whose offset its acknowledgement finishes. */
+struct dead_letter {
+    int32_t partition;
+    int64_t offset;
+    uint32_t epoch;
 };
 
 /* Sender thread: every notification of the alert is final. */
@@ -55,6 +63,97 @@ static void on_done(void *arg, int32_t partition, int64_t offset, uint32_t epoch
      * and must not touch the count of a new assignment either. */
     if (offsets_done(n->offsets, partition, offset, epoch))
         atomic_fetch_sub(&n->parts[partition].inflight, 1);
+}
+
+/* The dead-letter producer's delivery report (served by rd_kafka_poll on
+ * the poll thread): the undecodable alert's offset finishes only once its
+ * bytes are safely on the dead-letter topic. */
+static void on_dead_letter(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct notifier *n = opaque;
+    struct dead_letter *dl = m->_private;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        metric_add(n->m_dead, 1);
+        log_msg(LOG_WARN, "notifier", "partition %d offset %lld: dead-lettered to %s [%d] at %lld",
+                (int)dl->partition, (long long)dl->offset, n->opt->dlq_topic, (int)m->partition,
+                (long long)m->offset);
+        on_done(n, dl->partition, dl->offset, dl->epoch);
+    } else {
+        /* With no message timeout only a fatal producer error or a purge at
+         * shutdown gets here: the offset stays unfinished, so the alert is
+         * read (and dead-lettered) again after a restart. */
+        log_msg(LOG_ERROR, "notifier",
+                "partition %d offset %lld: could not dead-letter an undecodable alert: %s; "
+                "left unfinished",
+                (int)dl->partition, (long long)dl->offset, rd_kafka_err2str(m->err));
+    }
+    free(dl);
+}
+
+static rd_kafka_t *dlq_producer_new(struct notifier *n, char *errstr, size_t errsz)
+{
+    const struct notifier_options *o = n->opt;
+    rd_kafka_conf_t *conf = kafka_conf_new(NULL, o->bootstrap, "vigil-notifier-dlq", errstr,
+                                           errsz);
+    if (conf == NULL)
+        return NULL;
+    /* message.timeout.ms 0: retried until the broker takes it. Giving up
+     * would leave a choice between losing the alert's bytes and never
+     * moving the partition on. */
+    if (kafka_conf_set(conf, "enable.idempotence", "true", errstr, errsz) != 0 ||
+        kafka_conf_set(conf, "acks", "all", errstr, errsz) != 0 ||
+        kafka_conf_set(conf, "message.timeout.ms", "0", errstr, errsz) != 0 ||
+        kafka_conf_apply(conf, o->cfg, errstr, errsz) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter);
+    rd_kafka_conf_set_opaque(conf, n);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errsz);
+    if (rk == NULL)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+/* Sends M (an alert that does not decode) to the dead-letter topic; its
+ * offset finishes when the broker acknowledges it (on_dead_letter).
+ * Without a dead-letter topic the alert is skipped, logged and counted. */
+static void dead_letter(struct notifier *n, const rd_kafka_message_t *m, uint32_t epoch,
+                        const char *error_class, const char *error_message)
+{
+    metric_add(n->m_invalid, 1);
+    if (n->dlq == NULL) {
+        log_msg(LOG_ERROR, "notifier",
+                "partition %d offset %lld: could not decode the alert (%s): %s; skipped (no "
+                "dead-letter topic)",
+                (int)m->partition, (long long)m->offset, error_class, error_message);
+        on_done(n, m->partition, m->offset, epoch);
+        return;
+    }
+    log_msg(LOG_ERROR, "notifier", "partition %d offset %lld: could not decode the alert (%s): %s",
+            (int)m->partition, (long long)m->offset, error_class, error_message);
+    struct dead_letter *dl = malloc(sizeof *dl);
+    if (dl == NULL) {
+        log_msg(LOG_ERROR, "notifier", "out of memory: partition %d offset %lld left unfinished",
+                (int)m->partition, (long long)m->offset);
+        return;
+    }
+    *dl = (struct dead_letter){m->partition, m->offset, epoch};
+    rd_kafka_headers_t *h =
+        kafka_dead_letter_headers(m, n->opt->topic, error_class, error_message);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        n->dlq, RD_KAFKA_V_TOPIC(n->opt->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dl), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* not finished: read again after a restart */
+        log_msg(LOG_ERROR, "notifier",
+                "partition %d offset %lld: could not queue the dead letter: %s; left "
+                "unfinished",
+                (int)m->partition, (long long)m->offset, rd_kafka_err2str(err));
+        rd_kafka_headers_destroy(h);
+        free(dl);
+    }
 }
 
 static bool ready(void *arg, char *why, size_t whysz)
@@ -179,8 +278,10 @@ static void revoke(struct notifier *n, const rd_kafka_topic_partition_list_t *l)
                         left, REVOKE_DRAIN_MS);
             break;
         }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        if (n->dlq != NULL)
+            rd_kafka_poll(n->dlq, 5); /* dead letters finish their offsets here */
+        else
+            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
     }
     commit(n, true);
     for (int i = 0; i < l->cnt; i++) {
@@ -267,13 +368,9 @@ static void on_message(struct notifier *n, rd_kafka_message_t *m)
     }
     if (st != CODEC_OK) {
         /* Nothing can be sent from bytes that do not decode; the worker
-         * produced them, so this is a bug or a foreign producer. Logged
-         * and counted, and its offset finished so the partition moves on. */
-        metric_add(n->m_invalid, 1);
-        log_msg(LOG_ERROR, "notifier", "partition %d offset %lld: could not decode the alert "
-                                       "(%s): %s; skipped",
-                (int)p, (long long)m->offset, codec_error_class_name(st), err);
-        on_done(n, p, m->offset, epoch);
+         * produced them, so this is a bug or a foreign producer. They are
+         * kept on the dead-letter topic, and the partition moves on. */
+        dead_letter(n, m, epoch, codec_error_class_name(st), err);
         return;
     }
     struct job *j = sender_job_new(&a, p, m->offset, epoch);
@@ -334,7 +431,9 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     }
     n->m_consumed = metrics_counter(n->metrics, "vigil_consumed_total", "Messages consumed", NULL);
     n->m_invalid = metrics_counter(n->metrics, "vigil_notifier_invalid_total",
-                                   "Alert messages that could not be decoded (skipped)", NULL);
+                                   "Alert messages that could not be decoded", NULL);
+    n->m_dead = metrics_counter(n->metrics, "vigil_dead_letters_total",
+                                "Undecodable alerts acknowledged on the dead-letter topic", NULL);
     n->m_paused = metrics_gauge(n->metrics, "vigil_paused_partitions",
                                 "Partitions paused (backpressure)", NULL);
 
@@ -372,6 +471,11 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         }
     }
 
+    if (opt->dlq_topic != NULL && opt->dlq_topic[0] != '\0') {
+        n->dlq = dlq_producer_new(n, errstr, errstr_size);
+        if (n->dlq == NULL)
+            goto out;
+    }
     n->rk = consumer_new(n, errstr, errstr_size);
     if (n->rk == NULL)
         goto out;
@@ -395,6 +499,8 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
             rd_kafka_message_destroy(msg);
         }
         drain_stashes(n);
+        if (n->dlq != NULL)
+            rd_kafka_poll(n->dlq, 0);
         if (deadline_expired(next_commit)) {
             commit(n, false);
             next_commit = deadline_after_ms(COMMIT_INTERVAL_MS);
@@ -419,6 +525,10 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         log_msg(LOG_WARN, "notifier", "%zu alerts unfinished at exit: handed back, they will be "
                                       "read again",
                 left);
+    if (n->dlq != NULL && rd_kafka_flush(n->dlq, 3000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_msg(LOG_WARN, "notifier", "%d dead letters unacknowledged at exit: their alerts "
+                                      "will be read again",
+                rd_kafka_outq_len(n->dlq));
     commit(n, true);
     rd_kafka_consumer_close(n->rk);
     log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left");
@@ -435,6 +545,12 @@ out:
         if (rc != 0)
             rd_kafka_consumer_close(n->rk);
         rd_kafka_destroy(n->rk);
+    }
+    if (n->dlq != NULL) {
+        /* unacknowledged dead letters: their offsets were not finished */
+        rd_kafka_purge(n->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(n->dlq, 0);
+        rd_kafka_destroy(n->dlq);
     }
     route_cache_destroy(n->routes);
     codec_destroy(n->codec);

@@ -6,6 +6,10 @@
  * prefix), so a crash or a rebalance replays, and the notification log
  * makes the replay page nobody twice.
  *
+ * An alert that does not decode goes to the dead-letter topic (original
+ * bytes and headers plus the error, as the worker's dead letters); its
+ * offset finishes when the broker acknowledges the dead letter.
+ *
  * Backpressure: when the sender's queue is full, the alert waits in its
  * partition's stash and the partition is paused; the poll loop keeps
  * polling (staying in the group) and resumes it once the stash is empty.
@@ -29,6 +33,7 @@ struct notifier_options {
     const char *bootstrap;
     const char *group;
     const char *topic;
+    const char *dlq_topic; /* undecodable alerts go here; "" or NULL: skipped */
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* may be NULL */

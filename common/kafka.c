@@ -134,3 +134,28 @@ void kafka_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition
                 (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
     }
 }
+
+rd_kafka_headers_t *kafka_dead_letter_headers(const rd_kafka_message_t *m,
+                                              const char *source_topic, const char *error_class,
+                                              const char *error_message)
+{
+    rd_kafka_headers_t *orig = NULL;
+    rd_kafka_headers_t *h;
+    /* rd_kafka_message_headers parses lazily into the message: not const
+     * in librdkafka's API, but it does not change what the message says */
+    if (rd_kafka_message_headers((rd_kafka_message_t *)m, &orig) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        orig != NULL)
+        h = rd_kafka_headers_copy(orig);
+    else
+        h = rd_kafka_headers_new(6);
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%d", (int)m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "vigil.error.class", -1, error_class, -1);
+    rd_kafka_header_add(h, "vigil.error.message", -1, error_message, -1);
+    rd_kafka_header_add(h, "vigil.source.topic", -1, source_topic, -1);
+    rd_kafka_header_add(h, "vigil.source.partition", -1, part, -1);
+    rd_kafka_header_add(h, "vigil.source.offset", -1, off, -1);
+    return h;
+}

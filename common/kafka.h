@@ -52,6 +52,17 @@ void kafka_commit_offsets(rd_kafka_t *rk, const char *topic, struct offsets *o, 
 void kafka_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *l,
                          const char *topic, struct offsets *o, const char *component);
 
+/* The headers of a dead letter (the Kafka Connect convention): a copy of
+ * M's own headers plus
+ *   vigil.error.class      stable class ("truncated", "unknown_schema", ...)
+ *   vigil.error.message    what exactly was wrong (no patient data)
+ *   vigil.source.topic / vigil.source.partition / vigil.source.offset
+ * Returns headers the caller owns (rd_kafka_producev takes them on
+ * success). Cannot fail (librdkafka aborts when out of memory). */
+rd_kafka_headers_t *kafka_dead_letter_headers(const rd_kafka_message_t *m,
+                                              const char *source_topic, const char *error_class,
+                                              const char *error_message);
+
 /* Milliseconds since the Unix epoch (wall clock: event and detection times). */
 int64_t kafka_now_ms(void);
 

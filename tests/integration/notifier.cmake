@@ -1,7 +1,7 @@
 # vigil notifier end to end (tests/integration/test_notifier.py) against
 # the services of scripts/services: delivery exactly once, replay, live
 # subscription change, retraction, escalation; SMS 503 and SMTP-down
-# faults; SIGKILL and restart.
+# faults; SIGKILL and restart; undecodable alerts dead-lettered.
 set(_py /usr/bin/python3)
 set(_t ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 vigil_script_test(notifier_deliver LABEL integration TIMEOUT 240
@@ -10,6 +10,8 @@ vigil_script_test(notifier_faults LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py faults)
 vigil_script_test(notifier_kill LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py kill)
+vigil_script_test(notifier_poison LABEL integration TIMEOUT 180
+  COMMAND ${_py} ${_t}/test_notifier.py poison)
 
 # alerting/dedupe's batched claim / sending / outcome statements against the
 # real PostgreSQL: per-key results in order, lease take-over, hostile ids,

@@ -21,6 +21,11 @@ server and SMS double of scripts/services.
   test_notifier.py kill      SIGKILL mid-run and restart: every alert
                              delivered; duplicates only among the sends in
                              flight at the kill (counted and printed)
+  test_notifier.py poison    bytes that are not an alert (garbage, empty,
+                             truncated) among good alerts: the good ones are
+                             delivered exactly once, each bad one is on the
+                             dead-letter topic byte for byte with its own
+                             headers and the error's, offsets reach the end
 
 Deliveries are read back from what the services recorded: the SMTP spool
 (index.jsonl + one .eml per message, X-Vigil-Alert-Ids header) and the SMS
@@ -540,8 +545,70 @@ def run_kill():
     n2.stop()
 
 
+# ---- poison ------------------------------------------------------------
+
+def run_poison():
+    h.migrate()
+    topic, group = "np.%s.alerts" % rid, "np-%s" % rid
+    dlq = topic + ".dlq"
+    h.create_topics([topic], PARTS)
+    h.create_topics([dlq], 1)
+    d, studies = setup_directory()
+    good = [make_alert(i, studies[i % 3], "A", "P-%03d" % i, "critical") for i in range(12)]
+    exp = expected_set(d, good)
+    ids = {a["alert_id"] for a in good}
+    vals = h.encode("alert", good)
+    truncated = vals[0][:len(vals[0]) // 2]
+    poison = [b"\xc3\x01not-an-alert-at-all", b"", truncated]
+    items = []
+    for i, (a, v) in enumerate(zip(good, vals)):
+        items.append((("%s/%s" % (a["study_id"], a["subject_id"])).encode(), v))
+        if i % 4 == 1:
+            k = len(items)
+            items.append((("poison-%d" % k).encode(), poison[i // 4],
+                          [("trace-id", ("t-%d" % k).encode())]))
+    h.produce(topic, items)
+    n = Notifier(topic, group, {"dlq_topic": dlq})
+    t.check(h.wait_until(delivered_all(d, exp), 90, "good alerts delivered"),
+            "every good alert delivered")
+    t.check(h.wait_until(n.idle_after(len(good)), 60, "good alerts final"), "good alerts final")
+    t.check(h.wait_until(lambda: (n.metric("vigil_dead_letters_total") or 0) >= 3, 60,
+                         "3 dead letters acknowledged"), "3 dead letters acknowledged")
+    counts, _ = deliveries(d)
+    check_exactly_once(counts, exp, ids, "good alerts among poison")
+
+    ends = {p: 0 for p in range(PARTS)}
+    src = {}
+    for (p, off, key, val, hdrs) in h.consume_all(topic, idle=1.0):
+        ends[p] = max(ends[p], off + 1)
+        if key.startswith(b"poison-"):
+            src[key] = (p, off, val)
+    t.check(h.wait_until(lambda: h.committed(group, topic, PARTS) == ends, 60,
+                         "offsets committed"), "offsets committed past the poison to the end")
+    letters = h.consume_all(dlq, idle=1.0)
+    t.check(len(letters) == 3, "3 messages on the dead-letter topic (%d)" % len(letters))
+    for (_, _, key, val, hdrs) in letters:
+        hd = {k: v.decode() if v is not None else None for k, v in hdrs}
+        p, off, orig = src.get(key, (None, None, None))
+        t.check(orig is not None and (val or b"") == orig,
+                "dead letter %s is the original bytes" % key)
+        t.check(hd.get("vigil.source.topic") == topic and
+                hd.get("vigil.source.partition") == str(p) and
+                hd.get("vigil.source.offset") == str(off),
+                "dead letter %s names its source %s [%s] %s: %s" % (key, topic, p, off, hd))
+        t.check(hd.get("vigil.error.class") and hd.get("vigil.error.message"),
+                "dead letter %s says why: %s / %s" % (key, hd.get("vigil.error.class"),
+                                                      hd.get("vigil.error.message")))
+        t.check(hd.get("trace-id") == "t-%s" % key.decode().split("-")[1],
+                "dead letter %s keeps its own headers" % key)
+    t.check(n.metric("vigil_notifier_invalid_total") == 3, "3 counted as undecodable")
+    n.stop()
+    h.delete_topics([topic, dlq])
+
+
 try:
-    {"deliver": run_deliver, "faults": run_faults, "kill": run_kill}[MODE]()
+    {"deliver": run_deliver, "faults": run_faults, "kill": run_kill,
+     "poison": run_poison}[MODE]()
 finally:
     print("notifier logs in", LOG_DIR)
 t.done()
