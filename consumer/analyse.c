@@ -463,7 +463,17 @@ static void process(struct analyser *a, struct work *w)
         int64_t now = kafka_now_ms();
         if (usable)
             n = rules_eval(a->rules, s->st, obs, &w->clean, now, a->scratch, a->scratch_cap);
-        /* Withdraw what this result was evidence for and no longer gives. */
+        /* The state learns the result (or forgets it) before the
+         * withdrawal check, so an alert re-evaluated there sees the subject
+         * as it now is. */
+        if (obs->status == OBS_ENTERED_IN_ERROR || obs->status == OBS_CANCELLED)
+            subject_state_remove(s->st, obs->observation_id);
+        else
+            subject_state_add(s->st, obs, &w->clean);
+        /* Withdraw what this result was evidence for and no longer gives:
+         * not raised again by the result itself, and not by its rule from
+         * the alert's other evidence (rules_reconfirm: a Hy's law case
+         * outlives the supporting ALP entered in error). */
         if (withdraws) {
             const char *why = obs->status == OBS_ENTERED_IN_ERROR ? "entered in error"
                               : obs->status == OBS_CANCELLED      ? "cancelled"
@@ -474,6 +484,13 @@ static void process(struct analyser *a, struct work *w)
                 for (int j = 0; j < n; j++)
                     if (strcmp(a->scratch[j].alert_id, r->alert_id) == 0)
                         still = true;
+                if (!still && raised_mentions(r, obs->observation_id)) {
+                    const char *ids[ALERT_EVIDENCE_MAX];
+                    for (int k = 0; k < r->nobs; k++)
+                        ids[k] = r->obs_ids[k];
+                    still = rules_reconfirm(a->rules, s->st, obs, r->rule_id, r->alert_id, ids,
+                                            r->nobs, now);
+                }
                 if (raised_mentions(r, obs->observation_id) && !still && n < a->scratch_cap) {
                     make_retraction(r, obs, why, now, &a->scratch[n++]);
                     metric_add(a->m_retractions, 1);
@@ -496,10 +513,6 @@ static void process(struct analyser *a, struct work *w)
                        1);
             raised_remember(s, &a->scratch[j]);
         }
-        if (obs->status == OBS_ENTERED_IN_ERROR || obs->status == OBS_CANCELLED)
-            subject_state_remove(s->st, obs->observation_id);
-        else
-            subject_state_add(s->st, obs, &w->clean);
     }
 
     if (n > 0) {

@@ -1208,3 +1208,51 @@ int rules_eval(const struct rules *r, const struct subject_state *st,
     }
     return n;
 }
+
+/* Finds OBS_ID among ST's kept results of LOINC; NULL if not there. */
+static const struct subject_result *state_find(const struct subject_state *st, const char *loinc,
+                                               const char *obs_id)
+{
+    const struct subject_result *res;
+    int n = subject_state_results(st, loinc, &res);
+    for (int i = 0; i < n; i++)
+        if (strcmp(res[i].observation_id, obs_id) == 0)
+            return &res[i];
+    return NULL;
+}
+
+bool rules_reconfirm(const struct rules *r, const struct subject_state *st,
+                     const struct observation *subj, const char *rule_id, const char *alert_id,
+                     const char *const *obs_ids, int nobs, int64_t now_ms)
+{
+    const struct rule *ru = NULL;
+    for (int i = 0; i < r->n && ru == NULL; i++)
+        if (strcmp(r->rule[i].id, rule_id) == 0)
+            ru = &r->rule[i];
+    if (ru == NULL || ru->kind != KIND_HYS_LAW)
+        return false;
+    static const char *const liver[] = {LOINC_ALT, LOINC_AST, LOINC_BILIRUBIN};
+    struct alert out[RULES_HYS_PAIRS_MAX];
+    for (int k = 0; k < nobs; k++) {
+        for (size_t l = 0; l < sizeof liver / sizeof liver[0]; l++) {
+            const struct subject_result *x = state_find(st, liver[l], obs_ids[k]);
+            if (x == NULL)
+                continue;
+            /* X as if it arrived now: what eval_hys_law reads of it */
+            struct observation o = *subj;
+            snprintf(o.observation_id, sizeof o.observation_id, "%s", x->observation_id);
+            snprintf(o.loinc, sizeof o.loinc, "%s", liver[l]);
+            o.effective_ms = x->effective_ms;
+            struct clean_result c = {.status = CLEAN_OK,
+                                     .value = x->value,
+                                     .unit = clean_canonical_unit(liver[l]),
+                                     .has_ref_high = x->has_ref_high,
+                                     .ref_high = x->ref_high};
+            int n = eval_hys_law(ru, st, &o, &c, now_ms, out, RULES_HYS_PAIRS_MAX);
+            for (int i = 0; i < n; i++)
+                if (strcmp(out[i].alert_id, alert_id) == 0)
+                    return true;
+        }
+    }
+    return false;
+}

@@ -108,4 +108,21 @@ int rules_eval(const struct rules *r, const struct subject_state *st,
                const struct observation *obs, const struct clean_result *c, int64_t now_ms,
                struct alert *out, int max_out);
 
+/* Whether the alert ALERT_ID, raised by rule RULE_ID from the evidence
+ * OBS_IDS[0..NOBS-1] of SUBJ's subject, still holds in ST after one of its
+ * observations was withdrawn or amended (ST already reflects that): true
+ * when re-evaluating its rule from one of its remaining observations in
+ * ST raises the same alert id again.
+ *
+ * What it answers: a Hy's law case cites the ALP below 2 x ULN that argues
+ * against cholestasis, but the case does not need it -- an ALP entered in
+ * error leaves the case standing, while an ALP amended to 2 x ULN or more
+ * withdraws it. For the single-result rules (threshold, multiple, CTCAE,
+ * baseline change) the re-evaluation of the arriving result already
+ * answers, so this returns false for them (and for a rule no longer
+ * loaded). Allocates nothing; thread-safe as rules_eval. */
+bool rules_reconfirm(const struct rules *r, const struct subject_state *st,
+                     const struct observation *subj, const char *rule_id, const char *alert_id,
+                     const char *const *obs_ids, int nobs, int64_t now_ms);
+
 #endif
