@@ -34,7 +34,6 @@ deliveries are computed here, independently, from the routing rule.
 """
 import email
 import email.policy
-import json
 import os
 import random
 import signal
@@ -163,33 +162,28 @@ def deliveries(directory, spool=None):
     counts = {}
     grouped = 0
     index = os.path.join(spool, "index.jsonl")
-    if os.path.exists(index):
-        with open(index) as f:
-            for line in f:
-                e = json.loads(line)
-                rcpts = [addr.get(x) for x in e["rcpt_tos"] if addr.get(x)]
-                if not rcpts:
-                    continue
-                with open(os.path.join(spool, e["file"]), "rb") as mf:
-                    msg = email.message_from_binary_file(mf, policy=email.policy.default)
-                ids = str(msg["X-Vigil-Alert-Ids"] or "").split()
-                grouped += len(ids) > 1
-                for r in rcpts:
-                    for a in ids:
-                        counts[(a, r, "email")] = counts.get((a, r, "email"), 0) + 1
-    with open(h.env("VIGIL_SMS_LOG")) as f:
-        for line in f:
-            e = json.loads(line)
-            if e.get("status") != 201:
-                continue
-            r = addr.get(e["fields"].get("To"))
-            if r is None:
-                continue
-            body = e["fields"].get("Body", "")
-            ids = body.rsplit(" refs ", 1)[1].split(",") if " refs " in body else []
-            grouped += len(ids) > 1
+    for e in h.read_jsonl(index):
+        rcpts = [addr.get(x) for x in e["rcpt_tos"] if addr.get(x)]
+        if not rcpts:
+            continue
+        with open(os.path.join(spool, e["file"]), "rb") as mf:
+            msg = email.message_from_binary_file(mf, policy=email.policy.default)
+        ids = str(msg["X-Vigil-Alert-Ids"] or "").split()
+        grouped += len(ids) > 1
+        for r in rcpts:
             for a in ids:
-                counts[(a, r, "sms")] = counts.get((a, r, "sms"), 0) + 1
+                counts[(a, r, "email")] = counts.get((a, r, "email"), 0) + 1
+    for e in h.read_jsonl(h.env("VIGIL_SMS_LOG")):
+        if e.get("status") != 201:
+            continue
+        r = addr.get(e["fields"].get("To"))
+        if r is None:
+            continue
+        body = e["fields"].get("Body", "")
+        ids = body.rsplit(" refs ", 1)[1].split(",") if " refs " in body else []
+        grouped += len(ids) > 1
+        for a in ids:
+            counts[(a, r, "sms")] = counts.get((a, r, "sms"), 0) + 1
     return counts, grouped
 
 
@@ -197,10 +191,8 @@ def sms_attempts(directory):
     """Requests (any status) to this run's phones."""
     addr = directory.by_address()
     n = 0
-    with open(h.env("VIGIL_SMS_LOG")) as f:
-        for line in f:
-            e = json.loads(line)
-            n += e["fields"].get("To") in addr
+    for e in h.read_jsonl(h.env("VIGIL_SMS_LOG")):
+        n += e["fields"].get("To") in addr
     return n
 
 
@@ -346,18 +338,16 @@ def run_deliver():
     # a grouped message carries no critical alert
     spool = h.env("VIGIL_SMTP_SPOOL")
     crit_grouped = 0
-    with open(os.path.join(spool, "index.jsonl")) as f:
-        for line in f:
-            e = json.loads(line)
-            if not any(rid in x for x in e["rcpt_tos"]):
-                continue
-            with open(os.path.join(spool, e["file"]), "rb") as mf:
-                msg = email.message_from_binary_file(mf, policy=email.policy.default)
-            mids = str(msg["X-Vigil-Alert-Ids"]).split()
-            crit_grouped += len(mids) > 1 and any(x in crit for x in mids)
-            for hdr in ("Date", "Message-ID", "Subject", "MIME-Version"):
-                if msg[hdr] is None:
-                    t.check(False, "email lacks %s" % hdr)
+    for e in h.read_jsonl(os.path.join(spool, "index.jsonl")):
+        if not any(rid in x for x in e["rcpt_tos"]):
+            continue
+        with open(os.path.join(spool, e["file"]), "rb") as mf:
+            msg = email.message_from_binary_file(mf, policy=email.policy.default)
+        mids = str(msg["X-Vigil-Alert-Ids"]).split()
+        crit_grouped += len(mids) > 1 and any(x in crit for x in mids)
+        for hdr in ("Date", "Message-ID", "Subject", "MIME-Version"):
+            if msg[hdr] is None:
+                t.check(False, "email lacks %s" % hdr)
     t.check(crit_grouped == 0, "no critical alert was held in a group (%d)" % crit_grouped)
     sent_before = n.msum("vigil_notifications_sent_total")
 

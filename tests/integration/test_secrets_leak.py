@@ -18,7 +18,6 @@ Error paths log the most: `vigil migrate` with a conninfo holding a wrong
 password must fail naming PostgreSQL, and without that password.
 """
 import base64
-import json
 import os
 import signal
 import sys
@@ -149,10 +148,8 @@ def main():
 
     def sms_sent():
         n = 0
-        with open(h.env("VIGIL_SMS_LOG")) as f:
-            for line in f:
-                e = json.loads(line)
-                n += e["fields"].get("To") == phone and e.get("status") == 201
+        for e in h.read_jsonl(h.env("VIGIL_SMS_LOG")):
+            n += e["fields"].get("To") == phone and e.get("status") == 201
         return n >= SUBJECTS
     t.check(h.wait_until(sms_sent, 40, "%d SMS to the safety contact" % SUBJECTS),
             "the notifier sent every critical alert by SMS (password from a file)")
