@@ -248,7 +248,8 @@ class Notifier(h.Worker):
         e["VIGIL_SMS_USER"] = h.env("VIGIL_SMS_USER")
         e["VIGIL_SMS_PASSWORD_FILE"] = h.env("VIGIL_SMS_PASSWORD_FILE")
         e.pop("VIGIL_SMS_PASSWORD", None)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.proc = h.track(subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                             env=e))
         self.port = None
 
     def msum(self, name):

@@ -59,8 +59,8 @@ class Proc(h.Worker):
         import subprocess
         self.log_path = os.path.join(LOG_DIR, name + ".log")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([h.VIGIL] + args, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env)
+        self.proc = h.track(subprocess.Popen([h.VIGIL] + args, stdout=self.log,
+                                             stderr=subprocess.STDOUT, env=env))
         self.port = None
 
 

@@ -7,6 +7,7 @@ broker and one database never see each other's data.
 
 Waiting is always on a condition (wait_until), never a bare sleep.
 """
+import atexit
 import json
 import os
 import re
@@ -261,6 +262,29 @@ def migrate():
     subprocess.run([VIGIL, "migrate"], check=True, capture_output=True)
 
 
+# ---- child processes -----------------------------------------------------
+
+_children = []
+
+
+def track(proc):
+    """Kills PROC when this test exits, if it is still running: a test that
+    fails with an exception must not leave a worker or notifier behind
+    (it would keep consuming, and CPU, into the next test)."""
+    _children.append(proc)
+    return proc
+
+
+def _kill_children():
+    for p in _children:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_kill_children)
+
+
 # ---- the worker ---------------------------------------------------------
 
 class Worker:
@@ -278,7 +302,8 @@ class Worker:
         e["VIGIL_DLQ_TOPIC"] = topic + ".dlq"
         e["VIGIL_ALERTS_TOPIC"] = topic + ".alerts"
         e.update(extra_env or {})
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        self.proc = track(subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                           env=e))
         self.port = None
 
     def text(self):
