@@ -20,6 +20,10 @@
 #define RAISED_MAX 64 /* active alerts remembered per subject */
 #define WARM_ROWS_MAX 5000
 #define BACKOFF_MAX_MS 5000
+/* Queued items taken at once, their new subjects loaded in one batch */
+#define WARM_BATCH 128
+
+struct warm_req;
 
 /* An alert this subject has raised and not retracted: what a later
  * entered-in-error or amended result may need to withdraw. */
@@ -62,7 +66,12 @@ struct analyser {
 
     struct metric *m_invalid_other;
     struct metric *m_warm;
+    struct metric *m_warm_queries;
     struct metric *m_retractions;
+
+    /* prewarm's scratch (WARM_BATCH each) */
+    struct observation *prewarm_obs;
+    struct warm_req *prewarm_req;
 };
 
 /* ---- subject table ---------------------------------------------------- */
@@ -218,70 +227,112 @@ static void copy_field(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
-/* Loads the subject's stored results and active alerts. Returns 0, or -1
- * with errstr (PostgreSQL unreachable or failing: the caller retries). */
-static int warm(struct analyser *a, struct subject *s, const struct observation *obs,
-                char *err, size_t errsz)
+/* A subject whose state is to be loaded, and the result that brought it
+ * (its study, site and subject fill the loaded observations). */
+struct warm_req {
+    struct subject *s;
+    const struct observation *obs;
+};
+
+static bool pg_ready(struct analyser *a, char *err, size_t errsz)
 {
-    if (a->pg == NULL || PQstatus(a->pg) != CONNECTION_OK) {
-        PQfinish(a->pg);
-        a->pg = pg_connect(a->env->conninfo, err, errsz);
-        if (a->pg == NULL)
-            return -1;
-    }
-    const char *params[2] = {obs->study_id, obs->subject_id};
-    PGresult *r = pg_query(a->pg,
-                           "SELECT observation_id, loinc, value, unit, ref_low, ref_high,"
-                           " (extract(epoch from effective_at) * 1000)::bigint, status"
-                           " FROM observations WHERE study_id = $1 AND subject_id = $2"
-                           " AND value_norm IS NOT NULL"
-                           " ORDER BY effective_at, observation_id LIMIT 5000",
-                           2, params, err, errsz);
-    if (r == NULL)
+    if (a->pg != NULL && PQstatus(a->pg) == CONNECTION_OK)
+        return true;
+    PQfinish(a->pg);
+    a->pg = pg_connect(a->env->conninfo, err, errsz);
+    return a->pg != NULL;
+}
+
+/* Loads the stored results and active alerts of every subject of REQ in
+ * two statements, whatever N: at a cold start (a new assignment) one round
+ * trip per subject was what held the first alerts back. Returns 0, or -1
+ * with errstr (PostgreSQL unreachable or failing: the caller retries;
+ * the states may then be half filled and must be loaded again). */
+static int warm_many(struct analyser *a, const struct warm_req *req, int n, char *err,
+                     size_t errsz)
+{
+    if (!pg_ready(a, err, errsz))
         return -1;
+    struct pg_textarray *studies = pg_textarray_new(), *subjects = pg_textarray_new();
+    int rc = -1;
+    PGresult *r = NULL;
+    if (studies == NULL || subjects == NULL) {
+        snprintf(err, errsz, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        if (pg_textarray_add(studies, req[i].obs->study_id) != 0 ||
+            pg_textarray_add(subjects, req[i].obs->subject_id) != 0) {
+            snprintf(err, errsz, "out of memory");
+            goto out;
+        }
+    const char *params[2] = {pg_textarray_str(studies), pg_textarray_str(subjects)};
+    r = pg_query(a->pg,
+                 "SELECT k.i, o.* FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
+                 " AS k(st, su, i) CROSS JOIN LATERAL ("
+                 "SELECT observation_id, loinc, value, unit, ref_low, ref_high,"
+                 " (extract(epoch from effective_at) * 1000)::bigint, status"
+                 " FROM observations WHERE study_id = k.st AND subject_id = k.su"
+                 " AND value_norm IS NOT NULL"
+                 " ORDER BY effective_at, observation_id LIMIT 5000) o ORDER BY k.i",
+                 2, params, err, errsz);
+    if (r == NULL)
+        goto out;
     for (int i = 0; i < PQntuples(r); i++) {
+        long k = strtol(PQgetvalue(r, i, 0), NULL, 10) - 1;
+        if (k < 0 || k >= n)
+            continue;
+        const struct observation *obs = req[k].obs;
         struct observation o;
         memset(&o, 0, sizeof o);
-        copy_field(o.observation_id, sizeof o.observation_id, PQgetvalue(r, i, 0));
+        copy_field(o.observation_id, sizeof o.observation_id, PQgetvalue(r, i, 1));
         copy_field(o.study_id, sizeof o.study_id, obs->study_id);
         copy_field(o.site_id, sizeof o.site_id, obs->site_id);
         copy_field(o.subject_id, sizeof o.subject_id, obs->subject_id);
-        copy_field(o.loinc, sizeof o.loinc, PQgetvalue(r, i, 1));
-        o.has_value = !PQgetisnull(r, i, 2);
-        o.value = o.has_value ? strtod(PQgetvalue(r, i, 2), NULL) : 0;
-        copy_field(o.unit, sizeof o.unit, PQgetvalue(r, i, 3));
-        o.has_ref_low = !PQgetisnull(r, i, 4);
-        o.ref_low = o.has_ref_low ? strtod(PQgetvalue(r, i, 4), NULL) : 0;
-        o.has_ref_high = !PQgetisnull(r, i, 5);
-        o.ref_high = o.has_ref_high ? strtod(PQgetvalue(r, i, 5), NULL) : 0;
-        o.effective_ms = strtoll(PQgetvalue(r, i, 6), NULL, 10);
-        int st = obs_status_parse(PQgetvalue(r, i, 7));
+        copy_field(o.loinc, sizeof o.loinc, PQgetvalue(r, i, 2));
+        o.has_value = !PQgetisnull(r, i, 3);
+        o.value = o.has_value ? strtod(PQgetvalue(r, i, 3), NULL) : 0;
+        copy_field(o.unit, sizeof o.unit, PQgetvalue(r, i, 4));
+        o.has_ref_low = !PQgetisnull(r, i, 5);
+        o.ref_low = o.has_ref_low ? strtod(PQgetvalue(r, i, 5), NULL) : 0;
+        o.has_ref_high = !PQgetisnull(r, i, 6);
+        o.ref_high = o.has_ref_high ? strtod(PQgetvalue(r, i, 6), NULL) : 0;
+        o.effective_ms = strtoll(PQgetvalue(r, i, 7), NULL, 10);
+        int st = obs_status_parse(PQgetvalue(r, i, 8));
         o.status = st < 0 ? OBS_FINAL : (enum obs_status)st;
         struct clean_result c;
         clean_observation(&o, &c);
-        subject_state_add(s->st, &o, &c);
+        subject_state_add(req[k].s->st, &o, &c);
     }
     PQclear(r);
 
     r = pg_query(a->pg,
-                 "SELECT alert_id, rule_id, rule_version, severity, evidence::text FROM alerts"
-                 " WHERE study_id = $1 AND subject_id = $2 AND kind = 'signal' AND NOT retracted"
-                 " ORDER BY detected_at DESC, alert_id LIMIT 64",
+                 "SELECT k.i, al.* FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
+                 " AS k(st, su, i) CROSS JOIN LATERAL ("
+                 "SELECT alert_id, rule_id, rule_version, severity, evidence::text,"
+                 " detected_at FROM alerts"
+                 " WHERE study_id = k.st AND subject_id = k.su AND kind = 'signal'"
+                 " AND NOT retracted ORDER BY detected_at DESC, alert_id LIMIT 64) al"
+                 " ORDER BY k.i, al.detected_at DESC, al.alert_id",
                  2, params, err, errsz);
     if (r == NULL)
-        return -1;
+        goto out;
+    /* newest first per subject: walk backwards so each remembers oldest first */
     for (int i = PQntuples(r) - 1; i >= 0; i--) {
+        long k = strtol(PQgetvalue(r, i, 0), NULL, 10) - 1;
+        if (k < 0 || k >= n)
+            continue;
         struct alert al;
         memset(&al, 0, sizeof al);
-        copy_field(al.alert_id, sizeof al.alert_id, PQgetvalue(r, i, 0));
-        copy_field(al.rule_id, sizeof al.rule_id, PQgetvalue(r, i, 1));
-        al.rule_version = (int32_t)strtol(PQgetvalue(r, i, 2), NULL, 10);
-        int sev = alert_severity_parse(PQgetvalue(r, i, 3));
+        copy_field(al.alert_id, sizeof al.alert_id, PQgetvalue(r, i, 1));
+        copy_field(al.rule_id, sizeof al.rule_id, PQgetvalue(r, i, 2));
+        al.rule_version = (int32_t)strtol(PQgetvalue(r, i, 3), NULL, 10);
+        int sev = alert_severity_parse(PQgetvalue(r, i, 4));
         al.severity = sev < 0 ? SEV_INFO : (enum alert_severity)sev;
-        json_t *ev = json_loads(PQgetvalue(r, i, 4), 0, NULL);
-        size_t k;
+        json_t *ev = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+        size_t j;
         json_t *e;
-        json_array_foreach(ev, k, e)
+        json_array_foreach(ev, j, e)
         {
             if (al.n_evidence == ALERT_EVIDENCE_MAX)
                 break;
@@ -290,11 +341,62 @@ static int warm(struct analyser *a, struct subject *s, const struct observation 
                 copy_field(al.evidence[al.n_evidence++].observation_id, OBS_ID_MAX + 1, id);
         }
         json_decref(ev);
-        raised_remember(s, &al);
+        raised_remember(req[k].s, &al);
     }
+    metric_add(a->m_warm, (uint64_t)n);
+    metric_add(a->m_warm_queries, 1);
+    rc = 0;
+out:
     PQclear(r);
-    metric_add(a->m_warm, 1);
-    return 0;
+    pg_textarray_destroy(studies);
+    pg_textarray_destroy(subjects);
+    return rc;
+}
+
+static int warm(struct analyser *a, struct subject *s, const struct observation *obs,
+                char *err, size_t errsz)
+{
+    const struct warm_req req = {s, obs};
+    return warm_many(a, &req, 1, err, errsz);
+}
+
+/* Before a run of queued items is processed: loads, together, the state
+ * of every subject among them that is not in memory yet. Best effort --
+ * what it cannot load (a decode error, PostgreSQL failing) is loaded by
+ * process() one subject at a time, with its retries. */
+static void prewarm(struct analyser *a, struct work **items, int n)
+{
+    struct observation *obs = a->prewarm_obs;
+    struct warm_req *req = a->prewarm_req;
+    /* Fewer fresh subjects than the table holds: creating them must not
+     * evict one created a moment before (the newest are evicted last). */
+    int cap = (int)(a->env->max_subjects / 2);
+    int nreq = 0;
+    char err[512];
+    for (int i = 0; i < n && nreq < cap && nreq < WARM_BATCH; i++) {
+        const rd_kafka_message_t *m = items[i]->rkm;
+        if (codec_decode_observation(a->env->codec, m->payload, m->len, &obs[nreq], err,
+                                     sizeof err) != CODEC_OK)
+            continue;
+        char key[2 * OBS_ID_MAX + 2];
+        snprintf(key, sizeof key, "%s/%s", obs[nreq].study_id, obs[nreq].subject_id);
+        bool fresh = false;
+        struct subject *s = subject_get(a, key, &fresh);
+        if (s == NULL || !fresh)
+            continue;
+        req[nreq].s = s;
+        req[nreq].obs = &obs[nreq];
+        nreq++;
+    }
+    if (nreq == 0)
+        return;
+    if (warm_many(a, req, nreq, err, sizeof err) != 0) {
+        /* half-loaded states must not be used: process() starts them again */
+        for (int i = 0; i < nreq; i++)
+            subject_evict(a, req[i].s);
+        log_msg(LOG_WARN, "analyse", "could not load %d subject states together: %s", nreq,
+                err);
+    }
 }
 
 /* ---- one work item ---------------------------------------------------- */
@@ -553,16 +655,26 @@ static void process(struct analyser *a, struct work *w)
 static void *run(void *arg)
 {
     struct analyser *a = arg;
+    struct work *items[WARM_BATCH];
     for (;;) {
         void *item;
         if (chan_recv(a->in, &item, DEADLINE_FOREVER) != CHAN_OK)
             break;
-        struct work *w = item;
-        if (ctx_done(a->env->ctx))
-            work_abandon(w);
-        else
-            process(a, w);
-        work_release(w);
+        /* what is queued already, in order: its subjects load together */
+        int n = 0;
+        items[n++] = item;
+        while (n < WARM_BATCH && chan_try_recv(a->in, &item) == CHAN_OK)
+            items[n++] = item;
+        if (!ctx_done(a->env->ctx))
+            prewarm(a, items, n);
+        for (int i = 0; i < n; i++) {
+            struct work *w = items[i];
+            if (ctx_done(a->env->ctx))
+                work_abandon(w);
+            else
+                process(a, w);
+            work_release(w);
+        }
     }
     return NULL;
 }
@@ -583,21 +695,27 @@ struct analyser *analyser_new(const struct analyse_env *env, int index, size_t q
     a->m_invalid_other = NULL;
     a->m_warm = metrics_counter(env->metrics, "vigil_subject_state_loads_total",
                                 "Subject states loaded from PostgreSQL", NULL);
+    a->m_warm_queries = metrics_counter(env->metrics, "vigil_subject_state_load_batches_total",
+                                        "Batches of subject states loaded together", NULL);
+    a->prewarm_obs = calloc(WARM_BATCH, sizeof *a->prewarm_obs);
+    a->prewarm_req = calloc(WARM_BATCH, sizeof *a->prewarm_req);
+    if (a->prewarm_obs == NULL || a->prewarm_req == NULL)
+        goto oom;
     a->m_retractions = metrics_counter(env->metrics, "vigil_retractions_total",
                                        "Alerts withdrawn by a later result", NULL);
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
         snprintf(errstr, errstr_size, "could not start analysis thread %d", index);
-        chan_destroy(a->in);
-        free(a->buckets);
-        free(a);
-        return NULL;
+        goto fail;
     }
     return a;
 oom:
     snprintf(errstr, errstr_size, "out of memory");
+fail:
     if (a != NULL) {
         chan_destroy(a->in);
         free(a->buckets);
+        free(a->prewarm_obs);
+        free(a->prewarm_req);
         free(a);
     }
     return NULL;
@@ -630,6 +748,8 @@ void analyser_close(struct analyser *a)
         snapshot_release(a->env->rules, a->rules);
     PQfinish(a->pg);
     free(a->scratch);
+    free(a->prewarm_obs);
+    free(a->prewarm_req);
     chan_destroy(a->in);
     free(a->buckets);
     free(a);
