@@ -82,7 +82,9 @@ bool sms_parse_sid(const char *body, size_t len, char *out, size_t outsz)
     if (j == NULL)
         return false;
     const char *sid = json_string_value(json_object_get(j, "sid"));
-    bool ok = sid != NULL && sid[0] != '\0' && strlen(sid) <= SMS_SID_MAX && outsz > 0;
+    /* An id that does not fit in out is refused, not cut: a cut id would be
+     * recorded as the provider's (fuzz_sms found "S" read as "" with outsz 1). */
+    bool ok = sid != NULL && sid[0] != '\0' && strlen(sid) <= SMS_SID_MAX && strlen(sid) < outsz;
     for (const char *p = sid; ok && *p; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
             ok = false;

@@ -45,7 +45,8 @@ void sms_request_free(struct sms_request *req);
 
 /* Extracts the provider message id ("sid", printable ASCII, at most
  * SMS_SID_MAX bytes) from a JSON answer into out. Returns false if there is
- * none or it is malformed (the message may still have been accepted). */
+ * none, it is malformed, or it does not fit in OUTSZ (never cut short; the
+ * message may still have been accepted). */
 bool sms_parse_sid(const char *body, size_t len, char *out, size_t outsz);
 
 #endif
