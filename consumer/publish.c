@@ -25,6 +25,9 @@ struct publisher {
     rd_kafka_conf_t *conf_template; /* duplicated for each (re)build */
     pthread_rwlock_t rk_lock;       /* write-held only while swapping rk */
     rd_kafka_t *rk;
+    const char *topics[PUBLISH_TOPICS_MAX]; /* learned ahead by every rk */
+    int ntopics;
+    rd_kafka_topic_t *rkt[PUBLISH_TOPICS_MAX]; /* rk's handles on them */
 
     pthread_mutex_t lock; /* guards retry, closing; signals room */
     pthread_cond_t room;
@@ -93,13 +96,44 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     log_msg(LOG_WARN, "publish", "producer error: %s: %s", rd_kafka_err2name(err), reason);
 }
 
-static rd_kafka_t *build(struct publisher *p, char *errstr, size_t errsz)
+/* Learns the partitions and leaders of P's topics on RK, keeping a handle
+ * on each in RKT (the handle is what the answer is stored on). */
+static void learn_topics(struct publisher *p, rd_kafka_t *rk, rd_kafka_topic_t **rkt)
+{
+    for (int i = 0; i < p->ntopics; i++) {
+        rkt[i] = rd_kafka_topic_new(rk, p->topics[i], NULL);
+        if (rkt[i] == NULL)
+            continue;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt[i], &md, 5000);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            log_msg(LOG_WARN, "publish", "could not learn the partitions of %s yet: %s",
+                    p->topics[i], rd_kafka_err2str(err));
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+    }
+}
+
+static void forget_topics(struct publisher *p, rd_kafka_topic_t **rkt)
+{
+    for (int i = 0; i < p->ntopics; i++) {
+        if (rkt[i] != NULL)
+            rd_kafka_topic_destroy(rkt[i]);
+        rkt[i] = NULL;
+    }
+}
+
+static rd_kafka_t *build(struct publisher *p, rd_kafka_topic_t **rkt, char *errstr,
+                         size_t errsz)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf_template);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errsz);
-    if (rk == NULL)
+    if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    learn_topics(p, rk, rkt);
     return rk;
 }
 
@@ -128,20 +162,25 @@ static void rebuild(struct publisher *p)
     rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(p->rk, reason, sizeof reason);
     log_msg(LOG_ERROR, "publish", "fatal producer error (%s: %s): rebuilding the producer",
             rd_kafka_err2name(ferr), reason);
-    rd_kafka_t *fresh = build(p, errstr, sizeof errstr);
+    rd_kafka_topic_t *fresh_rkt[PUBLISH_TOPICS_MAX] = {NULL};
+    rd_kafka_t *fresh = build(p, fresh_rkt, errstr, sizeof errstr);
     if (fresh == NULL) {
         log_msg(LOG_ERROR, "publish", "could not rebuild the producer: %s", errstr);
         return; /* try again on the next turn */
     }
+    rd_kafka_topic_t *old_rkt[PUBLISH_TOPICS_MAX];
     pthread_rwlock_wrlock(&p->rk_lock);
     rd_kafka_t *old = p->rk;
     p->rk = fresh;
+    memcpy(old_rkt, p->rkt, sizeof old_rkt);
+    memcpy(p->rkt, fresh_rkt, sizeof p->rkt);
     pthread_rwlock_unlock(&p->rk_lock);
 
     rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     deadline_t until = deadline_after_ms(10000);
     while (rd_kafka_outq_len(old) > 0 && !deadline_expired(until))
         rd_kafka_poll(old, 50);
+    forget_topics(p, old_rkt);
     rd_kafka_destroy(old);
     metric_add(p->m_rebuilds, 1);
 }
@@ -190,13 +229,17 @@ static void *run(void *arg)
 }
 
 struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
-                                struct metrics *m, char *errstr, size_t errstr_size)
+                                const char *const *topics, struct metrics *m, char *errstr,
+                                size_t errstr_size)
 {
     struct publisher *p = calloc(1, sizeof *p);
     if (p == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
+    for (int i = 0; topics != NULL && topics[i] != NULL && i < PUBLISH_TOPICS_MAX; i++)
+        if (topics[i][0] != '\0')
+            p->topics[p->ntopics++] = topics[i];
     pthread_rwlock_init(&p->rk_lock, NULL);
     pthread_mutex_init(&p->lock, NULL);
     deadline_cond_init(&p->room);
@@ -220,7 +263,7 @@ struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
         goto err;
     rd_kafka_conf_set_dr_msg_cb(p->conf_template, on_delivery);
     rd_kafka_conf_set_error_cb(p->conf_template, on_error);
-    p->rk = build(p, errstr, errstr_size);
+    p->rk = build(p, p->rkt, errstr, errstr_size);
     if (p->rk == NULL)
         goto err;
     p->m_acked = metrics_counter(m, "vigil_publish_acked_total",
@@ -235,6 +278,7 @@ struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
     }
     return p;
 err:
+    forget_topics(p, p->rkt);
     if (p->rk != NULL)
         rd_kafka_destroy(p->rk);
     if (p->conf_template != NULL)
@@ -342,6 +386,7 @@ size_t publisher_close(struct publisher *p, deadline_t deadline)
         pub_msg_free(pm);
         pm = n;
     }
+    forget_topics(p, p->rkt);
     rd_kafka_destroy(p->rk);
     rd_kafka_conf_destroy(p->conf_template);
     pthread_rwlock_destroy(&p->rk_lock);

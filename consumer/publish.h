@@ -28,11 +28,21 @@ struct publisher;
 
 typedef void (*publish_done_fn)(void *arg);
 
+/* At most this many topics are learned ahead (publisher_new's TOPICS). */
+#define PUBLISH_TOPICS_MAX 4
+
 /* Creates the producer and starts its thread. CFG's kafka.* properties pass
- * through. M (borrowed) receives vigil_publish_* metrics. Returns NULL with
- * errstr filled on failure. */
+ * through. TOPICS (NULL-terminated, may be NULL; the strings borrowed, they
+ * must outlive the publisher; at most PUBLISH_TOPICS_MAX) are the topics it
+ * will send to: their partitions and leaders are asked for now, and again
+ * for each rebuilt producer, rather than on librdkafka's 1 s topic scan
+ * after the first message (which held the first alerts after a start back
+ * by about a second). Failing to learn them is logged, not fatal. M
+ * (borrowed) receives vigil_publish_* metrics. Returns NULL with errstr
+ * filled on failure. */
 struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
-                                struct metrics *m, char *errstr, size_t errstr_size);
+                                const char *const *topics, struct metrics *m, char *errstr,
+                                size_t errstr_size);
 
 /* Queues one message. TOPIC is borrowed and must outlive the publisher;
  * KEY and VALUE are copied; HEADERS (may be NULL) is taken. Blocks while the

@@ -596,7 +596,8 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     wk->codec = codec_new(&cc, errstr, errstr_size);
     if (wk->codec == NULL)
         goto out;
-    wk->pub = publisher_new(opt->cfg, opt->bootstrap, m, errstr, errstr_size);
+    const char *pub_topics[] = {opt->alerts_topic, opt->dlq_topic, NULL};
+    wk->pub = publisher_new(opt->cfg, opt->bootstrap, pub_topics, m, errstr, errstr_size);
     if (wk->pub == NULL)
         goto out;
     struct store_config sc = {

@@ -205,7 +205,9 @@ int main(void)
     struct config *cfg = config_new(items);
     CHECK(cfg != NULL && config_set(cfg, "kafka.linger.ms", "1000", errstr, sizeof errstr) == 0);
     struct metrics *m = metrics_new();
-    struct publisher *pub = publisher_new(cfg, bootstrap, m, errstr, sizeof errstr);
+    /* the topic learned ahead, so each rebuilt producer learns it again */
+    const char *topics[] = {topic, NULL};
+    struct publisher *pub = publisher_new(cfg, bootstrap, topics, m, errstr, sizeof errstr);
     CHECK(pub != NULL);
     struct slot *slots = calloc(N_MSGS, sizeof *slots);
     int *copies = calloc(N_MSGS, sizeof *copies);
