@@ -127,6 +127,18 @@ static void subject_evict(struct analyser *a, struct subject *s)
     a->nsubjects--;
 }
 
+/* Whether the subject KEY is in memory with a state that is current (read
+ * since the last rebalance). Changes nothing. */
+static bool subject_known(const struct analyser *a, const char *key)
+{
+    uint64_t h = fnv1a(key, 14695981039346656037ull);
+    int gen = atomic_load(a->env->assign_gen);
+    for (const struct subject *s = a->buckets[h % a->nbuckets]; s; s = s->hnext)
+        if (s->hash == h && strcmp(s->key, key) == 0)
+            return s->gen == gen;
+    return false;
+}
+
 /* Finds or creates the subject KEY; *fresh tells whether its state must be
  * loaded. NULL if out of memory. */
 static struct subject *subject_get(struct analyser *a, const char *key, bool *fresh)
@@ -375,11 +387,23 @@ static void prewarm(struct analyser *a, struct work **items, int n)
     char err[512];
     for (int i = 0; i < n && nreq < cap && nreq < WARM_BATCH; i++) {
         const rd_kafka_message_t *m = items[i]->rkm;
+        /* The message key names the subject: decode only the new ones (in
+         * the steady state, almost none), and only when the record agrees
+         * with its key -- process() dead-letters the others. */
+        char key[2 * OBS_ID_MAX + 2];
+        if (m->key == NULL || m->key_len >= sizeof key)
+            continue;
+        memcpy(key, m->key, m->key_len);
+        key[m->key_len] = '\0';
+        if (subject_known(a, key))
+            continue;
         if (codec_decode_observation(a->env->codec, m->payload, m->len, &obs[nreq], err,
                                      sizeof err) != CODEC_OK)
             continue;
-        char key[2 * OBS_ID_MAX + 2];
-        snprintf(key, sizeof key, "%s/%s", obs[nreq].study_id, obs[nreq].subject_id);
+        char rec[2 * OBS_ID_MAX + 2];
+        snprintf(rec, sizeof rec, "%s/%s", obs[nreq].study_id, obs[nreq].subject_id);
+        if (strcmp(rec, key) != 0)
+            continue;
         bool fresh = false;
         struct subject *s = subject_get(a, key, &fresh);
         if (s == NULL || !fresh)
