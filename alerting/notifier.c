@@ -176,18 +176,8 @@ static bool ready(void *arg, char *why, size_t whysz)
 
 static void pause_partition(struct notifier *n, int32_t p, bool pause)
 {
-    if (n->parts[p].paused == pause)
+    if (n->parts[p].paused == pause || !kafka_pause(n->rk, n->opt->topic, p, pause, "notifier"))
         return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, n->opt->topic, p);
-    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(n->rk, l)
-                                    : rd_kafka_resume_partitions(n->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_msg(LOG_WARN, "notifier", "could not %s partition %d: %s",
-                pause ? "pause" : "resume", (int)p, rd_kafka_err2str(err));
-        return;
-    }
     n->parts[p].paused = pause;
     metric_gauge_add(n->m_paused, pause ? 1 : -1);
 }
@@ -249,6 +239,24 @@ static void commit(struct notifier *n, bool sync)
     kafka_commit_offsets(n->rk, n->opt->topic, n->offsets, MAX_PARTITIONS, sync, "notifier");
 }
 
+static size_t inflight_of(void *arg, int32_t p)
+{
+    struct notifier *n = arg;
+    int v = atomic_load(&n->parts[p].inflight);
+    return v > 0 ? (size_t)v : 0;
+}
+
+/* Between looks during a revoke: dead letters finish their offsets in the
+ * DLQ producer's delivery reports, so serve them while waiting. */
+static void serve_briefly(void *arg)
+{
+    struct notifier *n = arg;
+    if (n->dlq != NULL)
+        rd_kafka_poll(n->dlq, 5);
+    else
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+}
+
 /* Inside the rebalance callback: give the revoked partitions' alerts a
  * bounded time to finish, commit them and forget the partitions. What is
  * still in flight continues; the new owner sees those alerts again and the
@@ -260,29 +268,8 @@ static void revoke(struct notifier *n, const rd_kafka_topic_partition_list_t *l)
         if (p >= 0 && p < MAX_PARTITIONS)
             discard_stash(n, p);
     }
-    deadline_t until = deadline_after_ms(REVOKE_DRAIN_MS);
-    for (;;) {
-        int left = 0;
-        for (int i = 0; i < l->cnt; i++) {
-            int32_t p = l->elems[i].partition;
-            if (p >= 0 && p < MAX_PARTITIONS) {
-                int v = atomic_load(&n->parts[p].inflight);
-                left += v > 0 ? v : 0;
-            }
-        }
-        if (left == 0 || deadline_expired(until)) {
-            if (left > 0)
-                log_msg(LOG_WARN, "notifier",
-                        "revoke: %d alerts still in flight after %d ms; the new owner will see "
-                        "them again",
-                        left, REVOKE_DRAIN_MS);
-            break;
-        }
-        if (n->dlq != NULL)
-            rd_kafka_poll(n->dlq, 5); /* dead letters finish their offsets here */
-        else
-            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
-    }
+    kafka_revoke_wait(l, MAX_PARTITIONS, inflight_of, serve_briefly, n, REVOKE_DRAIN_MS,
+                      "notifier");
     commit(n, true);
     for (int i = 0; i < l->cnt; i++) {
         int32_t p = l->elems[i].partition;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "log.h"
 
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
@@ -158,4 +159,45 @@ rd_kafka_headers_t *kafka_dead_letter_headers(const rd_kafka_message_t *m,
     rd_kafka_header_add(h, "vigil.source.partition", -1, part, -1);
     rd_kafka_header_add(h, "vigil.source.offset", -1, off, -1);
     return h;
+}
+
+bool kafka_pause(rd_kafka_t *rk, const char *topic, int32_t p, bool pause,
+                 const char *component)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, p);
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(rk, l) : rd_kafka_resume_partitions(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_msg(LOG_WARN, component, "could not %s partition %d: %s",
+                pause ? "pause" : "resume", (int)p, rd_kafka_err2str(err));
+        return false;
+    }
+    return true;
+}
+
+size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t nparts,
+                         size_t (*left)(void *arg, int32_t p), void (*idle)(void *arg),
+                         void *arg, int drain_ms, const char *component)
+{
+    deadline_t until = deadline_after_ms(drain_ms);
+    for (;;) {
+        size_t n = 0;
+        for (int i = 0; i < l->cnt; i++) {
+            int32_t p = l->elems[i].partition;
+            if (p >= 0 && p < nparts)
+                n += left(arg, p);
+        }
+        if (n == 0)
+            return 0;
+        if (deadline_expired(until)) {
+            log_msg(LOG_WARN, component,
+                    "revoke: %zu messages still in flight after %d ms; the partitions' next "
+                    "owner will read them again",
+                    n, drain_ms);
+            return n;
+        }
+        idle(arg);
+    }
 }

@@ -42,6 +42,21 @@ void kafka_assign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool
 /* Gives up L (incrementally when COOPERATIVE) or the whole assignment. */
 void kafka_unassign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative);
 
+/* Pauses (PAUSE) or resumes partition P of TOPIC. Returns true if done;
+ * false, logged under COMPONENT, if librdkafka refused (the caller keeps
+ * its own paused flag as it was). */
+bool kafka_pause(rd_kafka_t *rk, const char *topic, int32_t p, bool pause,
+                 const char *component);
+
+/* The bounded wait of a revoke: until LEFT(ARG, p) is 0 for every
+ * partition p of L or DRAIN_MS pass, calling IDLE(ARG) between looks (it
+ * must wait a few milliseconds: sleep, or serve a producer's delivery
+ * reports). Returns what was still in flight at the end (logged under
+ * COMPONENT as left for the partitions' next owner when not 0). */
+size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t nparts,
+                         size_t (*left)(void *arg, int32_t p), void (*idle)(void *arg),
+                         void *arg, int drain_ms, const char *component);
+
 /* Commits, for partitions 0..NPARTS-1 of TOPIC, every position O has
  * finished since the last call (asynchronously unless SYNC). */
 void kafka_commit_offsets(rd_kafka_t *rk, const char *topic, struct offsets *o, int32_t nparts,

@@ -167,18 +167,8 @@ static bool rules_file_changed(struct worker *wk)
 
 static void pause_partition(struct worker *wk, int32_t p, bool pause)
 {
-    if (wk->parts[p].paused == pause)
+    if (wk->parts[p].paused == pause || !kafka_pause(wk->rk, wk->opt->topic, p, pause, "worker"))
         return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, wk->opt->topic, p);
-    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(wk->rk, l)
-                                    : rd_kafka_resume_partitions(wk->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_msg(LOG_WARN, "worker", "could not %s partition %d: %s", pause ? "pause" : "resume",
-                (int)p, rd_kafka_err2str(err));
-        return;
-    }
     wk->parts[p].paused = pause;
     wk->npaused += pause ? 1 : -1;
     metric_gauge_add(wk->m_paused, pause ? 1 : -1);
@@ -302,6 +292,17 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     kafka_commit_result(err, l, wk->opt->topic, wk->offsets, "worker");
 }
 
+static size_t inflight_of(void *arg, int32_t p)
+{
+    struct worker *wk = arg;
+    return atomic_load(&wk->parts[p].inflight);
+}
+
+static void pause_briefly(void *arg)
+{
+    nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+}
+
 /* Waits (bounded) until every dispatched message of the revoked partitions
  * finished, commits them and forgets them. Runs inside the rebalance
  * callback, so the group waits for us, within max.poll.interval.ms. */
@@ -312,26 +313,8 @@ static void revoke(struct worker *wk, const rd_kafka_topic_partition_list_t *l)
         if (p >= 0 && p < MAX_PARTITIONS)
             discard_stash(wk, p);
     }
-    deadline_t until = deadline_after_ms(REVOKE_DRAIN_MS);
-    for (;;) {
-        size_t left = 0;
-        for (int i = 0; i < l->cnt; i++) {
-            int32_t p = l->elems[i].partition;
-            if (p >= 0 && p < MAX_PARTITIONS)
-                left += atomic_load(&wk->parts[p].inflight);
-        }
-        if (left == 0)
-            break;
-        if (deadline_expired(until)) {
-            log_msg(LOG_WARN, "worker",
-                    "revoke: %zu messages still in flight after %d ms; the new owner will "
-                    "process them again",
-                    left, REVOKE_DRAIN_MS);
-            break;
-        }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    kafka_revoke_wait(l, MAX_PARTITIONS, inflight_of, pause_briefly, wk, REVOKE_DRAIN_MS,
+                      "worker");
     commit(wk, true);
     for (int i = 0; i < l->cnt; i++) {
         int32_t p = l->elems[i].partition;
