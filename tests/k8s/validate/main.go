@@ -256,22 +256,30 @@ func checkAll(r *report, m *manifests, vigil string) {
 	}
 }
 
+// namedPod is a pod template and where it comes from, for messages.
+type namedPod struct {
+	where string
+	spec  *corev1.PodSpec
+}
+
+// podSpecs: the pod templates of every Deployment and Job rendered.
+func podSpecs(m *manifests) []namedPod {
+	var pods []namedPod
+	for _, d := range m.deployments {
+		pods = append(pods, namedPod{"Deployment " + d.Name, &d.Spec.Template.Spec})
+	}
+	for _, j := range m.jobs {
+		pods = append(pods, namedPod{"Job " + j.Name, &j.Spec.Template.Spec})
+	}
+	return pods
+}
+
 // checkAgainstBinary: every VIGIL_* variable and every config-file setting
 // the chart gives a vigil command is one that command documents in its
 // --help, so a renamed setting in the program cannot leave the chart
 // silently configuring nothing.
 func checkAgainstBinary(r *report, m *manifests, vigil string) {
-	type pod struct {
-		where string
-		spec  *corev1.PodSpec
-	}
-	var pods []pod
-	for _, d := range m.deployments {
-		pods = append(pods, pod{"Deployment " + d.Name, &d.Spec.Template.Spec})
-	}
-	for _, j := range m.jobs {
-		pods = append(pods, pod{"Job " + j.Name, &j.Spec.Template.Spec})
-	}
+	pods := podSpecs(m)
 	for _, p := range pods {
 		for _, c := range p.spec.Containers {
 			args := append(append([]string{}, c.Command...), c.Args...)
@@ -804,17 +812,7 @@ func checkNoInlinedSecrets(r *report, m *manifests) {
 // slips back into the environment (one vigil cannot read from a file, say)
 // fails here instead of passing as an "allowed" secretKeyRef.
 func checkSecretsAsFiles(r *report, m *manifests) {
-	type pod struct {
-		where string
-		spec  *corev1.PodSpec
-	}
-	var pods []pod
-	for _, d := range m.deployments {
-		pods = append(pods, pod{"Deployment " + d.Name, &d.Spec.Template.Spec})
-	}
-	for _, j := range m.jobs {
-		pods = append(pods, pod{"Job " + j.Name, &j.Spec.Template.Spec})
-	}
+	pods := podSpecs(m)
 	r.check(len(pods) > 0, "secrets as files: no pods to check")
 	for _, p := range pods {
 		for _, c := range append(append([]corev1.Container{}, p.spec.InitContainers...), p.spec.Containers...) {
