@@ -133,6 +133,14 @@ int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct 
                       3, p, errstr, errstr_size);
 }
 
+/* Rolls back an open transaction on CONN; cannot fail visibly. */
+static void rollback(PGconn *conn)
+{
+    char ignore[256];
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        pg_command(conn, "ROLLBACK", 0, NULL, ignore, sizeof ignore);
+}
+
 int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                            const struct dedupe_outcome *o, int n, char *errstr,
                            size_t errstr_size)
@@ -169,7 +177,7 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                    "AND n.researcher_id = k.r AND n.channel = k.c",
                    6, p, errstr, errstr_size) != 0 ||
         pg_command(conn, "COMMIT", 0, NULL, errstr, errstr_size) != 0) {
-        dedupe_rollback(conn);
+        rollback(conn);
         return -1;
     }
     return 0;
@@ -200,22 +208,6 @@ oom:
 }
 
 #define WHERE_KEYS " WHERE alert_id = ANY ($1::text[]) AND researcher_id = $2 AND channel = $3"
-
-void dedupe_rollback(PGconn *conn)
-{
-    char ignore[256];
-    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
-        pg_command(conn, "ROLLBACK", 0, NULL, ignore, sizeof ignore);
-}
-
-int dedupe_mark_failed(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                       enum channel ch, const char *reason, char *errstr, size_t errstr_size)
-{
-    return update_many(conn,
-                       "UPDATE notifications SET state = 'failed', updated_at = now(), "
-                       "last_error = $4, next_attempt_at = NULL" WHERE_KEYS,
-                       alert_ids, n, researcher, ch, reason, NULL, errstr, errstr_size);
-}
 
 int dedupe_mark_suppressed(PGconn *conn, const char *const *alert_ids, int n,
                            const char *researcher, enum channel ch, const char *reason,

@@ -89,9 +89,6 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                            size_t errstr_size);
 
 /* The rows of ALERT_IDS[0..N-1] for RESEARCHER/CH: */
-/* ... gave up: state failed with REASON. */
-int dedupe_mark_failed(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                       enum channel ch, const char *reason, char *errstr, size_t errstr_size);
 /* ... deliberately not sent: state suppressed with REASON. */
 int dedupe_mark_suppressed(PGconn *conn, const char *const *alert_ids, int n,
                            const char *researcher, enum channel ch, const char *reason,
@@ -104,10 +101,6 @@ int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const c
  * lease, so the next owner (a restart, another notifier) takes it at once. */
 int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
                    enum channel ch, char *errstr, size_t errstr_size);
-
-/* Rolls back an open transaction on CONN; cannot fail visibly, a no-op
- * outside a transaction. */
-void dedupe_rollback(PGconn *conn);
 
 /* Appends to *OUT the (researcher, channel) pairs ALERT_ID was sent to, or
  * is being sent to (states sent and sending), without addresses (the
