@@ -127,16 +127,21 @@ static void subject_evict(struct analyser *a, struct subject *s)
     a->nsubjects--;
 }
 
+/* The subject KEY (hash H) if it is in memory, else NULL. Changes nothing. */
+static struct subject *subject_lookup(const struct analyser *a, const char *key, uint64_t h)
+{
+    for (struct subject *s = a->buckets[h % a->nbuckets]; s; s = s->hnext)
+        if (s->hash == h && strcmp(s->key, key) == 0)
+            return s;
+    return NULL;
+}
+
 /* Whether the subject KEY is in memory with a state that is current (read
  * since the last rebalance). Changes nothing. */
 static bool subject_known(const struct analyser *a, const char *key)
 {
-    uint64_t h = fnv1a(key, 14695981039346656037ull);
-    int gen = atomic_load(a->env->assign_gen);
-    for (const struct subject *s = a->buckets[h % a->nbuckets]; s; s = s->hnext)
-        if (s->hash == h && strcmp(s->key, key) == 0)
-            return s->gen == gen;
-    return false;
+    const struct subject *s = subject_lookup(a, key, fnv1a(key, 14695981039346656037ull));
+    return s != NULL && s->gen == atomic_load(a->env->assign_gen);
 }
 
 /* Finds or creates the subject KEY; *fresh tells whether its state must be
@@ -145,27 +150,26 @@ static struct subject *subject_get(struct analyser *a, const char *key, bool *fr
 {
     uint64_t h = fnv1a(key, 14695981039346656037ull);
     int gen = atomic_load(a->env->assign_gen);
-    for (struct subject *s = a->buckets[h % a->nbuckets]; s; s = s->hnext) {
-        if (s->hash == h && strcmp(s->key, key) == 0) {
-            lru_unlink(a, s);
-            lru_push(a, s);
-            if (s->gen != gen) {
-                /* A rebalance happened since: another worker may have
-                 * moved this subject on. Start again from PostgreSQL. */
-                subject_state_destroy(s->st);
-                s->st = subject_state_new();
-                s->nraised = 0;
-                s->gen = gen;
-                *fresh = true;
-                return s->st ? s : NULL;
-            }
-            *fresh = false;
-            return s;
+    struct subject *s = subject_lookup(a, key, h);
+    if (s != NULL) {
+        lru_unlink(a, s);
+        lru_push(a, s);
+        if (s->gen != gen) {
+            /* A rebalance happened since: another worker may have
+             * moved this subject on. Start again from PostgreSQL. */
+            subject_state_destroy(s->st);
+            s->st = subject_state_new();
+            s->nraised = 0;
+            s->gen = gen;
+            *fresh = true;
+            return s->st ? s : NULL;
         }
+        *fresh = false;
+        return s;
     }
     while (a->nsubjects >= a->env->max_subjects && a->lru_tail != NULL)
         subject_evict(a, a->lru_tail);
-    struct subject *s = calloc(1, sizeof *s);
+    s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->st = subject_state_new();
@@ -256,8 +260,8 @@ static bool pg_ready(struct analyser *a, char *err, size_t errsz)
 }
 
 /* Loads the stored results and active alerts of every subject of REQ in
- * two statements, whatever N: at a cold start (a new assignment) one round
- * trip per subject was what held the first alerts back. Returns 0, or -1
+ * two statements, whatever N: after a rebalance every subject is new, and
+ * two round trips each add up with a database across a network. Returns 0, or -1
  * with errstr (PostgreSQL unreachable or failing: the caller retries;
  * the states may then be half filled and must be loaded again). */
 static int warm_many(struct analyser *a, const struct warm_req *req, int n, char *err,
