@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "offsets.h"
+#include "publish.h"
 #include "route.h"
 
 #define MAX_PARTITIONS 1024
@@ -43,13 +44,14 @@ struct notifier {
     struct sender *sender;
     struct offsets *offsets;
     atomic_bool running;
-    rd_kafka_t *dlq; /* NULL when dlq_topic is empty */
+    struct publisher *dlq; /* NULL when dlq_topic is empty */
     struct partition parts[MAX_PARTITIONS];
     struct metric *m_consumed, *m_invalid, *m_dead, *m_paused;
 };
 
 /* A dead letter on its way: whose offset its acknowledgement finishes. */
 struct dead_letter {
+    struct notifier *n;
     int32_t partition;
     int64_t offset;
     uint32_t epoch;
@@ -65,58 +67,21 @@ static void on_done(void *arg, int32_t partition, int64_t offset, uint32_t epoch
         atomic_fetch_sub(&n->parts[partition].inflight, 1);
 }
 
-/* The dead-letter producer's delivery report (served by rd_kafka_poll on
- * the poll thread): the undecodable alert's offset finishes only once its
- * bytes are safely on the dead-letter topic. */
-static void on_dead_letter(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+/* The dead letter is acknowledged (publisher thread; the publisher retries
+ * until it is, so this is the only outcome it reports): the undecodable
+ * alert's offset finishes only now that its bytes are safe. */
+static void dead_letter_done(void *arg)
 {
-    struct notifier *n = opaque;
-    struct dead_letter *dl = m->_private;
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        metric_add(n->m_dead, 1);
-        log_msg(LOG_WARN, "notifier", "partition %d offset %lld: dead-lettered to %s [%d] at %lld",
-                (int)dl->partition, (long long)dl->offset, n->opt->dlq_topic, (int)m->partition,
-                (long long)m->offset);
-        on_done(n, dl->partition, dl->offset, dl->epoch);
-    } else {
-        /* With no message timeout only a fatal producer error or a purge at
-         * shutdown gets here: the offset stays unfinished, so the alert is
-         * read (and dead-lettered) again after a restart. */
-        log_msg(LOG_ERROR, "notifier",
-                "partition %d offset %lld: could not dead-letter an undecodable alert: %s; "
-                "left unfinished",
-                (int)dl->partition, (long long)dl->offset, rd_kafka_err2str(m->err));
-    }
+    struct dead_letter *dl = arg;
+    metric_add(dl->n->m_dead, 1);
+    log_msg(LOG_WARN, "notifier", "partition %d offset %lld: dead-lettered to %s",
+            (int)dl->partition, (long long)dl->offset, dl->n->opt->dlq_topic);
+    on_done(dl->n, dl->partition, dl->offset, dl->epoch);
     free(dl);
 }
 
-static rd_kafka_t *dlq_producer_new(struct notifier *n, char *errstr, size_t errsz)
-{
-    const struct notifier_options *o = n->opt;
-    rd_kafka_conf_t *conf = kafka_conf_new(NULL, o->bootstrap, "vigil-notifier-dlq", errstr,
-                                           errsz);
-    if (conf == NULL)
-        return NULL;
-    /* message.timeout.ms 0: retried until the broker takes it. Giving up
-     * would leave a choice between losing the alert's bytes and never
-     * moving the partition on. */
-    if (kafka_conf_set(conf, "enable.idempotence", "true", errstr, errsz) != 0 ||
-        kafka_conf_set(conf, "acks", "all", errstr, errsz) != 0 ||
-        kafka_conf_set(conf, "message.timeout.ms", "0", errstr, errsz) != 0 ||
-        kafka_conf_apply(conf, o->cfg, errstr, errsz) != 0) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter);
-    rd_kafka_conf_set_opaque(conf, n);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errsz);
-    if (rk == NULL)
-        rd_kafka_conf_destroy(conf);
-    return rk;
-}
-
 /* Sends M (an alert that does not decode) to the dead-letter topic; its
- * offset finishes when the broker acknowledges it (on_dead_letter).
+ * offset finishes when the broker acknowledges it (dead_letter_done).
  * Without a dead-letter topic the alert is skipped, logged and counted. */
 static void dead_letter(struct notifier *n, const rd_kafka_message_t *m, uint32_t epoch,
                         const char *error_class, const char *error_message)
@@ -138,20 +103,14 @@ static void dead_letter(struct notifier *n, const rd_kafka_message_t *m, uint32_
                 (int)m->partition, (long long)m->offset);
         return;
     }
-    *dl = (struct dead_letter){m->partition, m->offset, epoch};
+    *dl = (struct dead_letter){n, m->partition, m->offset, epoch};
     rd_kafka_headers_t *h =
         kafka_dead_letter_headers(m, n->opt->topic, error_class, error_message);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        n->dlq, RD_KAFKA_V_TOPIC(n->opt->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
-        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dl), RD_KAFKA_V_END);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        /* not finished: read again after a restart */
-        log_msg(LOG_ERROR, "notifier",
-                "partition %d offset %lld: could not queue the dead letter: %s; left "
-                "unfinished",
-                (int)m->partition, (long long)m->offset, rd_kafka_err2str(err));
-        rd_kafka_headers_destroy(h);
+    if (publisher_send(n->dlq, n->opt->dlq_topic, m->key, m->key_len, m->payload, m->len, h,
+                       dead_letter_done, dl) != 0) {
+        /* closing: not finished, read again after a restart */
+        log_msg(LOG_WARN, "notifier", "partition %d offset %lld: left unfinished at shutdown",
+                (int)m->partition, (long long)m->offset);
         free(dl);
     }
 }
@@ -246,17 +205,6 @@ static size_t inflight_of(void *arg, int32_t p)
     return v > 0 ? (size_t)v : 0;
 }
 
-/* Between looks during a revoke: dead letters finish their offsets in the
- * DLQ producer's delivery reports, so serve them while waiting. */
-static void serve_briefly(void *arg)
-{
-    struct notifier *n = arg;
-    if (n->dlq != NULL)
-        rd_kafka_poll(n->dlq, 5);
-    else
-        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
-}
-
 /* Inside the rebalance callback: give the revoked partitions' alerts a
  * bounded time to finish, commit them and forget the partitions. What is
  * still in flight continues; the new owner sees those alerts again and the
@@ -268,8 +216,7 @@ static void revoke(struct notifier *n, const rd_kafka_topic_partition_list_t *l)
         if (p >= 0 && p < MAX_PARTITIONS)
             discard_stash(n, p);
     }
-    kafka_revoke_wait(l, MAX_PARTITIONS, inflight_of, serve_briefly, n, REVOKE_DRAIN_MS,
-                      "notifier");
+    kafka_revoke_wait(l, MAX_PARTITIONS, inflight_of, n, REVOKE_DRAIN_MS, "notifier");
     commit(n, true);
     for (int i = 0; i < l->cnt; i++) {
         int32_t p = l->elems[i].partition;
@@ -459,7 +406,9 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     }
 
     if (opt->dlq_topic != NULL && opt->dlq_topic[0] != '\0') {
-        n->dlq = dlq_producer_new(n, errstr, errstr_size);
+        const char *dlq_topics[] = {opt->dlq_topic, NULL};
+        n->dlq = publisher_new(opt->cfg, opt->bootstrap, "vigil-notifier-dlq", dlq_topics,
+                               n->metrics, errstr, errstr_size);
         if (n->dlq == NULL)
             goto out;
     }
@@ -486,8 +435,6 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
             rd_kafka_message_destroy(msg);
         }
         drain_stashes(n);
-        if (n->dlq != NULL)
-            rd_kafka_poll(n->dlq, 0);
         if (deadline_expired(next_commit)) {
             commit(n, false);
             next_commit = deadline_after_ms(COMMIT_INTERVAL_MS);
@@ -512,10 +459,12 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         log_msg(LOG_WARN, "notifier", "%zu alerts unfinished at exit: handed back, they will be "
                                       "read again",
                 left);
-    if (n->dlq != NULL && rd_kafka_flush(n->dlq, 3000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        log_msg(LOG_WARN, "notifier", "%d dead letters unacknowledged at exit: their alerts "
+    size_t undelivered = publisher_close(n->dlq, deadline_after_ms(3000));
+    n->dlq = NULL;
+    if (undelivered > 0)
+        log_msg(LOG_WARN, "notifier", "%zu dead letters unacknowledged at exit: their alerts "
                                       "will be read again",
-                rd_kafka_outq_len(n->dlq));
+                undelivered);
     commit(n, true);
     rd_kafka_consumer_close(n->rk);
     log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left");
@@ -533,12 +482,8 @@ out:
             rd_kafka_consumer_close(n->rk);
         rd_kafka_destroy(n->rk);
     }
-    if (n->dlq != NULL) {
-        /* unacknowledged dead letters: their offsets were not finished */
-        rd_kafka_purge(n->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(n->dlq, 0);
-        rd_kafka_destroy(n->dlq);
-    }
+    /* unacknowledged dead letters: their offsets were not finished */
+    publisher_close(n->dlq, deadline_now());
     route_cache_destroy(n->routes);
     codec_destroy(n->codec);
     offsets_destroy(n->offsets);

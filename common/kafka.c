@@ -178,8 +178,8 @@ bool kafka_pause(rd_kafka_t *rk, const char *topic, int32_t p, bool pause,
 }
 
 size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t nparts,
-                         size_t (*left)(void *arg, int32_t p), void (*idle)(void *arg),
-                         void *arg, int drain_ms, const char *component)
+                         size_t (*left)(void *arg, int32_t p), void *arg, int drain_ms,
+                         const char *component)
 {
     deadline_t until = deadline_after_ms(drain_ms);
     for (;;) {
@@ -198,6 +198,6 @@ size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t npart
                     n, drain_ms);
             return n;
         }
-        idle(arg);
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
     }
 }

@@ -49,13 +49,13 @@ bool kafka_pause(rd_kafka_t *rk, const char *topic, int32_t p, bool pause,
                  const char *component);
 
 /* The bounded wait of a revoke: until LEFT(ARG, p) is 0 for every
- * partition p of L or DRAIN_MS pass, calling IDLE(ARG) between looks (it
- * must wait a few milliseconds: sleep, or serve a producer's delivery
- * reports). Returns what was still in flight at the end (logged under
- * COMPONENT as left for the partitions' next owner when not 0). */
+ * partition p of L (checked every 5 ms; LEFT is read on this thread while
+ * other threads finish the work) or DRAIN_MS pass. Returns what was still
+ * in flight at the end (logged under COMPONENT as left for the
+ * partitions' next owner when not 0). */
 size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t nparts,
-                         size_t (*left)(void *arg, int32_t p), void (*idle)(void *arg),
-                         void *arg, int drain_ms, const char *component);
+                         size_t (*left)(void *arg, int32_t p), void *arg, int drain_ms,
+                         const char *component);
 
 /* Commits, for partitions 0..NPARTS-1 of TOPIC, every position O has
  * finished since the last call (asynchronously unless SYNC). */

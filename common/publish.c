@@ -229,8 +229,8 @@ static void *run(void *arg)
 }
 
 struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
-                                const char *const *topics, struct metrics *m, char *errstr,
-                                size_t errstr_size)
+                                const char *client_id, const char *const *topics,
+                                struct metrics *m, char *errstr, size_t errstr_size)
 {
     struct publisher *p = calloc(1, sizeof *p);
     if (p == NULL) {
@@ -243,8 +243,7 @@ struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
     pthread_rwlock_init(&p->rk_lock, NULL);
     pthread_mutex_init(&p->lock, NULL);
     deadline_cond_init(&p->room);
-    p->conf_template = kafka_conf_new(NULL, bootstrap, "vigil-worker-producer", errstr,
-                                      errstr_size);
+    p->conf_template = kafka_conf_new(NULL, bootstrap, client_id, errstr, errstr_size);
     if (p->conf_template == NULL)
         goto err;
     /* Defaults first so operators' kafka.* properties override them. Retrying

@@ -1,9 +1,10 @@
 /*
- * publish: the worker's one Kafka producer, for alerts (vigil.alerts) and
- * dead letters (vigil.observations.dlq). Idempotent (enable.idempotence,
+ * publish: a Kafka producer that loses nothing: the worker's, for alerts
+ * (vigil.alerts) and dead letters (vigil.observations.dlq), and the
+ * notifier's, for its dead letters (vigil.alerts.dlq). Idempotent (enable.idempotence,
  * acks=all), and every message is retried until the broker acknowledges it:
- * the caller's done callback runs only after that, which is what lets the
- * worker commit a message's offset only when its alerts are durable.
+ * the caller's done callback runs only after that, which is what lets a
+ * consumer commit a message's offset only when what it produced is durable.
  *
  * A fatal idempotent-producer error (librdkafka < 2.3 can raise one on a
  * sequence desync) rebuilds the producer: everything not yet acknowledged is
@@ -31,8 +32,8 @@ typedef void (*publish_done_fn)(void *arg);
 /* At most this many topics are learned ahead (publisher_new's TOPICS). */
 #define PUBLISH_TOPICS_MAX 4
 
-/* Creates the producer and starts its thread. CFG's kafka.* properties pass
- * through. TOPICS (NULL-terminated, may be NULL; the strings borrowed, they
+/* Creates the producer (librdkafka client.id CLIENT_ID) and starts its
+ * thread. CFG's kafka.* properties pass through. TOPICS (NULL-terminated, may be NULL; the strings borrowed, they
  * must outlive the publisher; at most PUBLISH_TOPICS_MAX) are the topics it
  * will send to: their partitions and leaders are asked for now, and again
  * for each rebuilt producer, rather than on librdkafka's 1 s topic scan
@@ -41,8 +42,8 @@ typedef void (*publish_done_fn)(void *arg);
  * (borrowed) receives vigil_publish_* metrics. Returns NULL with errstr
  * filled on failure. */
 struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
-                                const char *const *topics, struct metrics *m, char *errstr,
-                                size_t errstr_size);
+                                const char *client_id, const char *const *topics,
+                                struct metrics *m, char *errstr, size_t errstr_size);
 
 /* Queues one message. TOPIC is borrowed and must outlive the publisher;
  * KEY and VALUE are copied; HEADERS (may be NULL) is taken. Blocks while the

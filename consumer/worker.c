@@ -298,11 +298,6 @@ static size_t inflight_of(void *arg, int32_t p)
     return atomic_load(&wk->parts[p].inflight);
 }
 
-static void pause_briefly(void *arg)
-{
-    nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
-}
-
 /* Waits (bounded) until every dispatched message of the revoked partitions
  * finished, commits them and forgets them. Runs inside the rebalance
  * callback, so the group waits for us, within max.poll.interval.ms. */
@@ -313,8 +308,7 @@ static void revoke(struct worker *wk, const rd_kafka_topic_partition_list_t *l)
         if (p >= 0 && p < MAX_PARTITIONS)
             discard_stash(wk, p);
     }
-    kafka_revoke_wait(l, MAX_PARTITIONS, inflight_of, pause_briefly, wk, REVOKE_DRAIN_MS,
-                      "worker");
+    kafka_revoke_wait(l, MAX_PARTITIONS, inflight_of, wk, REVOKE_DRAIN_MS, "worker");
     commit(wk, true);
     for (int i = 0; i < l->cnt; i++) {
         int32_t p = l->elems[i].partition;
@@ -580,7 +574,8 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     if (wk->codec == NULL)
         goto out;
     const char *pub_topics[] = {opt->alerts_topic, opt->dlq_topic, NULL};
-    wk->pub = publisher_new(opt->cfg, opt->bootstrap, pub_topics, m, errstr, errstr_size);
+    wk->pub = publisher_new(opt->cfg, opt->bootstrap, "vigil-worker-producer", pub_topics, m,
+                            errstr, errstr_size);
     if (wk->pub == NULL)
         goto out;
     struct store_config sc = {

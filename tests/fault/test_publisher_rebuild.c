@@ -1,5 +1,5 @@
 /*
- * test_publisher_rebuild: the worker's producer (consumer/publish.c) against
+ * test_publisher_rebuild: the producer that loses nothing (common/publish.c) against
  * the real broker, with its fatal-error rebuild forced mid-stream by
  * publisher_inject_fatal() (librdkafka 2.0.2's idempotent producer can hit
  * a fatal sequence error; the rebuild purges the old producer and produces
@@ -207,7 +207,8 @@ int main(void)
     struct metrics *m = metrics_new();
     /* the topic learned ahead, so each rebuilt producer learns it again */
     const char *topics[] = {topic, NULL};
-    struct publisher *pub = publisher_new(cfg, bootstrap, topics, m, errstr, sizeof errstr);
+    struct publisher *pub = publisher_new(cfg, bootstrap, "vigil-test-producer", topics, m, errstr,
+                                          sizeof errstr);
     CHECK(pub != NULL);
     struct slot *slots = calloc(N_MSGS, sizeof *slots);
     int *copies = calloc(N_MSGS, sizeof *copies);
