@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "hash.h"
+
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Base64 of IN (N bytes) into OUT; returns the length written. OUT must
@@ -104,21 +106,12 @@ size_t email_date(int64_t ms, char *out, size_t outsz)
     return n < 0 || (size_t)n >= outsz ? 0 : (size_t)n;
 }
 
-static uint64_t fnv1a(const char *s, uint64_t h)
-{
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 size_t email_message_id(const char *key, const char *from, char *out, size_t outsz)
 {
     const char *at = from ? strchr(from, '@') : NULL;
     const char *domain = at && at[1] ? at + 1 : "vigil.invalid";
-    uint64_t h1 = fnv1a(key, 14695981039346656037ull);
-    uint64_t h2 = fnv1a(key, h1 ^ 0x9e3779b97f4a7c15ull);
+    uint64_t h1 = hash_str(key, HASH_SEED);
+    uint64_t h2 = hash_str(key, h1 ^ 0x9e3779b97f4a7c15ull);
     int n = snprintf(out, outsz, "<vigil.%016llx.%016llx@%s>", (unsigned long long)h1,
                      (unsigned long long)h2, domain);
     return n < 0 || (size_t)n >= outsz ? 0 : (size_t)n;

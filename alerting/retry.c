@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, double rnd)
 {
     if (base_ms < 1)
@@ -106,16 +108,6 @@ void ratelimit_destroy(struct ratelimit *rl)
     free(rl);
 }
 
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void refill(struct ratelimit *rl, struct bucket *b, int64_t now_ms)
 {
     if (now_ms > b->last_ms) {
@@ -132,7 +124,7 @@ static void refill(struct ratelimit *rl, struct bucket *b, int64_t now_ms)
  * tombstones. */
 static struct bucket *find(struct ratelimit *rl, const char *key, int64_t now_ms)
 {
-    size_t start = (size_t)(hash(key) % rl->cap);
+    size_t start = (size_t)(hash_str(key, HASH_SEED) % rl->cap);
     struct bucket *reusable = NULL;
     for (size_t i = 0; i < rl->cap; i++) {
         struct bucket *b = &rl->b[(start + i) % rl->cap];

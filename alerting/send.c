@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "dedupe.h"
+#include "hash.h"
 #include "kafka.h"
 #include "log.h"
 #include "notice.h"
@@ -187,13 +188,11 @@ static void pg_failed(struct sender *s, const char *what, const char *err)
 
 static size_t key_hash(const char *alert_id, const char *researcher, enum channel ch)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (const char *p = alert_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ 0x1f) * 1099511628211ull;
-    for (const char *p = researcher; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ (unsigned)ch) * 1099511628211ull;
+    unsigned char sep = 0x1f, c = (unsigned char)ch;
+    uint64_t h = hash_str(alert_id, HASH_SEED);
+    h = hash_bytes(&sep, 1, h);
+    h = hash_str(researcher, h);
+    h = hash_bytes(&c, 1, h);
     return (size_t)(h % OWNED_BUCKETS);
 }
 

@@ -1,7 +1,7 @@
 /*
  * vigil produce: publishes observations from NDJSON, CSV or FHIR input, or
  * from the synthetic trial generator, to the observations topic
- * (common/obs_input, common/trialgen, common/obs_producer do the work).
+ * (hospital/obs_input, hospital/trialgen, hospital/obs_producer do the work).
  *
  * One thread reads and sends; librdkafka batches and sends in parallel
  * behind it, and obs_producer bounds what is in flight. On SIGINT/SIGTERM

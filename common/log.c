@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
+
 /* The only process-wide setting here; written once by main() at start. */
 static atomic_int min_level = LOG_INFO;
 
@@ -88,15 +90,12 @@ char *log_mask_subject(const char *subject, char *out, size_t outsz)
         subject = "";
     /* FNV-1a: stable across processes, so one subject's lines can be
      * correlated without revealing the id. */
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)subject; *p; p++) {
-        h ^= *p;
-        h *= 16777619u;
-    }
+    uint64_t h = hash_str(subject, HASH_SEED);
     char lead[3] = {0};
     size_t n = strlen(subject);
     lead[0] = n > 0 ? subject[0] : '?';
     lead[1] = n > 1 ? subject[1] : '?';
-    snprintf(out, outsz, "%s~%04x", lead, (unsigned)((h ^ (h >> 16)) & 0xffffu));
+    snprintf(out, outsz, "%s~%04x", lead,
+             (unsigned)((h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) & 0xffffu));
     return out;
 }

@@ -11,6 +11,7 @@
 
 #include "clean.h"
 #include "dlq.h"
+#include "hash.h"
 #include "kafka.h"
 #include "log.h"
 #include "pg.h"
@@ -76,15 +77,6 @@ struct analyser {
 
 /* ---- subject table ---------------------------------------------------- */
 
-static uint64_t fnv1a(const char *s, uint64_t h)
-{
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void lru_unlink(struct analyser *a, struct subject *s)
 {
     if (s->lru_prev)
@@ -140,7 +132,7 @@ static struct subject *subject_lookup(const struct analyser *a, const char *key,
  * since the last rebalance). Changes nothing. */
 static bool subject_known(const struct analyser *a, const char *key)
 {
-    const struct subject *s = subject_lookup(a, key, fnv1a(key, 14695981039346656037ull));
+    const struct subject *s = subject_lookup(a, key, hash_str(key, HASH_SEED));
     return s != NULL && s->gen == atomic_load(a->env->assign_gen);
 }
 
@@ -148,7 +140,7 @@ static bool subject_known(const struct analyser *a, const char *key)
  * loaded. NULL if out of memory. */
 static struct subject *subject_get(struct analyser *a, const char *key, bool *fresh)
 {
-    uint64_t h = fnv1a(key, 14695981039346656037ull);
+    uint64_t h = hash_str(key, HASH_SEED);
     int gen = atomic_load(a->env->assign_gen);
     struct subject *s = subject_lookup(a, key, h);
     if (s != NULL) {
@@ -431,8 +423,8 @@ static void prewarm(struct analyser *a, struct work **items, int n)
 
 static void alert_id_for_retraction(const char *target, char *out, size_t outsz)
 {
-    uint64_t h1 = fnv1a(target, fnv1a("vigil-retraction", 14695981039346656037ull));
-    uint64_t h2 = fnv1a(target, fnv1a("vigil-retraction-2", 0x9e3779b97f4a7c15ull));
+    uint64_t h1 = hash_str(target, hash_str("vigil-retraction", HASH_SEED));
+    uint64_t h2 = hash_str(target, hash_str("vigil-retraction-2", 0x9e3779b97f4a7c15ull));
     snprintf(out, outsz, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
 }
 

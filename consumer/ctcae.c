@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "boundary.h"
+
 struct lab {
     const char *loinc;
     const char *name; /* for messages */
@@ -53,38 +55,14 @@ static const char *const term_names[] = {
     [CTCAE_QTC_PROLONGED] = "Electrocardiogram QT corrected interval prolonged",
 };
 
-/* One part in 10^9: see "Boundaries" in ctcae.h. */
-static double slack(double limit)
-{
-    return fabs(limit) * 1e-9;
-}
-
-/* v strictly above limit (not merely rounding dust above it). */
-static bool above(double v, double limit)
-{
-    return v > limit + slack(limit);
-}
-
-/* v at or above limit, allowing rounding dust below it. */
-static bool at_least(double v, double limit)
-{
-    return v >= limit - slack(limit);
-}
-
-/* v strictly below limit. */
-static bool below(double v, double limit)
-{
-    return v < limit - slack(limit);
-}
-
 /* Grades an increase as multiples m[0] (G1) .. m[3] (G4) of REF, each grade
  * starting strictly above its multiple, except G1 when g1_inclusive. */
 static int grade_multiples(double v, double ref, const double m[4], bool g1_inclusive)
 {
     for (int g = 4; g >= 2; g--)
-        if (above(v, m[g - 1] * ref))
+        if (boundary_above(v, m[g - 1] * ref))
             return g;
-    if (g1_inclusive ? at_least(v, m[0] * ref) : above(v, m[0] * ref))
+    if (g1_inclusive ? boundary_at_least(v, m[0] * ref) : boundary_above(v, m[0] * ref))
         return 1;
     return 0;
 }
@@ -95,8 +73,8 @@ static bool baseline_high(const struct subject_result *b, const struct clean_res
     if (b == NULL || b->value <= 0.0)
         return false;
     if (b->has_ref_high)
-        return above(b->value, b->ref_high);
-    return c->has_ref_high && above(b->value, c->ref_high);
+        return boundary_above(b->value, b->ref_high);
+    return c->has_ref_high && boundary_above(b->value, c->ref_high);
 }
 
 /* ALT, AST, ALP, bilirubin: ULN multiples, or baseline multiples when the
@@ -121,9 +99,9 @@ static int grade_creatinine(double v, const struct clean_result *c,
     }
     if (b != NULL && b->value > 0.0) {
         int gb = 0;
-        if (above(v, 3.0 * b->value))
+        if (boundary_above(v, 3.0 * b->value))
             gb = 3;
-        else if (above(v, 1.5 * b->value))
+        else if (boundary_above(v, 1.5 * b->value))
             gb = 2;
         if (gb > g)
             g = gb;
@@ -135,9 +113,9 @@ static int grade_creatinine(double v, const struct clean_result *c,
 static int grade_high_abs(double v, const struct clean_result *c, const double t[3])
 {
     for (int g = 4; g >= 2; g--)
-        if (above(v, t[g - 2]))
+        if (boundary_above(v, t[g - 2]))
             return g;
-    if (c->has_ref_high && above(v, c->ref_high))
+    if (c->has_ref_high && boundary_above(v, c->ref_high))
         return 1;
     return 0;
 }
@@ -147,9 +125,9 @@ static int grade_high_abs(double v, const struct clean_result *c, const double t
 static int grade_low_abs(double v, const struct clean_result *c, const double t[3])
 {
     for (int g = 4; g >= 2; g--)
-        if (!isnan(t[g - 2]) && below(v, t[g - 2]))
+        if (!isnan(t[g - 2]) && boundary_below(v, t[g - 2]))
             return g;
-    if (c->has_ref_low && below(v, c->ref_low))
+    if (c->has_ref_low && boundary_below(v, c->ref_low))
         return 1;
     return 0;
 }
@@ -217,11 +195,12 @@ int ctcae_grade(const char *loinc, double value, const struct clean_result *c,
         g = grade_low_abs(value, c, lo);
     } else if (strcmp(loinc, LOINC_QTC) == 0) {
         t = CTCAE_QTC_PROLONGED;
-        if (above(value, 500.0) || (baseline != NULL && above(value - baseline->value, 60.0)))
+        if (boundary_above(value, 500.0) ||
+            (baseline != NULL && boundary_above(value - baseline->value, 60.0)))
             g = 3;
-        else if (above(value, 480.0))
+        else if (boundary_above(value, 480.0))
             g = 2;
-        else if (at_least(value, 450.0))
+        else if (boundary_at_least(value, 450.0))
             g = 1;
     }
 

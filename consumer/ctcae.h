@@ -14,8 +14,7 @@
  *
  * Boundaries: CTCAE writes ranges such as "G2 >3.0-5.0 x ULN", so a value of
  * exactly 3.0 x ULN is G1. A value within one part in 10^9 of a boundary is
- * treated as on it: unit conversion (e.g. ukat/L x 60) leaves rounding dust
- * that must not move a result across a grade, and no lab reports 10 digits.
+ * treated as on it (boundary.h, shared with the rules).
  * Integer ranges (sodium 125-129, QTc 481-500) are read as half-open on the
  * side of the more severe grade: Na 129.5 is G2, QTc 500.5 is G3.
  * Where a grade needs symptoms (G2 hypokalemia, G3 hyponatremia 125-129) the

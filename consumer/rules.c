@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "boundary.h"
 #include "ctcae.h"
 
 #define ERRORS_MAX 20 /* problems listed before the parser stops reporting */
@@ -827,32 +828,6 @@ static void ih_hex(const struct idhash *h, char out[ALERT_ID_MAX + 1])
  * Evaluation
  */
 
-/* The same boundary slack as ctcae.c: one part in 10^9 (see ctcae.h). */
-static double slack(double limit)
-{
-    return fabs(limit) * 1e-9;
-}
-
-static bool above(double v, double limit)
-{
-    return v > limit + slack(limit);
-}
-
-static bool at_least(double v, double limit)
-{
-    return v >= limit - slack(limit);
-}
-
-static bool below(double v, double limit)
-{
-    return v < limit - slack(limit);
-}
-
-static bool at_most(double v, double limit)
-{
-    return v <= limit + slack(limit);
-}
-
 static const char *analyte(const char *loinc)
 {
     const char *name = ctcae_analyte_name(loinc);
@@ -929,13 +904,13 @@ static bool threshold_fires(const struct rule *ru, double v)
 {
     switch (ru->op) {
     case OP_GT:
-        return above(v, ru->limit);
+        return boundary_above(v, ru->limit);
     case OP_GE:
-        return at_least(v, ru->limit);
+        return boundary_at_least(v, ru->limit);
     case OP_LT:
-        return below(v, ru->limit);
+        return boundary_below(v, ru->limit);
     case OP_LE:
-        return at_most(v, ru->limit);
+        return boundary_at_most(v, ru->limit);
     }
     return false;
 }
@@ -963,7 +938,7 @@ static bool eval_ref_multiple(const struct rule *ru, const struct observation *o
     if (!has_ref || ref <= 0.0)
         return false;
     double limit = ru->multiple * ref;
-    if (ru->bound_high ? !above(c->value, limit) : !below(c->value, limit))
+    if (ru->bound_high ? !boundary_above(c->value, limit) : !boundary_below(c->value, limit))
         return false;
     alert_single(a, ru, obs, c, ru->severity, 0, now_ms);
     char name[48];
@@ -1002,10 +977,11 @@ static bool eval_baseline_change(const struct rule *ru, const struct observation
     double b = base->value;
     bool fires = false;
     if (ru->has_ratio && b > 0.0)
-        fires = ru->ratio > 1.0 ? at_least(v, ru->ratio * b) : at_most(v, ru->ratio * b);
+        fires = ru->ratio > 1.0 ? boundary_at_least(v, ru->ratio * b)
+                                : boundary_at_most(v, ru->ratio * b);
     if (ru->has_delta && !fires) {
         double d = v - b;
-        fires = ru->delta > 0.0 ? at_least(d, ru->delta) : at_most(d, ru->delta);
+        fires = ru->delta > 0.0 ? boundary_at_least(d, ru->delta) : boundary_at_most(d, ru->delta);
     }
     if (!fires)
         return false;
@@ -1054,7 +1030,8 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
     double xm;
     if (!uln_multiple(&x, &xm))
         return 0;
-    if (is_transaminase ? !at_least(x.value, 3.0 * x.ref_high) : !above(x.value, 2.0 * x.ref_high))
+    if (is_transaminase ? !boundary_at_least(x.value, 3.0 * x.ref_high)
+                        : !boundary_above(x.value, 2.0 * x.ref_high))
         return 0;
 
     /* Partners: bilirubin > 2 x ULN for a transaminase, ALT or AST >= 3 x
@@ -1075,8 +1052,8 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
             double m;
             if (!uln_multiple(s, &m) || abs_diff(s->effective_ms, x.effective_ms) > ru->window_ms)
                 continue;
-            bool ok = is_bilirubin ? at_least(s->value, 3.0 * s->ref_high)
-                                   : above(s->value, 2.0 * s->ref_high);
+            bool ok = is_bilirubin ? boundary_at_least(s->value, 3.0 * s->ref_high)
+                                   : boundary_above(s->value, 2.0 * s->ref_high);
             if (ok && strcmp(s->observation_id, x.observation_id) != 0) {
                 cand[ncand] = s;
                 cand_loinc[ncand] = partner_loincs[k];
@@ -1120,7 +1097,7 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
                 abs_diff(alp[i].effective_ms, tx->effective_ms) > ru->window_ms ||
                 abs_diff(alp[i].effective_ms, bi->effective_ms) > ru->window_ms)
                 continue;
-            if (at_least(alp[i].value, 2.0 * alp[i].ref_high))
+            if (boundary_at_least(alp[i].value, 2.0 * alp[i].ref_high))
                 suppressed = true;
             else if (alp_ev == NULL || abs_diff(alp[i].effective_ms, bi->effective_ms) <
                                            abs_diff(alp_ev->effective_ms, bi->effective_ms))

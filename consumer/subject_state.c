@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 struct slot {
     char loinc[OBS_LOINC_MAX + 1];
     int n_base;
@@ -102,12 +104,7 @@ static void insert_keep_latest(struct subject_result *arr, int *n, int cap,
  * string (ids share long prefixes such as "OBS-2a-"). */
 static uint64_t id_hash(const char *id)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (; *id; id++) {
-        h ^= (unsigned char)*id;
-        h *= 1099511628211ull;
-    }
-    return h;
+    return hash_str(id, HASH_SEED);
 }
 
 static int remove_id(struct subject_result *arr, int *n, const char *observation_id,

@@ -10,6 +10,7 @@
 #include "analyse.h"
 #include "codec.h"
 #include "dlq.h"
+#include "hash.h"
 #include "httpd.h"
 #include "kafka.h"
 #include "log.h"
@@ -174,23 +175,13 @@ static void pause_partition(struct worker *wk, int32_t p, bool pause)
     metric_gauge_add(wk->m_paused, pause ? 1 : -1);
 }
 
-static uint64_t key_hash(const void *key, size_t len)
-{
-    uint64_t h = 14695981039346656037ull;
-    const unsigned char *k = key;
-    for (size_t i = 0; i < len; i++) {
-        h ^= k[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Offers W to its analysis thread, waiting at most WAIT_MS for room.
  * Returns false if the queue stayed full. */
 static bool dispatch(struct worker *wk, struct work *w, int wait_ms)
 {
     const rd_kafka_message_t *m = w->rkm;
-    size_t i = (size_t)(key_hash(m->key, m->key ? m->key_len : 0) % (uint64_t)wk->nthreads);
+    uint64_t h = hash_bytes(m->key, m->key ? m->key_len : 0, HASH_SEED);
+    size_t i = (size_t)(h % (uint64_t)wk->nthreads);
     if (wait_ms <= 0)
         return analyser_try_put(wk->analysers[i], w) == CHAN_OK;
     return analyser_put(wk->analysers[i], w, deadline_after_ms(wait_ms)) == CHAN_OK;

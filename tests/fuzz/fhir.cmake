@@ -1,2 +1,2 @@
 # libFuzzer target for the FHIR JSON, NDJSON and CSV mappers.
-vigil_fuzz_test(fuzz_fhir SECONDS 15 LIBS vigil_common)
+vigil_fuzz_test(fuzz_fhir SECONDS 15 LIBS vigil_hospital)

@@ -16,7 +16,7 @@
  *     spec itself cannot express); avsc_fingerprint64() must agree with a
  *     table-driven CRC-64-AVRO written here from the spec;
  *   - it is resolved against both reader schemas vigil embeds (observation
- *     and alert, as common/codec.c gets them); with each plan that results,
+ *     and alert, as common/avro/codec.c gets them); with each plan that results,
  *     the body is decoded twice:
  *       1. aplan_decode() into a checking sink written here, which aborts
  *          if a value breaks the plan's contract: a field index outside the

@@ -1,12 +1,14 @@
-# Avro codec (common/codec.h): schemas, fingerprints, resolution, both
+# Avro codec (common/avro/codec.h): schemas, fingerprints, resolution, both
 # framings, hostile input. No services.
 vigil_test(test_codec LABEL unit TIMEOUT 60
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_codec.c)
+target_include_directories(test_codec PRIVATE ${PROJECT_SOURCE_DIR}/common/avro/internal)
 
 # Interop with python-avro (Debian's python3-avro), both framings, both
 # directions; a schema-registry double in the script. No services.
 add_executable(codec_tool ${CMAKE_CURRENT_LIST_DIR}/codec_tool.c)
-target_link_libraries(codec_tool PRIVATE vigil_common)
+target_link_libraries(codec_tool PRIVATE vigil_avro)
+target_include_directories(codec_tool PRIVATE ${PROJECT_SOURCE_DIR}/common/avro/internal)
 vigil_warnings(codec_tool)
 vigil_script_test(codec_interop LABEL unit TIMEOUT 60
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/codec_interop.py
@@ -15,5 +17,5 @@ vigil_script_test(codec_interop LABEL unit TIMEOUT 60
 # bench/codec_bench.c: built here (not a test) so bench/ needs no
 # CMakeLists.txt of its own yet. Run: build/tests/codec_bench
 add_executable(codec_bench ${PROJECT_SOURCE_DIR}/bench/codec_bench.c)
-target_link_libraries(codec_bench PRIVATE vigil_common)
+target_link_libraries(codec_bench PRIVATE vigil_avro)
 vigil_warnings(codec_bench)

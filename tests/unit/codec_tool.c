@@ -1,5 +1,5 @@
 /*
- * codec_tool: a line-oriented front end to common/codec.h for the interop
+ * codec_tool: a line-oriented front end to common/avro/codec.h for the interop
  * test (codec_interop.py), which compares it with python-avro.
  *
  *   codec_tool decode observation|alert [REGISTRY_URL] [--writer SCHEMA_FILE]

@@ -1,4 +1,4 @@
-# The concurrency kit (common/deadline, chan, ctx, waitgroup, sem, snapshot):
+# The concurrency kit (common/kit: deadline, chan, ctx, waitgroup, sem, snapshot):
 # one program per module plus the thread-leak test. Labelled kit as well as
 # unit, so scripts/test can run them under ThreadSanitizer (ctest -L kit).
 foreach(_kit chan ctx wg sem snapshot leak)

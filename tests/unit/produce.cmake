@@ -1,6 +1,6 @@
 # vigil produce / vigil import, no services: NDJSON and CSV mapping with
-# line numbers (common/obs_json, obs_input), FHIR resources and Bundles
-# (common/fhir), the synthetic trial (common/trialgen), and the command
+# line numbers (hospital/obs_json, obs_input), FHIR resources and Bundles
+# (hospital/fhir), the synthetic trial (hospital/trialgen), and the command
 # lines with --emit-ndjson.
 vigil_test(test_obs_input LABEL unit TIMEOUT 30 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_obs_input.c)
 vigil_test(test_fhir LABEL unit TIMEOUT 30 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_fhir.c)

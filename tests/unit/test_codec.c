@@ -1,5 +1,5 @@
 /*
- * Unit tests of the Avro codec (common/codec.h) and its parts
+ * Unit tests of the Avro codec (common/avro/codec.h) and its parts
  * (avro_schema.h: canonical form and fingerprint). No services.
  */
 #include <math.h>

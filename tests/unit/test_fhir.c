@@ -1,4 +1,4 @@
-/* common/fhir (and FHIR input through common/obs_input): FHIR R4
+/* hospital/fhir (and FHIR input through hospital/obs_input): FHIR R4
  * Observation resources and Bundles, written after the shapes of the FHIR
  * R4 Observation examples, map to the expected record or a clear error. */
 #include <stdio.h>

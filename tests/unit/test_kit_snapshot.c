@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hash.h"
 #include "snapshot.h"
 #include "testlib.h"
 
@@ -31,10 +32,7 @@ struct obj {
 
 static uint64_t sum_of(const struct obj *o)
 {
-    uint64_t h = 1469598103934665603u ^ o->id;
-    for (int i = 0; i < WORDS; i++)
-        h = (h ^ o->words[i]) * 1099511628211u;
-    return h;
+    return hash_bytes(o->words, sizeof o->words, HASH_SEED ^ o->id);
 }
 
 static struct obj *obj_new(struct book *book, uint32_t id)

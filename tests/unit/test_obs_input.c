@@ -1,4 +1,4 @@
-/* common/obs_json and common/obs_input: NDJSON and CSV records to struct
+/* hospital/obs_json and hospital/obs_input: NDJSON and CSV records to struct
  * observation, with precise reasons and line numbers. No services. */
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* common/trialgen: the synthetic trial is deterministic per seed, uses
+/* hospital/trialgen: the synthetic trial is deterministic per seed, uses
  * units the worker's cleaning accepts, and contains the cases a demo needs:
  * abnormal, critical, amended, entered-in-error and Hy's law. No services. */
 #include <math.h>

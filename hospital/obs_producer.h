@@ -5,7 +5,7 @@
  *   key    "study_id/subject_id" (the worker dead-letters a message whose
  *          key does not match its value, and the key keeps each subject on
  *          one partition, in order)
- *   value  Avro single-object encoding of vigil.Observation (common/codec.h)
+ *   value  Avro single-object encoding of vigil.Observation (common/avro/codec.h)
  *   conf   enable.idempotence=true, acks=all, linger.ms=5,
  *          compression.type=lz4, message.timeout.ms=60000 -- each may be
  *          overridden by a librdkafka property in the config (-X)

@@ -320,7 +320,7 @@ struct codec *codec_new(const struct codec_config *cfg_in, char *errstr, size_t 
         !fields_match(c->reader[READER_ALERT]->root, alert_fields, AF_COUNT) ||
         !fields_match(ev, evidence_fields, EF_COUNT)) {
         fail(errstr, errstr_size, CODEC_EINCOMPATIBLE,
-             "embedded schemas do not have the fields common/codec.c expects, in its order");
+             "embedded schemas do not have the fields common/avro/codec.c expects, in its order");
         goto err;
     }
     for (const struct embedded_file *f = embedded_files; f->name; f++) {
@@ -603,7 +603,7 @@ static enum codec_status validate_alert(const struct alert *a, char *e, size_t e
 
 static enum codec_status wrong_kind(struct adec *d, const char *name)
 {
-    return adec_fail(d, CODEC_EINVALID, "%s has a type common/codec.c does not expect", name);
+    return adec_fail(d, CODEC_EINVALID, "%s has a type common/avro/codec.c does not expect", name);
 }
 
 static enum codec_status set_text(char *dst, size_t size, const struct aval *v, const char *name,
