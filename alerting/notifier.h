@@ -40,6 +40,7 @@ struct notifier_options {
     const char *assignor;
     int grace_s;
     int directory_refresh_s;
+    size_t inflight_per_partition; /* offsets tracked per partition at most */
     struct sender_config send; /* conninfo is filled in by notifier_run */
 };
 

@@ -1,6 +1,5 @@
 /* vigil notifier: flags and settings, then alerting/notifier.c does the work. */
 #include <curl/curl.h>
-#include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +70,8 @@ static const struct config_item items[] = {
      false},
     {"max_alerts", "VIGIL_MAX_ALERTS", "2048", "alerts in progress at once (backpressure)",
      false},
+    {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
+     "alerts of one partition in progress at once; beyond, the partition pauses", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -105,59 +106,32 @@ static void usage(FILE *out)
     config_print_help(items, out);
 }
 
+static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
+               size_t errstr_size)
+{
+    return notifier_run(opt, stop, reload, errstr, errstr_size);
+}
+
 int cmd_notifier(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"bootstrap", required_argument, NULL, 'b'},
-        {"group", required_argument, NULL, 'g'},    {"topic", required_argument, NULL, 't'},
-        {"grace", required_argument, NULL, 1},      {"http", required_argument, NULL, 2},
-        {"pg", required_argument, NULL, 3},         {"assignor", required_argument, NULL, 4},
-        {"log-level", required_argument, NULL, 5},  {"smtp-url", required_argument, NULL, 6},
-        {"sms-url", required_argument, NULL, 7},    {"set", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},           {0},
+    static const struct cli_flag flags[] = {
+        {"bootstrap", 'b', "bootstrap", 0, true}, {"group", 'g', "group", 0, true},
+        {"topic", 't', "topic", 0, true},         {"grace", 0, "grace", 0, true},
+        {"http", 0, "http", 0, true},             {"pg", 0, "pg_conninfo", 0, true},
+        {"assignor", 0, "assignor", 0, true},     {"smtp-url", 0, "smtp_url", 0, true},
+        {"sms-url", 0, "sms_url", 0, true},       {0},
     };
     struct cli_settings set;
     cli_settings_init(&set);
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:b:g:t:s:X:h", opts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'c':
-            set.config_file = optarg;
-            continue;
-        case 'b': key = "bootstrap"; break;
-        case 'g': key = "group"; break;
-        case 't': key = "topic"; break;
-        case 1: key = "grace"; break;
-        case 2: key = "http"; break;
-        case 3: key = "pg_conninfo"; break;
-        case 4: key = "assignor"; break;
-        case 5: key = "log_level"; break;
-        case 6: key = "smtp_url"; break;
-        case 7: key = "sms_url"; break;
-        case 's':
-        case 'X':
-            if (cli_settings_add_pair(&set, c == 'X' ? "kafka." : "", optarg) != 0)
-                return cli_bad_usage("notifier", usage, "-%c wants KEY=VALUE, not '%s'", c,
-                                     optarg);
-            continue;
-        default:
-            return cli_bad_option("notifier", usage, argv);
-        }
-        if (cli_settings_add(&set, key, optarg) != 0)
-            return cli_bad_usage("notifier", usage, "too many options");
-    }
-    if (optind < argc)
-        return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[optind]);
+    const char *arg;
+    int next, status;
+    if (cli_settings_next(&set, "notifier", usage, flags, argc, argv, &arg, &next, &status) != 0)
+        return status;
+    if (next < argc)
+        return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
     int rc = 1;
-    struct ctx *stop = NULL;
-    struct sigwatch *sw = NULL;
     bool curl_ok = false;
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
@@ -167,7 +141,8 @@ int cmd_notifier(int argc, char **argv)
         snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);
         goto fail;
     }
-    long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
+    long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts,
+        per_partition;
     double rate, burst;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
@@ -180,6 +155,8 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "lease", 1, 86400, &lease, err, sizeof err) != 0 ||
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
+        config_get_long(cfg, "max_inflight_per_partition", 16, 1000000, &per_partition, err,
+                        sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
         goto fail;
@@ -210,6 +187,7 @@ int cmd_notifier(int argc, char **argv)
         .assignor = config_get(cfg, "assignor"),
         .grace_s = (int)grace,
         .directory_refresh_s = (int)refresh,
+        .inflight_per_partition = (size_t)per_partition,
         .send =
             {
                 .email = {config_get(cfg, "smtp_url"), config_get(cfg, "smtp_from"),
@@ -229,23 +207,11 @@ int cmd_notifier(int argc, char **argv)
                 .queue_cap = 256,
             },
     };
-    stop = ctx_new(NULL);
-    static atomic_bool reload;
-    sw = stop ? sigwatch_start(stop, &reload) : NULL;
-    if (sw == NULL) {
-        snprintf(err, sizeof err, "could not start the signal thread");
-        goto fail;
-    }
-    if (notifier_run(&opt, stop, &reload, err, sizeof err) != 0)
-        goto fail;
-    rc = 0;
+    rc = cli_serve("notifier", run, &opt);
     goto out;
 fail:
-    fprintf(stderr, "vigil notifier: %s\n", err);
-    log_msg(LOG_ERROR, "notifier", "%s", err);
+    rc = cli_fail("notifier", err);
 out:
-    sigwatch_stop(sw);
-    ctx_destroy(stop);
     config_destroy(cfg);
     if (curl_ok)
         curl_global_cleanup();

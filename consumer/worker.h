@@ -38,6 +38,7 @@ struct worker_options {
     int batch_ms;
     size_t max_subjects;
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
+    size_t inflight_per_partition; /* offsets tracked per partition at most */
 };
 
 /* Runs the worker until STOP is cancelled (SIGTERM/SIGINT), then drains,
