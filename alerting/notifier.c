@@ -25,7 +25,6 @@ struct notifier {
     struct codec *codec;
     struct route_cache *routes;
     struct sender *sender;
-    atomic_bool running;
     struct publisher *dlq; /* NULL when dlq_topic is empty */
     struct metric *m_invalid, *m_dead;
 };
@@ -93,7 +92,7 @@ static void dead_letter(struct notifier *n, const rd_kafka_message_t *m,
     }
     *dl = (struct dead_letter){n, *t};
     rd_kafka_headers_t *h =
-        kafka_dead_letter_headers(m, n->opt->topic, error_class, error_message);
+        kafka_dead_letter_headers(m, n->opt->consumer.topic, error_class, error_message);
     if (publisher_send(n->dlq, n->opt->dlq_topic, m->key, m->key_len, m->payload, m->len, h,
                        dead_letter_done, dl) != 0) {
         /* closing: not finished, read again after a restart */
@@ -165,10 +164,8 @@ static bool role_offer(void *arg, void *item, const struct group_ticket *t, int 
 static bool ready(void *arg, char *why, size_t whysz)
 {
     struct notifier *n = arg;
-    if (!atomic_load(&n->running)) {
-        snprintf(why, whysz, "stopping");
+    if (!group_ready(n->group, why, whysz))
         return false;
-    }
     if (!route_cache_ready(n->routes)) {
         snprintf(why, whysz, "directory not loaded yet");
         return false;
@@ -215,7 +212,24 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     n->sender = sender_new(&sc, n->routes, n->metrics, on_done, n, errstr, errstr_size);
     if (n->sender == NULL)
         goto out;
-    atomic_store(&n->running, true);
+    if (opt->dlq_topic != NULL && opt->dlq_topic[0] != '\0') {
+        const char *dlq_topics[] = {opt->dlq_topic, NULL};
+        n->dlq = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-notifier-dlq",
+                               dlq_topics, n->metrics, errstr, errstr_size);
+        if (n->dlq == NULL)
+            goto out;
+    }
+    /* Made before the HTTP server (its readiness reads it); it joins the
+     * group only once the directory is loaded. */
+    struct group_config gc = opt->consumer;
+    gc.client_id = "vigil-notifier";
+    gc.component = "notifier";
+    gc.revoke_drain_ms = 10000; /* unfinished sends are the next owner's, deduped */
+    gc.offer_wait_ms = 0;
+    struct group_role role = {n, role_wrap, role_offer, role_discard, NULL};
+    n->group = group_new(&gc, &role, n->metrics, errstr, errstr_size);
+    if (n->group == NULL)
+        goto out;
     if (opt->http_addr != NULL && opt->http_addr[0] != '\0') {
         n->httpd = httpd_start(opt->http_addr, n->metrics, ready, n, errstr, errstr_size);
         if (n->httpd == NULL)
@@ -234,33 +248,7 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         }
     }
 
-    if (opt->dlq_topic != NULL && opt->dlq_topic[0] != '\0') {
-        const char *dlq_topics[] = {opt->dlq_topic, NULL};
-        n->dlq = publisher_new(opt->cfg, opt->bootstrap, "vigil-notifier-dlq", dlq_topics,
-                               n->metrics, errstr, errstr_size);
-        if (n->dlq == NULL)
-            goto out;
-    }
-    struct group_config gc = {
-        .cfg = opt->cfg,
-        .bootstrap = opt->bootstrap,
-        .group = opt->group,
-        .topic = opt->topic,
-        .assignor = opt->assignor,
-        .client_id = "vigil-notifier",
-        .component = "notifier",
-        .inflight_per_partition = opt->inflight_per_partition,
-        .revoke_drain_ms = 10000,
-        .offer_wait_ms = 0,
-    };
-    struct group_role role = {
-        .arg = n,
-        .wrap = role_wrap,
-        .offer = role_offer,
-        .discard = role_discard,
-    };
-    n->group = group_new(&gc, &role, n->metrics, errstr, errstr_size);
-    if (n->group == NULL || group_subscribe(n->group, errstr, errstr_size) != 0)
+    if (!ctx_done(stop) && group_subscribe(n->group, errstr, errstr_size) != 0)
         goto out;
 
     while (!ctx_done(stop)) {
@@ -272,7 +260,6 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     }
 
     log_msg(LOG_INFO, "notifier", "stopping: finishing in-flight notifications");
-    atomic_store(&n->running, false);
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     n->httpd = NULL;
     group_stop(n->group);
@@ -294,7 +281,6 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left");
     rc = 0;
 out:
-    atomic_store(&n->running, false);
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     if (n->group != NULL)
         group_stop(n->group);

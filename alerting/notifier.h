@@ -26,21 +26,19 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "group.h"
 #include "send.h"
 
 struct notifier_options {
-    const struct config *cfg; /* librdkafka pass-through properties */
-    const char *bootstrap;
-    const char *group;
-    const char *topic;
+    /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
+     * sets its client id, component and drain time */
+    struct group_config consumer;
     const char *dlq_topic; /* undecodable alerts go here; "" or NULL: skipped */
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* may be NULL */
-    const char *assignor;
     int grace_s;
     int directory_refresh_s;
-    size_t inflight_per_partition; /* offsets tracked per partition at most */
     struct sender_config send; /* conninfo is filled in by notifier_run */
 };
 

@@ -85,7 +85,6 @@ static void usage(FILE *out)
             "study's safety contact), once: every (alert, researcher, channel) is\n"
             "recorded in PostgreSQL before and after sending.\n\n"
             "options (each overrides the setting of the same name):\n"
-            "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       alerts topic\n"
@@ -94,11 +93,9 @@ static void usage(FILE *out)
             "      --pg CONNINFO      PostgreSQL conninfo\n"
             "      --assignor NAME    partition assignment strategy\n"
             "      --smtp-url URL     SMTP server\n"
-            "      --sms-url URL      SMS gateway endpoint\n"
-            "  -s, --set KEY=VALUE    any setting below by its key\n"
-            "  -X PROP=VALUE          any librdkafka property\n"
-            "      --log-level LEVEL  debug, info, warn, error\n"
-            "  -h, --help             this help\n\n"
+            "      --sms-url URL      SMS gateway endpoint\n");
+    cli_usage_common(out);
+    fprintf(out,
             "Secrets (pg_conninfo, smtp_password, sms_password) may come from a file:\n"
             "set VAR_FILE=/path instead of VAR (Kubernetes Secrets).\n"
             "signals: SIGTERM/SIGINT finish in-flight sends and exit 0; SIGHUP reloads\n"
@@ -141,8 +138,7 @@ int cmd_notifier(int argc, char **argv)
         snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);
         goto fail;
     }
-    long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts,
-        per_partition;
+    long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
     double rate, burst;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
@@ -155,8 +151,6 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "lease", 1, 86400, &lease, err, sizeof err) != 0 ||
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
-        config_get_long(cfg, "max_inflight_per_partition", 16, 1000000, &per_partition, err,
-                        sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
         goto fail;
@@ -176,18 +170,12 @@ int cmd_notifier(int argc, char **argv)
     curl_ok = true;
 
     struct notifier_options opt = {
-        .cfg = cfg,
-        .bootstrap = config_get(cfg, "bootstrap"),
-        .group = config_get(cfg, "group"),
-        .topic = config_get(cfg, "topic"),
         .dlq_topic = config_get(cfg, "dlq_topic"),
         .conninfo = config_get(cfg, "pg_conninfo"),
         .http_addr = config_get(cfg, "http"),
         .registry_url = config_get(cfg, "registry_url"),
-        .assignor = config_get(cfg, "assignor"),
         .grace_s = (int)grace,
         .directory_refresh_s = (int)refresh,
-        .inflight_per_partition = (size_t)per_partition,
         .send =
             {
                 .email = {config_get(cfg, "smtp_url"), config_get(cfg, "smtp_from"),
@@ -207,6 +195,8 @@ int cmd_notifier(int argc, char **argv)
                 .queue_cap = 256,
             },
     };
+    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
+        goto fail;
     rc = cli_serve("notifier", run, &opt);
     goto out;
 fail:

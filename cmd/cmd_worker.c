@@ -51,7 +51,6 @@ static void usage(FILE *out)
             "cleans and analyses each observation, stores it in PostgreSQL and\n"
             "publishes an alert to vigil.alerts for every safety signal.\n\n"
             "options (each overrides the setting of the same name):\n"
-            "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       observations topic\n"
@@ -60,12 +59,9 @@ static void usage(FILE *out)
             "      --grace SECONDS    shutdown grace\n"
             "      --http ADDR        HTTP endpoint address (HOST:PORT)\n"
             "      --pg CONNINFO      PostgreSQL conninfo\n"
-            "      --assignor NAME    partition assignment strategy\n"
-            "  -s, --set KEY=VALUE    any setting below by its key\n"
-            "  -X PROP=VALUE          any librdkafka property\n"
-            "      --log-level LEVEL  debug, info, warn, error\n"
-            "  -h, --help             this help\n\n"
-            "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the rules.\n\n");
+            "      --assignor NAME    partition assignment strategy\n");
+    cli_usage_common(out);
+    fprintf(out, "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the rules.\n\n");
     config_print_help(items, out);
 }
 
@@ -98,7 +94,7 @@ int cmd_worker(int argc, char **argv)
     if (cfg == NULL)
         return cli_fail("worker", err);
     int rc = 1;
-    long threads, grace, batch_rows, batch_ms, max_subjects, max_message, window;
+    long threads, grace, batch_rows, batch_ms, max_subjects, max_message;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? n : 2;
@@ -110,31 +106,25 @@ int cmd_worker(int argc, char **argv)
         config_get_long(cfg, "batch_ms", 1, 60000, &batch_ms, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_subjects", 16, 100000000, &max_subjects, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_message_bytes", 64, 64 * 1024 * 1024, &max_message, err,
-                        sizeof err) != 0 ||
-        config_get_long(cfg, "max_inflight_per_partition", 16, 1000000, &window, err,
                         sizeof err) != 0)
         goto fail;
 
     struct worker_options opt = {
-        .cfg = cfg,
-        .bootstrap = config_get(cfg, "bootstrap"),
-        .group = config_get(cfg, "group"),
-        .topic = config_get(cfg, "topic"),
         .dlq_topic = config_get(cfg, "dlq_topic"),
         .alerts_topic = config_get(cfg, "alerts_topic"),
         .rules_path = config_get(cfg, "rules"),
         .conninfo = config_get(cfg, "pg_conninfo"),
         .http_addr = config_get(cfg, "http"),
         .registry_url = config_get(cfg, "registry_url"),
-        .assignor = config_get(cfg, "assignor"),
         .threads = (int)threads,
         .grace_s = (int)grace,
         .batch_rows = (int)batch_rows,
         .batch_ms = (int)batch_ms,
         .max_subjects = (size_t)max_subjects,
         .max_message_bytes = (size_t)max_message,
-        .inflight_per_partition = (size_t)window,
     };
+    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
+        goto fail;
     rc = cli_serve("worker", run, &opt);
     config_destroy(cfg);
     return rc;

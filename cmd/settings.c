@@ -145,6 +145,16 @@ static const struct cli_flag *optset_find(const struct optset *o, int c)
     return NULL;
 }
 
+void cli_usage_common(FILE *out)
+{
+    fputs("  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
+          "  -s, --set KEY=VALUE    any setting below by its key\n"
+          "  -X PROP=VALUE          any librdkafka property\n"
+          "      --log-level LEVEL  debug, info, warn, error\n"
+          "  -h, --help             this help\n\n",
+          out);
+}
+
 int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FILE *),
                       const struct cli_flag *flags, int argc, char **argv, const char **arg,
                       int *next, int *status)
@@ -198,6 +208,24 @@ int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FIL
 too_many:
     *status = cli_bad_usage(cmd, usage, "too many options");
     return -1;
+}
+
+int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
+                     size_t errstr_size)
+{
+    long window;
+    if (config_get_long(cfg, "max_inflight_per_partition", 16, 1000000, &window, errstr,
+                        errstr_size) != 0)
+        return -1;
+    *c = (struct group_config){
+        .cfg = cfg,
+        .bootstrap = config_get(cfg, "bootstrap"),
+        .group = config_get(cfg, "group"),
+        .topic = config_get(cfg, "topic"),
+        .assignor = config_get(cfg, "assignor"),
+        .inflight_per_partition = (size_t)window,
+    };
+    return 0;
 }
 
 /* ---- long-running roles ---------------------------------------------------- */

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "group.h"
 
 #define CLI_SETTINGS_MAX 64
 
@@ -72,6 +73,10 @@ int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FIL
                       const struct cli_flag *flags, int argc, char **argv, const char **arg,
                       int *next, int *status);
 
+/* Prints the help lines of the flags every subcommand takes (see
+ * cli_settings_next), ending with a blank line. */
+void cli_usage_common(FILE *out);
+
 /* A long-running role (worker, notifier, console...): RUN serves until STOP
  * is cancelled; RELOAD is set on SIGHUP. Returns 0 on a clean stop, or -1
  * with errstr when it could not start or had to stop. */
@@ -82,6 +87,13 @@ typedef int (*cli_role_fn)(const void *opt, struct ctx *stop, atomic_bool *reloa
  * setting its reload flag; a failure is printed as "vigil CMD: ..." on
  * stderr and logged. Returns the process exit status: 0, or 1. */
 int cli_serve(const char *cmd, cli_role_fn run, const void *opt);
+
+/* Fills C with the consumer-group settings of CFG (keys bootstrap, group,
+ * topic, assignor and max_inflight_per_partition, which every consuming
+ * role's items have); CFG stays CFG's, borrowed by C. Returns 0, or -1
+ * with errstr. */
+int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
+                     size_t errstr_size);
 
 /* Reports ERR as subcommand CMD's failure (stderr and the log). Returns 1. */
 int cli_fail(const char *cmd, const char *err);

@@ -33,7 +33,7 @@ struct group {
     struct metrics *metrics;
     rd_kafka_t *rk;
     bool cooperative;
-    bool subscribed;
+    atomic_bool consuming; /* subscribed and not yet stopping (read by group_ready) */
     bool stopped; /* group_stop: no message is taken any more */
     bool closing; /* group_close: revokes wait for nothing */
     bool closed;
@@ -501,6 +501,13 @@ struct group *group_new(const struct group_config *cfg, const struct group_role 
         g->c.component = "group";
     if (g->c.client_id == NULL)
         g->c.client_id = "vigil";
+    if (g->c.assignor == NULL)
+        g->c.assignor = "range";
+    if (g->c.bootstrap == NULL || g->c.group == NULL || g->c.topic == NULL) {
+        snprintf(errstr, errstr_size, "the consumer needs bootstrap servers, a group and a topic");
+        free(g);
+        return NULL;
+    }
     g->role = *role;
     g->metrics = metrics;
     g->cooperative = strstr(g->c.assignor, "cooperative") != NULL;
@@ -541,7 +548,7 @@ int group_subscribe(struct group *g, char *errstr, size_t errstr_size)
                  rd_kafka_err2str(err));
         return -1;
     }
-    g->subscribed = true;
+    atomic_store(&g->consuming, true);
     g->next_commit = deadline_after_ms(g->c.commit_interval_ms);
     g->next_tick = deadline_after_ms(1000);
     log_msg(LOG_INFO, g->c.component, "joined group %s on %s (%s assignor)", g->c.group,
@@ -581,6 +588,26 @@ void group_abandon(struct group *g, const struct group_ticket *t)
         metric_add(g->m_abandoned, 1);
 }
 
+bool group_ready(struct group *g, char *why, size_t whysz)
+{
+    if (g == NULL || !atomic_load(&g->consuming)) {
+        snprintf(why, whysz, g == NULL ? "not consuming yet" : "stopping");
+        return false;
+    }
+    if (g->c.stall_ms <= 0)
+        return true;
+    for (int32_t p = 0; p < g->c.max_partitions; p++) {
+        int64_t age_ms = 0;
+        int64_t off = offsets_oldest(g->offsets, p, &age_ms);
+        if (off >= 0 && age_ms > g->c.stall_ms) {
+            snprintf(why, whysz, "partition %d stalled: offset %lld unfinished for %lld s",
+                     (int)p, (long long)off, (long long)(age_ms / 1000));
+            return false;
+        }
+    }
+    return true;
+}
+
 size_t group_pending(struct group *g)
 {
     size_t n = 0;
@@ -594,6 +621,7 @@ void group_stop(struct group *g)
     if (g->stopped)
         return;
     g->stopped = true;
+    atomic_store(&g->consuming, false);
     for (int32_t p = 0; p < g->c.max_partitions; p++)
         discard_stash(g, p);
 }

@@ -40,6 +40,7 @@
 #define VIGIL_GROUP_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,6 +90,8 @@ struct group_config {
     int revoke_drain_ms;       /* default 30000 */
     int offer_wait_ms;         /* first offer of a fresh message; default 50 */
     int prefetch_kbytes;       /* queued.max.messages.kbytes; default 4096 */
+    int stall_ms;              /* group_ready fails when a message is unfinished this
+                                * long; 0: never */
 };
 
 struct group;
@@ -117,6 +120,12 @@ void group_done(struct group *g, const struct group_ticket *t);
 /* The message of T will not finish here; it is never committed past, so
  * the partition's next owner reads it again. Any thread. */
 void group_abandon(struct group *g, const struct group_ticket *t);
+
+/* Readiness as far as consuming goes: false, with WHY, while not yet
+ * subscribed, once stopping, or when an assigned partition's oldest
+ * unfinished message is older than stall_ms. G may be NULL (not started).
+ * Any thread (the HTTP server's). */
+bool group_ready(struct group *g, char *why, size_t whysz);
 
 /* Messages accepted by the role and not yet done or abandoned, over all
  * partitions. Any thread. */

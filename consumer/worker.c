@@ -39,7 +39,6 @@ struct worker {
     struct analyse_env env;
     struct analyser **analysers;
     int nthreads;
-    atomic_bool running;
     struct stat rules_stat;
 
     struct metric *m_e2e;
@@ -75,7 +74,7 @@ static void store_reject(void *arg, struct work *w, const char *reason)
     log_msg(LOG_ERROR, "worker", "partition %d offset %lld dead-lettered: %s", (int)w->partition,
             (long long)w->offset, msg);
     w->nalerts = 0; /* its alerts were published; the rows could not be stored */
-    if (dlq_send(wk->pub, wk->opt->dlq_topic, wk->opt->topic, w, "store_rejected", msg) != 0)
+    if (dlq_send(wk->pub, wk->opt->dlq_topic, wk->opt->consumer.topic, w, "store_rejected", msg) != 0)
         work_abandon(w);
     work_release(w);
 }
@@ -85,10 +84,8 @@ static void store_reject(void *arg, struct work *w, const char *reason)
 static bool ready(void *arg, char *why, size_t whysz)
 {
     struct worker *wk = arg;
-    if (!atomic_load(&wk->running)) {
-        snprintf(why, whysz, "stopping");
+    if (!group_ready(wk->group, why, whysz))
         return false;
-    }
     if (!store_healthy(wk->store)) {
         snprintf(why, whysz, "PostgreSQL unreachable");
         return false;
@@ -278,7 +275,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     if (wk->codec == NULL)
         goto out;
     const char *pub_topics[] = {opt->alerts_topic, opt->dlq_topic, NULL};
-    wk->pub = publisher_new(opt->cfg, opt->bootstrap, "vigil-worker-producer", pub_topics, m,
+    wk->pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-worker-producer", pub_topics, m,
                             errstr, errstr_size);
     if (wk->pub == NULL)
         goto out;
@@ -287,7 +284,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         .queue_cap = STORE_QUEUE,
         .batch_rows = opt->batch_rows,
         .batch_ms = opt->batch_ms,
-        .source_topic = opt->topic,
+        .source_topic = opt->consumer.topic,
         .reject = store_reject,
         .reject_arg = wk,
     };
@@ -300,7 +297,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         .pub = wk->pub,
         .store = wk->store,
         .metrics = m,
-        .source_topic = opt->topic,
+        .source_topic = opt->consumer.topic,
         .alerts_topic = opt->alerts_topic,
         .dlq_topic = opt->dlq_topic,
         .conninfo = opt->conninfo,
@@ -318,28 +315,14 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         if (wk->analysers[i] == NULL)
             goto out;
     }
-    struct group_config gc = {
-        .cfg = opt->cfg,
-        .bootstrap = opt->bootstrap,
-        .group = opt->group,
-        .topic = opt->topic,
-        .assignor = opt->assignor,
-        .client_id = "vigil-worker",
-        .component = "worker",
-        .inflight_per_partition = opt->inflight_per_partition,
-        .revoke_drain_ms = 30000,
-    };
-    struct group_role role = {
-        .arg = wk,
-        .wrap = role_wrap,
-        .offer = role_offer,
-        .discard = role_discard,
-        .rebalanced = role_rebalanced,
-    };
+    struct group_config gc = opt->consumer;
+    gc.client_id = "vigil-worker";
+    gc.component = "worker";
+    gc.revoke_drain_ms = 30000; /* a revoke waits for PostgreSQL this long */
+    struct group_role role = {wk, role_wrap, role_offer, role_discard, role_rebalanced};
     wk->group = group_new(&gc, &role, m, errstr, errstr_size);
     if (wk->group == NULL)
         goto out;
-    atomic_store(&wk->running, true);
     if (opt->http_addr != NULL && *opt->http_addr != '\0') {
         wk->httpd = httpd_start(opt->http_addr, m, ready, wk, errstr, errstr_size);
         if (wk->httpd == NULL)
@@ -367,7 +350,6 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     /* Drain, flush, commit, leave: within the grace period, keeping a
      * little of it for the group leave. */
     log_msg(LOG_INFO, "worker", "stopping: draining in-flight messages");
-    atomic_store(&wk->running, false);
     httpd_stop(wk->httpd); /* its readiness callback reads the stages */
     wk->httpd = NULL;
     int grace_ms = opt->grace_s * 1000;
@@ -379,7 +361,6 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     log_msg(LOG_INFO, "worker", "stopped: offsets committed, group left");
     rc = 0;
 out:
-    atomic_store(&wk->running, false);
     if (wk->hard_stop != NULL)
         ctx_cancel(wk->hard_stop);
     if (wk->analysers != NULL) {

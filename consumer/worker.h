@@ -19,26 +19,24 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "group.h"
 
 struct worker_options {
-    const struct config *cfg; /* kafka.* passthrough; borrowed */
-    const char *bootstrap;
-    const char *group;
-    const char *topic;
+    /* the consumer group (cfg: kafka.* pass-through, borrowed); worker_run
+     * sets its client id, component and drain time */
+    struct group_config consumer;
     const char *dlq_topic;
     const char *alerts_topic;
     const char *rules_path;
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* NULL: no Confluent framing */
-    const char *assignor;     /* librdkafka partition.assignment.strategy */
     int threads;
     int grace_s;
     int batch_rows;
     int batch_ms;
     size_t max_subjects;
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
-    size_t inflight_per_partition; /* offsets tracked per partition at most */
 };
 
 /* Runs the worker until STOP is cancelled (SIGTERM/SIGINT), then drains,

@@ -99,23 +99,23 @@ static void *member_run(void *arg)
 static int member_start(struct member *m, struct run *r)
 {
     m->opt = (struct worker_options){
-        .cfg = r->kafka,
-        .bootstrap = r->bootstraps,
-        .group = r->group,
-        .topic = r->topic,
+        .consumer = {.cfg = r->kafka,
+                     .bootstrap = r->bootstraps,
+                     .group = r->group,
+                     .topic = r->topic,
+                     .assignor = "range",
+                     .inflight_per_partition = 16},
         .dlq_topic = r->dlq,
         .alerts_topic = r->alerts,
         .rules_path = r->rules,
         .conninfo = testlib_env("VIGIL_PG_CONNINFO"),
         .http_addr = NULL,
-        .assignor = "range",
         .threads = 2,
         .grace_s = 20,
         .batch_rows = 100,
         .batch_ms = 10,
         .max_subjects = 1000,
         .max_message_bytes = 1 << 20,
-        .inflight_per_partition = 16,
     };
     m->stop = ctx_new(NULL);
     atomic_init(&m->reload, false);
