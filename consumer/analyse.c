@@ -104,8 +104,7 @@ static bool decode(struct analyser *a, struct work *w)
     enum codec_status cs;
     int backoff = 100;
     for (;;) {
-        cs = codec_decode_observation(a->env->codec, m->payload, m->len, &w->obs, err,
-                                      sizeof err);
+        cs = codec_decode_observation(a->env->codec, m->payload, m->len, &w->obs, err, sizeof err);
         if (cs != CODEC_ETRANSIENT)
             break;
         log_msg(LOG_WARN, "analyse", "schema registry unavailable, retrying: %s", err);
@@ -218,8 +217,8 @@ static bool still_stands(void *arg, const struct subject_alert *r)
 
 /* Appends to a->scratch[N..] the retractions OBS causes among ST's alerts
  * and forgets the withdrawn ones. Returns how many. */
-static int retractions(struct analyser *a, struct subject_state *st,
-                       const struct observation *obs, int n, int64_t now_ms)
+static int retractions(struct analyser *a, struct subject_state *st, const struct observation *obs,
+                       int n, int64_t now_ms)
 {
     const struct subject_alert *raised;
     int nraised = subject_state_alerts(st, &raised);
@@ -310,9 +309,9 @@ static void process(struct analyser *a, struct work *w)
     clean(a, w);
 
     /* Only results that can raise or withdraw alerts need the subject. */
-    bool usable = w->clean.status == CLEAN_OK &&
-                  (obs->status == OBS_FINAL || obs->status == OBS_AMENDED ||
-                   obs->status == OBS_CORRECTED);
+    bool usable =
+        w->clean.status == CLEAN_OK &&
+        (obs->status == OBS_FINAL || obs->status == OBS_AMENDED || obs->status == OBS_CORRECTED);
     int n = 0;
     if (usable || obs->status != OBS_FINAL) {
         struct subject_state *st = subject_for(a, key, obs);
@@ -393,8 +392,7 @@ static void prewarm(struct analyser *a, struct work **items, int n)
             subject_key(req[i].obs, key);
             subject_cache_drop(a->subjects, key);
         }
-        log_msg(LOG_WARN, "analyse", "could not load %d subject states together: %s", nreq,
-                err);
+        log_msg(LOG_WARN, "analyse", "could not load %d subject states together: %s", nreq, err);
     }
 }
 

@@ -65,18 +65,16 @@ static bool raised_again(const struct subject_alert *r, const struct alert *now,
     return false;
 }
 
-int retract_alerts(const struct subject_alert *raised, int nraised,
-                   const struct observation *obs, const struct alert *now, int nnow,
-                   retract_still_fn still_stands, void *arg, int64_t now_ms, struct alert *out,
-                   int max_out)
+int retract_alerts(const struct subject_alert *raised, int nraised, const struct observation *obs,
+                   const struct alert *now, int nnow, retract_still_fn still_stands, void *arg,
+                   int64_t now_ms, struct alert *out, int max_out)
 {
     if (obs->status == OBS_FINAL)
         return 0;
     int n = 0;
     for (int i = 0; i < nraised && n < max_out; i++) {
         const struct subject_alert *r = &raised[i];
-        if (!cites(r, obs->observation_id) || raised_again(r, now, nnow) ||
-            still_stands(arg, r))
+        if (!cites(r, obs->observation_id) || raised_again(r, now, nnow) || still_stands(arg, r))
             continue;
         make_retraction(r, obs, now_ms, &out[n++]);
     }

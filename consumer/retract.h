@@ -55,10 +55,9 @@ typedef bool (*retract_still_fn)(void *arg, const struct subject_alert *raised);
  * The caller forgets each withdrawn alert (subject_state_alert_forget on
  * every OUT[i].retracts_alert_id). Cannot fail.
  */
-int retract_alerts(const struct subject_alert *raised, int nraised,
-                   const struct observation *obs, const struct alert *now, int nnow,
-                   retract_still_fn still_stands, void *arg, int64_t now_ms, struct alert *out,
-                   int max_out);
+int retract_alerts(const struct subject_alert *raised, int nraised, const struct observation *obs,
+                   const struct alert *now, int nnow, retract_still_fn still_stands, void *arg,
+                   int64_t now_ms, struct alert *out, int max_out);
 
 /* Writes the id of the retraction of alert TARGET_ID (32 lowercase hex
  * digits) to OUT (OUTSZ bytes, ALERT_ID_MAX + 1 is enough). Cannot fail. */

@@ -152,8 +152,8 @@ static void add_alerts(const PGresult *r, const struct store_load_req *req, int 
     }
 }
 
-int store_load_subjects(struct store_load *l, const struct store_load_req *req, int n,
-                        char *err, size_t errsz)
+int store_load_subjects(struct store_load *l, const struct store_load_req *req, int n, char *err,
+                        size_t errsz)
 {
     if (!pg_ready(l, err, errsz))
         return -1;

@@ -54,8 +54,8 @@ void store_load_destroy(struct store_load *l);
  * their states, in two statements whatever N. Returns 0, or -1 with the
  * reason in ERRSTR (PostgreSQL unreachable or failing, out of memory): the
  * states may then be half filled. */
-int store_load_subjects(struct store_load *l, const struct store_load_req *req, int n,
-                        char *errstr, size_t errstr_size);
+int store_load_subjects(struct store_load *l, const struct store_load_req *req, int n, char *errstr,
+                        size_t errstr_size);
 
 /* store_load_subjects() for the one subject of OBS, into ST. */
 int store_load_subject(struct store_load *l, struct subject_state *st,

@@ -89,8 +89,7 @@ static struct subject_state *subject_with_alerts(void)
 }
 
 static int plan(const struct subject_state *st, const struct observation *obs,
-                const struct alert *now, int nnow, struct oracle *o, struct alert *out,
-                int max_out)
+                const struct alert *now, int nnow, struct oracle *o, struct alert *out, int max_out)
 {
     const struct subject_alert *raised;
     int n = subject_state_alerts(st, &raised);
