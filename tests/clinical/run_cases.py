@@ -2,9 +2,20 @@
 """Runs the clinical table (cases.yaml) through the real pipeline: the
 observations go to Kafka, one `vigil worker` with rules.yaml analyses them,
 and every case's alert rows in PostgreSQL must be exactly the hand-checked
-expectation (rule, CTCAE grade, signal or retraction, retracted or not)."""
+expectation (rule, CTCAE grade, signal or retraction, retracted or not, and
+which result a signal is about).
+
+Each case with two results or more also runs in other arrival orders, each
+as a subject of its own: reversed, rotated (the first arrival last) and
+replayed (every message sent twice, the second time after all the first).
+A result keeps its issue time whatever order it arrives in (an amendment is
+issued after what it amends, even when it arrives first). Whatever the
+order, the subject must end with the same standing alerts -- signals not
+withdrawn, named by rule, grade and the results they are about -- as the
+hand-checked order."""
 import os
 import sys
+import time
 
 import yaml
 
@@ -22,51 +33,101 @@ h.migrate()
 h.create_topics([topic, topic + ".dlq", topic + ".alerts"], 4)
 
 DAY = 86400000
-T0 = 1767225600000
-records = []
+T0 = 1767225600000  # 2026-01-01, the study's day 0
+NOW = int(time.time() * 1000)
+
+
+def record(ci, tag, k, o):
+    """The Avro record of result O, the K-th of case CI in the hand-checked
+    order, for the subject variant TAG."""
+    if "days_from_now" in o:
+        eff = NOW + int(o["days_from_now"] * DAY)
+        issued = NOW
+    else:
+        eff = T0 + int(o.get("day", 0) * DAY)
+        # a later version of the same result is a later issue
+        issued = T0 + int(o["issued_day"] * DAY) if "issued_day" in o else T0 + 30 * DAY + k * 60000
+    return dict(observation_id="%s-c%03d%s-%s" % (rid, ci, tag, o["id"]), study_id=study,
+                site_id="SITE-C", subject_id="C-%03d%s" % (ci, tag), loinc=o["loinc"],
+                value=o.get("value"), unit=o["unit"], ref_low=o.get("low"),
+                ref_high=o.get("high"), effective_time=eff, issued_time=issued,
+                status=o.get("status", "final"), visit="V%d" % k)
+
+
+def variants(n):
+    """Arrival orders (as index lists) other than the hand-checked one."""
+    if n < 2:
+        return {}
+    v = {"r": list(reversed(range(n))), "p": list(range(n)) * 2}
+    if n >= 3:
+        v["o"] = list(range(1, n)) + [0]
+    return v
+
+
+records, labels = [], {}
 for ci, case in enumerate(cases):
-    subject = "C-%03d" % ci
-    for k, o in enumerate(case["obs"]):
-        status = o.get("status", "final")
-        value = o.get("value")
-        rec = dict(observation_id="%s-c%03d-%s" % (rid, ci, o["id"]), study_id=study,
-                   site_id="SITE-C", subject_id=subject, loinc=o["loinc"], value=value,
-                   unit=o["unit"], ref_low=o.get("low"), ref_high=o.get("high"),
-                   effective_time=T0 + int(o.get("day", 0) * DAY),
-                   # a later arrival of the same result is a later issue
-                   issued_time=T0 + 30 * DAY + k * 60000, status=status, visit="V%d" % k)
-        records.append(rec)
+    base = [record(ci, "", k, o) for k, o in enumerate(case["obs"])]
+    orders = {"": list(range(len(base)))}
+    orders.update(variants(len(base)))
+    for tag, order in orders.items():
+        for k in order:
+            rec = dict(base[k])
+            o = case["obs"][k]
+            rec["observation_id"] = "%s-c%03d%s-%s" % (rid, ci, tag, o["id"])
+            rec["subject_id"] = "C-%03d%s" % (ci, tag)
+            labels[rec["observation_id"]] = o["id"]
+            records.append(rec)
 h.produce_observations(topic, records)
 
 w = h.Worker(rid, os.path.join(HERE, "rules.yaml"), topic, group, h.worker_args())
 c = h.Consumer({"bootstrap.servers": h.bootstrap(), "group.id": "e-" + rid})
 ends = {p: c.get_watermark_offsets(h.TopicPartition(topic, p), timeout=10)[1] for p in range(4)}
 c.close()
-t.check(h.wait_until(lambda: h.committed(group, topic, 4) == ends, 60, "every case processed"),
+t.check(h.wait_until(lambda: h.committed(group, topic, 4) == ends, 90, "every case processed"),
         "every observation processed and committed")
 
-rows = h.query("SELECT observation_id, rule_id, ctcae_grade, kind, retracted FROM alerts"
-               " WHERE study_id = %s", study)
+rows = h.query("SELECT subject_id, observation_id, rule_id, ctcae_grade, kind, retracted,"
+               " evidence FROM alerts WHERE study_id = %s", study)
 findings = dict(h.query("SELECT observation_id, dq_finding FROM observations WHERE study_id = %s",
                         study))
-by_case = {}
-for oid, rule, grade, kind, retracted in rows:
-    ci = int(oid.split("-c")[-1].split("-")[0])
-    label = oid.split("-c%03d-" % ci, 1)[1]
-    key = (label, rule, grade if kind == "signal" else None, kind == "retraction",
-           bool(retracted))
-    by_case.setdefault(ci, []).append(key)
+by_subject = {}
+for subj, oid, rule, grade, kind, retracted, evidence in rows:
+    label = labels.get(oid, oid)
+    ev = [labels.get(e["observation_id"], e["observation_id"]) for e in evidence]
+    signal = kind == "signal"
+    # what a signal is about: its first evidence (for Hy's law the
+    # transaminase; the bilirubin is the second), when not the trigger
+    about = ev[0] if signal and ev and ev[0] != label else None
+    by_subject.setdefault(subj, []).append(
+        dict(key=(label, rule, grade if signal else None, not signal, bool(retracted), about),
+             standing=signal and not retracted, rule=rule, grade=grade,
+             about=tuple(ev[:2]) if rule.startswith("hys") else tuple(ev[:1])))
 
+
+def standing(subj):
+    return sorted((r["rule"], r["grade"], r["about"]) for r in by_subject.get(subj, [])
+                  if r["standing"])
+
+
+variant_checks = 0
 for ci, case in enumerate(cases):
+    subj = "C-%03d" % ci
     want = sorted(((e["obs"], e["rule"], e.get("grade"), bool(e.get("retraction")),
-                    bool(e.get("retracted"))) for e in case["expect"] or []), key=repr)
-    got = sorted(by_case.get(ci, []), key=repr)
+                    bool(e.get("retracted")), e.get("about")) for e in case["expect"] or []),
+                  key=repr)
+    got = sorted((r["key"] for r in by_subject.get(subj, [])), key=repr)
     t.check(got == want, "case %d: %s\n      want %s\n      got  %s" % (ci, case["name"], want, got))
     for o in case["obs"]:
         if "finding" in o:
             oid = "%s-c%03d-%s" % (rid, ci, o["id"])
             t.check(findings.get(oid) == o["finding"],
                     "case %d: data-quality finding %s (got %s)" % (ci, o["finding"], findings.get(oid)))
+    for tag in variants(len(case["obs"])):
+        variant_checks += 1
+        t.check(standing(subj + tag) == standing(subj),
+                "case %d (%s), arrival order %s: standing alerts\n      want %s\n      got  %s"
+                % (ci, case["name"], tag, standing(subj), standing(subj + tag)))
+print("%d cases, %d out-of-order variants" % (len(cases), variant_checks))
 
 dlq = h.consume_all(topic + ".dlq", idle=1.0)
 t.check(len(dlq) == 0, "no case was dead-lettered (%d)" % len(dlq))
