@@ -39,6 +39,14 @@ static const struct config_item items[] = {
      "larger messages are dead-lettered as oversize", false},
     {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
      "messages of one partition in progress at once; beyond, the partition pauses", false},
+    {"future_tolerance", "VIGIL_FUTURE_TOLERANCE", "300",
+     "seconds a result's effective or issue time may be ahead of its arrival (clock skew); "
+     "beyond, a data-quality finding, not analysed",
+     false},
+    {"horizon_days", "VIGIL_RESULT_HORIZON_DAYS", "3650",
+     "days before its arrival a result's effective time may be; older: a data-quality "
+     "finding, not analysed",
+     false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -94,7 +102,7 @@ int cmd_worker(int argc, char **argv)
     if (cfg == NULL)
         return cli_fail("worker", err);
     int rc = 1;
-    long threads, grace, batch_rows, batch_ms, max_subjects, max_message;
+    long threads, grace, batch_rows, batch_ms, max_subjects, max_message, tolerance, horizon;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? n : 2;
@@ -106,7 +114,9 @@ int cmd_worker(int argc, char **argv)
         config_get_long(cfg, "batch_ms", 1, 60000, &batch_ms, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_subjects", 16, 100000000, &max_subjects, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_message_bytes", 64, 64 * 1024 * 1024, &max_message, err,
-                        sizeof err) != 0)
+                        sizeof err) != 0 ||
+        config_get_long(cfg, "future_tolerance", 0, 7 * 86400, &tolerance, err, sizeof err) != 0 ||
+        config_get_long(cfg, "horizon_days", 1, 36500, &horizon, err, sizeof err) != 0)
         goto fail;
 
     struct worker_options opt = {
@@ -122,6 +132,8 @@ int cmd_worker(int argc, char **argv)
         .batch_ms = (int)batch_ms,
         .max_subjects = (size_t)max_subjects,
         .max_message_bytes = (size_t)max_message,
+        .time_limits = {.future_tolerance_ms = (int64_t)tolerance * 1000,
+                        .horizon_ms = (int64_t)horizon * 86400000},
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
         goto fail;

@@ -9,8 +9,9 @@
  *   clean                 clean.h
  *   subject state         subject_cache.h (this thread's subjects, LRU),
  *                         loaded by store_load.h on first sight
- *   rules                 rules.h, on the current rules snapshot
- *   retractions           retract.h
+ *   rules, reconciliation reconcile.h (rules.h on the current rules snapshot,
+ *                         retractions retract.h): a late result re-judges
+ *                         what it reaches
  *   publish + store       common/publish.h, store.h
  *
  * Before a run of queued items is processed, the subjects among them that
@@ -28,7 +29,8 @@
 #include "dlq.h"
 #include "kafka.h"
 #include "log.h"
-#include "retract.h"
+#include "proctcae.h"
+#include "reconcile.h"
 #include "rules.h"
 #include "store_load.h"
 #include "subject_cache.h"
@@ -49,10 +51,12 @@ struct analyser {
 
     struct rules *rules;
     uint64_t rules_gen;
-    struct alert *scratch; /* rules_max_alerts + SUBJECT_STATE_ALERTS_MAX entries */
-    int scratch_cap;
+    struct reconcile *rc;
 
     struct metric *m_retractions;
+    struct metric *m_rejudged;
+    struct metric *m_stale;
+    struct metric *m_epro_submissions;
 
     /* prewarm's scratch (WARM_BATCH each) */
     struct observation *prewarm_obs;
@@ -140,18 +144,47 @@ static bool check_record(struct analyser *a, struct work *w, char key[SUBJECT_CA
     return true;
 }
 
-/* Normalises units and checks plausibility (a data-quality finding is
- * counted, stored, and raises no alert); W's row is to be stored. */
+/* When W reached vigil: its Kafka timestamp (the producer's clock, or the
+ * broker's with LogAppendTime), so a replay judges its times as the first
+ * pass did; never later than when it was polled (a producer clock ahead of
+ * ours must not make the future look present). */
+static int64_t arrival_ms(const struct work *w)
+{
+    rd_kafka_timestamp_type_t type;
+    int64_t ts = rd_kafka_message_timestamp(w->rkm, &type);
+    if (type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ts <= 0 || ts > w->received_ms)
+        return w->received_ms;
+    return ts;
+}
+
+static void count_finding(struct analyser *a, const struct observation *obs, const char *finding)
+{
+    char labels[96];
+    snprintf(labels, sizeof labels, "finding=\"%s\"", finding);
+    metric_add(metrics_counter(a->env->metrics, "vigil_data_quality_findings_total",
+                               "Observations stored with a data-quality finding", labels),
+               1);
+    if (strcmp(finding, "unknown_code") != 0 && strcmp(finding, "malformed_code") != 0)
+        return;
+    /* codes a site sends that vigil does not analyse, per site: sites are
+     * few (they are a study's hospitals), so the label stays bounded */
+    char esc1[2 * OBS_ID_MAX + 1], esc2[2 * OBS_ID_MAX + 1], site[2 * 2 * OBS_ID_MAX + 64];
+    snprintf(site, sizeof site, "study=\"%s\",site=\"%s\",finding=\"%s\"",
+             metrics_label_escape(obs->study_id, esc1, sizeof esc1),
+             metrics_label_escape(obs->site_id, esc2, sizeof esc2), finding);
+    metric_add(metrics_counter(a->env->metrics, "vigil_unanalysed_codes_total",
+                               "Results with an unknown or malformed code, by site", site),
+               1);
+}
+
+/* Normalises units, checks plausibility and times (a data-quality finding
+ * is counted, stored, and raises no alert); W's row is to be stored. */
 static void clean(struct analyser *a, struct work *w)
 {
     clean_observation(&w->obs, &w->clean);
-    if (w->clean.finding != NULL) {
-        char labels[96];
-        snprintf(labels, sizeof labels, "finding=\"%s\"", w->clean.finding);
-        metric_add(metrics_counter(a->env->metrics, "vigil_data_quality_findings_total",
-                                   "Observations stored with a data-quality finding", labels),
-                   1);
-    }
+    clean_times(&w->obs, arrival_ms(w), &a->env->time_limits, &w->clean);
+    if (w->clean.finding != NULL)
+        count_finding(a, &w->obs, w->clean.finding);
     w->revision = store_revision(&w->obs);
     w->store_row = true;
 }
@@ -178,66 +211,23 @@ static struct subject_state *subject_for(struct analyser *a, const char *key,
     return st;
 }
 
-/* Takes the current rules snapshot if it changed, and room for every alert
- * one item can produce. False if out of memory. */
-static bool rules_refresh(struct analyser *a)
+/* Takes the current rules snapshot if it changed. */
+static void rules_refresh(struct analyser *a)
 {
     if (a->rules != NULL && snapshot_generation(a->env->rules) == a->rules_gen)
-        return true;
+        return;
     if (a->rules != NULL)
         snapshot_release(a->env->rules, a->rules);
     a->rules = snapshot_acquire(a->env->rules, &a->rules_gen);
-    int need = rules_max_alerts(a->rules) + SUBJECT_STATE_ALERTS_MAX;
-    if (need > a->scratch_cap) {
-        struct alert *n = realloc(a->scratch, sizeof *n * (size_t)need);
-        if (n == NULL)
-            return false;
-        a->scratch = n;
-        a->scratch_cap = need;
-    }
-    return true;
 }
 
-struct still_arg {
-    const struct rules *rules;
-    const struct subject_state *st;
-    const struct observation *obs;
-    int64_t now_ms;
-};
-
-static bool still_stands(void *arg, const struct subject_alert *r)
-{
-    const struct still_arg *s = arg;
-    const char *ids[ALERT_EVIDENCE_MAX];
-    for (int k = 0; k < r->nobs; k++)
-        ids[k] = r->obs_ids[k];
-    return rules_reconfirm(s->rules, s->st, s->obs, r->rule_id, r->alert_id, ids, r->nobs,
-                           s->now_ms);
-}
-
-/* Appends to a->scratch[N..] the retractions OBS causes among ST's alerts
- * and forgets the withdrawn ones. Returns how many. */
-static int retractions(struct analyser *a, struct subject_state *st, const struct observation *obs,
-                       int n, int64_t now_ms)
-{
-    const struct subject_alert *raised;
-    int nraised = subject_state_alerts(st, &raised);
-    struct still_arg arg = {a->rules, st, obs, now_ms};
-    int k = retract_alerts(raised, nraised, obs, a->scratch, n, still_stands, &arg, now_ms,
-                           a->scratch + n, a->scratch_cap - n);
-    for (int i = 0; i < k; i++)
-        subject_state_alert_forget(st, a->scratch[n + i].retracts_alert_id);
-    if (k > 0)
-        metric_add(a->m_retractions, (uint64_t)k);
-    return k;
-}
-
-/* Counts the signals among a->scratch[0..N-1] and remembers them as raised
- * by the subject (so a later result may withdraw them). */
-static void remember_signals(struct analyser *a, struct subject_state *st, int n)
+/* Counts what the reconciliation published and did: signals by rule and
+ * severity, retractions, results judged again, stale versions ignored. */
+static void count_outcome(struct analyser *a, const struct alert *out, int n,
+                          const struct reconcile_outcome *res)
 {
     for (int j = 0; j < n; j++) {
-        const struct alert *al = &a->scratch[j];
+        const struct alert *al = &out[j];
         if (al->kind != ALERT_SIGNAL)
             continue;
         char labels[160], esc[2 * ALERT_RULE_MAX + 1];
@@ -247,19 +237,44 @@ static void remember_signals(struct analyser *a, struct subject_state *st, int n
         metric_add(metrics_counter(a->env->metrics, "vigil_alerts_total",
                                    "Alerts raised, by rule and severity", labels),
                    1);
-        subject_state_alert_add(st, al);
     }
+    if (res->retracted > 0)
+        metric_add(a->m_retractions, (uint64_t)res->retracted);
+    if (res->rejudged > 0)
+        metric_add(a->m_rejudged, (uint64_t)res->rejudged);
+    if (res->stale)
+        metric_add(a->m_stale, 1);
 }
 
-/* Copies a->scratch[0..N-1] into W's own alerts. False if out of memory. */
-static bool take_alerts(struct analyser *a, struct work *w, int n)
+/* A patient-reported symptom item: counted by attribute, and its report
+ * (the items of one subject answered at one time) counted once, by its
+ * first item to arrive. Replays and stale versions count nothing. */
+static void count_epro(struct analyser *a, const struct subject_state *st,
+                       const struct observation *obs, const struct clean_result *c,
+                       const struct reconcile_outcome *res)
+{
+    const struct proctcae_item *item = proctcae_find(obs->loinc);
+    if (item == NULL || c->status != CLEAN_OK || res->stale || res->replay ||
+        obs->status != OBS_FINAL)
+        return;
+    char labels[64];
+    snprintf(labels, sizeof labels, "attribute=\"%s\"", proctcae_attribute_name(item->attribute));
+    metric_add(metrics_counter(a->env->metrics, "vigil_epro_items_total",
+                               "Patient-reported symptom items analysed, by attribute", labels),
+               1);
+    if (subject_state_count_at(st, PROCTCAE_PREFIX, obs->effective_ms, obs->observation_id) == 0)
+        metric_add(a->m_epro_submissions, 1);
+}
+
+/* Copies ALERTS[0..N-1] into W's own alerts. False if out of memory. */
+static bool take_alerts(struct work *w, const struct alert *alerts, int n)
 {
     if (n == 0)
         return true;
     w->alerts = malloc(sizeof *w->alerts * (size_t)n);
     if (w->alerts == NULL)
         return false;
-    memcpy(w->alerts, a->scratch, sizeof *w->alerts * (size_t)n);
+    memcpy(w->alerts, alerts, sizeof *w->alerts * (size_t)n);
     w->nalerts = n;
     return true;
 }
@@ -308,35 +323,25 @@ static void process(struct analyser *a, struct work *w)
     const struct observation *obs = &w->obs;
     clean(a, w);
 
-    /* Only results that can raise or withdraw alerts need the subject. */
-    bool usable =
-        w->clean.status == CLEAN_OK &&
-        (obs->status == OBS_FINAL || obs->status == OBS_AMENDED || obs->status == OBS_CORRECTED);
-    int n = 0;
-    if (usable || obs->status != OBS_FINAL) {
-        struct subject_state *st = subject_for(a, key, obs);
-        if (st == NULL || !rules_refresh(a)) {
-            work_abandon(w); /* out of memory or stopping: consumed again later */
-            return;
-        }
-        int64_t now = kafka_now_ms();
-        if (usable)
-            n = rules_eval(a->rules, st, obs, &w->clean, now, a->scratch, a->scratch_cap);
-        /* The state learns the result (or forgets it) before the
-         * withdrawal check, so an alert re-evaluated there sees the subject
-         * as it now is. */
-        if (obs->status == OBS_ENTERED_IN_ERROR || obs->status == OBS_CANCELLED)
-            subject_state_remove(st, obs->observation_id);
-        else
-            subject_state_add(st, obs, &w->clean);
-        n += retractions(a, st, obs, n, now);
-        remember_signals(a, st, n);
+    /* Every result goes through its subject, the unusable ones too: a new
+     * version that cannot be analysed, or a withdrawal, takes back what the
+     * earlier version raised. */
+    struct subject_state *st = subject_for(a, key, obs);
+    if (st == NULL) {
+        work_abandon(w); /* out of memory or stopping: consumed again later */
+        return;
     }
-
-    if (!take_alerts(a, w, n)) {
+    rules_refresh(a);
+    const struct alert *out;
+    struct reconcile_outcome res;
+    int n = reconcile_apply(a->rc, a->rules, st, obs, &w->clean, w->revision, kafka_now_ms(),
+                            &out, &res);
+    if (n < 0 || !take_alerts(w, out, n)) {
         work_abandon(w);
         return;
     }
+    count_outcome(a, out, n, &res);
+    count_epro(a, st, obs, &w->clean, &res);
     publish(a, w, key);
     store(a, w);
 }
@@ -428,6 +433,7 @@ static void free_parts(struct analyser *a)
     chan_destroy(a->in);
     subject_cache_destroy(a->subjects);
     store_load_destroy(a->load);
+    reconcile_destroy(a->rc);
     free(a->prewarm_obs);
     free(a->prewarm_req);
 }
@@ -445,12 +451,21 @@ struct analyser *analyser_new(const struct analyse_env *env, int index, size_t q
     if (a->subjects == NULL || a->in == NULL)
         goto oom;
     a->load = store_load_new(env->conninfo, env->metrics);
+    a->rc = reconcile_new();
     a->prewarm_obs = calloc(WARM_BATCH, sizeof *a->prewarm_obs);
     a->prewarm_req = calloc(WARM_BATCH, sizeof *a->prewarm_req);
-    if (a->load == NULL || a->prewarm_obs == NULL || a->prewarm_req == NULL)
+    if (a->load == NULL || a->rc == NULL || a->prewarm_obs == NULL || a->prewarm_req == NULL)
         goto oom;
     a->m_retractions = metrics_counter(env->metrics, "vigil_retractions_total",
                                        "Alerts withdrawn by a later result", NULL);
+    a->m_rejudged = metrics_counter(env->metrics, "vigil_rejudged_results_total",
+                                    "Kept results judged again because a late result reached them",
+                                    NULL);
+    a->m_stale = metrics_counter(env->metrics, "vigil_stale_versions_total",
+                                 "Results older than a version already analysed (not analysed)",
+                                 NULL);
+    a->m_epro_submissions = metrics_counter(env->metrics, "vigil_epro_submissions_total",
+                                            "Patient-reported symptom reports received", NULL);
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
         snprintf(errstr, errstr_size, "could not start analysis thread %d", index);
         goto fail;
@@ -489,7 +504,6 @@ void analyser_close(struct analyser *a)
     pthread_join(a->thread, NULL);
     if (a->rules != NULL)
         snapshot_release(a->env->rules, a->rules);
-    free(a->scratch);
     free_parts(a);
     free(a);
 }

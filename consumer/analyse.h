@@ -5,14 +5,14 @@
  * by one thread and its state needs no lock).
  *
  * For each work item: decode (a poison message is dead-lettered), check the
- * key matches the record, clean (units, plausibility: a data-quality finding
- * raises no alert), load the subject's state from PostgreSQL the first time
- * the subject is seen in this assignment generation, evaluate the rules
- * snapshot, work out retractions (an entered-in-error or cancelled result
- * withdraws every alert it was evidence for; an amended or corrected result
- * withdraws those its new verdict no longer gives), then publish the alerts
- * and hand the row to the store. The item is released when both are
- * durable.
+ * key matches the record, clean (codes, units, plausibility, impossible
+ * times: a data-quality finding raises no alert), load the subject's state
+ * from PostgreSQL the first time the subject is seen in this assignment
+ * generation, reconcile the subject's standing alerts with the result on
+ * the rules snapshot (reconcile.h: a late, amended or withdrawn result
+ * re-judges what it reaches, raising what now holds and withdrawing what
+ * no longer does), then publish the alerts and hand the row to the store.
+ * The item is released when both are durable.
  *
  * Thread-safety: analyser_try_put from the poll thread; the rest from the
  * worker's owner thread.
@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "chan.h"
+#include "clean.h"
 #include "codec.h"
 #include "ctx.h"
 #include "metrics.h"
@@ -46,6 +47,7 @@ struct analyse_env {
     atomic_int *assign_gen; /* bumped on every assignment: states reload */
     struct ctx *ctx;        /* cancelled when the worker must stop waiting */
     size_t max_subjects;    /* per thread; least recently used evicted */
+    struct clean_time_limits time_limits; /* impossible times (clean.h) */
 };
 
 struct analyser;

@@ -48,6 +48,9 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "loinc.h"
+#include "proctcae.h"
+
 #define MAX_UNITS 9
 
 struct unit_factor {
@@ -193,13 +196,53 @@ static void ref_convert(bool has, double raw, double factor, bool *out_has, doub
     *out = v;
 }
 
+/* A symptom score: unit "{score}", "1" or none; a whole number 0..max.
+ * No reference range (a score has none). */
+static enum clean_status clean_score(const struct observation *obs,
+                                     const struct proctcae_item *item, struct clean_result *out)
+{
+    out->unit = PROCTCAE_UNIT;
+    if (!obs->has_value) {
+        out->status = CLEAN_NO_VALUE;
+        return out->status;
+    }
+    if (strcmp(obs->unit, PROCTCAE_UNIT) != 0 && strcmp(obs->unit, "1") != 0 &&
+        obs->unit[0] != '\0') {
+        out->status = CLEAN_UNKNOWN_UNIT;
+        out->finding = "unknown_unit";
+        return out->status;
+    }
+    out->value = obs->value;
+    if (!isfinite(obs->value) || obs->value < 0.0 || obs->value > item->max_score ||
+        obs->value != floor(obs->value)) {
+        out->status = CLEAN_IMPLAUSIBLE;
+        out->finding = "implausible_value";
+        return out->status;
+    }
+    out->status = CLEAN_OK;
+    return out->status;
+}
+
 enum clean_status clean_observation(const struct observation *obs, struct clean_result *out)
 {
     memset(out, 0, sizeof *out);
 
+    if (proctcae_is_code(obs->loinc)) {
+        const struct proctcae_item *item = proctcae_find(obs->loinc);
+        if (item != NULL)
+            return clean_score(obs, item, out);
+        out->status = CLEAN_UNKNOWN_CODE;
+        out->finding = "unknown_code";
+        return out->status;
+    }
     const struct analyte *a = analyte_find(obs->loinc);
     if (a == NULL) {
-        out->status = CLEAN_UNKNOWN_CODE;
+        /* A mistyped code (wrong check digit) is the site's to fix; a real
+         * code vigil has no row for is worth knowing about too, but is not
+         * an error of the site's. */
+        bool formed = loinc_check(obs->loinc) == LOINC_WELL_FORMED;
+        out->status = formed ? CLEAN_UNKNOWN_CODE : CLEAN_MALFORMED_CODE;
+        out->finding = formed ? "unknown_code" : "malformed_code";
         return out->status;
     }
     out->unit = a->canonical;
@@ -249,14 +292,55 @@ enum clean_status clean_observation(const struct observation *obs, struct clean_
     return out->status;
 }
 
+/* Times are compared in milliseconds; a horizon or tolerance is at most
+ * years, so none of the sums below can overflow for times a decoder
+ * accepts (it refuses nothing: guard the arithmetic anyway). */
+static bool later_than(int64_t t, int64_t ref, int64_t slack)
+{
+    if (ref > INT64_MAX - slack)
+        return false;
+    return t > ref + slack;
+}
+
+enum clean_status clean_times(const struct observation *obs, int64_t arrival_ms,
+                              const struct clean_time_limits *lim, struct clean_result *out)
+{
+    if (out->status == CLEAN_MALFORMED_CODE)
+        return out->status;
+    const char *finding = NULL;
+    int64_t tol = lim->future_tolerance_ms;
+    if (later_than(obs->effective_ms, arrival_ms, tol))
+        finding = "future_effective_time";
+    else if (obs->issued_ms > 0 && later_than(obs->issued_ms, arrival_ms, tol))
+        finding = "future_issued_time";
+    else if (obs->issued_ms > 0 && later_than(obs->effective_ms, obs->issued_ms, tol))
+        finding = "effective_after_issued";
+    else if (lim->horizon_ms > 0 && arrival_ms > INT64_MIN + lim->horizon_ms &&
+             obs->effective_ms < arrival_ms - lim->horizon_ms)
+        finding = "older_than_horizon";
+    if (finding == NULL)
+        return out->status;
+    out->status = CLEAN_IMPOSSIBLE_TIME;
+    out->finding = finding;
+    return out->status;
+}
+
 const char *clean_canonical_unit(const char *loinc)
 {
+    if (proctcae_find(loinc) != NULL)
+        return PROCTCAE_UNIT;
     const struct analyte *a = analyte_find(loinc);
     return a != NULL ? a->canonical : NULL;
 }
 
 bool clean_limits(const char *loinc, double *min, double *max)
 {
+    const struct proctcae_item *item = proctcae_find(loinc);
+    if (item != NULL) {
+        *min = 0.0;
+        *max = item->max_score;
+        return true;
+    }
     const struct analyte *a = analyte_find(loinc);
     if (a == NULL)
         return false;
@@ -292,6 +376,10 @@ const char *clean_status_name(enum clean_status status)
         return "implausible_value";
     case CLEAN_NO_VALUE:
         return "no_value";
+    case CLEAN_MALFORMED_CODE:
+        return "malformed_code";
+    case CLEAN_IMPOSSIBLE_TIME:
+        return "impossible_time";
     }
     return "unknown";
 }

@@ -28,6 +28,7 @@
 
 #include "boundary.h"
 #include "ctcae.h"
+#include "proctcae.h"
 
 #define ERRORS_MAX 20 /* problems listed before the parser stops reporting */
 #define RULES_DEPTH_MAX 16 /* a valid file needs 4 levels */
@@ -41,11 +42,22 @@ enum rule_kind {
     KIND_CTCAE,
     KIND_BASELINE_CHANGE,
     KIND_HYS_LAW,
+    KIND_PRO_SCORE,
+    KIND_PRO_WORSENING,
 };
 enum cmp_op { OP_GT, OP_GE, OP_LT, OP_LE };
 
-static const char *const kind_names[] = {"threshold", "ref_multiple", "ctcae", "baseline_change",
-                                         "hys_law"};
+static const char *const kind_names[] = {"threshold",       "ref_multiple", "ctcae",
+                                         "baseline_change", "hys_law",      "pro_ctcae",
+                                         "pro_ctcae_worsening"};
+
+/* What each kind's verdict depends on (rules.h). */
+static const unsigned kind_deps[] = {
+    [KIND_THRESHOLD] = RULES_DEP_SINGLE,      [KIND_REF_MULTIPLE] = RULES_DEP_SINGLE,
+    [KIND_CTCAE] = RULES_DEP_BASELINE,        [KIND_BASELINE_CHANGE] = RULES_DEP_BASELINE,
+    [KIND_HYS_LAW] = RULES_DEP_PAIR,          [KIND_PRO_SCORE] = RULES_DEP_SINGLE,
+    [KIND_PRO_WORSENING] = RULES_DEP_PREVIOUS,
+};
 static const char *const op_names[] = {">", ">=", "<", "<="};
 
 struct rule {
@@ -67,6 +79,10 @@ struct rule {
     bool has_delta;
     double delta;
     int64_t window_ms; /* hys_law */
+    uint64_t item_mask; /* pro_ctcae*: bit i = proctcae_item(i) is judged */
+    int min_score;      /* pro_ctcae */
+    enum alert_severity severity_by_score[PROCTCAE_SCORE_MAX + 1];
+    int min_increase;   /* pro_ctcae_worsening */
 };
 
 struct rules {
@@ -96,13 +112,19 @@ enum key {
     K_RATIO,
     K_DELTA,
     K_WINDOW_DAYS,
+    K_ATTRIBUTES,
+    K_SYMPTOMS,
+    K_MIN_SCORE,
+    K_SEVERITY_BY_SCORE,
+    K_MIN_INCREASE,
     K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
     "id",    "version", "kind",      "severity",  "loinc",  "op",
     "value", "unit",    "bound",     "multiple",  "min_grade", "loincs",
-    "severity_by_grade", "ratio", "delta", "window_days"};
+    "severity_by_grade", "ratio", "delta", "window_days", "attributes", "symptoms",
+    "min_score", "severity_by_score", "min_increase"};
 
 #define BIT(k) (1u << (k))
 #define COMMON_KEYS (BIT(K_ID) | BIT(K_VERSION) | BIT(K_KIND))
@@ -122,6 +144,11 @@ static const struct {
     [KIND_BASELINE_CHANGE] = {COMMON_KEYS | BIT(K_SEVERITY) | BIT(K_LOINC),
                               BIT(K_RATIO) | BIT(K_DELTA)},
     [KIND_HYS_LAW] = {COMMON_KEYS | BIT(K_SEVERITY), BIT(K_WINDOW_DAYS)},
+    [KIND_PRO_SCORE] = {COMMON_KEYS | BIT(K_MIN_SCORE),
+                        BIT(K_SEVERITY) | BIT(K_SEVERITY_BY_SCORE) | BIT(K_ATTRIBUTES) |
+                            BIT(K_SYMPTOMS)},
+    [KIND_PRO_WORSENING] = {COMMON_KEYS | BIT(K_SEVERITY),
+                            BIT(K_MIN_INCREASE) | BIT(K_ATTRIBUTES) | BIT(K_SYMPTOMS)},
 };
 
 struct parser {
@@ -310,6 +337,88 @@ static void parse_severity_by_grade(struct parser *p, const yaml_node_t *n, cons
     }
 }
 
+/* "attributes" and "symptoms" of a pro_ctcae rule: the items it judges,
+ * as a mask over the PRO-CTCAE item table. Presence items are judged only
+ * when listed (a yes/no answer has no severity). */
+static void parse_pro_items(struct parser *p, const yaml_node_t *attrs, const yaml_node_t *syms,
+                            const char *who, struct rule *r)
+{
+    unsigned attr_mask = (1u << PROCTCAE_FREQUENCY) | (1u << PROCTCAE_SEVERITY) |
+                         (1u << PROCTCAE_INTERFERENCE);
+    if (attrs != NULL) {
+        attr_mask = 0;
+        if (attrs->type != YAML_SEQUENCE_NODE || attrs->data.sequence.items.start ==
+                                                     attrs->data.sequence.items.top) {
+            fail(p, attrs->start_mark, who,
+                 "\"attributes\" must be a list of frequency, severity, interference or "
+                 "presence");
+            return;
+        }
+        for (yaml_node_item_t *it = attrs->data.sequence.items.start;
+             it < attrs->data.sequence.items.top; it++) {
+            const yaml_node_t *item = node_at(p, *it);
+            const char *s = get_string(p, item, who, "attributes");
+            int a = s != NULL ? proctcae_attribute_parse(s) : -1;
+            if (s != NULL && a < 0)
+                fail(p, item->start_mark, who,
+                     "unknown attribute \"%s\" (expected frequency, severity, interference or "
+                     "presence)",
+                     s);
+            else if (a >= 0)
+                attr_mask |= 1u << a;
+        }
+    }
+    const yaml_node_t *terms[64];
+    int nterms = 0;
+    if (syms != NULL) {
+        if (syms->type != YAML_SEQUENCE_NODE ||
+            syms->data.sequence.items.start == syms->data.sequence.items.top) {
+            fail(p, syms->start_mark, who,
+                 "\"symptoms\" must be a list of PRO-CTCAE terms such as NAUSEA");
+            return;
+        }
+        for (yaml_node_item_t *it = syms->data.sequence.items.start;
+             it < syms->data.sequence.items.top && nterms < 64; it++) {
+            const yaml_node_t *item = node_at(p, *it);
+            const char *s = get_string(p, item, who, "symptoms");
+            if (s != NULL && !proctcae_term_known(s))
+                fail(p, item->start_mark, who, "unknown PRO-CTCAE term \"%s\"", s);
+            else if (s != NULL)
+                terms[nterms++] = item;
+        }
+    }
+    r->item_mask = 0;
+    for (int i = 0; i < proctcae_item_count() && i < 64; i++) {
+        const struct proctcae_item *item = proctcae_item(i);
+        if (!(attr_mask & (1u << item->attribute)))
+            continue;
+        bool listed = syms == NULL;
+        for (int k = 0; k < nterms && !listed; k++)
+            listed = strcmp(scalar_text(terms[k]), item->term) == 0;
+        if (listed)
+            r->item_mask |= (uint64_t)1 << i;
+    }
+    if (r->item_mask == 0 && p->nerr == 0)
+        fail(p, (syms ? syms : attrs)->start_mark, who,
+             "no PRO-CTCAE item has these symptoms and attributes");
+}
+
+static void parse_severity_by_score(struct parser *p, const yaml_node_t *n, const char *who,
+                                    struct rule *r)
+{
+    if (n->type != YAML_MAPPING_NODE) {
+        fail(p, n->start_mark, who, "\"severity_by_score\" must be a mapping of score to severity");
+        return;
+    }
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+         pr++) {
+        long sc;
+        if (get_int(p, node_at(p, pr->key), who, "severity_by_score", 0, PROCTCAE_SCORE_MAX, &sc))
+            get_severity(p, node_at(p, pr->value), who, "severity_by_score",
+                         &r->severity_by_score[sc]);
+    }
+}
+
 /* Parses rule number INDEX (0-based) from mapping N into R. Problems are
  * recorded in P; the caller checks p->nerr. */
 static void parse_rule(struct parser *p, const yaml_node_t *n, int index, struct rule *r)
@@ -382,8 +491,8 @@ static void parse_rule(struct parser *p, const yaml_node_t *n, int index, struct
         ki++;
     if (ki == nk) {
         fail(p, val[K_KIND]->start_mark, who,
-             "unknown kind \"%s\" (expected threshold, ref_multiple, ctcae, baseline_change or "
-             "hys_law)",
+             "unknown kind \"%s\" (expected threshold, ref_multiple, ctcae, baseline_change, "
+             "hys_law, pro_ctcae or pro_ctcae_worsening)",
              kind);
         return;
     }
@@ -479,6 +588,29 @@ static void parse_rule(struct parser *p, const yaml_node_t *n, int index, struct
                  "\"window_days\" must be more than 0 and at most %g, got %g", WINDOW_DAYS_MAX,
                  days);
         r->window_ms = (int64_t)llround(days * MS_PER_DAY);
+        break;
+    }
+    case KIND_PRO_SCORE: {
+        long sc;
+        if (val[K_MIN_SCORE] != NULL &&
+            get_int(p, val[K_MIN_SCORE], who, "min_score", 1, PROCTCAE_SCORE_MAX, &sc))
+            r->min_score = (int)sc;
+        if (val[K_SEVERITY] == NULL && val[K_SEVERITY_BY_SCORE] == NULL)
+            fail(p, n->start_mark, who,
+                 "kind \"pro_ctcae\" needs \"severity\" or \"severity_by_score\"");
+        for (int i = 0; i <= PROCTCAE_SCORE_MAX; i++)
+            r->severity_by_score[i] = val[K_SEVERITY] != NULL ? r->severity : SEV_WARNING;
+        if (val[K_SEVERITY_BY_SCORE] != NULL)
+            parse_severity_by_score(p, val[K_SEVERITY_BY_SCORE], who, r);
+        parse_pro_items(p, val[K_ATTRIBUTES], val[K_SYMPTOMS], who, r);
+        break;
+    }
+    case KIND_PRO_WORSENING: {
+        long inc = 2;
+        if (val[K_MIN_INCREASE] != NULL)
+            get_int(p, val[K_MIN_INCREASE], who, "min_increase", 1, PROCTCAE_SCORE_MAX, &inc);
+        r->min_increase = (int)inc;
+        parse_pro_items(p, val[K_ATTRIBUTES], val[K_SYMPTOMS], who, r);
         break;
     }
     }
@@ -1036,8 +1168,8 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
 
     /* Partners: bilirubin > 2 x ULN for a transaminase, ALT or AST >= 3 x
      * ULN for a bilirubin, within the window of X. */
-    const struct subject_result *cand[2 * SUBJECT_STATE_RECENT_MAX];
-    const char *cand_loinc[2 * SUBJECT_STATE_RECENT_MAX];
+    const struct subject_result *cand[2 * SUBJECT_STATE_RESULTS_MAX];
+    const char *cand_loinc[2 * SUBJECT_STATE_RESULTS_MAX];
     int ncand = 0;
     const char *partner_loincs[2] = {LOINC_BILIRUBIN, NULL};
     if (is_bilirubin) {
@@ -1066,7 +1198,7 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
     int nalp = subject_state_results(st, LOINC_ALP, &alp);
 
     int written = 0;
-    bool used[2 * SUBJECT_STATE_RECENT_MAX] = {false};
+    bool used[2 * SUBJECT_STATE_RESULTS_MAX] = {false};
     for (int pick = 0; pick < RULES_HYS_PAIRS_MAX && written < max_out; pick++) {
         /* Nearest partner in time not yet used; ties by (time, id) order,
          * which the state's sorting already gives. */
@@ -1145,9 +1277,92 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
     return written;
 }
 
-int rules_eval(const struct rules *r, const struct subject_state *st,
-               const struct observation *obs, const struct clean_result *c, int64_t now_ms,
-               struct alert *out, int max_out)
+/* The symptom item of OBS if rule RU judges it, else NULL. */
+static const struct proctcae_item *pro_item(const struct rule *ru, const struct observation *obs)
+{
+    const struct proctcae_item *item = proctcae_find(obs->loinc);
+    if (item == NULL)
+        return NULL;
+    int idx = (int)(item - proctcae_item(0));
+    if (idx < 0 || idx >= 64 || !(ru->item_mask & ((uint64_t)1 << idx)))
+        return NULL;
+    return item;
+}
+
+static bool eval_pro_score(const struct rule *ru, const struct observation *obs,
+                           const struct clean_result *c, int64_t now_ms, struct alert *a)
+{
+    const struct proctcae_item *item = pro_item(ru, obs);
+    if (item == NULL)
+        return false;
+    int score = (int)c->value;
+    if (score < ru->min_score || score > PROCTCAE_SCORE_MAX)
+        return false;
+    alert_single(a, ru, obs, c, ru->severity_by_score[score], 0, now_ms);
+    /* the score is the verdict: an amendment from 3 to 4 is a new alert */
+    struct idhash h;
+    ih_init(&h, "observation");
+    ih_str(&h, ru->id);
+    ih_u64(&h, (uint64_t)(uint32_t)ru->version);
+    ih_str(&h, obs->observation_id);
+    ih_u64(&h, (uint64_t)(uint32_t)score);
+    ih_hex(&h, a->alert_id);
+    char date[16];
+    format_date(obs->effective_ms, date);
+    snprintf(a->message, sizeof a->message, "Patient-reported %s %s: %s (%d of %d) on %s (%s %s)",
+             item->name, proctcae_attribute_name(item->attribute),
+             proctcae_score_label(item->attribute, score), score, item->max_score, date,
+             kind_names[ru->kind], ru->id);
+    return true;
+}
+
+/* The subject's report of the same item just before X (by effective time,
+ * then id) among ST's kept results; NULL if none. X itself is skipped. */
+static const struct subject_result *previous_report(const struct subject_state *st,
+                                                    const struct observation *x)
+{
+    const struct subject_result *res;
+    int n = subject_state_results(st, x->loinc, &res);
+    const struct subject_result *prev = NULL;
+    for (int i = 0; i < n; i++) {
+        const struct subject_result *s = &res[i];
+        if (s->effective_ms > x->effective_ms ||
+            (s->effective_ms == x->effective_ms && strcmp(s->observation_id, x->observation_id) >= 0))
+            break;
+        prev = s;
+    }
+    return prev;
+}
+
+static bool eval_pro_worsening(const struct rule *ru, const struct subject_state *st,
+                               const struct observation *obs, const struct clean_result *c,
+                               int64_t now_ms, struct alert *a)
+{
+    const struct proctcae_item *item = pro_item(ru, obs);
+    if (item == NULL)
+        return false;
+    const struct subject_result *prev = previous_report(st, obs);
+    if (prev == NULL || c->value - prev->value < ru->min_increase)
+        return false;
+    alert_single(a, ru, obs, c, ru->severity, 0, now_ms);
+    add_evidence(a, prev->observation_id, obs->loinc, prev->value, PROCTCAE_UNIT,
+                 prev->effective_ms);
+    char date[16], pdate[16];
+    format_date(obs->effective_ms, date);
+    format_date(prev->effective_ms, pdate);
+    int score = (int)c->value, was = (int)prev->value;
+    snprintf(a->message, sizeof a->message,
+             "Patient-reported %s %s worse by %d: %s (%d) on %s, was %s (%d) on %s (%s %s)",
+             item->name, proctcae_attribute_name(item->attribute), score - was,
+             proctcae_score_label(item->attribute, score), score, date,
+             proctcae_score_label(item->attribute, was), was, pdate, kind_names[ru->kind],
+             ru->id);
+    return true;
+}
+
+int rules_eval_deps(const struct rules *r, const struct subject_state *st,
+                    const struct observation *obs, const struct clean_result *c, int64_t now_ms,
+                    unsigned deps, struct alert *out, int max_out)
 {
     if (obs->status != OBS_FINAL && obs->status != OBS_AMENDED && obs->status != OBS_CORRECTED)
         return 0;
@@ -1155,8 +1370,8 @@ int rules_eval(const struct rules *r, const struct subject_state *st,
         return 0;
 
     /* The baseline this result is compared with: never itself (an
-     * amendment of the baseline) and never a later result (this one is
-     * about to become the baseline). */
+     * amendment of the baseline, or the baseline re-judged) and never a
+     * later result (this one is about to become the baseline). */
     const struct subject_result *base = subject_state_baseline(st, obs->loinc);
     if (base != NULL && (strcmp(base->observation_id, obs->observation_id) == 0 ||
                          base->effective_ms > obs->effective_ms))
@@ -1165,6 +1380,8 @@ int rules_eval(const struct rules *r, const struct subject_state *st,
     int n = 0;
     for (int i = 0; i < r->n && n < max_out; i++) {
         const struct rule *ru = &r->rule[i];
+        if (!(kind_deps[ru->kind] & deps))
+            continue;
         switch (ru->kind) {
         case KIND_THRESHOLD:
             n += eval_threshold(ru, obs, c, now_ms, &out[n]);
@@ -1181,55 +1398,45 @@ int rules_eval(const struct rules *r, const struct subject_state *st,
         case KIND_HYS_LAW:
             n += eval_hys_law(ru, st, obs, c, now_ms, &out[n], max_out - n);
             break;
+        case KIND_PRO_SCORE:
+            n += eval_pro_score(ru, obs, c, now_ms, &out[n]);
+            break;
+        case KIND_PRO_WORSENING:
+            n += eval_pro_worsening(ru, st, obs, c, now_ms, &out[n]);
+            break;
         }
     }
     return n;
 }
 
-/* Finds OBS_ID among ST's kept results of LOINC; NULL if not there. */
-static const struct subject_result *state_find(const struct subject_state *st, const char *loinc,
-                                               const char *obs_id)
+int rules_eval(const struct rules *r, const struct subject_state *st,
+               const struct observation *obs, const struct clean_result *c, int64_t now_ms,
+               struct alert *out, int max_out)
 {
-    const struct subject_result *res;
-    int n = subject_state_results(st, loinc, &res);
-    for (int i = 0; i < n; i++)
-        if (strcmp(res[i].observation_id, obs_id) == 0)
-            return &res[i];
-    return NULL;
+    return rules_eval_deps(r, st, obs, c, now_ms, RULES_DEP_ALL, out, max_out);
 }
 
-bool rules_reconfirm(const struct rules *r, const struct subject_state *st,
-                     const struct observation *subj, const char *rule_id, const char *alert_id,
-                     const char *const *obs_ids, int nobs, int64_t now_ms)
+unsigned rules_dep(const struct rules *r, const char *rule_id, int32_t version)
 {
-    const struct rule *ru = NULL;
-    for (int i = 0; i < r->n && ru == NULL; i++)
+    for (int i = 0; i < r->n; i++)
         if (strcmp(r->rule[i].id, rule_id) == 0)
-            ru = &r->rule[i];
-    if (ru == NULL || ru->kind != KIND_HYS_LAW)
-        return false;
-    static const char *const liver[] = {LOINC_ALT, LOINC_AST, LOINC_BILIRUBIN};
-    struct alert out[RULES_HYS_PAIRS_MAX];
-    for (int k = 0; k < nobs; k++) {
-        for (size_t l = 0; l < sizeof liver / sizeof liver[0]; l++) {
-            const struct subject_result *x = state_find(st, liver[l], obs_ids[k]);
-            if (x == NULL)
-                continue;
-            /* X as if it arrived now: what eval_hys_law reads of it */
-            struct observation o = *subj;
-            snprintf(o.observation_id, sizeof o.observation_id, "%s", x->observation_id);
-            snprintf(o.loinc, sizeof o.loinc, "%s", liver[l]);
-            o.effective_ms = x->effective_ms;
-            struct clean_result c = {.status = CLEAN_OK,
-                                     .value = x->value,
-                                     .unit = clean_canonical_unit(liver[l]),
-                                     .has_ref_high = x->has_ref_high,
-                                     .ref_high = x->ref_high};
-            int n = eval_hys_law(ru, st, &o, &c, now_ms, out, RULES_HYS_PAIRS_MAX);
-            for (int i = 0; i < n; i++)
-                if (strcmp(out[i].alert_id, alert_id) == 0)
-                    return true;
-        }
-    }
-    return false;
+            return r->rule[i].version == version ? kind_deps[r->rule[i].kind] : 0;
+    return 0;
+}
+
+unsigned rules_deps(const struct rules *r)
+{
+    unsigned d = 0;
+    for (int i = 0; i < r->n; i++)
+        d |= kind_deps[r->rule[i].kind];
+    return d;
+}
+
+int64_t rules_pair_window_ms(const struct rules *r)
+{
+    int64_t w = -1;
+    for (int i = 0; i < r->n; i++)
+        if (r->rule[i].kind == KIND_HYS_LAW && r->rule[i].window_ms > w)
+            w = r->rule[i].window_ms;
+    return w;
 }

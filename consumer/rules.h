@@ -9,6 +9,9 @@
  *   rules_count / rules_id          what the set holds (for `vigil rules check`)
  *   rules_max_alerts                room rules_eval() may need
  *   rules_eval                      the alerts one observation raises
+ *   rules_eval_deps                 ... from the rules of some dependency classes
+ *   rules_dep / rules_deps          what a rule's (the set's) verdicts depend on
+ *   rules_pair_window_ms            the widest window of the pair rules
  *
  * A set is immutable once built, so one set can be published as a snapshot
  * and read by every analysis thread at once; a file that does not validate
@@ -27,6 +30,19 @@
  *   hys_law          ALT or AST >= 3 x ULN and total bilirubin > 2 x ULN with
  *                    effective times within window_days of each other, unless
  *                    an ALP result within window_days of both is >= 2 x ULN
+ *   pro_ctcae        a patient-reported symptom item (common/proctcae.h) of
+ *                    the listed attributes (default frequency, severity,
+ *                    interference) and symptoms (default all) scoring at
+ *                    least min_score; severity, or severity_by_score per score
+ *   pro_ctcae_worsening  the same item's score up by min_increase (default 2)
+ *                    or more from the subject's previous report of it (the
+ *                    latest earlier one by effective time)
+ *
+ * What a verdict depends on (rules_dep): the result alone (threshold,
+ * ref_multiple, pro_ctcae), the result and its code's baseline (ctcae,
+ * baseline_change), the result and the previous result of its code
+ * (pro_ctcae_worsening), pairs of results within a window (hys_law). The
+ * reconciliation of late results (reconcile.h) re-judges by these classes.
  *
  * Alert ids are deterministic (see rules_eval()).
  */
@@ -44,6 +60,15 @@
 #define RULES_FILE_MAX (1024 * 1024) /* bytes */
 #define RULES_MAX 256                /* rules per file */
 #define RULES_HYS_PAIRS_MAX 8        /* Hy's law alerts one observation can raise */
+
+/* What a rule's verdict on a result depends on, besides the result. */
+enum rules_dep {
+    RULES_DEP_SINGLE = 1 << 0,   /* nothing else */
+    RULES_DEP_BASELINE = 1 << 1, /* the baseline of the result's code */
+    RULES_DEP_PREVIOUS = 1 << 2, /* the previous result of the result's code */
+    RULES_DEP_PAIR = 1 << 3,     /* other results within a window (Hy's law) */
+};
+#define RULES_DEP_ALL 0xfu
 
 struct rules;
 
@@ -80,26 +105,28 @@ int rules_max_alerts(const struct rules *r);
  * state ST, writing up to MAX_OUT alerts to OUT; returns how many.
  *
  * Only results with status final/amended/corrected, a value and
- * c->status == CLEAN_OK raise alerts. ST is read, never changed: the caller
- * calls subject_state_add(st, obs, c) after this (so the baseline an
- * observation is compared with is never itself). Every alert's
- * observed_ms is obs->effective_ms and detected_ms is NOW_MS.
+ * c->status == CLEAN_OK raise alerts. ST is read, never changed; OBS may or
+ * may not be among ST's kept results already (a kept result is never its
+ * own baseline, previous report or partner). Every alert's observed_ms is
+ * obs->effective_ms and detected_ms is NOW_MS.
  *
  * Alert ids: 32 lowercase hex digits, a 128-bit hash of (rule id, rule
  * version, observation id, verdict) with verdict = CTCAE grade for ctcae
- * rules, else 0; for Hy's law, of (rule id, rule version, study, subject,
- * the sorted ids of the transaminase and bilirubin results) — ALP evidence
- * is context and not hashed, so the same pair has the same id whatever
- * arrived last. Exact recipe, so other tools can recompute an id: the
- * input is the domain ("observation" or "hys_law") then the fields above in
- * order, each string as its byte length (8 bytes little-endian) and bytes,
- * each integer as 8 bytes little-endian; the id is FNV-1a-64 of
- * "vigil/a/" + input, then FNV-1a-64 of "vigil/b/" + input, each %016x.
+ * rules, the score for pro_ctcae rules, else 0; for Hy's law, of (rule id,
+ * rule version, study, subject, the sorted ids of the transaminase and
+ * bilirubin results) -- ALP evidence is context and not hashed, so the
+ * same pair has the same id whatever arrived last; likewise the baseline
+ * or previous report an alert cites is context. Exact recipe, so other
+ * tools can recompute an id: the input is the domain ("observation" or
+ * "hys_law") then the fields above in order, each string as its byte
+ * length (8 bytes little-endian) and bytes, each integer as 8 bytes
+ * little-endian; the id is FNV-1a-64 of "vigil/a/" + input, then FNV-1a-64
+ * of "vigil/b/" + input, each %016x.
  *
- * Hy's law pairs the arriving ALT/AST or bilirubin result with every
- * qualifying partner in ST (nearest in time first, at most
- * RULES_HYS_PAIRS_MAX), so the set of alerts does not depend on the order
- * the results arrived in.
+ * Hy's law pairs the result (ALT/AST or bilirubin) with every qualifying
+ * partner in ST (nearest in time first, at most RULES_HYS_PAIRS_MAX), so
+ * the pairs a subject's results make do not depend on the order the
+ * results arrived in.
  *
  * Allocates nothing. Thread-safe for concurrent calls on the same R with
  * different ST.
@@ -108,21 +135,22 @@ int rules_eval(const struct rules *r, const struct subject_state *st,
                const struct observation *obs, const struct clean_result *c, int64_t now_ms,
                struct alert *out, int max_out);
 
-/* Whether the alert ALERT_ID, raised by rule RULE_ID from the evidence
- * OBS_IDS[0..NOBS-1] of SUBJ's subject, still holds in ST after one of its
- * observations was withdrawn or amended (ST already reflects that): true
- * when re-evaluating its rule from one of its remaining observations in
- * ST raises the same alert id again.
- *
- * What it answers: a Hy's law case cites the ALP below 2 x ULN that argues
- * against cholestasis, but the case does not need it -- an ALP entered in
- * error leaves the case standing, while an ALP amended to 2 x ULN or more
- * withdraws it. For the single-result rules (threshold, multiple, CTCAE,
- * baseline change) the re-evaluation of the arriving result already
- * answers, so this returns false for them (and for a rule no longer
- * loaded). Allocates nothing; thread-safe as rules_eval. */
-bool rules_reconfirm(const struct rules *r, const struct subject_state *st,
-                     const struct observation *subj, const char *rule_id, const char *alert_id,
-                     const char *const *obs_ids, int nobs, int64_t now_ms);
+/* rules_eval() with only the rules whose rules_dep() is in DEPS (a mask of
+ * enum rules_dep). */
+int rules_eval_deps(const struct rules *r, const struct subject_state *st,
+                    const struct observation *obs, const struct clean_result *c, int64_t now_ms,
+                    unsigned deps, struct alert *out, int max_out);
+
+/* Returns the dependency class of the rule RULE_ID at version VERSION, or
+ * 0 if R has no such rule at that version (a rule reloaded since raised
+ * the alert in hand). Cannot fail. */
+unsigned rules_dep(const struct rules *r, const char *rule_id, int32_t version);
+
+/* Returns the union of the dependency classes of R's rules. */
+unsigned rules_deps(const struct rules *r);
+
+/* Returns the widest window of R's pair rules (Hy's law) in ms, or -1 if R
+ * has none. */
+int64_t rules_pair_window_ms(const struct rules *r);
 
 #endif

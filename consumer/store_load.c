@@ -43,6 +43,24 @@ static const char load_alerts_sql[] =
     " AND NOT retracted ORDER BY detected_at DESC, alert_id LIMIT 64) al"
     " ORDER BY k.i, al.detected_at DESC, al.alert_id";
 
+/* What reconcile.h needs beyond the results and the standing alerts: the
+ * stored revision of every result (usable or not: a withdrawal must keep
+ * out its own original when that is replayed), newest first, and the
+ * withdrawn signals (a signal that holds again is raised anew). One
+ * statement for both, tagged by the first column, kept apart from the two
+ * above so each part of the state has one reader. */
+static const char load_history_sql[] =
+    "SELECT k.i, h.* FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
+    " AS k(st, su, i) CROSS JOIN LATERAL ("
+    "(SELECT 'v' AS what, observation_id AS id, revision, NULL::text AS rule_id,"
+    " NULL::integer AS rule_version, NULL::text AS severity, NULL::text AS evidence"
+    " FROM observations WHERE study_id = k.st AND subject_id = k.su"
+    " ORDER BY effective_at DESC LIMIT 8192)"
+    " UNION ALL"
+    " (SELECT 'r', alert_id, 0, rule_id, rule_version, severity, evidence::text"
+    " FROM alerts WHERE study_id = k.st AND subject_id = k.su AND kind = 'signal'"
+    " AND retracted ORDER BY detected_at DESC, alert_id LIMIT 64)) h ORDER BY k.i";
+
 struct store_load {
     const char *conninfo;
     PGconn *pg;
@@ -122,6 +140,60 @@ static void add_observations(const PGresult *r, const struct store_load_req *req
     }
 }
 
+/* An alert row's evidence ids (a JSON array of objects) into AL. */
+static void evidence_ids(const char *json, struct alert *al)
+{
+    json_t *ev = json_loads(json, 0, NULL);
+    size_t j;
+    json_t *e;
+    json_array_foreach(ev, j, e)
+    {
+        if (al->n_evidence == ALERT_EVIDENCE_MAX)
+            break;
+        const char *id = json_string_value(json_object_get(e, "observation_id"));
+        if (id != NULL)
+            copy_field(al->evidence[al->n_evidence++].observation_id, OBS_ID_MAX + 1, id);
+    }
+    json_decref(ev);
+}
+
+/* Rows of load_history_sql: revisions, and withdrawn signals (newest first
+ * per subject: walked backwards so each is remembered oldest first). */
+static void add_history(const PGresult *r, const struct store_load_req *req, int n)
+{
+    for (int i = PQntuples(r) - 1; i >= 0; i--) {
+        long k = row_req(r, i, n);
+        if (k < 0)
+            continue;
+        if (strcmp(PQgetvalue(r, i, 1), "v") == 0) {
+            subject_state_version_set(req[k].st, PQgetvalue(r, i, 2),
+                                      strtoll(PQgetvalue(r, i, 3), NULL, 10));
+            continue;
+        }
+        struct alert al;
+        memset(&al, 0, sizeof al);
+        copy_field(al.alert_id, sizeof al.alert_id, PQgetvalue(r, i, 2));
+        copy_field(al.rule_id, sizeof al.rule_id, PQgetvalue(r, i, 4));
+        al.rule_version = (int32_t)strtol(PQgetvalue(r, i, 5), NULL, 10);
+        int sev = alert_severity_parse(PQgetvalue(r, i, 6));
+        al.severity = sev < 0 ? SEV_INFO : (enum alert_severity)sev;
+        evidence_ids(PQgetvalue(r, i, 7), &al);
+        subject_state_retired_add(req[k].st, &al);
+    }
+}
+
+/* The third statement of a batch load (load_history_sql). */
+static int load_history(struct store_load *l, const char *const params[2], const struct store_load_req *req,
+                        int n, char *err, size_t errsz)
+{
+    PGresult *r = pg_query(l->pg, load_history_sql, 2, params, err, errsz);
+    if (r == NULL)
+        return -1;
+    add_history(r, req, n);
+    PQclear(r);
+    return 0;
+}
+
 static void add_alerts(const PGresult *r, const struct store_load_req *req, int n)
 {
     /* newest first per subject: walk backwards so each remembers oldest first */
@@ -181,6 +253,8 @@ int store_load_subjects(struct store_load *l, const struct store_load_req *req, 
     if (r == NULL)
         goto out;
     add_alerts(r, req, n);
+    if (load_history(l, params, req, n, err, errsz) != 0)
+        goto out;
     metric_add(l->m_loads, (uint64_t)n);
     metric_add(l->m_batches, 1);
     rc = 0;

@@ -8,13 +8,15 @@
  *
  * Interface routines:
  *   store_load_new / _destroy
- *   store_load_subjects   load many subjects in two statements (batched)
+ *   store_load_subjects   load many subjects in three statements (batched)
  *   store_load_subject    the same for one subject
  *
  * What is loaded, per subject: up to 5,000 results with a normalised value,
- * oldest first, each cleaned again (clean.h) and added to the state; and up
+ * oldest first, each cleaned again (clean.h) and added to the state; up
  * to 64 signal alerts not retracted, newest first by detection time, added
- * oldest first so the state forgets the oldest when full.
+ * oldest first so the state forgets the oldest when full; and what the
+ * reconciliation of late results needs (reconcile.h): the stored revision
+ * of up to 8,192 results, newest first, and up to 64 withdrawn signals.
  *
  * PostgreSQL unreachable or failing: the call fails with the reason; the
  * caller retries (the connection is made again on the next call). States
@@ -50,8 +52,8 @@ struct store_load *store_load_new(const char *conninfo, struct metrics *m);
 /* Closes L's connection and frees it. NULL is a no-op. */
 void store_load_destroy(struct store_load *l);
 
-/* Loads the stored results and active alerts of the N subjects of REQ into
- * their states, in two statements whatever N. Returns 0, or -1 with the
+/* Loads the stored results, revisions and alerts of the N subjects of REQ
+ * into their states, in three statements whatever N. Returns 0, or -1 with the
  * reason in ERRSTR (PostgreSQL unreachable or failing, out of memory): the
  * states may then be half filled. */
 int store_load_subjects(struct store_load *l, const struct store_load_req *req, int n, char *errstr,

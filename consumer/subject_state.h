@@ -1,49 +1,64 @@
 /*
  * subject_state: everything an analysis thread remembers about one subject
- * between observations — the baseline result per LOINC and the recent liver
- * results the rules match against (rules.h), and the alerts the subject
- * raised that no later result withdrew (what retract.h may withdraw).
- * Loaded from PostgreSQL by store_load.h, kept per thread by subject_cache.h.
+ * between observations -- the subject's kept results per code (what the
+ * rules and the reconciliation of late results read, rules.h and
+ * reconcile.h), the version of every result it has seen, and its alerts:
+ * those standing and those withdrawn. Loaded from PostgreSQL by
+ * store_load.h, kept per thread by subject_cache.h.
  *
  * Interface routines:
  *   subject_state_new / _destroy
  *   subject_state_reset      forget everything (a rebalance: reload)
  *   subject_state_add        record (or replace) one observation
  *   subject_state_remove     forget one observation (entered-in-error)
- *   subject_state_baseline   the subject's baseline result for a LOINC
- *   subject_state_results    the kept results for a liver LOINC, by time
- *   subject_state_alert_add     remember an alert the subject raised
- *   subject_state_alerts        the remembered alerts, oldest first
- *   subject_state_alert_forget  forget one (it was withdrawn)
+ *   subject_state_find       a kept result by observation id, and its code
+ *   subject_state_baseline   the subject's baseline result for a code
+ *   subject_state_results    the kept results of a code, by time
+ *   subject_state_count_at   kept results of a code system at one time
+ *   subject_state_version / _version_set   the newest revision seen of an id
+ *   subject_state_alert_add     remember an alert as standing
+ *   subject_state_alerts        the standing alerts, oldest first
+ *   subject_state_alert_forget  forget a standing alert
+ *   subject_state_alert_retire  a standing alert was withdrawn
+ *   subject_state_retired_add   remember a withdrawn alert (loading)
+ *   subject_state_retired       the withdrawn alerts, oldest first
+ *   subject_state_is_retired / _is_standing
  *
  * Usable results: status final/amended/corrected, cleaned to CLEAN_OK with a
  * value. Anything else never counts; adding it removes an earlier version
  * with the same observation id (an amendment that became unusable).
  *
- * Baseline: the usable result with the earliest effective time (ties broken
- * by observation id), whatever order results arrive in: a late arrival with
- * an earlier effective time takes over. The SUBJECT_STATE_BASELINE_KEEP
- * earliest results per LOINC are kept, so retracting the baseline promotes
- * the next one; if every kept one is retracted the next arrival becomes the
- * baseline (results dropped earlier are not known any more).
+ * Kept results, per code (labs and symptom items alike), sorted by
+ * (effective time, observation id): the SUBJECT_STATE_BASELINE_KEEP
+ * earliest and, up to SUBJECT_STATE_RESULTS_MAX in all, the latest. This is
+ * the reconciliation window (reconcile.h): a result that arrives older than
+ * every kept result but the earliest few is analysed but not kept.
  *
- * Recent results: kept for ALT, AST, ALP and total bilirubin only, at most
- * SUBJECT_STATE_RECENT_MAX per LOINC; when full, the one with the oldest
- * effective time is dropped (a new result older than all kept ones is not
- * kept). Storage grows on demand, so a subject with few liver results costs
- * little.
+ * Baseline: the kept usable result with the earliest effective time (ties
+ * broken by observation id), whatever order results arrive in: a late
+ * arrival with an earlier effective time takes over, and retracting the
+ * baseline promotes the next kept one.
  *
- * Memory bound per subject: SUBJECT_STATE_LOINCS slots of
- * SUBJECT_STATE_BASELINE_KEEP results (about 6 KiB when all are used) plus
- * 4 x 64 liver results (about 26 KiB worst case) plus SUBJECT_STATE_ALERTS_MAX
- * remembered alerts (about 26 KiB worst case). Results for more than
- * SUBJECT_STATE_LOINCS different LOINCs are ignored (the cleaning table has
- * 12 codes, the only ones that can be usable).
+ * Versions: the newest revision (store.h's store_revision) seen of every
+ * observation id, usable or not -- what tells a stale version arriving
+ * after a newer one, or an original after its withdrawal, from news. Kept
+ * by a 64-bit hash of the id (a collision, about one in 10^19 for a
+ * subject's ids, would treat one result as an old version of another) for
+ * up to SUBJECT_STATE_VERSIONS_MAX ids; past that, new ids are not recorded.
  *
- * Raised alerts: at most SUBJECT_STATE_ALERTS_MAX, oldest first; when full
- * the oldest is forgotten. A forgotten alert can no longer be withdrawn from
- * this memory, but its row stays in PostgreSQL (and is loaded again, newest
- * first, when the subject is next loaded).
+ * Alerts: the standing ones (raised, not withdrawn), at most
+ * SUBJECT_STATE_ALERTS_MAX, oldest first, the oldest forgotten when full;
+ * and the withdrawn ones, at most SUBJECT_STATE_RETIRED_MAX likewise, so a
+ * signal that holds again after its withdrawal is raised anew under a new
+ * id (reconcile.h). A forgotten alert can no longer be withdrawn from this
+ * memory, but its row stays in PostgreSQL (and is loaded again when the
+ * subject is next loaded).
+ *
+ * Memory bound per subject, all grown on demand: SUBJECT_STATE_CODES codes
+ * of SUBJECT_STATE_RESULTS_MAX results (about 120 bytes each), 16 bytes x
+ * 2 per version, about 400 bytes per remembered alert. A typical subject
+ * (a dozen labs and a few symptom items over 20 visits) costs about 40 KiB.
+ * Results of codes past SUBJECT_STATE_CODES are ignored.
  *
  * Thread-safety: none inside. One analysis thread owns a subject's state;
  * different states may be used from different threads.
@@ -58,12 +73,14 @@
 #include "clean.h"
 #include "observation.h"
 
-#define SUBJECT_STATE_LOINCS 16
+#define SUBJECT_STATE_CODES 96
 #define SUBJECT_STATE_BASELINE_KEEP 4
-#define SUBJECT_STATE_RECENT_MAX 64
-#define SUBJECT_STATE_ALERTS_MAX 64 /* raised alerts remembered */
+#define SUBJECT_STATE_RESULTS_MAX 64 /* kept per code, the baseline ones included */
+#define SUBJECT_STATE_ALERTS_MAX 64  /* standing alerts remembered */
+#define SUBJECT_STATE_RETIRED_MAX 64 /* withdrawn alerts remembered */
+#define SUBJECT_STATE_VERSIONS_MAX 8192
 
-/* One kept result, normalised to its LOINC's canonical unit. */
+/* One kept result, normalised to its code's canonical unit. */
 struct subject_result {
     char observation_id[OBS_ID_MAX + 1];
     uint64_t id_hash; /* FNV-1a of observation_id: compared before the string */
@@ -75,9 +92,8 @@ struct subject_result {
     double ref_high;
 };
 
-/* An alert the subject raised (a signal) and no later result withdrew:
- * enough to decide whether a withdrawn or amended result takes it back and
- * to write the retraction (retract.h). */
+/* An alert the subject raised (a signal): enough to decide whether a
+ * result takes it back and to write the retraction (retract.h). */
 struct subject_alert {
     char alert_id[ALERT_ID_MAX + 1];
     char rule_id[ALERT_RULE_MAX + 1];
@@ -96,17 +112,18 @@ struct subject_state *subject_state_new(void);
 /* Frees ST and everything it holds. NULL is a no-op. */
 void subject_state_destroy(struct subject_state *st);
 
-/* Empties ST as if new (results and raised alerts), keeping the storage of
- * the alert list. Cannot fail. */
+/* Empties ST as if new (results, versions, alerts), keeping some storage.
+ * Cannot fail. */
 void subject_state_reset(struct subject_state *st);
 
 /*
- * Records OBS (cleaned as C) for the subject: used for live results after
- * rules_eval() and to warm up from stored rows after a restart, in any order.
- * Any earlier version with the same observation id is replaced; a cancelled,
- * entered-in-error or otherwise unusable result only removes it.
- * Returns 0, or -1 if out of memory (then ST is unchanged). Copies what it
- * keeps: OBS and C stay the caller's.
+ * Records OBS (cleaned as C) for the subject: used for live results and to
+ * warm up from stored rows after a restart, in any order. Any earlier
+ * version with the same observation id is replaced; a cancelled,
+ * entered-in-error or otherwise unusable result only removes it. Does not
+ * record the version (subject_state_version_set does). Returns 0, or -1 if
+ * out of memory (then ST is unchanged). Copies what it keeps: OBS and C stay
+ * the caller's.
  */
 int subject_state_add(struct subject_state *st, const struct observation *obs,
                       const struct clean_result *c);
@@ -116,32 +133,71 @@ int subject_state_add(struct subject_state *st, const struct observation *obs,
  * were removed (0 if none). Cannot fail. */
 int subject_state_remove(struct subject_state *st, const char *observation_id);
 
-/* Returns the subject's baseline result for LOINC, or NULL if none. The
+/* Returns the kept result OBSERVATION_ID, or NULL; when found and CODE is
+ * not NULL, *CODE points at its code (owned by ST). Valid until ST is next
+ * changed. Does not change ST. */
+const struct subject_result *subject_state_find(const struct subject_state *st,
+                                                const char *observation_id, const char **code);
+
+/* Returns the subject's baseline result for CODE, or NULL if none. The
  * pointer is into ST: valid until ST is next changed. Does not change ST. */
 const struct subject_result *subject_state_baseline(const struct subject_state *st,
-                                                    const char *loinc);
+                                                    const char *code);
 
-/* Points *OUT at the kept recent results for LOINC (ALT, AST, ALP or total
- * bilirubin), sorted by effective time, oldest first, and returns their
- * number (0 for other LOINCs, *OUT then NULL). Valid until ST is next
- * changed. Does not change ST. */
-int subject_state_results(const struct subject_state *st, const char *loinc,
+/* Points *OUT at the kept results of CODE, sorted by (effective time,
+ * observation id), oldest first, and returns their number (0 and *OUT NULL
+ * when none). Valid until ST is next changed. Does not change ST. */
+int subject_state_results(const struct subject_state *st, const char *code,
                           const struct subject_result **out);
 
+/* Returns how many kept results of the codes starting with PREFIX have
+ * effective time AT_MS, not counting EXCEPT_ID (may be NULL). Cannot fail. */
+int subject_state_count_at(const struct subject_state *st, const char *prefix, int64_t at_ms,
+                           const char *except_id);
+
+/* Sets *REVISION to the newest revision recorded for OBSERVATION_ID and
+ * returns true, or returns false if none is. Cannot fail. */
+bool subject_state_version(const struct subject_state *st, const char *observation_id,
+                           int64_t *revision);
+
+/* Records REVISION for OBSERVATION_ID if it is newer than the one recorded
+ * (or none is). Returns 0, or -1 if out of memory (nothing recorded). Past
+ * SUBJECT_STATE_VERSIONS_MAX ids a new id is not recorded (returns 0). */
+int subject_state_version_set(struct subject_state *st, const char *observation_id,
+                              int64_t revision);
+
 /* Remembers the alert AL (its id, rule, severity and evidence ids) as
- * raised by the subject, after the ones remembered before; an alert id
- * already remembered is not added twice. When SUBJECT_STATE_ALERTS_MAX are
- * remembered the oldest is forgotten first. Out of memory, AL is not
- * remembered (as if forgotten at once). Copies what it keeps. */
+ * standing, after the ones remembered before; an alert id already
+ * remembered is not added twice, and a withdrawn one is no longer
+ * withdrawn. When SUBJECT_STATE_ALERTS_MAX are remembered the oldest is
+ * forgotten first. Out of memory, AL is not remembered (as if forgotten at
+ * once). Copies what it keeps. */
 void subject_state_alert_add(struct subject_state *st, const struct alert *al);
 
-/* Points *OUT at the remembered alerts, oldest first, and returns their
+/* Points *OUT at the standing alerts, oldest first, and returns their
  * number (*OUT may be NULL when 0). Valid until ST is next changed. Does
  * not change ST. */
 int subject_state_alerts(const struct subject_state *st, const struct subject_alert **out);
 
-/* Forgets the remembered alert ALERT_ID (it was withdrawn); the others keep
- * their order. Returns whether it was remembered. Cannot fail. */
+/* Forgets the standing alert ALERT_ID; the others keep their order. Returns
+ * whether it was remembered. Cannot fail. */
 bool subject_state_alert_forget(struct subject_state *st, const char *alert_id);
+
+/* The standing alert ALERT_ID was withdrawn: it is forgotten as standing and
+ * remembered as withdrawn (the oldest withdrawn forgotten when
+ * SUBJECT_STATE_RETIRED_MAX are). Returns whether it was standing. */
+bool subject_state_alert_retire(struct subject_state *st, const char *alert_id);
+
+/* Remembers AL as withdrawn (loading a subject's withdrawn alerts), after
+ * the ones remembered before; bounded like subject_state_alert_retire. */
+void subject_state_retired_add(struct subject_state *st, const struct alert *al);
+
+/* Points *OUT at the withdrawn alerts, oldest first, and returns their
+ * number. Valid until ST is next changed. */
+int subject_state_retired(const struct subject_state *st, const struct subject_alert **out);
+
+/* Whether ALERT_ID is remembered as withdrawn / as standing. */
+bool subject_state_is_retired(const struct subject_state *st, const char *alert_id);
+bool subject_state_is_standing(const struct subject_state *st, const char *alert_id);
 
 #endif

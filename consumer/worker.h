@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "clean.h"
 #include "config.h"
 #include "ctx.h"
 #include "group.h"
@@ -40,6 +41,7 @@ struct worker_options {
     int batch_ms;
     size_t max_subjects;
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
+    struct clean_time_limits time_limits; /* results from the future or too old */
 };
 
 /* Runs the worker until STOP is cancelled (SIGTERM/SIGINT), then drains,

@@ -46,7 +46,7 @@ def record(ci, tag, k, o):
     else:
         eff = T0 + int(o.get("day", 0) * DAY)
         # a later version of the same result is a later issue
-        issued = T0 + int(o["issued_day"] * DAY) if "issued_day" in o else T0 + 30 * DAY + k * 60000
+        issued = T0 + int(o["issued_day"] * DAY) if "issued_day" in o else T0 + 60 * DAY + k * 60000
     return dict(observation_id="%s-c%03d%s-%s" % (rid, ci, tag, o["id"]), study_id=study,
                 site_id="SITE-C", subject_id="C-%03d%s" % (ci, tag), loinc=o["loinc"],
                 value=o.get("value"), unit=o["unit"], ref_low=o.get("low"),

@@ -6,6 +6,7 @@
  * code, and the per-call cost.
  */
 #include "clean.h"
+#include "loinc.h"
 #include "testlib.h"
 
 #include <math.h>
@@ -420,30 +421,167 @@ static void test_no_value_and_unknown_code(void)
     CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_NO_VALUE);
     CHECK(r.finding == NULL);
 
-    const char *unknown[] = {"1234-5", "", "2823", "2823-3 ", "2823-4", "718-7x"};
+    /* Well formed (right check digit) but not in the table: unknown code,
+     * a finding counted for the site. */
+    const char *unknown[] = {"1234-4", "99999-5", "100000-9", "12345-5", "0-0"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         o = make_obs(unknown[i], 4.0, "mmol/L");
         CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_UNKNOWN_CODE);
         CHECK(r.unit == NULL);
-        CHECK(r.finding == NULL);
+        CHECK_EQ_STR(r.finding, "unknown_code");
         CHECK(clean_canonical_unit(unknown[i]) == NULL);
     }
-    /* Unknown code wins over no value. */
-    o = make_obs("1234-5", 0.0, "");
+    /* A wrong check digit, or not the shape of a LOINC code at all. */
+    const char *malformed[] = {"99999-9", "1234-5", "2823-4", "",        "2823",
+                               "2823-3 ", "718-7x", "-3",     "12345678-0", "28a3-3",
+                               "pro-nausea-frq"};
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        o = make_obs(malformed[i], 4.0, "mmol/L");
+        CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_MALFORMED_CODE);
+        CHECK_EQ_STR(r.finding, "malformed_code");
+        CHECK(r.unit == NULL);
+    }
+    /* A bad code wins over no value. */
+    o = make_obs("1234-4", 0.0, "");
     o.has_value = false;
     CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_UNKNOWN_CODE);
+    o = make_obs("1234-5", 0.0, "");
+    o.has_value = false;
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_MALFORMED_CODE);
 
     /* OUT is fully overwritten, whatever it held. */
     memset(&r, 0xA5, sizeof r);
-    o = make_obs("1234-5", 4.0, "mmol/L");
+    o = make_obs("1234-4", 4.0, "mmol/L");
     clean_observation(&o, &r);
-    CHECK(r.unit == NULL && r.finding == NULL && !r.has_ref_low && !r.has_ref_high);
+    CHECK(r.unit == NULL && !r.has_ref_low && !r.has_ref_high);
 
     CHECK_EQ_STR(clean_status_name(CLEAN_OK), "ok");
     CHECK_EQ_STR(clean_status_name(CLEAN_UNKNOWN_CODE), "unknown_code");
     CHECK_EQ_STR(clean_status_name(CLEAN_UNKNOWN_UNIT), "unknown_unit");
     CHECK_EQ_STR(clean_status_name(CLEAN_IMPLAUSIBLE), "implausible_value");
     CHECK_EQ_STR(clean_status_name(CLEAN_NO_VALUE), "no_value");
+    CHECK_EQ_STR(clean_status_name(CLEAN_MALFORMED_CODE), "malformed_code");
+    CHECK_EQ_STR(clean_status_name(CLEAN_IMPOSSIBLE_TIME), "impossible_time");
+}
+
+/* The check digit itself: the LOINC Users' Guide's example (12345 -> 5)
+ * and every code vigil grades. */
+static void test_loinc_check_digit(void)
+{
+    CHECK_EQ_INT(loinc_check_digit("12345", 5), 5);
+    const char *known[] = {"2823-3", "2951-2", "2345-7", "2160-0", "1742-6", "1920-8",
+                           "6768-6", "1975-2", "718-7",  "751-8",  "777-3",  "8636-3"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        CHECK_EQ_INT(loinc_check(known[i]), LOINC_WELL_FORMED);
+    CHECK_EQ_INT(loinc_check("99999-9"), LOINC_BAD_CHECK_DIGIT);
+    CHECK_EQ_INT(loinc_check("99999-5"), LOINC_WELL_FORMED);
+    CHECK_EQ_INT(loinc_check("abc"), LOINC_NOT_A_CODE);
+    CHECK_EQ_INT(loinc_check(NULL), LOINC_NOT_A_CODE);
+    CHECK_EQ_INT(loinc_check_digit("", 0), -1);
+    CHECK_EQ_INT(loinc_check_digit("12a", 3), -1);
+}
+
+/* Symptom scores: whole numbers of the item's scale, unit {score}, 1 or
+ * none, no reference range; an unknown item of the right shape is an
+ * unknown code. */
+static void test_symptom_scores(void)
+{
+    struct clean_result r;
+    struct observation o = make_obs("PRO-NAUSEA-FRQ", 4.0, "{score}");
+    o.has_ref_high = true;
+    o.ref_high = 1.0;
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_OK);
+    CHECK(r.value == 4.0);
+    CHECK_EQ_STR(r.unit, "{score}");
+    CHECK(!r.has_ref_low && !r.has_ref_high);
+    CHECK(r.finding == NULL);
+    o = make_obs("PRO-FATIGUE-SEV", 0.0, "");
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_OK);
+    o = make_obs("PRO-FATIGUE-SEV", 2.0, "1");
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_OK);
+    const double bad[] = {5.0, -1.0, 2.5, NAN, INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o = make_obs("PRO-FATIGUE-SEV", bad[i], "{score}");
+        CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_IMPLAUSIBLE);
+        CHECK_EQ_STR(r.finding, "implausible_value");
+    }
+    o = make_obs("PRO-RASH-PRS", 1.0, "{score}");
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_OK);
+    o = make_obs("PRO-RASH-PRS", 2.0, "{score}");
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_IMPLAUSIBLE);
+    o = make_obs("PRO-FATIGUE-SEV", 2.0, "mmol/L");
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_UNKNOWN_UNIT);
+    o = make_obs("PRO-RASH-SEV", 2.0, "{score}"); /* rash is asked as presence only */
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_UNKNOWN_CODE);
+    CHECK_EQ_STR(r.finding, "unknown_code");
+    o = make_obs("PRO-NAUSEA-SEV", 0.0, "");
+    o.has_value = false;
+    CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_NO_VALUE);
+    CHECK_EQ_STR(clean_canonical_unit("PRO-NAUSEA-FRQ"), "{score}");
+    double lo = -1, hi = -1;
+    CHECK(clean_limits("PRO-RASH-PRS", &lo, &hi) && lo == 0 && hi == 1);
+}
+
+#define T_ARRIVE 1780000000000LL
+#define MIN 60000LL
+#define DAYS 86400000LL
+
+static enum clean_status times(int64_t effective, int64_t issued, const char **finding)
+{
+    struct observation o = make_obs("2823-3", 4.0, "mmol/L");
+    o.effective_ms = effective;
+    o.issued_ms = issued;
+    struct clean_result r;
+    clean_observation(&o, &r);
+    const struct clean_time_limits lim = {5 * MIN, 3650 * DAYS};
+    enum clean_status st = clean_times(&o, T_ARRIVE, &lim, &r);
+    *finding = r.finding;
+    return st;
+}
+
+/* Impossible times: each finding at its edge, the tolerance inclusive,
+ * an unknown issue time not checked, a malformed code kept. */
+static void test_times(void)
+{
+    const char *f;
+    CHECK_EQ_INT(times(T_ARRIVE - DAYS, T_ARRIVE - DAYS + MIN, &f), CLEAN_OK);
+    CHECK(f == NULL);
+    CHECK_EQ_INT(times(T_ARRIVE + 5 * MIN, 0, &f), CLEAN_OK); /* skew within tolerance */
+    CHECK_EQ_INT(times(T_ARRIVE + 5 * MIN + 1, 0, &f), CLEAN_IMPOSSIBLE_TIME);
+    CHECK_EQ_STR(f, "future_effective_time");
+    CHECK_EQ_INT(times(T_ARRIVE + 365 * DAYS, T_ARRIVE, &f), CLEAN_IMPOSSIBLE_TIME);
+    CHECK_EQ_STR(f, "future_effective_time");
+    CHECK_EQ_INT(times(T_ARRIVE - DAYS, T_ARRIVE + DAYS, &f), CLEAN_IMPOSSIBLE_TIME);
+    CHECK_EQ_STR(f, "future_issued_time");
+    CHECK_EQ_INT(times(T_ARRIVE - DAYS, T_ARRIVE - 2 * DAYS, &f), CLEAN_IMPOSSIBLE_TIME);
+    CHECK_EQ_STR(f, "effective_after_issued");
+    CHECK_EQ_INT(times(T_ARRIVE - DAYS + 5 * MIN, T_ARRIVE - DAYS, &f), CLEAN_OK);
+    CHECK_EQ_INT(times(T_ARRIVE - 3650 * DAYS, 0, &f), CLEAN_OK);
+    CHECK_EQ_INT(times(T_ARRIVE - 3650 * DAYS - 1, 0, &f), CLEAN_IMPOSSIBLE_TIME);
+    CHECK_EQ_STR(f, "older_than_horizon");
+    CHECK_EQ_INT(times(0, 0, &f), CLEAN_IMPOSSIBLE_TIME); /* the epoch: a missing date */
+    CHECK_EQ_STR(f, "older_than_horizon");
+    CHECK_EQ_INT(times(INT64_MAX, INT64_MAX, &f), CLEAN_IMPOSSIBLE_TIME);
+    CHECK_EQ_INT(times(INT64_MIN, 0, &f), CLEAN_IMPOSSIBLE_TIME);
+
+    /* no horizon: old results pass */
+    struct observation o = make_obs("2823-3", 4.0, "mmol/L");
+    o.effective_ms = 0;
+    struct clean_result r;
+    clean_observation(&o, &r);
+    const struct clean_time_limits none = {0, 0};
+    CHECK_EQ_INT(clean_times(&o, T_ARRIVE, &none, &r), CLEAN_OK);
+    /* a malformed code keeps its finding */
+    o = make_obs("99999-9", 4.0, "mmol/L");
+    o.effective_ms = T_ARRIVE + 365 * DAYS;
+    clean_observation(&o, &r);
+    CHECK_EQ_INT(clean_times(&o, T_ARRIVE, &none, &r), CLEAN_MALFORMED_CODE);
+    CHECK_EQ_STR(r.finding, "malformed_code");
+    /* an unknown code with an impossible time: the time is the finding */
+    o = make_obs("99999-5", 4.0, "mmol/L");
+    o.effective_ms = T_ARRIVE + 365 * DAYS;
+    clean_observation(&o, &r);
+    CHECK_EQ_INT(clean_times(&o, T_ARRIVE, &none, &r), CLEAN_IMPOSSIBLE_TIME);
 }
 
 static double now_s(void)
@@ -485,6 +623,9 @@ int main(void)
     test_ref_range();
     test_plausibility();
     test_no_value_and_unknown_code();
+    test_loinc_check_digit();
+    test_symptom_scores();
+    test_times();
     test_cost();
     return testlib_done();
 }

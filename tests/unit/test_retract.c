@@ -1,8 +1,9 @@
 /*
- * The retraction policy (consumer/retract.c) and the subject memory it
- * works on: the raised-alert list of consumer/subject_state.c and the
+ * Withdrawing alerts (consumer/retract.c: retraction alerts, their ids and
+ * the ids of signals raised again) and the subject memory around it: the
+ * standing and withdrawn alert lists of consumer/subject_state.c and the
  * per-thread subject cache (consumer/subject_cache.c). Pure modules, no
- * services.
+ * services. Which alerts a result withdraws is test_reconcile's.
  *
  * Retraction ids are pinned to values written down before the policy left
  * analyse.c (the recipe in retract.h, recomputed independently in Python):
@@ -50,25 +51,6 @@ static struct alert signal(const char *alert_id, const char *rule, const char *c
     return a;
 }
 
-/* still_stands double: answers STANDS for alert ids listed in it, and
- * records every alert it was asked about. */
-struct oracle {
-    const char *stands[4];
-    int nasked;
-    char asked[8][ALERT_ID_MAX + 1];
-};
-
-static bool oracle_ask(void *arg, const struct subject_alert *r)
-{
-    struct oracle *o = arg;
-    if (o->nasked < 8)
-        snprintf(o->asked[o->nasked++], ALERT_ID_MAX + 1, "%s", r->alert_id);
-    for (int i = 0; i < 4 && o->stands[i] != NULL; i++)
-        if (strcmp(o->stands[i], r->alert_id) == 0)
-            return true;
-    return false;
-}
-
 /* A subject state that has raised: A1 (k-critical, from obs-k), A2 (ctcae,
  * from obs-k), A3 (hys-law, from obs-alt, obs-bili, obs-alp), A4 (from
  * obs-other), in that order. */
@@ -88,14 +70,6 @@ static struct subject_state *subject_with_alerts(void)
     return st;
 }
 
-static int plan(const struct subject_state *st, const struct observation *obs,
-                const struct alert *now, int nnow, struct oracle *o, struct alert *out, int max_out)
-{
-    const struct subject_alert *raised;
-    int n = subject_state_alerts(st, &raised);
-    return retract_alerts(raised, n, obs, now, nnow, oracle_ask, o, NOW_MS, out, max_out);
-}
-
 static void test_ids_pinned(void)
 {
     char id[ALERT_ID_MAX + 1];
@@ -103,24 +77,33 @@ static void test_ids_pinned(void)
     CHECK_EQ_STR(id, "eed7e590dbf51c8e430ada0347ae37d1");
     retract_alert_id("", id, sizeof id);
     CHECK_EQ_STR(id, "b80bff3396d5fffef3650319c2547ab1");
+    /* a signal raised again: another id, and another again after that */
+    char again[ALERT_ID_MAX + 1], third[ALERT_ID_MAX + 1];
+    retract_reinstated_id("0123456789abcdef0123456789abcdef", again, sizeof again);
+    CHECK_EQ_INT(strlen(again), 32);
+    CHECK(strcmp(again, "0123456789abcdef0123456789abcdef") != 0);
+    CHECK(strcmp(again, id) != 0);
+    retract_reinstated_id(again, third, sizeof third);
+    CHECK(strcmp(third, again) != 0);
+    char again2[ALERT_ID_MAX + 1];
+    retract_reinstated_id("0123456789abcdef0123456789abcdef", again2, sizeof again2);
+    CHECK_EQ_STR(again2, again); /* deterministic */
 }
 
-static void test_entered_in_error_withdraws_what_cites_it(void)
+static void test_retraction_alert(void)
 {
     struct subject_state *st = subject_with_alerts();
     struct observation obs = result("obs-k", OBS_ENTERED_IN_ERROR);
-    struct oracle o = {{NULL}, 0, {{0}}};
-    struct alert out[MAXOUT];
-    int n = plan(st, &obs, NULL, 0, &o, out, MAXOUT);
-    CHECK_EQ_INT(n, 2);
-    CHECK_EQ_STR(out[0].retracts_alert_id, "a1"); /* oldest first */
-    CHECK_EQ_STR(out[1].retracts_alert_id, "a2");
-    CHECK_EQ_INT(o.nasked, 2); /* asked only about the alerts citing obs-k */
+    const struct subject_alert *raised;
+    CHECK_EQ_INT(subject_state_alerts(st, &raised), 4);
+    struct alert out[1];
+    retract_make(&raised[0], &obs, NULL, NOW_MS, &out[0]);
 
     const struct alert *r = &out[0];
     char want[ALERT_ID_MAX + 1];
     retract_alert_id("a1", want, sizeof want);
     CHECK_EQ_STR(r->alert_id, want);
+    CHECK_EQ_STR(r->retracts_alert_id, "a1");
     CHECK_EQ_INT(r->kind, ALERT_RETRACTION);
     CHECK_EQ_STR(r->rule_id, "k-critical");
     CHECK_EQ_INT(r->rule_version, 3);
@@ -142,71 +125,32 @@ static void test_entered_in_error_withdraws_what_cites_it(void)
     subject_state_destroy(st);
 }
 
-static void test_final_withdraws_nothing(void)
+/* The reason names what the result did. */
+static void test_retraction_reasons(void)
 {
     struct subject_state *st = subject_with_alerts();
-    struct observation obs = result("obs-k", OBS_FINAL);
-    struct oracle o = {{NULL}, 0, {{0}}};
-    struct alert out[MAXOUT];
-    CHECK_EQ_INT(plan(st, &obs, NULL, 0, &o, out, MAXOUT), 0);
-    CHECK_EQ_INT(o.nasked, 0);
-    subject_state_destroy(st);
-}
-
-/* An amendment that raises the same alert again keeps it (without asking
- * the rules); one that does not, withdraws it, with the reason named. */
-static void test_amended_keeps_what_it_raises_again(void)
-{
-    struct subject_state *st = subject_with_alerts();
+    const struct subject_alert *raised;
+    subject_state_alerts(st, &raised);
+    struct alert out;
     struct observation obs = result("obs-k", OBS_AMENDED);
-    const char *k[] = {"obs-k", NULL};
-    struct alert now[1] = {signal("a2", "ctcae", k)};
-    struct oracle o = {{NULL}, 0, {{0}}};
-    struct alert out[MAXOUT];
-    int n = plan(st, &obs, now, 1, &o, out, MAXOUT);
-    CHECK_EQ_INT(n, 1);
-    CHECK_EQ_STR(out[0].retracts_alert_id, "a1");
-    CHECK(strstr(out[0].message, "was amended") != NULL);
-    CHECK_EQ_INT(o.nasked, 1);
-    CHECK_EQ_STR(o.asked[0], "a1");
-
+    retract_make(&raised[0], &obs, NULL, NOW_MS, &out);
+    CHECK(strstr(out.message, "result obs-k was amended") != NULL);
     obs.status = OBS_CORRECTED; /* reads as an amendment */
-    CHECK_EQ_INT(plan(st, &obs, now, 1, &o, out, MAXOUT), 1);
-    CHECK(strstr(out[0].message, "was amended") != NULL);
+    retract_make(&raised[0], &obs, NULL, NOW_MS, &out);
+    CHECK(strstr(out.message, "was amended") != NULL);
     obs.status = OBS_CANCELLED;
-    CHECK_EQ_INT(plan(st, &obs, NULL, 0, &o, out, MAXOUT), 2);
-    CHECK(strstr(out[0].message, "was cancelled") != NULL);
-    subject_state_destroy(st);
-}
-
-/* Hy's law outlives the supporting ALP entered in error when its rule
- * reconfirms it; withdrawn when it does not. */
-static void test_reconfirmed_alert_stands(void)
-{
-    struct subject_state *st = subject_with_alerts();
-    struct observation obs = result("obs-alp", OBS_ENTERED_IN_ERROR);
-    struct oracle o = {{"a3", NULL}, 0, {{0}}};
-    struct alert out[MAXOUT];
-    CHECK_EQ_INT(plan(st, &obs, NULL, 0, &o, out, MAXOUT), 0);
-    CHECK_EQ_INT(o.nasked, 1);
-    CHECK_EQ_STR(o.asked[0], "a3");
-
-    struct oracle no = {{NULL}, 0, {{0}}};
-    CHECK_EQ_INT(plan(st, &obs, NULL, 0, &no, out, MAXOUT), 1);
-    CHECK_EQ_STR(out[0].retracts_alert_id, "a3");
-    CHECK_EQ_STR(out[0].rule_id, "hys-law");
-    subject_state_destroy(st);
-}
-
-static void test_bounded_by_room(void)
-{
-    struct subject_state *st = subject_with_alerts();
-    struct observation obs = result("obs-k", OBS_ENTERED_IN_ERROR);
-    struct oracle o = {{NULL}, 0, {{0}}};
-    struct alert out[MAXOUT];
-    CHECK_EQ_INT(plan(st, &obs, NULL, 0, &o, out, 1), 1);
-    CHECK_EQ_STR(out[0].retracts_alert_id, "a1");
-    CHECK_EQ_INT(plan(st, &obs, NULL, 0, &o, out, 0), 0);
+    retract_make(&raised[0], &obs, NULL, NOW_MS, &out);
+    CHECK(strstr(out.message, "was cancelled") != NULL);
+    obs.status = OBS_AMENDED;
+    retract_make(&raised[0], &obs, "future_effective_time", NOW_MS, &out);
+    CHECK(strstr(out.message, "replaced by a version that is not analysed "
+                              "(future_effective_time)") != NULL);
+    struct observation alp = result("obs-alp", OBS_FINAL);
+    snprintf(alp.loinc, sizeof alp.loinc, "6768-6");
+    retract_make(&raised[2], &alp, NULL, NOW_MS, &out);
+    CHECK_EQ_STR(out.message, "Withdrawn: alert a3 (rule hys-law) no longer stands: result "
+                              "obs-alp (6768-6, dated 2026-03-01) arrived and changes the verdict");
+    CHECK_EQ_STR(out.evidence[0].observation_id, "obs-alp");
     subject_state_destroy(st);
 }
 
@@ -244,6 +188,42 @@ static void test_alert_memory(void)
     CHECK_EQ_INT(subject_state_alerts(st, &r), 0);
     subject_state_alert_add(st, &again);
     CHECK_EQ_INT(subject_state_alerts(st, &r), 1);
+    subject_state_destroy(st);
+}
+
+/* Withdrawn alerts: retiring moves a standing alert to the withdrawn list
+ * (once), raising it again takes it off; bounded, oldest forgotten; reset
+ * empties both. */
+static void test_withdrawn_memory(void)
+{
+    struct subject_state *st = subject_with_alerts();
+    const struct subject_alert *r;
+    CHECK(subject_state_alert_retire(st, "a3"));
+    CHECK(!subject_state_alert_retire(st, "a3"));
+    CHECK(!subject_state_is_standing(st, "a3"));
+    CHECK(subject_state_is_retired(st, "a3"));
+    CHECK_EQ_INT(subject_state_alerts(st, &r), 3);
+    CHECK_EQ_INT(subject_state_retired(st, &r), 1);
+    CHECK_EQ_STR(r[0].obs_ids[1], "obs-bili");
+
+    const char *k[] = {"obs-k", NULL};
+    struct alert back = signal("a3", "hys-law", k);
+    subject_state_alert_add(st, &back);
+    CHECK(subject_state_is_standing(st, "a3"));
+    CHECK(!subject_state_is_retired(st, "a3"));
+
+    for (int i = 0; i < SUBJECT_STATE_RETIRED_MAX + 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "w%02d", i);
+        struct alert w = signal(id, "k-high", k);
+        subject_state_retired_add(st, &w);
+    }
+    CHECK_EQ_INT(subject_state_retired(st, &r), SUBJECT_STATE_RETIRED_MAX);
+    CHECK_EQ_STR(r[0].alert_id, "w03");
+    CHECK(!subject_state_is_retired(st, "w00"));
+    subject_state_reset(st);
+    CHECK_EQ_INT(subject_state_retired(st, &r), 0);
+    CHECK_EQ_INT(subject_state_alerts(st, &r), 0);
     subject_state_destroy(st);
 }
 
@@ -289,12 +269,10 @@ static void test_cache(void)
 int main(void)
 {
     test_ids_pinned();
-    test_entered_in_error_withdraws_what_cites_it();
-    test_final_withdraws_nothing();
-    test_amended_keeps_what_it_raises_again();
-    test_reconfirmed_alert_stands();
-    test_bounded_by_room();
+    test_retraction_alert();
+    test_retraction_reasons();
     test_alert_memory();
+    test_withdrawn_memory();
     test_cache();
     return testlib_done();
 }

@@ -471,7 +471,7 @@ static void test_hys_law_alp_and_retraction(void)
     subject_state_destroy(st);
     st = subject_state_new();
     add(st, &alt);
-    CHECK_EQ_INT(subject_state_remove(st, "obs-alt"), 2); /* baseline and recent */
+    CHECK_EQ_INT(subject_state_remove(st, "obs-alt"), 1);
     CHECK_EQ_INT(ev(r, st, &bili, out), 0);
     subject_state_destroy(st);
     rules_destroy(r);
@@ -565,6 +565,8 @@ done:
     rules_destroy(r2);
 }
 
+/* Per code the 4 earliest (the baseline and its successors) and, up to 64
+ * in all, the latest results are kept, in time order, for every code. */
 static void test_state_bounds(void)
 {
     struct subject_state *st = subject_state_new();
@@ -575,23 +577,35 @@ static void test_state_bounds(void)
         struct observation o = mk(id, LOINC_ALT, 30 + i, 7, 40, i);
         add(st, &o);
     }
+    const int keep = SUBJECT_STATE_BASELINE_KEEP, max = SUBJECT_STATE_RESULTS_MAX;
     const struct subject_result *res;
-    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), SUBJECT_STATE_RECENT_MAX);
-    CHECK_EQ_STR(res[0].observation_id, "alt-036"); /* the oldest were dropped */
-    CHECK_EQ_STR(res[SUBJECT_STATE_RECENT_MAX - 1].observation_id, "alt-099");
+    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
+    CHECK_EQ_STR(res[0].observation_id, "alt-000");
+    CHECK_EQ_STR(res[keep - 1].observation_id, "alt-003");
+    CHECK_EQ_STR(res[keep].observation_id, "alt-040"); /* 004..039 were dropped */
+    CHECK_EQ_STR(res[max - 1].observation_id, "alt-099");
     CHECK_EQ_STR(subject_state_baseline(st, LOINC_ALT)->observation_id, "alt-000");
-    /* Older than everything kept and the list full: not kept. */
+    /* Older than every latest one and the list full: beyond the window. */
     struct observation old = mk("alt-old", LOINC_ALT, 50, 7, 40, 10);
     add(st, &old);
-    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), SUBJECT_STATE_RECENT_MAX);
-    CHECK_EQ_STR(res[0].observation_id, "alt-036");
-    /* A newer one in the middle pushes the oldest out and stays sorted. */
+    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
+    CHECK_EQ_STR(res[keep].observation_id, "alt-040");
+    CHECK(subject_state_find(st, "alt-old", NULL) == NULL);
+    /* A newer one in the middle pushes the oldest latest out, sorted. */
     struct observation mid = mk("alt-mid", LOINC_ALT, 50, 7, 40, 50);
     add(st, &mid);
-    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), SUBJECT_STATE_RECENT_MAX);
-    CHECK_EQ_STR(res[0].observation_id, "alt-037");
+    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
+    CHECK_EQ_STR(res[keep].observation_id, "alt-041");
+    /* An earlier one joins the baseline ones: the 4th earliest becomes
+     * the oldest latest, and the oldest latest drops. */
+    struct observation early = mk("alt-early", LOINC_ALT, 50, 7, 40, -1);
+    add(st, &early);
+    CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
+    CHECK_EQ_STR(res[0].observation_id, "alt-early");
+    CHECK_EQ_STR(res[keep].observation_id, "alt-003");
+    CHECK_EQ_STR(res[keep + 1].observation_id, "alt-042");
     bool sorted = true;
-    for (int i = 1; i < SUBJECT_STATE_RECENT_MAX; i++)
+    for (int i = 1; i < max; i++)
         sorted = sorted && res[i - 1].effective_ms <= res[i].effective_ms;
     CHECK(sorted);
     /* Amending replaces, never duplicates. */
@@ -606,15 +620,48 @@ static void test_state_bounds(void)
             CHECK(res[i].value == 60);
         }
     CHECK_EQ_INT(seen, 1);
-    /* Non-liver results keep no recent list. */
+    const char *code = NULL;
+    CHECK(subject_state_find(st, "alt-mid", &code) != NULL);
+    CHECK_EQ_STR(code, LOINC_ALT);
+    /* Every code keeps its results, not only the liver tests. */
     struct observation k = mk("k", LOINC_POTASSIUM, 4, 3.5, 5.1, 0);
     add(st, &k);
-    CHECK_EQ_INT(subject_state_results(st, LOINC_POTASSIUM, &res), 0);
-    CHECK(res == NULL);
+    CHECK_EQ_INT(subject_state_results(st, LOINC_POTASSIUM, &res), 1);
     CHECK(subject_state_baseline(st, LOINC_POTASSIUM) != NULL);
     CHECK(subject_state_baseline(st, LOINC_SODIUM) == NULL);
+    CHECK_EQ_INT(subject_state_results(st, LOINC_SODIUM, &res), 0);
+    CHECK(res == NULL);
     subject_state_destroy(st);
     subject_state_destroy(NULL);
+}
+
+/* The newest revision of every id, seen usable or not, grown on demand. */
+static void test_state_versions(void)
+{
+    struct subject_state *st = subject_state_new();
+    int64_t rev = 0;
+    CHECK(!subject_state_version(st, "a", &rev));
+    CHECK_EQ_INT(subject_state_version_set(st, "a", 40), 0);
+    CHECK(subject_state_version(st, "a", &rev) && rev == 40);
+    subject_state_version_set(st, "a", 30); /* older: kept 40 */
+    CHECK(subject_state_version(st, "a", &rev) && rev == 40);
+    subject_state_version_set(st, "a", 41);
+    CHECK(subject_state_version(st, "a", &rev) && rev == 41);
+    char id[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof id, "obs-%d", i);
+        CHECK_EQ_INT(subject_state_version_set(st, id, i), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof id, "obs-%d", i);
+        ok += subject_state_version(st, id, &rev) && rev == i;
+    }
+    CHECK_EQ_INT(ok, 1000);
+    CHECK(subject_state_version(st, "a", &rev) && rev == 41);
+    subject_state_reset(st);
+    CHECK(!subject_state_version(st, "a", &rev));
+    subject_state_destroy(st);
 }
 
 static double now_s(void)
@@ -685,6 +732,7 @@ int main(void)
     test_hys_law_order();
     test_alert_ids();
     test_state_bounds();
+    test_state_versions();
     test_speed();
     return testlib_done();
 }
