@@ -54,7 +54,8 @@ static void usage(FILE *out)
             "delivery report. FILE may be '-' for stdin (the default).\n\n"
             "input:\n"
             "  -f, --format FMT       ndjson, csv or fhir (default: from the file name,\n"
-            "                         else from the first line)\n"
+            "                         else from the first line); fhir takes Observation\n"
+            "                         and QuestionnaireResponse (PRO-CTCAE symptom items)\n"
             "      --fhir-study-system URI  FHIR extension url / identifier system of the\n"
             "                         study id (default " FHIR_STUDY_URI_DEFAULT ")\n"
             "      --fhir-site-system URI   ... of the site id (default\n"
@@ -68,8 +69,13 @@ static void usage(FILE *out)
             "      --studies K        studies (default 2)\n"
             "      --sites-per-study K      sites per study (default 3)\n"
             "      --subjects-per-site K    subjects per site (default 20)\n"
-            "      --start TIME       day 0 of the trial, RFC 3339 or 'now'\n"
-            "                         (default 2025-01-06T00:00:00Z)\n"
+            "      --end TIME         nothing is dated after TIME, RFC 3339 or 'now'\n"
+            "                         (default now); past the visits that fit, new\n"
+            "                         subjects enrol on the same schedule\n"
+            "      --start TIME       day 0 of the trial, RFC 3339 or 'now' (default:\n"
+            "                         so that the N observations end at --end)\n"
+            "      --symptoms         add a patient-reported symptom report (PRO-CTCAE\n"
+            "                         items, scores 0-4) to every visit\n"
             "  -r, --rate R           at most R observations per second (default: no limit)\n"
             "      --emit-ndjson      print the records as NDJSON on stdout instead of\n"
             "                         producing them (with any input)\n\n"
@@ -232,7 +238,7 @@ int cmd_produce(int argc, char **argv)
 {
     enum {
         O_FHIR_STUDY = 256, O_FHIR_SITE, O_STUDIES, O_SITES, O_SUBJECTS, O_START, O_EMIT,
-        O_MAX_IN_FLIGHT, O_LOG_LEVEL,
+        O_MAX_IN_FLIGHT, O_LOG_LEVEL, O_END, O_SYMPTOMS,
     };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -248,6 +254,8 @@ int cmd_produce(int argc, char **argv)
         {"sites-per-study", required_argument, NULL, O_SITES},
         {"subjects-per-site", required_argument, NULL, O_SUBJECTS},
         {"start", required_argument, NULL, O_START},
+        {"end", required_argument, NULL, O_END},
+        {"symptoms", no_argument, NULL, O_SYMPTOMS},
         {"emit-ndjson", no_argument, NULL, O_EMIT},
         {"max-in-flight", required_argument, NULL, O_MAX_IN_FLIGHT},
         {"log-level", required_argument, NULL, O_LOG_LEVEL},
@@ -262,6 +270,8 @@ int cmd_produce(int argc, char **argv)
     double rate = 0;
     struct trialgen gen;
     trialgen_init(&gen);
+    bool start_given = false;
+    int64_t end_ms = kafka_now_ms();
 
     opterr = 0;
     int c;
@@ -333,8 +343,19 @@ int cmd_produce(int argc, char **argv)
             } else if (obs_time_parse(optarg, true, &gen.start_ms, why, sizeof why) != 0) {
                 return cli_bad_usage("produce", usage, "--start: %s", why);
             }
+            start_given = true;
             continue;
         }
+        case O_END: {
+            char why[256];
+            if (strcmp(optarg, "now") != 0 &&
+                obs_time_parse(optarg, true, &end_ms, why, sizeof why) != 0)
+                return cli_bad_usage("produce", usage, "--end: %s", why);
+            continue;
+        }
+        case O_SYMPTOMS:
+            gen.symptoms = true;
+            continue;
         case O_EMIT:
             emit_ndjson = true;
             continue;
@@ -351,6 +372,13 @@ int cmd_produce(int argc, char **argv)
     if (generate && optind < argc)
         return cli_bad_usage("produce", usage, "--generate takes no input files ('%s')",
                              argv[optind]);
+    /* The trial happens in the past up to --end, never in the future. */
+    gen.end_ms = end_ms;
+    if (!start_given)
+        gen.start_ms = trialgen_start_for(&gen, n_generate, end_ms);
+    if (generate && trialgen_visits(&gen) == 0)
+        return cli_bad_usage("produce", usage,
+                             "--start is too late for --end: not even the screening visit fits");
 
     char err[2048];
     int rc = 1;

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "obs_json.h"
+#include "proctcae.h"
 
 static int fail(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -61,11 +62,18 @@ static const char *extension_value(const json_t *res, const char *uri)
     return NULL;
 }
 
+/* Observation.identifier is a list; QuestionnaireResponse.identifier one
+ * Identifier. */
 static const char *identifier_value(const json_t *res, const char *uri)
 {
+    const json_t *ids = json_object_get(res, "identifier");
+    if (json_is_object(ids)) {
+        const char *sys = str_at(ids, "system");
+        return sys != NULL && strcmp(sys, uri) == 0 ? str_at(ids, "value") : NULL;
+    }
     size_t i;
     json_t *id;
-    json_array_foreach(json_object_get(res, "identifier"), i, id) {
+    json_array_foreach(ids, i, id) {
         const char *sys = str_at(id, "system");
         if (sys != NULL && strcmp(sys, uri) == 0)
             return str_at(id, "value");
@@ -259,6 +267,206 @@ static int map_resource(const json_t *res, const json_t *entry, const struct fhi
     return 0;
 }
 
+/* ---- QuestionnaireResponse: patient-reported symptom items ------------- */
+
+/* What every item observation of one QuestionnaireResponse shares. */
+struct qr_common {
+    struct observation base; /* study, site, subject, times, status, visit */
+    const char *id;
+};
+
+static int map_qr_common(const json_t *res, const json_t *entry, const struct fhir_options *opt,
+                         struct qr_common *q, char *e, size_t es)
+{
+    struct observation *o = &q->base;
+    memset(o, 0, sizeof *o);
+    const char *id = str_at(res, "id");
+    const char *full = entry ? str_at(entry, "fullUrl") : NULL;
+    if (id == NULL && full != NULL && strncmp(full, "urn:uuid:", 9) == 0)
+        id = full + 9;
+    if (id == NULL)
+        return fail(e, es, "no id (and no urn:uuid fullUrl)");
+    q->id = id;
+
+    const char *status = str_at(res, "status");
+    if (status == NULL)
+        return fail(e, es, "no status");
+    if (strcmp(status, "completed") == 0)
+        o->status = OBS_FINAL;
+    else if (strcmp(status, "amended") == 0)
+        o->status = OBS_AMENDED;
+    else if (strcmp(status, "entered-in-error") == 0)
+        o->status = OBS_ENTERED_IN_ERROR;
+    else
+        return fail(e, es,
+                    "status '%.40s' is not a submitted report (completed, amended or "
+                    "entered-in-error)",
+                    status);
+
+    const char *authored = str_at(res, "authored");
+    char why[160];
+    if (authored == NULL)
+        return fail(e, es, "no authored (when the patient answered)");
+    if (obs_time_parse(authored, true, &o->effective_ms, why, sizeof why) != 0)
+        return fail(e, es, "authored: %s", why);
+    /* the version's own time orders amendments (store.h revision) */
+    const char *updated = str_at(json_object_get(res, "meta"), "lastUpdated");
+    if (updated != NULL && obs_time_parse(updated, false, &o->issued_ms, why, sizeof why) != 0)
+        return fail(e, es, "meta.lastUpdated: %s", why);
+
+    const char *study_uri = opt && opt->study_uri ? opt->study_uri : FHIR_STUDY_URI_DEFAULT;
+    const char *site_uri = opt && opt->site_uri ? opt->site_uri : FHIR_SITE_URI_DEFAULT;
+    if (map_subject(res, o, e, es) != 0 ||
+        map_tagged(res, study_uri, "study", o->study_id, sizeof o->study_id, e, es) != 0 ||
+        map_tagged(res, site_uri, "site", o->site_id, sizeof o->site_id, e, es) != 0)
+        return -1;
+    const char *visit = extension_value(res, FHIR_VISIT_EXTENSION);
+    if (visit != NULL &&
+        obs_field_copy(o->visit, sizeof o->visit, "visit", visit, false, e, es) != 0)
+        return -1;
+    return 0;
+}
+
+/* The 0-4 score of ANSWER for ITEM (NULL: a PRO code vigil does not know,
+ * only a number can be read then): valueInteger, valueBoolean (presence),
+ * or valueCoding with an ordinalValue extension, a code "0".."4", or the
+ * response's label as display ("Almost constantly"). */
+static int answer_score(const json_t *answer, const struct proctcae_item *item, const char *code,
+                        double *score, char *e, size_t es)
+{
+    json_t *v = json_object_get(answer, "valueInteger");
+    if (v != NULL) {
+        if (!json_is_integer(v))
+            return fail(e, es, "item %s: valueInteger is not an integer", code);
+        *score = (double)json_integer_value(v);
+        return 0;
+    }
+    v = json_object_get(answer, "valueBoolean");
+    if (v != NULL) {
+        if (!json_is_boolean(v))
+            return fail(e, es, "item %s: valueBoolean is not a boolean", code);
+        *score = json_is_true(v) ? 1.0 : 0.0;
+        return 0;
+    }
+    const json_t *coding = json_object_get(answer, "valueCoding");
+    if (coding == NULL)
+        return fail(e, es,
+                    "item %s: answer has no valueInteger, valueBoolean or valueCoding (free "
+                    "text is never carried)",
+                    code);
+    size_t i;
+    json_t *ext;
+    json_array_foreach(json_object_get(coding, "extension"), i, ext) {
+        const char *url = str_at(ext, "url");
+        json_t *d = json_object_get(ext, "valueDecimal");
+        if (url != NULL && strcmp(url, "http://hl7.org/fhir/StructureDefinition/ordinalValue") == 0 &&
+            json_is_number(d)) {
+            *score = json_number_value(d);
+            return 0;
+        }
+    }
+    const char *c = str_at(coding, "code");
+    if (c != NULL && c[0] >= '0' && c[0] <= '9' && c[1] == '\0') {
+        *score = c[0] - '0';
+        return 0;
+    }
+    const char *label = str_at(coding, "display");
+    int sc = item != NULL && label != NULL ? proctcae_score_parse(item->attribute, label) : -1;
+    if (sc < 0)
+        return fail(e, es, "item %s: answer '%.40s' is not a response vigil can score", code,
+                    label ? label : (c ? c : "?"));
+    *score = sc;
+    return 0;
+}
+
+struct qr_walk {
+    const struct qr_common *q;
+    long entry;
+    fhir_sink sink;
+    void *arg;
+    long calls;
+    bool stop;
+};
+
+/* One answered PRO-CTCAE item: one observation, "<response id>/<code>". */
+static void map_item(struct qr_walk *w, const json_t *item, const char *code)
+{
+    char why[512];
+    struct observation o = w->q->base;
+    const struct proctcae_item *known = proctcae_find(code);
+    const json_t *answer = json_array_get(json_object_get(item, "answer"), 0);
+    double score = 0;
+    char id[2 * OBS_ID_MAX + 2];
+    snprintf(id, sizeof id, "%s/%s", w->q->id, code);
+    int rc = obs_field_copy(o.observation_id, sizeof o.observation_id, "id/linkId", id, true, why,
+                            sizeof why);
+    if (rc == 0)
+        rc = obs_field_copy(o.loinc, sizeof o.loinc, "item linkId", code, true, why, sizeof why);
+    if (rc == 0 && o.status != OBS_ENTERED_IN_ERROR)
+        rc = answer_score(answer, known, code, &score, why, sizeof why);
+    w->calls++;
+    if (rc != 0) {
+        w->stop = w->sink(w->arg, w->entry, NULL, why) != 0;
+        return;
+    }
+    if (o.status != OBS_ENTERED_IN_ERROR) {
+        o.has_value = true;
+        o.value = score;
+    }
+    snprintf(o.unit, sizeof o.unit, "%s", PROCTCAE_UNIT);
+    w->stop = w->sink(w->arg, w->entry, &o, NULL) != 0;
+}
+
+/* Walks ITEMS (and their nested items, for grouped questionnaires): items
+ * whose linkId is a PRO-CTCAE code and that have an answer become
+ * observations; anything else (other questions, free text) stays behind. */
+static void walk_items(struct qr_walk *w, const json_t *items, int depth)
+{
+    size_t i;
+    json_t *item;
+    if (depth > 8)
+        return;
+    json_array_foreach(items, i, item) {
+        if (w->stop)
+            return;
+        const char *link = str_at(item, "linkId");
+        if (link != NULL && proctcae_is_code(link) &&
+            json_array_size(json_object_get(item, "answer")) > 0)
+            map_item(w, item, link);
+        walk_items(w, json_object_get(item, "item"), depth + 1);
+    }
+}
+
+/* A QuestionnaireResponse: SINK once per answered symptom item, or once
+ * with the reason the response cannot be used. Returns the SINK calls;
+ * sets *STOP when the sink asked to stop. */
+static long map_questionnaire(const json_t *res, const json_t *entry, long entry_index,
+                              const struct fhir_options *opt, fhir_sink sink, void *arg,
+                              bool *stop)
+{
+    char why[512];
+    struct qr_common q;
+    if (map_qr_common(res, entry, opt, &q, why, sizeof why) != 0) {
+        *stop = sink(arg, entry_index, NULL, why) != 0;
+        return 1;
+    }
+    struct qr_walk w = {&q, entry_index, sink, arg, 0, false};
+    walk_items(&w, json_object_get(res, "item"), 0);
+    if (w.calls == 0) {
+        w.calls = 1;
+        w.stop = sink(arg, entry_index, NULL,
+                      "QuestionnaireResponse has no answered PRO-CTCAE item (linkId PRO-...)") != 0;
+    }
+    *stop = w.stop;
+    return w.calls;
+}
+
+static bool is_questionnaire(const json_t *res)
+{
+    const char *rt = str_at(res, "resourceType");
+    return rt != NULL && strcmp(rt, "QuestionnaireResponse") == 0;
+}
+
 static json_t *load(const char *text, size_t len, char *e, size_t es)
 {
     json_error_t jerr;
@@ -296,9 +504,16 @@ long fhir_parse(const char *text, size_t len, const struct fhir_options *opt, fh
         json_t *entry;
         json_array_foreach(entries, i, entry) {
             int stop;
+            const json_t *res = json_object_get(entry, "resource");
+            if (is_questionnaire(res)) {
+                bool halt = false;
+                calls += map_questionnaire(res, entry, (long)i, opt, sink, arg, &halt);
+                if (halt)
+                    break;
+                continue;
+            }
             calls++;
-            if (map_resource(json_object_get(entry, "resource"), entry, opt, &obs, why,
-                             sizeof why) == 0)
+            if (map_resource(res, entry, opt, &obs, why, sizeof why) == 0)
                 stop = sink(arg, (long)i, &obs, NULL);
             else
                 stop = sink(arg, (long)i, NULL, why);
@@ -311,8 +526,12 @@ long fhir_parse(const char *text, size_t len, const struct fhir_options *opt, fh
             sink(arg, -1, &obs, NULL);
         else
             sink(arg, -1, NULL, why);
+    } else if (is_questionnaire(root)) {
+        bool halt = false;
+        calls = map_questionnaire(root, NULL, -1, opt, sink, arg, &halt);
     } else {
-        fail(errstr, errstr_size, "resourceType is %s%s%s, not Observation or Bundle",
+        fail(errstr, errstr_size,
+             "resourceType is %s%s%s, not Observation, QuestionnaireResponse or Bundle",
              rt ? "'" : "", rt ? rt : "missing", rt ? "'" : "");
     }
 out:

@@ -1,7 +1,8 @@
 /*
- * fhir: FHIR R4 Observation resources (JSON) -> struct observation, for
- * `vigil produce --format fhir`. Accepts a single Observation, a Bundle of
- * them (any Bundle type; entry[i].resource), or NDJSON of either.
+ * fhir: FHIR R4 Observation and QuestionnaireResponse resources (JSON) ->
+ * struct observation, for `vigil produce --format fhir`. Accepts a single
+ * resource, a Bundle of them (any Bundle type; entry[i].resource), or
+ * NDJSON of either.
  *
  * Mapping (FHIR element -> vigil field):
  *   id                                        observation_id (else the
@@ -33,6 +34,25 @@
  * or the resource gives a dataAbsentReason; value[x] other than
  * valueQuantity is refused with a reason naming it.
  *
+ * QuestionnaireResponse (patient-reported symptoms, PRO-CTCAE): one
+ * observation per answered item whose linkId is a PRO-CTCAE item code of
+ * vigil's code system (common/proctcae.h, e.g. PRO-NAUSEA-FRQ); other items
+ * (other questions, free text) are not carried, nested groups are walked.
+ *   id + "/" + item.linkId                    observation_id
+ *   item.linkId                               loinc (the item code)
+ *   item.answer[0]: valueInteger, valueBoolean
+ *     (presence), or valueCoding with an
+ *     ordinalValue extension, code "0".."4"
+ *     or the response label as display        value (the 0-4 score)
+ *                                             unit "{score}", no range
+ *   authored                                  effective_time
+ *   meta.lastUpdated                          issued_time (absent: 0)
+ *   status completed / amended /
+ *     entered-in-error                        final / amended /
+ *                                             entered-in-error (others refused)
+ *   subject, study, site, visit               as for Observation (identifier
+ *                                             is one Identifier here)
+ *
  * Thread-safety: pure functions over caller-owned memory.
  */
 #ifndef VIGIL_FHIR_H
@@ -53,19 +73,21 @@ struct fhir_options {
     const char *site_uri;  /* NULL: FHIR_SITE_URI_DEFAULT */
 };
 
-/* Called once per Observation found: ENTRY is the Bundle entry index
+/* Called once per observation found (an Observation, or one answered item
+ * of a QuestionnaireResponse): ENTRY is the Bundle entry index
  * (0-based, as in Bundle.entry[3]) or -1 for a resource not in a Bundle.
  * On success OBS is set and ERR is NULL; on failure OBS is NULL and ERR the
  * reason. Returns 0 to go on, non-zero to stop the walk. */
 typedef int (*fhir_sink)(void *arg, long entry, const struct observation *obs,
                          const char *err);
 
-/* Parses the JSON document TEXT (LEN bytes) as one Observation or a Bundle
- * and calls SINK for each Observation (a Bundle entry that is not an
- * Observation is reported through SINK as an error). Returns the number of
- * SINK calls, or -1 with errstr filled when the document itself cannot be
- * used (not JSON, not an object, resourceType neither Observation nor
- * Bundle); SINK is then not called. OPT may be NULL for the defaults. */
+/* Parses the JSON document TEXT (LEN bytes) as one Observation or
+ * QuestionnaireResponse or a Bundle and calls SINK for each observation
+ * (a Bundle entry that is neither is reported through SINK as an error, as
+ * is a QuestionnaireResponse with no answered symptom item). Returns the
+ * number of SINK calls, or -1 with errstr filled when the document itself
+ * cannot be used (not JSON, not an object, resourceType none of those);
+ * SINK is then not called. OPT may be NULL for the defaults. */
 long fhir_parse(const char *text, size_t len, const struct fhir_options *opt, fhir_sink sink,
                 void *arg, char *errstr, size_t errstr_size);
 

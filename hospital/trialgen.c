@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proctcae.h"
+
 /* Purpose tags: one per kind of random draw. */
 enum tag {
     T_SITE_PROFILE = 1,
@@ -41,6 +43,15 @@ enum tag {
     T_HYS_LEVEL,
     T_AMEND,
     T_CRIT_SPREAD,
+    T_SYMPTOM_BASE,
+    T_SYMPTOM_VISIT,
+    T_SYMPTOM_WORSE,
+};
+
+/* The symptom report: six PRO-CTCAE items a chemotherapy trial asks. */
+static const char *const symptom_items[TRIALGEN_SYMPTOMS] = {
+    "PRO-NAUSEA-FRQ", "PRO-NAUSEA-SEV",   "PRO-FATIGUE-SEV",
+    "PRO-FATIGUE-INT", "PRO-DIARRHEA-FRQ", "PRO-PAIN-SEV",
 };
 
 struct analyte {
@@ -90,6 +101,15 @@ static const struct unit units[3][TRIALGEN_TESTS] = {
 };
 
 #define DAY_MS (86400LL * 1000)
+/* After a visit day's midnight, every record of the visit is dated within
+ * this: draws 07:00-12:00, the ECG half an hour later, issued up to 8 h
+ * after, an amendment re-issued 2 days later. */
+#define VISIT_SPAN_MS (3 * DAY_MS)
+#define VISITS_UNBOUNDED 20 /* the visits trialgen_start_for() fits for N = 0 */
+/* A trial longer than three years (W156) grows by enrolment waves instead:
+ * results older than that would reach the worker's horizon sooner or later,
+ * and no trial follows the same few subjects for a decade. */
+#define VISITS_MAX 43
 
 static uint64_t mix(uint64_t z)
 {
@@ -131,6 +151,50 @@ void trialgen_init(struct trialgen *g)
     g->start_ms = 1736121600000LL; /* 2025-01-06T00:00:00Z, a Monday */
 }
 
+static int tests_per_visit(const struct trialgen *g)
+{
+    return TRIALGEN_TESTS + (g->symptoms ? TRIALGEN_SYMPTOMS : 0);
+}
+
+uint64_t trialgen_per_visit(const struct trialgen *g)
+{
+    return trialgen_subjects(g) * (uint64_t)tests_per_visit(g);
+}
+
+static int visit_day(uint64_t v);
+
+/* Midnight of the last site's visit day V, less day 0: when its records
+ * start, counted from start_ms. */
+static int64_t visit_offset(const struct trialgen *g, uint64_t v)
+{
+    return (int64_t)(g->studies - 1) * 7 * DAY_MS + (int64_t)(g->sites_per_study - 1) * DAY_MS +
+           (int64_t)visit_day(v) * DAY_MS;
+}
+
+uint64_t trialgen_visits(const struct trialgen *g)
+{
+    if (g->end_ms == 0)
+        return UINT64_MAX;
+    uint64_t v = 0;
+    /* the schedule is every 4 weeks after W12: bounded by the span */
+    while (v < 100000 && g->start_ms + visit_offset(g, v) + VISIT_SPAN_MS <= g->end_ms)
+        v++;
+    return v;
+}
+
+int64_t trialgen_start_for(const struct trialgen *g, uint64_t n, int64_t end_ms)
+{
+    uint64_t per = trialgen_per_visit(g);
+    uint64_t visits = n == 0 ? VISITS_UNBOUNDED : (n + per - 1) / per;
+    if (visits == 0)
+        visits = 1;
+    if (visits > VISITS_MAX)
+        visits = VISITS_MAX;
+    int64_t start = end_ms - VISIT_SPAN_MS - visit_offset(g, visits - 1);
+    start -= ((start % DAY_MS) + DAY_MS) % DAY_MS; /* midnight UTC, before */
+    return start;
+}
+
 uint64_t trialgen_subjects(const struct trialgen *g)
 {
     return (uint64_t)g->studies * (uint64_t)g->sites_per_study * (uint64_t)g->subjects_per_site;
@@ -141,6 +205,16 @@ bool trialgen_is_hys_subject(const struct trialgen *g, uint64_t subject)
     if (subject == g->seed % trialgen_subjects(g))
         return true;
     return hash(g, T_HYS, subject, 0, 0) % 64 == 0;
+}
+
+static void visit_of(uint64_t v, char *label, size_t cap, int *day);
+
+static int visit_day(uint64_t v)
+{
+    char label[16];
+    int day;
+    visit_of(v, label, sizeof label, &day);
+    return day;
 }
 
 static void visit_of(uint64_t v, char *label, size_t cap, int *day)
@@ -210,6 +284,39 @@ static double canonical_value(const struct trialgen *g, uint64_t subject, uint64
     return val;
 }
 
+/* Symptom item K's score for SUBJECT at visit V: each subject has its own
+ * level per item (mostly none or mild), varies a point now and then, and
+ * one subject in 16 gets worse by a point a visit from W4 on. */
+static int symptom_score(const struct trialgen *g, uint64_t subject, uint64_t v, int k)
+{
+    double level = u01(hash(g, T_SYMPTOM_BASE, subject, 0, (uint64_t)k));
+    int score = level < 0.55 ? 0 : level < 0.85 ? 1 : 2;
+    double r = u01(hash(g, T_SYMPTOM_VISIT, subject, v, (uint64_t)k));
+    if (r < 0.10)
+        score += 1;
+    else if (r < 0.18 && score > 0)
+        score -= 1;
+    else if (r > 0.995)
+        score = 4;
+    if (v >= 3 && hash(g, T_SYMPTOM_WORSE, subject, 0, 0) % 16 == 0)
+        score += (int)(v - 2);
+    return score > PROCTCAE_SCORE_MAX ? PROCTCAE_SCORE_MAX : score;
+}
+
+/* Record T >= TRIALGEN_TESTS of a visit: a symptom item, answered on a
+ * tablet in the waiting room an hour before the draw. */
+static void symptom_record(const struct trialgen *g, uint64_t subject, uint64_t v, int k,
+                           int64_t draw, struct observation *o)
+{
+    snprintf(o->loinc, sizeof o->loinc, "%s", symptom_items[k]);
+    snprintf(o->unit, sizeof o->unit, "%s", PROCTCAE_UNIT);
+    o->status = OBS_FINAL;
+    o->effective_ms = draw - 3600000LL;
+    o->issued_ms = o->effective_ms + 5 * 60000LL;
+    o->has_value = true;
+    o->value = symptom_score(g, subject, v, k);
+}
+
 void trialgen_get(const struct trialgen *g, uint64_t index, struct observation *o)
 {
     assert(g->studies >= 1 && g->studies <= TRIALGEN_MAX_STUDIES);
@@ -218,19 +325,38 @@ void trialgen_get(const struct trialgen *g, uint64_t index, struct observation *
     memset(o, 0, sizeof *o);
 
     uint64_t nsubj = trialgen_subjects(g);
-    uint64_t per_visit = nsubj * TRIALGEN_TESTS;
-    uint64_t v = index / per_visit;
-    uint64_t subject = index % per_visit / TRIALGEN_TESTS;
-    int t = (int)(index % TRIALGEN_TESTS);
+    int tests = tests_per_visit(g);
+    uint64_t per_visit = nsubj * (uint64_t)tests;
+    uint64_t visits = trialgen_visits(g);
+    assert(visits > 0);
+    /* past the visits that fit, the next wave of subjects */
+    uint64_t wave = visits == UINT64_MAX ? 0 : index / (visits * per_visit);
+    uint64_t within = visits == UINT64_MAX ? index : index % (visits * per_visit);
+    uint64_t v = within / per_visit;
+    uint64_t local = within % per_visit / (uint64_t)tests;
+    uint64_t subject = local + wave * nsubj; /* whose values: every wave its own */
+    int t = (int)(within % (uint64_t)tests);
     uint64_t per_study = (uint64_t)g->sites_per_study * (uint64_t)g->subjects_per_site;
-    int study = (int)(subject / per_study);
-    int site = (int)(subject % per_study / (uint64_t)g->subjects_per_site);
-    int subj_no = (int)(subject % (uint64_t)g->subjects_per_site);
+    int study = (int)(local / per_study);
+    int site = (int)(local % per_study / (uint64_t)g->subjects_per_site);
+    uint64_t subj_no = local % (uint64_t)g->subjects_per_site + wave * (uint64_t)g->subjects_per_site;
     int site_code = (study + 1) * 100 + site + 1;
 
     snprintf(o->study_id, sizeof o->study_id, "STUDY-%03d", study + 1);
     snprintf(o->site_id, sizeof o->site_id, "SITE-%d", site_code);
-    snprintf(o->subject_id, sizeof o->subject_id, "S-%d-%04d", site_code, subj_no + 1);
+    snprintf(o->subject_id, sizeof o->subject_id, "S-%d-%04" PRIu64, site_code, subj_no + 1);
+    if (t >= TRIALGEN_TESTS) {
+        snprintf(o->observation_id, sizeof o->observation_id, "OBS-%" PRIx64 "-%" PRIu64,
+                 g->seed, index);
+        int day;
+        visit_of(v, o->visit, sizeof o->visit, &day);
+        int64_t draw = g->start_ms + (int64_t)study * 7 * DAY_MS + (int64_t)site * DAY_MS +
+                       (int64_t)day * DAY_MS + 7 * 3600000LL +
+                       (int64_t)(u01(hash(g, T_TIME_OF_DAY, subject, v, 0)) * 5 * 3600000.0);
+        draw -= draw % 60000;
+        symptom_record(g, subject, v, t - TRIALGEN_TESTS, draw, o);
+        return;
+    }
     snprintf(o->loinc, sizeof o->loinc, "%s", analytes[t].loinc);
 
     /* Amendments and withdrawals re-issue the previous visit's result under

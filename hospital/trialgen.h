@@ -6,9 +6,20 @@
  * site 01), each with subjects (pseudonyms "S-101-0042"). Every subject
  * follows the same visit schedule -- SCR (day -14), C1D1 (day 0), W2, W4,
  * W6, W8, W12, then every 4 weeks -- and at each visit has a panel of the
- * 12 lab and ECG codes vigil analyses (consumer/clean.h). Records come
+ * 12 lab and ECG codes vigil analyses (consumer/clean.h) and, with
+ * symptoms on, a patient-reported symptom report of TRIALGEN_SYMPTOMS
+ * PRO-CTCAE items (common/proctcae.h: scores 0-4, mostly none or mild; a
+ * few subjects' symptoms worsen from W4 on, some to severe). Records come
  * visit by visit (all subjects' screening, then all baselines, ...), so
  * event time moves forward as a real feed's would.
+ *
+ * Time: nothing is dated after end_ms (when set): every record's effective
+ * and issue times (amendments' included) are before it. The trial keeps
+ * the visits that fit between start_ms and end_ms; the records after the
+ * last of them belong to the next enrolment wave -- new subjects (their
+ * pseudonyms numbered on, "S-101-0021" after "S-101-0020") on the same
+ * schedule -- so a long run grows the trial, never into the future.
+ * trialgen_start_for() picks the start that fits N records before an end.
  *
  * Values: each subject has its own baseline per test (population mean and
  * between-subject spread) and varies around it visit to visit. Each site
@@ -39,7 +50,8 @@
 
 #include "observation.h"
 
-#define TRIALGEN_TESTS 12
+#define TRIALGEN_TESTS 12   /* labs and ECG per visit */
+#define TRIALGEN_SYMPTOMS 6 /* symptom items per visit, when on */
 #define TRIALGEN_MAX_STUDIES 999
 #define TRIALGEN_MAX_SITES 99
 #define TRIALGEN_MAX_SUBJECTS 9999
@@ -50,17 +62,33 @@ struct trialgen {
     int sites_per_study;   /* 1..TRIALGEN_MAX_SITES */
     int subjects_per_site; /* 1..TRIALGEN_MAX_SUBJECTS */
     int64_t start_ms;      /* day 0 of study 1, site 01 (ms since the epoch) */
+    int64_t end_ms;        /* nothing dated after this; 0: no end (one wave) */
+    bool symptoms;         /* add a symptom report to every visit */
 };
 
 /* The defaults: seed 1, 2 studies x 3 sites x 20 subjects, day 0 =
- * 2025-01-06T00:00:00Z. Cannot fail. */
+ * 2025-01-06T00:00:00Z, no end, no symptoms. Cannot fail. */
 void trialgen_init(struct trialgen *g);
+
+/* Returns the records per visit (all subjects' panels and reports). */
+uint64_t trialgen_per_visit(const struct trialgen *g);
+
+/* Returns the visits of one enrolment wave: those whose records all fall
+ * before end_ms (UINT64_MAX without an end; 0 when start_ms is too late for
+ * even the screening visit). */
+uint64_t trialgen_visits(const struct trialgen *g);
+
+/* Returns a start (midnight UTC) for G's trial such that its first N
+ * records fit before END_MS (N = 0: 20 visits, W68; at most 43 visits, W156,
+ * about three years: beyond, the trial grows by enrolment waves). */
+int64_t trialgen_start_for(const struct trialgen *g, uint64_t n, int64_t end_ms);
 
 /* Returns the number of subjects in the trial. */
 uint64_t trialgen_subjects(const struct trialgen *g);
 
 /* Makes record INDEX (0-based) of the trial into *OUT. Cannot fail (the
- * sizes must be in their ranges: asserted). Thread-safe; allocates nothing. */
+ * sizes must be in their ranges and trialgen_visits() not 0: asserted).
+ * Thread-safe; allocates nothing. */
 void trialgen_get(const struct trialgen *g, uint64_t index, struct observation *out);
 
 /* Returns true if subject number SUBJECT (0-based, in the order records

@@ -6,6 +6,7 @@
 
 #include "fhir.h"
 #include "obs_input.h"
+#include "proctcae.h"
 #include "testlib.h"
 
 #define STUDY_EXT                                                                     \
@@ -287,6 +288,127 @@ static void test_ndjson_resources(void)
     fclose(f);
 }
 
+/* A PRO-CTCAE symptom report as an ePRO app sends it: grouped items, the
+ * answers in each form FHIR allows, a free-text comment that must stay
+ * behind, an unanswered item. */
+static const char *report =
+    "{\"resourceType\":\"QuestionnaireResponse\",\"id\":\"qr-77\","
+    "\"meta\":{\"lastUpdated\":\"2025-02-03T08:05:00Z\"},"
+    "\"extension\":[" STUDY_EXT "," SITE_EXT "],"
+    "\"questionnaire\":\"https://vigil.example/fhir/Questionnaire/pro-ctcae-weekly\","
+    "\"status\":\"completed\",\"subject\":{\"reference\":\"Patient/S-101-0007\"},"
+    "\"authored\":\"2025-02-03T08:00:00Z\","
+    "\"item\":[{\"linkId\":\"gi\",\"text\":\"Nausea\",\"item\":["
+    "{\"linkId\":\"PRO-NAUSEA-FRQ\",\"answer\":[{\"valueCoding\":{\"display\":\"Almost "
+    "constantly\"}}]},"
+    "{\"linkId\":\"PRO-NAUSEA-SEV\",\"answer\":[{\"valueCoding\":{\"system\":\"" PROCTCAE_SYSTEM
+    "\",\"code\":\"3\",\"display\":\"Severe\"}}]}]},"
+    "{\"linkId\":\"PRO-FATIGUE-INT\",\"answer\":[{\"valueCoding\":{\"extension\":[{\"url\":"
+    "\"http://hl7.org/fhir/StructureDefinition/ordinalValue\",\"valueDecimal\":2}],"
+    "\"display\":\"Somewhat\"}}]},"
+    "{\"linkId\":\"PRO-RASH-PRS\",\"answer\":[{\"valueBoolean\":true}]},"
+    "{\"linkId\":\"PRO-PAIN-SEV\"},"
+    "{\"linkId\":\"comments\",\"answer\":[{\"valueString\":\"felt awful on Monday\"}]},"
+    "{\"linkId\":\"PRO-DIARRHEA-FRQ\",\"answer\":[{\"valueString\":\"often\"}]},"
+    "{\"linkId\":\"PRO-SAD-SEV\",\"answer\":[{\"valueInteger\":1}]}]}";
+
+struct items {
+    int ok, bad;
+    struct observation o[8];
+    char err[4][512];
+};
+
+static int collect_items(void *arg, long entry, const struct observation *obs, const char *err)
+{
+    struct items *s = arg;
+    if (obs != NULL && s->ok < 8)
+        s->o[s->ok++] = *obs;
+    else if (obs == NULL && s->bad < 4)
+        snprintf(s->err[s->bad++], sizeof s->err[0], "%s", err);
+    return 0;
+}
+
+static void test_questionnaire(void)
+{
+    struct items s;
+    memset(&s, 0, sizeof s);
+    char err[512];
+    long n = fhir_parse(report, strlen(report), NULL, collect_items, &s, err, sizeof err);
+    CHECK_EQ_INT(n, 6);
+    CHECK_EQ_INT(s.ok, 5);
+    CHECK_EQ_INT(s.bad, 1);
+    CHECK(strstr(s.err[0], "item PRO-DIARRHEA-FRQ: answer has no valueInteger") != NULL);
+    static const struct {
+        const char *id, *code;
+        double score;
+    } want[] = {{"qr-77/PRO-NAUSEA-FRQ", "PRO-NAUSEA-FRQ", 4},
+                {"qr-77/PRO-NAUSEA-SEV", "PRO-NAUSEA-SEV", 3},
+                {"qr-77/PRO-FATIGUE-INT", "PRO-FATIGUE-INT", 2},
+                {"qr-77/PRO-RASH-PRS", "PRO-RASH-PRS", 1},
+                {"qr-77/PRO-SAD-SEV", "PRO-SAD-SEV", 1}};
+    for (int i = 0; i < 5 && i < s.ok; i++) {
+        const struct observation *o = &s.o[i];
+        CHECK_EQ_STR(o->observation_id, want[i].id);
+        CHECK_EQ_STR(o->loinc, want[i].code);
+        CHECK(o->has_value && o->value == want[i].score);
+        CHECK_EQ_STR(o->unit, "{score}");
+        CHECK(!o->has_ref_low && !o->has_ref_high);
+        CHECK_EQ_STR(o->study_id, "STUDY-001");
+        CHECK_EQ_STR(o->site_id, "SITE-101");
+        CHECK_EQ_STR(o->subject_id, "S-101-0007");
+        CHECK_EQ_INT(o->effective_ms, 1738569600000LL);
+        CHECK_EQ_INT(o->issued_ms, 1738569900000LL);
+        CHECK_EQ_INT(o->status, OBS_FINAL);
+    }
+
+    /* an amended report re-issues its items under the same ids; one
+     * entered in error withdraws them (no answer needed); in progress is
+     * not a report */
+    char text[8192];
+    const char *p = strstr(report, "\"completed\"");
+    snprintf(text, sizeof text, "%.*s\"entered-in-error\"%s", (int)(p - report), report,
+             p + strlen("\"completed\""));
+    memset(&s, 0, sizeof s);
+    fhir_parse(text, strlen(text), NULL, collect_items, &s, err, sizeof err);
+    CHECK_EQ_INT(s.ok, 6);
+    CHECK(s.o[0].status == OBS_ENTERED_IN_ERROR && !s.o[0].has_value);
+    snprintf(text, sizeof text, "%.*s\"in-progress\"%s", (int)(p - report), report,
+             p + strlen("\"completed\""));
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(fhir_parse(text, strlen(text), NULL, collect_items, &s, err, sizeof err), 1);
+    CHECK(strstr(s.err[0], "status 'in-progress' is not a submitted report") != NULL);
+
+    /* no symptom item at all */
+    const char *none = "{\"resourceType\":\"QuestionnaireResponse\",\"id\":\"q\","
+                       "\"extension\":[" STUDY_EXT "," SITE_EXT "],\"status\":\"completed\","
+                       "\"subject\":{\"reference\":\"Patient/S-1\"},\"authored\":\"2025-02-03\","
+                       "\"item\":[{\"linkId\":\"q1\",\"answer\":[{\"valueInteger\":3}]}]}";
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(fhir_parse(none, strlen(none), NULL, collect_items, &s, err, sizeof err), 1);
+    CHECK(strstr(s.err[0], "no answered PRO-CTCAE item") != NULL);
+
+    /* in a Bundle beside an Observation, through obs_input */
+    snprintf(text, sizeof text,
+             "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
+             "{\"resource\":%s},{\"resource\":%s}]}",
+             potassium, report);
+    FILE *f = fmemopen(text, strlen(text), "r");
+    struct obs_input *in = obs_input_new(f, "epro.json", OBS_FORMAT_AUTO, NULL);
+    struct observation o;
+    char e[1024];
+    int records = 0, invalid = 0;
+    enum obs_input_status st;
+    while ((st = obs_input_next(in, &o, e, sizeof e)) != OBS_INPUT_EOF &&
+           st != OBS_INPUT_ERROR) {
+        records += st == OBS_INPUT_RECORD;
+        invalid += st == OBS_INPUT_INVALID;
+    }
+    CHECK_EQ_INT(records, 6);
+    CHECK_EQ_INT(invalid, 1);
+    obs_input_destroy(in);
+    fclose(f);
+}
+
 int main(void)
 {
     test_single();
@@ -296,5 +418,6 @@ int main(void)
     make_bundle();
     test_bundle();
     test_ndjson_resources();
+    test_questionnaire();
     return testlib_done();
 }

@@ -11,13 +11,31 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 
-"$v" produce --generate 500 --seed 5 --emit-ndjson >"$t/a" 2>/dev/null && ok || bad "generate exits 0"
-"$v" produce --generate 500 --seed 5 --emit-ndjson >"$t/b" 2>/dev/null
-"$v" produce --generate 500 --seed 6 --emit-ndjson >"$t/c" 2>/dev/null
+end=--end=2026-06-01T00:00:00Z
+"$v" produce --generate 500 --seed 5 $end --emit-ndjson >"$t/a" 2>/dev/null && ok || bad "generate exits 0"
+"$v" produce --generate 500 --seed 5 $end --emit-ndjson >"$t/b" 2>/dev/null
+"$v" produce --generate 500 --seed 6 $end --emit-ndjson >"$t/c" 2>/dev/null
 cmp -s "$t/a" "$t/b" && ok || bad "same seed, same bytes"
 cmp -s "$t/a" "$t/c" && bad "different seed, different records" || ok
 [ "$(wc -l <"$t/a")" = 500 ] && ok || bad "500 records"
 head -1 "$t/a" | grep -q '"observation_id":"OBS-5-0","study_id":"STUDY-001"' && ok || bad "first record: $(head -1 "$t/a")"
+
+# The trial is in the past, whatever its size: nothing effective or issued
+# after now (issue #13: the demo paged about results "observed" next week).
+latest() { sed 's/.*"effective_time":"\([^"]*\)","issued_time":"\{0,1\}\([^",]*\).*/\1\n\2/' "$1" | sort | tail -1; }
+before=$(date -u +%Y-%m-%dT%H:%M:%S)
+"$v" produce --generate 100000 --emit-ndjson >"$t/now" 2>/dev/null && ok || bad "generate 100000"
+last=$(latest "$t/now")
+[[ "$last" < "$before" ]] && ok || bad "latest time $last is not before $before"
+first=$(sed 's/.*"effective_time":"\([^"]*\)".*/\1/' "$t/now" | sort | head -1)
+[[ "$first" > "$(date -u -d '-4 years' +%Y-%m-%d)" ]] && ok || bad "the trial lasts at most 3 years ($first)"
+"$v" produce --generate 60000 --start 2026-01-05 $end --emit-ndjson >"$t/waves" 2>/dev/null && ok || bad "generate with waves"
+last=$(latest "$t/waves")
+[[ "$last" < "2026-06-01" ]] && ok || bad "latest time $last is not before --end"
+grep -q '"subject_id":"S-101-0021"' "$t/waves" && ok || bad "past the visits that fit, new subjects enrol"
+"$v" produce --generate 2000 --symptoms --emit-ndjson >"$t/sym" 2>/dev/null && ok || bad "generate with symptoms"
+grep -q '"loinc":"PRO-FATIGUE-SEV","value":[0-4],"unit":"{score}"' "$t/sym" && ok || bad "symptom items"
+"$v" produce --generate 10 --start 2026-07-01 $end --emit-ndjson >/dev/null 2>&1; [ $? = 2 ] && ok || bad "--start after --end: exit 2"
 
 # The emitted NDJSON reads back as input, unchanged.
 "$v" produce --emit-ndjson "$t/a" >"$t/a2" 2>"$t/err" && ok || bad "NDJSON re-read exits 0: $(cat "$t/err")"
