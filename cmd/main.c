@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"import", cmd_import, "bulk import of a historical EDC export"},
     {"migrate", cmd_migrate, "apply the PostgreSQL schema migrations"},
     {"rules", cmd_rules, "rules tools: `vigil rules check FILE`"},
+    {"dq", cmd_dq, "data-quality report: `vigil dq report --study S`"},
     {"version", cmd_version, "print vigil's version and its libraries'"},
     {NULL, NULL, NULL},
 };
