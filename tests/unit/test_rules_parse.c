@@ -353,9 +353,57 @@ static void test_shipped_example(void)
     rules_destroy(r);
 }
 
+/* Symptom rules: what they accept, and each refusal named. */
+static void test_symptom_rules(void)
+{
+    const char *ok = HEAD "  - {id: a, version: 1, kind: pro_ctcae, min_score: 3,"
+                          " attributes: [severity, interference], symptoms: [NAUSEA, FATIGUE],"
+                          " severity_by_score: {3: warning, 4: critical}}\n"
+                          "  - {id: b, version: 1, kind: pro_ctcae, min_score: 4, severity: info}\n"
+                          "  - {id: c, version: 1, kind: pro_ctcae_worsening, severity: warning}\n"
+                          "  - {id: d, version: 1, kind: pro_ctcae_worsening, min_increase: 1,"
+                          " attributes: [frequency], severity: critical}\n";
+    char err[2048];
+    struct rules *r = rules_parse(ok, strlen(ok), "t.yaml", err, sizeof err);
+    if (r == NULL)
+        fprintf(stderr, "%s\n", err);
+    CHECK(r != NULL);
+    if (r != NULL) {
+        CHECK_EQ_INT(rules_count(r), 4);
+        CHECK_EQ_INT(rules_dep(r, "a", 1), RULES_DEP_SINGLE);
+        CHECK_EQ_INT(rules_dep(r, "c", 1), RULES_DEP_PREVIOUS);
+        CHECK_EQ_INT(rules_dep(r, "c", 2), 0);
+        CHECK_EQ_INT(rules_deps(r), RULES_DEP_SINGLE | RULES_DEP_PREVIOUS);
+        CHECK(rules_pair_window_ms(r) < 0);
+    }
+    rules_destroy(r);
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae, severity: info}\n",
+                 "t.yaml:3:5: rule \"a\": missing required key \"min_score\"");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae, min_score: 5, severity: info}\n",
+                 "t.yaml:3:53: rule \"a\": \"min_score\" must be an integer from 1 to 4");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae, min_score: 3}\n",
+                 "t.yaml:3:5: rule \"a\": kind \"pro_ctcae\" needs \"severity\" or "
+                 "\"severity_by_score\"");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae, min_score: 3, severity: info,"
+                      " attributes: [loudness]}\n",
+                 "t.yaml:3:85: rule \"a\": unknown attribute \"loudness\"");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae, min_score: 3, severity: info,"
+                      " symptoms: [HICCUPS]}\n",
+                 "t.yaml:3:83: rule \"a\": unknown PRO-CTCAE term \"HICCUPS\"");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae, min_score: 3, severity: info,"
+                      " attributes: [presence], symptoms: [NAUSEA]}\n",
+                 "t.yaml:3:");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae_worsening, severity: info,"
+                      " min_increase: 0}\n",
+                 "t.yaml:3:82: rule \"a\": \"min_increase\" must be an integer from 1 to 4");
+    EXPECT_ERROR(HEAD "  - {id: a, version: 1, kind: pro_ctcae_worsening, min_increase: 2}\n",
+                 "t.yaml:3:5: rule \"a\": missing required key \"severity\"");
+}
+
 int main(void)
 {
     test_example();
+    test_symptom_rules();
     test_errors();
     test_all_errors_listed();
     test_limits();
