@@ -129,6 +129,25 @@ for ci, case in enumerate(cases):
                 % (ci, case["name"], tag, standing(subj), standing(subj + tag)))
 print("%d cases, %d out-of-order variants" % (len(cases), variant_checks))
 
+# Symptom reports counted: items by attribute, and a report (a subject's
+# items answered at one time) once -- replays count nothing.
+ATTR = {"FRQ": "frequency", "SEV": "severity", "INT": "interference"}
+items, reports = {}, set()
+for ci, case in enumerate(cases):
+    for tag in [""] + list(variants(len(case["obs"]))):
+        for o in case["obs"]:
+            usable = (o["loinc"].startswith("PRO-") and o.get("status", "final") == "final"
+                      and o.get("value") in (0, 1, 2, 3, 4))
+            if usable:
+                a = ATTR[o["loinc"].rsplit("-", 1)[1]]
+                items[a] = items.get(a, 0) + 1
+                reports.add(("C-%03d%s" % (ci, tag), o.get("day", 0)))
+for a, n in items.items():
+    got = w.metric("vigil_epro_items_total", 'attribute="%s"' % a)
+    t.check(got == n, "vigil_epro_items_total{attribute=%s} %s, want %d" % (a, got, n))
+got = w.metric("vigil_epro_submissions_total")
+t.check(got == len(reports), "vigil_epro_submissions_total %s, want %d" % (got, len(reports)))
+
 dlq = h.consume_all(topic + ".dlq", idle=1.0)
 t.check(len(dlq) == 0, "no case was dead-lettered (%d)" % len(dlq))
 t.check(w.stop() == 0, "worker exits 0")
