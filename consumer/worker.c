@@ -90,6 +90,10 @@ static bool ready(void *arg, char *why, size_t whysz)
         snprintf(why, whysz, "PostgreSQL unreachable");
         return false;
     }
+    if (!publisher_healthy(wk->pub)) {
+        snprintf(why, whysz, "Kafka unreachable: alerts cannot be published");
+        return false;
+    }
     return true;
 }
 

@@ -1,14 +1,17 @@
 /*
- * worker: `vigil worker` put together. Owns the Kafka consumer and its poll
- * loop (this file), and starts the stages the rest of consumer/ holds:
+ * worker: `vigil worker` put together. Its consumer is the consumer-group
+ * engine (common/group.h: poll loop, offset tracking, backpressure,
+ * rebalance, commits); this file is the worker's role on it and starts the
+ * stages the rest of consumer/ holds:
  *
- *   poll (here) ─► analyse.c ×K ─► store.c (PostgreSQL)
- *        │              └────────► publish.c (vigil.alerts, DLQ)
- *        └── offsets.c: commit only what every stage has finished
+ *   group (poll) ─► analyse.c ×K ─► store.c (PostgreSQL)
+ *        │               └────────► common/publish.c (vigil.alerts, DLQ)
+ *        └── commits only what every stage has finished
  *
- * The poll thread never blocks on a stage: when an analysis queue is full
- * it pauses that message's partition and keeps the message aside until
- * there is room (backpressure without missing max.poll.interval.ms).
+ * A message is offered to the analysis thread of its key (one subject's
+ * messages to one thread, in order); when that queue stays full the engine
+ * keeps the message aside and pauses its partition (backpressure without
+ * missing max.poll.interval.ms).
  */
 #ifndef VIGIL_WORKER_H
 #define VIGIL_WORKER_H

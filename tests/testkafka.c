@@ -1,7 +1,120 @@
 #include "testkafka.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#if defined(__SANITIZE_THREAD__)
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <threads.h>
+
+/* ThreadSanitizer (GCC 12's) intercepts POSIX threads but not C11's, and
+ * librdkafka runs on C11 threads, mutexes and condition variables: its
+ * threads crash in TSan's allocator, and its locking (how it hands our
+ * messages from thread to thread) is invisible, so every message looks
+ * raced. These definitions, exported from the test program, win over
+ * glibc's for librdkafka and do the same with the POSIX calls TSan sees.
+ * glibc's mtx_t and cnd_t are its pthread_mutex_t and pthread_cond_t. */
+struct thrd_start {
+    thrd_start_t fn;
+    void *arg;
+};
+
+static void *thrd_trampoline(void *p)
+{
+    struct thrd_start s = *(struct thrd_start *)p;
+    free(p);
+    return (void *)(intptr_t)s.fn(s.arg);
+}
+
+static int c11(int rc)
+{
+    return rc == 0 ? thrd_success : rc == ETIMEDOUT ? thrd_timedout
+                                  : rc == EBUSY      ? thrd_busy
+                                  : rc == ENOMEM     ? thrd_nomem
+                                                     : thrd_error;
+}
+
+int thrd_create(thrd_t *thr, thrd_start_t func, void *arg)
+{
+    struct thrd_start *s = malloc(sizeof *s);
+    if (s == NULL)
+        return thrd_nomem;
+    s->fn = func;
+    s->arg = arg;
+    int rc = pthread_create(thr, NULL, thrd_trampoline, s);
+    if (rc != 0)
+        free(s);
+    return c11(rc);
+}
+
+int thrd_join(thrd_t thr, int *res)
+{
+    void *r = NULL;
+    int rc = pthread_join(thr, &r);
+    if (rc == 0 && res != NULL)
+        *res = (int)(intptr_t)r;
+    return c11(rc);
+}
+
+int mtx_init(mtx_t *m, int type)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    if (type & mtx_recursive)
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    int rc = pthread_mutex_init((pthread_mutex_t *)m, &a);
+    pthread_mutexattr_destroy(&a);
+    return c11(rc);
+}
+
+void mtx_destroy(mtx_t *m)
+{
+    pthread_mutex_destroy((pthread_mutex_t *)m);
+}
+
+int mtx_lock(mtx_t *m)
+{
+    return c11(pthread_mutex_lock((pthread_mutex_t *)m));
+}
+
+int mtx_unlock(mtx_t *m)
+{
+    return c11(pthread_mutex_unlock((pthread_mutex_t *)m));
+}
+
+int cnd_init(cnd_t *c)
+{
+    return c11(pthread_cond_init((pthread_cond_t *)c, NULL));
+}
+
+void cnd_destroy(cnd_t *c)
+{
+    pthread_cond_destroy((pthread_cond_t *)c);
+}
+
+int cnd_signal(cnd_t *c)
+{
+    return c11(pthread_cond_signal((pthread_cond_t *)c));
+}
+
+int cnd_broadcast(cnd_t *c)
+{
+    return c11(pthread_cond_broadcast((pthread_cond_t *)c));
+}
+
+int cnd_wait(cnd_t *c, mtx_t *m)
+{
+    return c11(pthread_cond_wait((pthread_cond_t *)c, (pthread_mutex_t *)m));
+}
+
+int cnd_timedwait(cnd_t *restrict c, mtx_t *restrict m, const struct timespec *restrict ts)
+{
+    return c11(pthread_cond_timedwait((pthread_cond_t *)c, (pthread_mutex_t *)m, ts));
+}
+#endif
 
 rd_kafka_t *testkafka_client(rd_kafka_type_t type, const char *bootstraps, const char *group)
 {
