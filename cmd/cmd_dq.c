@@ -24,21 +24,19 @@
 #include "pg.h"
 
 #define TOP_DEFAULT 10
-#define TOP_MAX 1000
+#define TOP_MAX     1000
 
 /* $1 study, $2 since (timestamptz), $3 site ('' for every site). */
-#define DQ_WHERE                                                                            \
-    " FROM observations WHERE study_id = $1 AND created_at >= $2::timestamptz"              \
+#define DQ_WHERE                                                                                   \
+    " FROM observations WHERE study_id = $1 AND created_at >= $2::timestamptz"                     \
     " AND ($3 = '' OR site_id = $3)"
 
-static const char totals_sql[] =
-    "SELECT count(*), count(dq_finding)" DQ_WHERE;
+static const char totals_sql[] = "SELECT count(*), count(dq_finding)" DQ_WHERE;
 static const char by_kind_sql[] =
-    "SELECT dq_finding, count(*), min(created_at)::date::text, max(created_at)::date::text"
-    DQ_WHERE " AND dq_finding IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1";
-static const char by_site_sql[] =
-    "SELECT site_id, dq_finding, count(*)" DQ_WHERE
-    " AND dq_finding IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2";
+    "SELECT dq_finding, count(*), min(created_at)::date::text, max(created_at)::date::text" DQ_WHERE
+    " AND dq_finding IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1";
+static const char by_site_sql[] = "SELECT site_id, dq_finding, count(*)" DQ_WHERE
+                                  " AND dq_finding IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2";
 static const char by_week_sql[] =
     "SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date::text, dq_finding,"
     " count(*)" DQ_WHERE " AND dq_finding IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2";
@@ -106,17 +104,18 @@ struct report {
     FILE *out;
 };
 
-static PGresult *run(struct report *r, const char *sql, int nparams, char *err, size_t errsz)
+static PGresult *report_query(struct report *r, const char *sql, int nparams, char *err,
+                              size_t errsz)
 {
     return pg_query(r->conn, sql, nparams, r->params, err, errsz);
 }
 
 /* A section: SQL's rows as a JSON array of objects named by NAMES, or a
  * text table under TITLE with column headings NAMES. */
-static int section(struct report *r, const char *key, const char *title, const char *sql,
-                   int nparams, const char *const *names, int ncols, char *err, size_t errsz)
+static int report_section(struct report *r, const char *key, const char *title, const char *sql,
+                          int nparams, const char *const *names, int ncols, char *err, size_t errsz)
 {
-    PGresult *res = run(r, sql, nparams, err, errsz);
+    PGresult *res = report_query(r, sql, nparams, err, errsz);
     if (res == NULL)
         return -1;
     int rows = PQntuples(res);
@@ -158,7 +157,7 @@ static int section(struct report *r, const char *key, const char *title, const c
 static int report(struct report *r, const char *study, const char *since_text, char *err,
                   size_t errsz)
 {
-    PGresult *res = run(r, totals_sql, 3, err, errsz);
+    PGresult *res = report_query(r, totals_sql, 3, err, errsz);
     if (res == NULL)
         return -1;
     long long total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -172,24 +171,28 @@ static int report(struct report *r, const char *study, const char *since_text, c
     } else {
         fprintf(r->out, "data-quality report: study %s, results received since %s\n", study,
                 since_text);
-        fprintf(r->out, "results %lld, with a data-quality finding %lld (%.1f%%)\n", total,
-                flagged, total > 0 ? 100.0 * (double)flagged / (double)total : 0.0);
+        fprintf(r->out, "results %lld, with a data-quality finding %lld (%.1f%%)\n", total, flagged,
+                total > 0 ? 100.0 * (double)flagged / (double)total : 0.0);
     }
     static const char *const kind[] = {"finding", "results", "first", "last"};
     static const char *const site[] = {"site", "finding", "results"};
     static const char *const week[] = {"week", "finding", "results"};
     static const char *const code[] = {"code", "finding", "results", "sites"};
     static const char *const unit[] = {"code", "unit", "results", "sites"};
-    if (section(r, "by_finding", "findings by kind", by_kind_sql, 3, kind, 4, err, errsz) != 0 ||
-        section(r, "by_site", "by site", by_site_sql, 3, site, 3, err, errsz) != 0 ||
-        section(r, "by_week", "by week received (weeks start on Monday, UTC)", by_week_sql, 3,
-                week, 3, err, errsz) != 0 ||
-        section(r, "top_codes", "codes behind the most findings", top_codes_sql, 4, code, 4, err,
-                errsz) != 0 ||
-        section(r, "top_units", "unknown units, most frequent first", top_units_sql, 4, unit, 4,
-                err, errsz) != 0)
-        return -1;
-    return 0;
+    int rc =
+        report_section(r, "by_finding", "findings by kind", by_kind_sql, 3, kind, 4, err, errsz);
+    if (rc == 0)
+        rc = report_section(r, "by_site", "by site", by_site_sql, 3, site, 3, err, errsz);
+    if (rc == 0)
+        rc = report_section(r, "by_week", "by week received (weeks start on Monday, UTC)",
+                            by_week_sql, 3, week, 3, err, errsz);
+    if (rc == 0)
+        rc = report_section(r, "top_codes", "codes behind the most findings", top_codes_sql, 4,
+                            code, 4, err, errsz);
+    if (rc == 0)
+        rc = report_section(r, "top_units", "unknown units, most frequent first", top_units_sql, 4,
+                            unit, 4, err, errsz);
+    return rc;
 }
 
 int cmd_dq(int argc, char **argv)

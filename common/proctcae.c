@@ -13,7 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
-#define ITEM(term, name, attr, code, max) {"PRO-" term "-" code, term, name, attr, max}
+#define ITEM(term, name, attr, code, max)                                                          \
+    {                                                                                              \
+        "PRO-" term "-" code, term, name, attr, max                                                \
+    }
 #define F(term, name) ITEM(term, name, PROCTCAE_FREQUENCY, "FRQ", 4)
 #define S(term, name) ITEM(term, name, PROCTCAE_SEVERITY, "SEV", 4)
 #define I(term, name) ITEM(term, name, PROCTCAE_INTERFERENCE, "INT", 4)

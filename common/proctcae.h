@@ -41,9 +41,9 @@
 
 #include <stdbool.h>
 
-#define PROCTCAE_SYSTEM "https://vigil.example/fhir/CodeSystem/pro-ctcae"
-#define PROCTCAE_PREFIX "PRO-"
-#define PROCTCAE_UNIT "{score}"
+#define PROCTCAE_SYSTEM    "https://vigil.example/fhir/CodeSystem/pro-ctcae"
+#define PROCTCAE_PREFIX    "PRO-"
+#define PROCTCAE_UNIT      "{score}"
 #define PROCTCAE_SCORE_MAX 4
 
 enum proctcae_attribute {
@@ -55,11 +55,11 @@ enum proctcae_attribute {
 };
 
 struct proctcae_item {
-    const char *code;  /* "PRO-NAUSEA-FRQ" */
-    const char *term;  /* "NAUSEA" (the code's middle part) */
-    const char *name;  /* "Nausea" */
+    const char *code; /* "PRO-NAUSEA-FRQ" */
+    const char *term; /* "NAUSEA" (the code's middle part) */
+    const char *name; /* "Nausea" */
     enum proctcae_attribute attribute;
-    int max_score;     /* 4, or 1 for presence */
+    int max_score; /* 4, or 1 for presence */
 };
 
 /* True if CODE has this code system's prefix ("PRO-"): it is judged by

@@ -334,8 +334,8 @@ static void process(struct analyser *a, struct work *w)
     rules_refresh(a);
     const struct alert *out;
     struct reconcile_outcome res;
-    int n = reconcile_apply(a->rc, a->rules, st, obs, &w->clean, w->revision, kafka_now_ms(),
-                            &out, &res);
+    int n = reconcile_apply(a->rc, a->rules, st, obs, &w->clean, w->revision, kafka_now_ms(), &out,
+                            &res);
     if (n < 0 || !take_alerts(w, out, n)) {
         work_abandon(w);
         return;
@@ -458,12 +458,12 @@ struct analyser *analyser_new(const struct analyse_env *env, int index, size_t q
         goto oom;
     a->m_retractions = metrics_counter(env->metrics, "vigil_retractions_total",
                                        "Alerts withdrawn by a later result", NULL);
-    a->m_rejudged = metrics_counter(env->metrics, "vigil_rejudged_results_total",
-                                    "Kept results judged again because a late result reached them",
-                                    NULL);
-    a->m_stale = metrics_counter(env->metrics, "vigil_stale_versions_total",
-                                 "Results older than a version already analysed (not analysed)",
-                                 NULL);
+    a->m_rejudged =
+        metrics_counter(env->metrics, "vigil_rejudged_results_total",
+                        "Kept results judged again because a late result reached them", NULL);
+    a->m_stale =
+        metrics_counter(env->metrics, "vigil_stale_versions_total",
+                        "Results older than a version already analysed (not analysed)", NULL);
     a->m_epro_submissions = metrics_counter(env->metrics, "vigil_epro_submissions_total",
                                             "Patient-reported symptom reports received", NULL);
     if (pthread_create(&a->thread, NULL, run, a) != 0) {

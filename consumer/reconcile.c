@@ -376,8 +376,8 @@ static struct alert *out_next(struct reconcile *rc)
  * rc->truth. */
 static bool judge(struct reconcile *rc, const struct rules *r, const struct subject_state *st,
                   const struct observation *obs, const struct clean_result *c, bool use,
-                  const char *const *codes, const struct base_seen *bases, int ncodes,
-                  bool had_old, int64_t old_t, int64_t now_ms)
+                  const char *const *codes, const struct base_seen *bases, int ncodes, bool had_old,
+                  int64_t old_t, int64_t now_ms)
 {
     unsigned deps = rules_deps(r);
     const char *self = obs->observation_id;

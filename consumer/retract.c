@@ -61,8 +61,8 @@ static void why(const struct observation *cause, const char *finding, char *out,
     snprintf(out, outsz, "(%s, dated %s) arrived and changes the verdict", cause->loinc, date);
 }
 
-void retract_make(const struct subject_alert *r, const struct observation *obs,
-                  const char *finding, int64_t now_ms, struct alert *out)
+void retract_make(const struct subject_alert *r, const struct observation *obs, const char *finding,
+                  int64_t now_ms, struct alert *out)
 {
     memset(out, 0, sizeof *out);
     retract_alert_id(r->alert_id, out->alert_id, sizeof out->alert_id);

@@ -47,15 +47,15 @@ enum rule_kind {
 };
 enum cmp_op { OP_GT, OP_GE, OP_LT, OP_LE };
 
-static const char *const kind_names[] = {"threshold",       "ref_multiple", "ctcae",
-                                         "baseline_change", "hys_law",      "pro_ctcae",
+static const char *const kind_names[] = {"threshold",          "ref_multiple", "ctcae",
+                                         "baseline_change",    "hys_law",      "pro_ctcae",
                                          "pro_ctcae_worsening"};
 
 /* What each kind's verdict depends on (rules.h). */
 static const unsigned kind_deps[] = {
-    [KIND_THRESHOLD] = RULES_DEP_SINGLE,      [KIND_REF_MULTIPLE] = RULES_DEP_SINGLE,
-    [KIND_CTCAE] = RULES_DEP_BASELINE,        [KIND_BASELINE_CHANGE] = RULES_DEP_BASELINE,
-    [KIND_HYS_LAW] = RULES_DEP_PAIR,          [KIND_PRO_SCORE] = RULES_DEP_SINGLE,
+    [KIND_THRESHOLD] = RULES_DEP_SINGLE,       [KIND_REF_MULTIPLE] = RULES_DEP_SINGLE,
+    [KIND_CTCAE] = RULES_DEP_BASELINE,         [KIND_BASELINE_CHANGE] = RULES_DEP_BASELINE,
+    [KIND_HYS_LAW] = RULES_DEP_PAIR,           [KIND_PRO_SCORE] = RULES_DEP_SINGLE,
     [KIND_PRO_WORSENING] = RULES_DEP_PREVIOUS,
 };
 static const char *const op_names[] = {">", ">=", "<", "<="};
@@ -82,7 +82,7 @@ struct rule {
     uint64_t item_mask; /* pro_ctcae*: bit i = proctcae_item(i) is judged */
     int min_score;      /* pro_ctcae */
     enum alert_severity severity_by_score[PROCTCAE_SCORE_MAX + 1];
-    int min_increase;   /* pro_ctcae_worsening */
+    int min_increase; /* pro_ctcae_worsening */
 };
 
 struct rules {
@@ -120,11 +120,27 @@ enum key {
     K_COUNT
 };
 
-static const char *const key_names[K_COUNT] = {
-    "id",    "version", "kind",      "severity",  "loinc",  "op",
-    "value", "unit",    "bound",     "multiple",  "min_grade", "loincs",
-    "severity_by_grade", "ratio", "delta", "window_days", "attributes", "symptoms",
-    "min_score", "severity_by_score", "min_increase"};
+static const char *const key_names[K_COUNT] = {"id",
+                                               "version",
+                                               "kind",
+                                               "severity",
+                                               "loinc",
+                                               "op",
+                                               "value",
+                                               "unit",
+                                               "bound",
+                                               "multiple",
+                                               "min_grade",
+                                               "loincs",
+                                               "severity_by_grade",
+                                               "ratio",
+                                               "delta",
+                                               "window_days",
+                                               "attributes",
+                                               "symptoms",
+                                               "min_score",
+                                               "severity_by_score",
+                                               "min_increase"};
 
 #define BIT(k) (1u << (k))
 #define COMMON_KEYS (BIT(K_ID) | BIT(K_VERSION) | BIT(K_KIND))
@@ -144,9 +160,8 @@ static const struct {
     [KIND_BASELINE_CHANGE] = {COMMON_KEYS | BIT(K_SEVERITY) | BIT(K_LOINC),
                               BIT(K_RATIO) | BIT(K_DELTA)},
     [KIND_HYS_LAW] = {COMMON_KEYS | BIT(K_SEVERITY), BIT(K_WINDOW_DAYS)},
-    [KIND_PRO_SCORE] = {COMMON_KEYS | BIT(K_MIN_SCORE),
-                        BIT(K_SEVERITY) | BIT(K_SEVERITY_BY_SCORE) | BIT(K_ATTRIBUTES) |
-                            BIT(K_SYMPTOMS)},
+    [KIND_PRO_SCORE] = {COMMON_KEYS | BIT(K_MIN_SCORE), BIT(K_SEVERITY) | BIT(K_SEVERITY_BY_SCORE) |
+                                                            BIT(K_ATTRIBUTES) | BIT(K_SYMPTOMS)},
     [KIND_PRO_WORSENING] = {COMMON_KEYS | BIT(K_SEVERITY),
                             BIT(K_MIN_INCREASE) | BIT(K_ATTRIBUTES) | BIT(K_SYMPTOMS)},
 };
@@ -343,12 +358,12 @@ static void parse_severity_by_grade(struct parser *p, const yaml_node_t *n, cons
 static void parse_pro_items(struct parser *p, const yaml_node_t *attrs, const yaml_node_t *syms,
                             const char *who, struct rule *r)
 {
-    unsigned attr_mask = (1u << PROCTCAE_FREQUENCY) | (1u << PROCTCAE_SEVERITY) |
-                         (1u << PROCTCAE_INTERFERENCE);
+    unsigned attr_mask =
+        (1u << PROCTCAE_FREQUENCY) | (1u << PROCTCAE_SEVERITY) | (1u << PROCTCAE_INTERFERENCE);
     if (attrs != NULL) {
         attr_mask = 0;
-        if (attrs->type != YAML_SEQUENCE_NODE || attrs->data.sequence.items.start ==
-                                                     attrs->data.sequence.items.top) {
+        if (attrs->type != YAML_SEQUENCE_NODE ||
+            attrs->data.sequence.items.start == attrs->data.sequence.items.top) {
             fail(p, attrs->start_mark, who,
                  "\"attributes\" must be a list of frequency, severity, interference or "
                  "presence");
@@ -410,8 +425,7 @@ static void parse_severity_by_score(struct parser *p, const yaml_node_t *n, cons
         fail(p, n->start_mark, who, "\"severity_by_score\" must be a mapping of score to severity");
         return;
     }
-    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
-         pr++) {
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
         long sc;
         if (get_int(p, node_at(p, pr->key), who, "severity_by_score", 0, PROCTCAE_SCORE_MAX, &sc))
             get_severity(p, node_at(p, pr->value), who, "severity_by_score",
@@ -1327,7 +1341,8 @@ static const struct subject_result *previous_report(const struct subject_state *
     for (int i = 0; i < n; i++) {
         const struct subject_result *s = &res[i];
         if (s->effective_ms > x->effective_ms ||
-            (s->effective_ms == x->effective_ms && strcmp(s->observation_id, x->observation_id) >= 0))
+            (s->effective_ms == x->effective_ms &&
+             strcmp(s->observation_id, x->observation_id) >= 0))
             break;
         prev = s;
     }
@@ -1355,8 +1370,7 @@ static bool eval_pro_worsening(const struct rule *ru, const struct subject_state
              "Patient-reported %s %s worse by %d: %s (%d) on %s, was %s (%d) on %s (%s %s)",
              item->name, proctcae_attribute_name(item->attribute), score - was,
              proctcae_score_label(item->attribute, score), score, date,
-             proctcae_score_label(item->attribute, was), was, pdate, kind_names[ru->kind],
-             ru->id);
+             proctcae_score_label(item->attribute, was), was, pdate, kind_names[ru->kind], ru->id);
     return true;
 }
 
@@ -1409,9 +1423,8 @@ int rules_eval_deps(const struct rules *r, const struct subject_state *st,
     return n;
 }
 
-int rules_eval(const struct rules *r, const struct subject_state *st,
-               const struct observation *obs, const struct clean_result *c, int64_t now_ms,
-               struct alert *out, int max_out)
+int rules_eval(const struct rules *r, const struct subject_state *st, const struct observation *obs,
+               const struct clean_result *c, int64_t now_ms, struct alert *out, int max_out)
 {
     return rules_eval_deps(r, st, obs, c, now_ms, RULES_DEP_ALL, out, max_out);
 }

@@ -183,8 +183,8 @@ static void add_history(const PGresult *r, const struct store_load_req *req, int
 }
 
 /* The third statement of a batch load (load_history_sql). */
-static int load_history(struct store_load *l, const char *const params[2], const struct store_load_req *req,
-                        int n, char *err, size_t errsz)
+static int load_history(struct store_load *l, const char *const params[2],
+                        const struct store_load_req *req, int n, char *err, size_t errsz)
 {
     PGresult *r = pg_query(l->pg, load_history_sql, 2, params, err, errsz);
     if (r == NULL)

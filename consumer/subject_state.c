@@ -113,8 +113,7 @@ static void insert_result(struct slot *s, const struct subject_result *r)
         }
         /* R joins the baseline ones; the old element KEEP-1 becomes the
          * oldest latest one and the old element KEEP drops */
-        memmove(&s->res[keep], &s->res[keep + 1],
-                (size_t)(s->n - keep - 1) * sizeof s->res[0]);
+        memmove(&s->res[keep], &s->res[keep + 1], (size_t)(s->n - keep - 1) * sizeof s->res[0]);
         s->n--;
     }
     memmove(&s->res[pos + 1], &s->res[pos], (size_t)(s->n - pos) * sizeof s->res[0]);
@@ -304,8 +303,8 @@ bool subject_state_version(const struct subject_state *st, const char *observati
 {
     if (st->cap_versions == 0)
         return false;
-    const struct version *v = version_slot(st->versions, st->cap_versions,
-                                           version_key(observation_id));
+    const struct version *v =
+        version_slot(st->versions, st->cap_versions, version_key(observation_id));
     if (v->key == 0)
         return false;
     *revision = v->revision;

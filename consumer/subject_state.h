@@ -73,12 +73,12 @@
 #include "clean.h"
 #include "observation.h"
 
-#define SUBJECT_STATE_CODES 96
+#define SUBJECT_STATE_CODES         96
 #define SUBJECT_STATE_BASELINE_KEEP 4
-#define SUBJECT_STATE_RESULTS_MAX 64 /* kept per code, the baseline ones included */
-#define SUBJECT_STATE_ALERTS_MAX 64  /* standing alerts remembered */
-#define SUBJECT_STATE_RETIRED_MAX 64 /* withdrawn alerts remembered */
-#define SUBJECT_STATE_VERSIONS_MAX 8192
+#define SUBJECT_STATE_RESULTS_MAX   64 /* kept per code, the baseline ones included */
+#define SUBJECT_STATE_ALERTS_MAX    64 /* standing alerts remembered */
+#define SUBJECT_STATE_RETIRED_MAX   64 /* withdrawn alerts remembered */
+#define SUBJECT_STATE_VERSIONS_MAX  8192
 
 /* One kept result, normalised to its code's canonical unit. */
 struct subject_result {

@@ -74,7 +74,8 @@ static void store_reject(void *arg, struct work *w, const char *reason)
     log_msg(LOG_ERROR, "worker", "partition %d offset %lld dead-lettered: %s", (int)w->partition,
             (long long)w->offset, msg);
     w->nalerts = 0; /* its alerts were published; the rows could not be stored */
-    if (dlq_send(wk->pub, wk->opt->dlq_topic, wk->opt->consumer.topic, w, "store_rejected", msg) != 0)
+    if (dlq_send(wk->pub, wk->opt->dlq_topic, wk->opt->consumer.topic, w, "store_rejected", msg) !=
+        0)
         work_abandon(w);
     work_release(w);
 }
@@ -215,8 +216,9 @@ static void shutdown_stages(struct worker *wk, deadline_t deadline)
     size_t lost = publisher_close(wk->pub, deadline);
     wk->pub = NULL;
     if (lost > 0)
-        log_msg(LOG_WARN, "worker", "%zu alerts or dead letters unacknowledged at exit: their "
-                                    "messages will be processed again",
+        log_msg(LOG_WARN, "worker",
+                "%zu alerts or dead letters unacknowledged at exit: their "
+                "messages will be processed again",
                 lost);
     ctx_cancel(wk->hard_stop);
     if (wd_started)
@@ -279,8 +281,8 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     if (wk->codec == NULL)
         goto out;
     const char *pub_topics[] = {opt->alerts_topic, opt->dlq_topic, NULL};
-    wk->pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-worker-producer", pub_topics, m,
-                            errstr, errstr_size);
+    wk->pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-worker-producer",
+                            pub_topics, m, errstr, errstr_size);
     if (wk->pub == NULL)
         goto out;
     struct store_config sc = {

@@ -73,7 +73,8 @@ static const char *identifier_value(const json_t *res, const char *uri)
     }
     size_t i;
     json_t *id;
-    json_array_foreach(ids, i, id) {
+    json_array_foreach(ids, i, id)
+    {
         const char *sys = str_at(id, "system");
         if (sys != NULL && strcmp(sys, uri) == 0)
             return str_at(id, "value");
@@ -356,10 +357,12 @@ static int answer_score(const json_t *answer, const struct proctcae_item *item, 
                     code);
     size_t i;
     json_t *ext;
-    json_array_foreach(json_object_get(coding, "extension"), i, ext) {
+    json_array_foreach(json_object_get(coding, "extension"), i, ext)
+    {
         const char *url = str_at(ext, "url");
         json_t *d = json_object_get(ext, "valueDecimal");
-        if (url != NULL && strcmp(url, "http://hl7.org/fhir/StructureDefinition/ordinalValue") == 0 &&
+        if (url != NULL &&
+            strcmp(url, "http://hl7.org/fhir/StructureDefinition/ordinalValue") == 0 &&
             json_is_number(d)) {
             *score = json_number_value(d);
             return 0;
@@ -426,7 +429,8 @@ static void walk_items(struct qr_walk *w, const json_t *items, int depth)
     json_t *item;
     if (depth > 8)
         return;
-    json_array_foreach(items, i, item) {
+    json_array_foreach(items, i, item)
+    {
         if (w->stop)
             return;
         const char *link = str_at(item, "linkId");
@@ -441,8 +445,7 @@ static void walk_items(struct qr_walk *w, const json_t *items, int depth)
  * with the reason the response cannot be used. Returns the SINK calls;
  * sets *STOP when the sink asked to stop. */
 static long map_questionnaire(const json_t *res, const json_t *entry, long entry_index,
-                              const struct fhir_options *opt, fhir_sink sink, void *arg,
-                              bool *stop)
+                              const struct fhir_options *opt, fhir_sink sink, void *arg, bool *stop)
 {
     char why[512];
     struct qr_common q;

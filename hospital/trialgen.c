@@ -50,7 +50,7 @@ enum tag {
 
 /* The symptom report: six PRO-CTCAE items a chemotherapy trial asks. */
 static const char *const symptom_items[TRIALGEN_SYMPTOMS] = {
-    "PRO-NAUSEA-FRQ", "PRO-NAUSEA-SEV",   "PRO-FATIGUE-SEV",
+    "PRO-NAUSEA-FRQ",  "PRO-NAUSEA-SEV",   "PRO-FATIGUE-SEV",
     "PRO-FATIGUE-INT", "PRO-DIARRHEA-FRQ", "PRO-PAIN-SEV",
 };
 
@@ -104,7 +104,7 @@ static const struct unit units[3][TRIALGEN_TESTS] = {
 /* After a visit day's midnight, every record of the visit is dated within
  * this: draws 07:00-12:00, the ECG half an hour later, issued up to 8 h
  * after, an amendment re-issued 2 days later. */
-#define VISIT_SPAN_MS (3 * DAY_MS)
+#define VISIT_SPAN_MS    (3 * DAY_MS)
 #define VISITS_UNBOUNDED 20 /* the visits trialgen_start_for() fits for N = 0 */
 /* A trial longer than three years (W156) grows by enrolment waves instead:
  * results older than that would reach the worker's horizon sooner or later,
@@ -339,15 +339,16 @@ void trialgen_get(const struct trialgen *g, uint64_t index, struct observation *
     uint64_t per_study = (uint64_t)g->sites_per_study * (uint64_t)g->subjects_per_site;
     int study = (int)(local / per_study);
     int site = (int)(local % per_study / (uint64_t)g->subjects_per_site);
-    uint64_t subj_no = local % (uint64_t)g->subjects_per_site + wave * (uint64_t)g->subjects_per_site;
+    uint64_t subj_no =
+        local % (uint64_t)g->subjects_per_site + wave * (uint64_t)g->subjects_per_site;
     int site_code = (study + 1) * 100 + site + 1;
 
     snprintf(o->study_id, sizeof o->study_id, "STUDY-%03d", study + 1);
     snprintf(o->site_id, sizeof o->site_id, "SITE-%d", site_code);
     snprintf(o->subject_id, sizeof o->subject_id, "S-%d-%04" PRIu64, site_code, subj_no + 1);
     if (t >= TRIALGEN_TESTS) {
-        snprintf(o->observation_id, sizeof o->observation_id, "OBS-%" PRIx64 "-%" PRIu64,
-                 g->seed, index);
+        snprintf(o->observation_id, sizeof o->observation_id, "OBS-%" PRIx64 "-%" PRIu64, g->seed,
+                 index);
         int day;
         visit_of(v, o->visit, sizeof o->visit, &day);
         int64_t draw = g->start_ms + (int64_t)study * 7 * DAY_MS + (int64_t)site * DAY_MS +

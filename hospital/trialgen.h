@@ -50,8 +50,8 @@
 
 #include "observation.h"
 
-#define TRIALGEN_TESTS 12   /* labs and ECG per visit */
-#define TRIALGEN_SYMPTOMS 6 /* symptom items per visit, when on */
+#define TRIALGEN_TESTS        12 /* labs and ECG per visit */
+#define TRIALGEN_SYMPTOMS     6  /* symptom items per visit, when on */
 #define TRIALGEN_MAX_STUDIES 999
 #define TRIALGEN_MAX_SITES 99
 #define TRIALGEN_MAX_SUBJECTS 9999

@@ -432,9 +432,9 @@ static void test_no_value_and_unknown_code(void)
         CHECK(clean_canonical_unit(unknown[i]) == NULL);
     }
     /* A wrong check digit, or not the shape of a LOINC code at all. */
-    const char *malformed[] = {"99999-9", "1234-5", "2823-4", "",        "2823",
-                               "2823-3 ", "718-7x", "-3",     "12345678-0", "28a3-3",
-                               "pro-nausea-frq"};
+    const char *malformed[] = {"99999-9",    "1234-5",  "2823-4",        "",
+                               "2823",       "2823-3 ", "718-7x",        "-3",
+                               "12345678-0", "28a3-3",  "pro-nausea-frq"};
     for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
         o = make_obs(malformed[i], 4.0, "mmol/L");
         CHECK_EQ_INT(clean_observation(&o, &r), CLEAN_MALFORMED_CODE);
@@ -523,8 +523,8 @@ static void test_symptom_scores(void)
 }
 
 #define T_ARRIVE 1780000000000LL
-#define MIN 60000LL
-#define DAYS 86400000LL
+#define MIN      60000LL
+#define DAYS     86400000LL
 
 static enum clean_status times(int64_t effective, int64_t issued, const char **finding)
 {

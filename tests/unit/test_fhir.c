@@ -398,8 +398,7 @@ static void test_questionnaire(void)
     char e[1024];
     int records = 0, invalid = 0;
     enum obs_input_status st;
-    while ((st = obs_input_next(in, &o, e, sizeof e)) != OBS_INPUT_EOF &&
-           st != OBS_INPUT_ERROR) {
+    while ((st = obs_input_next(in, &o, e, sizeof e)) != OBS_INPUT_EOF && st != OBS_INPUT_ERROR) {
         records += st == OBS_INPUT_RECORD;
         invalid += st == OBS_INPUT_INVALID;
     }

@@ -35,15 +35,15 @@
 #include "subject_state.h"
 #include "testlib.h"
 
-#define DAY 86400000LL
-#define T0 1767225600000LL        /* 2026-01-01: day 0 */
-#define T_ARRIVE (T0 + 120 * DAY) /* when the messages reach vigil */
-#define NOW_MS (T0 + 121 * DAY)
-#define MSG_MAX 10
-#define FULL_UP_TO 6 /* histories this short run in all n! orders */
+#define DAY           86400000LL
+#define T0            1767225600000LL  /* 2026-01-01: day 0 */
+#define T_ARRIVE      (T0 + 120 * DAY) /* when the messages reach vigil */
+#define NOW_MS        (T0 + 121 * DAY)
+#define MSG_MAX       10
+#define FULL_UP_TO    6 /* histories this short run in all n! orders */
 #define PERMS_SAMPLED 240
-#define KEY_MAX 256
-#define ALERTS_MAX 256
+#define KEY_MAX       256
+#define ALERTS_MAX    256
 
 /* ---- deterministic randomness ------------------------------------------ */
 
@@ -87,13 +87,13 @@ struct palette {
 };
 
 static const struct palette liver[] = {
-    {"1742-6", "U/L", 7, 40, 22, {150, 200, 300}},      /* ALT: >= 3 x ULN */
-    {"1920-8", "U/L", 8, 40, 24, {124, 130, 250}},      /* AST */
-    {"1975-2", "umol/L", 3, 21, 10, {45, 50, 60}},      /* bilirubin: > 2 x ULN */
-    {"6768-6", "U/L", 40, 120, 80, {250, 260, 300}},    /* ALP: >= 2 x ULN */
+    {"1742-6", "U/L", 7, 40, 22, {150, 200, 300}},   /* ALT: >= 3 x ULN */
+    {"1920-8", "U/L", 8, 40, 24, {124, 130, 250}},   /* AST */
+    {"1975-2", "umol/L", 3, 21, 10, {45, 50, 60}},   /* bilirubin: > 2 x ULN */
+    {"6768-6", "U/L", 40, 120, 80, {250, 260, 300}}, /* ALP: >= 2 x ULN */
 };
 static const struct palette others[] = {
-    {"2160-0", "umol/L", 53, 97, 80, {125, 70, 160}},   /* creatinine: baseline rules */
+    {"2160-0", "umol/L", 53, 97, 80, {125, 70, 160}},     /* creatinine: baseline rules */
     {"2823-3", "mmol/L", 3.5, 5.1, 4.4, {6.8, 5.8, 3.0}}, /* potassium: threshold, CTCAE */
     {"PRO-FATIGUE-SEV", "{score}", -1, -1, 0, {2, 3, 4}}, /* symptom: score, worsening */
     {"PRO-NAUSEA-FRQ", "{score}", -1, -1, 1, {2, 4, 3}},
@@ -257,8 +257,8 @@ static void alert_key(const struct alert *a, char *key, size_t cap)
 {
     bool pair = strncmp(a->rule_id, "hys", 3) == 0;
     bool score = strncmp(a->rule_id, "pro-", 4) == 0 && strstr(a->rule_id, "worsening") == NULL;
-    snprintf(key, cap, "%s/v%d/g%d/%s/%s/%g", a->rule_id, (int)a->rule_version,
-             (int)a->ctcae_grade, a->n_evidence > 0 ? a->evidence[0].observation_id : "",
+    snprintf(key, cap, "%s/v%d/g%d/%s/%s/%g", a->rule_id, (int)a->rule_version, (int)a->ctcae_grade,
+             a->n_evidence > 0 ? a->evidence[0].observation_id : "",
              pair && a->n_evidence > 1 ? a->evidence[1].observation_id : "",
              score && a->n_evidence > 0 ? a->evidence[0].value : 0.0);
 }
@@ -281,8 +281,8 @@ static void sorted_keys(const struct standing *s, char (*out)[KEY_MAX])
 }
 
 struct figures {
-    long subjects, orders, applied, reloads, retractions, reinstated, stale, rejudged,
-        nonempty, violations;
+    long subjects, orders, applied, reloads, retractions, reinstated, stale, rejudged, nonempty,
+        violations;
 };
 
 /* Published alerts change what stands; every retraction must name a
@@ -513,8 +513,8 @@ static void check_subject(const struct rules *r, uint64_t seed, int subject,
         if (!ok || !same(&want, &got) || !same(&want, &stored)) {
             f->violations++;
             if (f->violations <= 3) {
-                fprintf(stderr, "subject %d (seed %" PRIu64 "), reload at %d%s:\n", subject,
-                        seed, reload_at, ok ? "" : ", a retraction of no standing alert");
+                fprintf(stderr, "subject %d (seed %" PRIu64 "), reload at %d%s:\n", subject, seed,
+                        reload_at, ok ? "" : ", a retraction of no standing alert");
                 print_history(&h, order);
                 print_keys("oracle", &want);
                 print_keys("published", &got);

@@ -17,7 +17,7 @@
 #include "subject_state.h"
 #include "testlib.h"
 
-#define T0 1772323200000LL /* 2026-03-01 */
+#define T0  1772323200000LL /* 2026-03-01 */
 #define DAY 86400000LL
 #define NOW 1780000000000LL
 
