@@ -27,6 +27,7 @@
 
 #include "clean.h"
 #include "dlq.h"
+#include "hash.h"
 #include "kafka.h"
 #include "log.h"
 #include "proctcae.h"
@@ -39,6 +40,10 @@
 #define BACKOFF_MAX_MS 5000
 /* Queued items taken at once, their new subjects loaded in one batch */
 #define WARM_BATCH 128
+/* Sites a thread labels its unanalysed-code counts with; sites come from
+ * the messages, so past this many the rest count as site="other" and a
+ * flood of made-up site ids cannot grow /metrics without bound. */
+#define SITE_LABELS_MAX 256
 
 struct analyser {
     const struct analyse_env *env;
@@ -57,6 +62,8 @@ struct analyser {
     struct metric *m_rejudged;
     struct metric *m_stale;
     struct metric *m_epro_submissions;
+    uint64_t site_labels[SITE_LABELS_MAX]; /* hashes of the (study, site) labelled */
+    int nsite_labels;
 
     /* prewarm's scratch (WARM_BATCH each) */
     struct observation *prewarm_obs;
@@ -166,12 +173,20 @@ static void count_finding(struct analyser *a, const struct observation *obs, con
                1);
     if (strcmp(finding, "unknown_code") != 0 && strcmp(finding, "malformed_code") != 0)
         return;
-    /* codes a site sends that vigil does not analyse, per site: sites are
-     * few (they are a study's hospitals), so the label stays bounded */
+    /* codes a site sends that vigil does not analyse, per site (bounded:
+     * SITE_LABELS_MAX) */
+    uint64_t h = hash_str(obs->site_id, hash_str(obs->study_id, HASH_SEED));
+    bool labelled = false;
+    for (int i = 0; i < a->nsite_labels && !labelled; i++)
+        labelled = a->site_labels[i] == h;
+    if (!labelled && a->nsite_labels < SITE_LABELS_MAX) {
+        a->site_labels[a->nsite_labels++] = h;
+        labelled = true;
+    }
     char esc1[2 * OBS_ID_MAX + 1], esc2[2 * OBS_ID_MAX + 1], site[2 * 2 * OBS_ID_MAX + 64];
     snprintf(site, sizeof site, "study=\"%s\",site=\"%s\",finding=\"%s\"",
-             metrics_label_escape(obs->study_id, esc1, sizeof esc1),
-             metrics_label_escape(obs->site_id, esc2, sizeof esc2), finding);
+             labelled ? metrics_label_escape(obs->study_id, esc1, sizeof esc1) : "other",
+             labelled ? metrics_label_escape(obs->site_id, esc2, sizeof esc2) : "other", finding);
     metric_add(metrics_counter(a->env->metrics, "vigil_unanalysed_codes_total",
                                "Results with an unknown or malformed code, by site", site),
                1);
