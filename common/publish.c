@@ -283,9 +283,10 @@ static void rebuild(struct publisher *p)
     metric_add(p->m_rebuilds, 1);
 }
 
-/* A message refused because its topic did not exist waits for its topic to
- * be created: librdkafka believes "missing" until its next metadata refresh
- * (minutes), so ask for TOPIC now (on the publisher thread, briefly). */
+/* A message refused because its topic did not exist (or was not
+ * authorised) waits for an operator to create it (or grant it): librdkafka
+ * believes the old answer until its next metadata refresh (minutes), so
+ * ask for TOPIC now (on the publisher thread, briefly, once per turn). */
 static void relearn(struct publisher *p, const char *topic)
 {
     pthread_rwlock_rdlock(&p->rk_lock);
@@ -341,7 +342,9 @@ static void *run(void *arg)
                 fwd = n;
                 continue;
             }
-            if (fwd->last == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC && !relearned) {
+            if ((fwd->last == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                 fwd->last == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) &&
+                !relearned) {
                 relearn(p, fwd->topic);
                 relearned = true;
             }
