@@ -276,12 +276,12 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     }
 
     log_msg(LOG_INFO, "notifier", "stopping: finishing in-flight notifications");
-    httpd_stop(n->httpd); /* its readiness callback reads the sender */
-    n->httpd = NULL;
     int grace_ms = opt->grace_s * 1000;
     /* Whatever hangs, the process ends within the grace (exit 4). */
     group_arm_exit(n->group, deadline_after_ms(grace_ms >= 2000 ? grace_ms - 1000
                                                                 : grace_ms * 3 / 4));
+    httpd_stop(n->httpd); /* its readiness callback reads the sender */
+    n->httpd = NULL;
     group_stop(n->group);
     deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
     size_t left = sender_close(n->sender, deadline);

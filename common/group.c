@@ -477,6 +477,11 @@ static int raise_receive_max(rd_kafka_conf_t *conf, size_t max_record, char *err
         want = have;
     if (want > INT_MAX)
         want = INT_MAX;
+    if (have > 0 && have < want && have != 100000000) /* not librdkafka's default */
+        log_msg(LOG_WARN, "group",
+                "receive.message.max.bytes raised from %lld to %lld: records of up to "
+                "max_record_bytes (%zu) must be fetchable, or their partition stops",
+                have, want, max_record);
     char v[32];
     snprintf(v, sizeof v, "%lld", want);
     return kafka_conf_set(conf, "receive.message.max.bytes", v, errstr, errsz);

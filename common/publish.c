@@ -49,6 +49,7 @@ struct publisher {
     atomic_bool inject_fatal;
     atomic_int all_brokers_down;
     bool rebuilding; /* publisher thread only: purges now come from a rebuild */
+    deadline_t next_relearn; /* publisher thread only: relearn() at most once a second */
     pthread_t thread;
 
     struct metric *m_acked;
@@ -344,9 +345,10 @@ static void *run(void *arg)
             }
             if ((fwd->last == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
                  fwd->last == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) &&
-                !relearned) {
+                !relearned && deadline_expired(p->next_relearn)) {
                 relearn(p, fwd->topic);
                 relearned = true;
+                p->next_relearn = deadline_after_ms(1000);
             }
             rd_kafka_resp_err_t err = produce(p, fwd);
             if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {

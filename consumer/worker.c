@@ -396,12 +396,12 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     /* Drain, flush, commit, leave: within the grace period, keeping a
      * little of it for the group leave. */
     log_msg(LOG_INFO, "worker", "stopping: draining in-flight messages");
-    httpd_stop(wk->httpd); /* its readiness callback reads the stages */
-    wk->httpd = NULL;
     int grace_ms = opt->grace_s * 1000;
     /* Whatever hangs, the process ends within the grace (exit 4). */
     group_arm_exit(wk->group, deadline_after_ms(grace_ms >= 2000 ? grace_ms - 1000
                                                                  : grace_ms * 3 / 4));
+    httpd_stop(wk->httpd); /* its readiness callback reads the stages */
+    wk->httpd = NULL;
     deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
     group_stop(wk->group);
     shutdown_stages(wk, deadline);

@@ -14,9 +14,11 @@ limit (about 1 MiB), so some dead letters cannot be written whole.
                   stored; committed offsets reach the end (lag 0); SIGTERM
                   exits 0 within the grace
   worker-skip     the same with the DLQ topic missing, policy skip (the
-                  default): each large record is a row of dead_letters with
-                  its size and SHA-256, counted and logged; nothing valid
-                  is held back; lag 0; SIGTERM exits 0 within the grace
+                  default), and an operator's receive.message.max.bytes
+                  (5 MB) below the 10 MiB record: each large record is a row
+                  of dead_letters with its size and SHA-256, counted and
+                  logged; nothing valid is held back; lag 0; SIGTERM exits 0
+                  within the grace
   worker-stall    the DLQ topic missing, policy stall: the partitions stop
                   at their first large record (committed offset there),
                   /readyz says which partition stalled, SIGTERM exits 3
@@ -248,6 +250,11 @@ def run_worker(mode):
     args = h.worker_args() + ["--grace", str(GRACE)]
     if mode != "worker":
         args += MISSING_PROPS
+    if mode == "worker-skip":
+        # An operator's receive.message.max.bytes below the 10 MiB record:
+        # librdkafka would fail that partition's fetch for ever; vigil
+        # raises it to what max_record_bytes (64 MiB) needs.
+        args += ["-X", "receive.message.max.bytes=5000000"]
     if mode == "worker-stall":
         extra_env = {"VIGIL_DLQ_POLICY": "stall", "VIGIL_STALL_SECONDS": "3"}
     w = h.Worker(rid, rules, topic, group, args, log_dir=LOG_DIR, extra_env=extra_env)
