@@ -22,18 +22,18 @@ struct letter {
     void *arg;
     int32_t partition;
     int64_t offset;
-    int64_t timestamp_ms;        /* -1: none */
-    size_t size;                 /* bytes of the record's value */
+    int64_t timestamp_ms; /* -1: none */
+    size_t size;          /* bytes of the record's value */
     char sha256[65];
-    char *key;                   /* cut to truncate_bytes */
+    char *key; /* cut to truncate_bytes */
     size_t klen;
-    char *head;                  /* the value's first truncate_bytes */
+    char *head; /* the value's first truncate_bytes */
     size_t hlen;
-    rd_kafka_headers_t *trunc;   /* the truncated letter's headers (kept for the row) */
+    rd_kafka_headers_t *trunc; /* the truncated letter's headers (kept for the row) */
     char error_class[64];
     char error_message[512];
     char publish_error[256];
-    bool stalled;                /* counted in vigil_dead_letters_stalled */
+    bool stalled; /* counted in vigil_dead_letters_stalled */
 };
 
 struct deadletter {
@@ -185,13 +185,13 @@ static int insert_row(PGconn *conn, const struct deadletter *d, const struct let
     const char *name;
     const void *value;
     size_t vsize;
-    for (size_t i = 0; hdrs != NULL && rd_kafka_header_get_all(l->trunc, i, &name, &value,
-                                                               &vsize) ==
-                                           RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0;
+         hdrs != NULL &&
+         rd_kafka_header_get_all(l->trunc, i, &name, &value, &vsize) == RD_KAFKA_RESP_ERR_NO_ERROR;
          i++)
-        json_array_append_new(hdrs, json_pack("{s:o,s:o}", "name", json_bytes(name, strlen(name)),
-                                              "value", value != NULL ? json_bytes(value, vsize)
-                                                                     : json_null()));
+        json_array_append_new(
+            hdrs, json_pack("{s:o,s:o}", "name", json_bytes(name, strlen(name)), "value",
+                            value != NULL ? json_bytes(value, vsize) : json_null()));
     char *hjson = hdrs != NULL ? json_dumps(hdrs, JSON_COMPACT) : NULL;
     json_decref(hdrs);
     char *head = bytea_hex(l->head, l->hlen);
@@ -285,7 +285,7 @@ static void *recorder(void *arg)
                     "record stays at its source offset while retention keeps it",
                     (int)l->partition, (long long)l->offset, l->error_class, l->error_message,
                     d->c.topic != NULL && d->c.topic[0] != '\0' ? d->c.topic
-                                                                 : "no dead-letter topic",
+                                                                : "no dead-letter topic",
                     l->publish_error, l->size, l->sha256);
         }
         conclude(l, written ? DEADLETTER_SKIPPED : DEADLETTER_ABANDONED);
@@ -437,8 +437,8 @@ int deadletter_send(struct deadletter *d, const rd_kafka_message_t *m, const cha
     }
     facts.truncated = false;
     rd_kafka_headers_t *whole = kafka_dead_letter_headers(m, &facts);
-    if (publisher_send_or_fail(d->pub, d->c.topic, m->key, m->key != NULL ? m->key_len : 0,
-                               value, l->size, whole, on_whole, l) != 0) {
+    if (publisher_send_or_fail(d->pub, d->c.topic, m->key, m->key != NULL ? m->key_len : 0, value,
+                               l->size, whole, on_whole, l) != 0) {
         letter_free(l);
         return -1;
     }

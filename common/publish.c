@@ -24,11 +24,11 @@ struct pub_msg {
     rd_kafka_headers_t *headers; /* our copy; each produce gets a copy of it */
     publish_done_fn done;
     void *arg;
-    bool or_fail;               /* publisher_send_or_fail: report permanent errors */
-    int fatal_purges;           /* rebuilds in a row that purged it */
-    int refusals;               /* permanent errors so far (publisher_send's backoff) */
-    rd_kafka_resp_err_t last;   /* the last permanent error */
-    deadline_t not_before;      /* no retry before (0: at once) */
+    bool or_fail;             /* publisher_send_or_fail: report permanent errors */
+    int fatal_purges;         /* rebuilds in a row that purged it */
+    int refusals;             /* permanent errors so far (publisher_send's backoff) */
+    rd_kafka_resp_err_t last; /* the last permanent error */
+    deadline_t not_before;    /* no retry before (0: at once) */
 };
 
 struct publisher {
@@ -48,7 +48,7 @@ struct publisher {
     atomic_size_t pending;
     atomic_bool inject_fatal;
     atomic_int all_brokers_down;
-    bool rebuilding; /* publisher thread only: purges now come from a rebuild */
+    bool rebuilding;         /* publisher thread only: purges now come from a rebuild */
     deadline_t next_relearn; /* publisher thread only: relearn() at most once a second */
     pthread_t thread;
 
@@ -61,16 +61,16 @@ struct publisher {
 bool publish_error_permanent(rd_kafka_resp_err_t err)
 {
     switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:        /* producer or topic limit */
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: /* producer or topic limit */
     case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:
     case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
     case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
-    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:           /* invalid topic name */
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: /* invalid topic name */
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:            /* absent after the propagation wait */
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC: /* absent after the propagation wait */
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
         return true;
@@ -121,8 +121,8 @@ static void refused(struct publisher *p, struct pub_msg *pm, rd_kafka_resp_err_t
 {
     metric_add(p->m_refused, 1);
     if (pm->or_fail) {
-        log_msg(LOG_WARN, "publish", "%s refused a message of %zu bytes: %s", pm->topic,
-                pm->vlen, rd_kafka_err2str(err));
+        log_msg(LOG_WARN, "publish", "%s refused a message of %zu bytes: %s", pm->topic, pm->vlen,
+                rd_kafka_err2str(err));
         finish(p, pm, err);
         return;
     }
@@ -157,10 +157,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         refused(p, pm, m->err);
         return;
     }
-    bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-                  m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
-    if (purged && p->rebuilding && pm->or_fail &&
-        ++pm->fatal_purges >= PUBLISH_FATAL_REBUILDS) {
+    bool purged =
+        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (purged && p->rebuilding && pm->or_fail && ++pm->fatal_purges >= PUBLISH_FATAL_REBUILDS) {
         /* The same fatal error on every producer it met: not a passing
          * desync. */
         metric_add(p->m_refused, 1);
@@ -220,8 +219,7 @@ static void forget_topics(struct publisher *p, rd_kafka_topic_t **rkt)
     }
 }
 
-static rd_kafka_t *build(struct publisher *p, rd_kafka_topic_t **rkt, char *errstr,
-                         size_t errsz)
+static rd_kafka_t *build(struct publisher *p, rd_kafka_topic_t **rkt, char *errstr, size_t errsz)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf_template);
     rd_kafka_conf_set_opaque(conf, p);
@@ -240,10 +238,10 @@ static rd_kafka_resp_err_t produce(struct publisher *p, struct pub_msg *pm)
 {
     rd_kafka_headers_t *h = pm->headers ? rd_kafka_headers_copy(pm->headers) : NULL;
     pthread_rwlock_rdlock(&p->rk_lock);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(pm->topic), RD_KAFKA_V_KEY(pm->key, pm->klen),
-        RD_KAFKA_V_VALUE(pm->value, pm->vlen), RD_KAFKA_V_OPAQUE(pm),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(pm->topic), RD_KAFKA_V_KEY(pm->key, pm->klen),
+                          RD_KAFKA_V_VALUE(pm->value, pm->vlen), RD_KAFKA_V_OPAQUE(pm),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
     pthread_rwlock_unlock(&p->rk_lock);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && h != NULL)
         rd_kafka_headers_destroy(h);
@@ -397,8 +395,8 @@ struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
         {"compression.type", "lz4"},    {"queue.buffering.max.messages", "100000"},
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-        if (kafka_conf_set(p->conf_template, defaults[i][0], defaults[i][1], errstr,
-                           errstr_size) != 0)
+        if (kafka_conf_set(p->conf_template, defaults[i][0], defaults[i][1], errstr, errstr_size) !=
+            0)
             goto err;
     if (message_max > 0) {
         char v[32];
@@ -510,9 +508,9 @@ int publisher_send(struct publisher *p, const char *topic, const void *key, size
     return send_msg(p, topic, key, klen, value, vlen, headers, false, done, arg);
 }
 
-int publisher_send_or_fail(struct publisher *p, const char *topic, const void *key,
-                           size_t klen, const void *value, size_t vlen,
-                           rd_kafka_headers_t *headers, publish_done_fn done, void *arg)
+int publisher_send_or_fail(struct publisher *p, const char *topic, const void *key, size_t klen,
+                           const void *value, size_t vlen, rd_kafka_headers_t *headers,
+                           publish_done_fn done, void *arg)
 {
     return send_msg(p, topic, key, klen, value, vlen, headers, true, done, arg);
 }

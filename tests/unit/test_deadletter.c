@@ -144,8 +144,7 @@ static void test_headers(const rd_kafka_message_t *m, const char *sha)
     size_t n;
     CHECK(rd_kafka_header_get_last(whole, "bulk", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
           n == 4 * K);
-    CHECK(rd_kafka_header_get_last(whole, "vigil.truncated", &v, &n) ==
-          RD_KAFKA_RESP_ERR__NOENT);
+    CHECK(rd_kafka_header_get_last(whole, "vigil.truncated", &v, &n) == RD_KAFKA_RESP_ERR__NOENT);
     CHECK(rd_kafka_header_get_last(cut, "trace-id", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
           n == 3 && memcmp(v, "t-1", 3) == 0);
     CHECK(rd_kafka_header_get_last(cut, "bulk", &v, &n) == RD_KAFKA_RESP_ERR__NOENT);
@@ -186,8 +185,8 @@ int main(void)
     rd_kafka_header_add(hs, "trace-id", -1, "t-1", 3);
     rd_kafka_header_add(hs, "bulk", -1, bulk, sizeof bulk);
     CHECK_EQ_INT(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC("src"), RD_KAFKA_V_KEY("k1", 2),
-                                   RD_KAFKA_V_VALUE(value, sizeof value),
-                                   RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_END),
+                                   RD_KAFKA_V_VALUE(value, sizeof value), RD_KAFKA_V_HEADERS(hs),
+                                   RD_KAFKA_V_END),
                  0);
     CHECK_EQ_INT(rd_kafka_flush(prod, 10000), 0);
     rd_kafka_message_t *poison = read_at("src", 0);
@@ -205,27 +204,25 @@ int main(void)
     const char *topics[] = {"dlq", "alerts", NULL};
 
     /* Larger than the producer's message.max.bytes: reported, not retried. */
-    struct publisher *small = publisher_new(cfg, bootstraps, "t-small", topics, 2000, m, err,
-                                            sizeof err);
+    struct publisher *small =
+        publisher_new(cfg, bootstraps, "t-small", topics, 2000, m, err, sizeof err);
     CHECK(small != NULL);
     struct outcome o1 = {0};
-    CHECK_EQ_INT(publisher_send_or_fail(small, "dlq", "k", 1, value, sizeof value, NULL,
-                                        on_publish, &o1),
-                 0);
+    CHECK_EQ_INT(
+        publisher_send_or_fail(small, "dlq", "k", 1, value, sizeof value, NULL, on_publish, &o1),
+        0);
     CHECK(testlib_wait(reported, &o1, 10));
     CHECK_EQ_INT(atomic_load(&o1.last), RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
     CHECK_EQ_INT(publisher_close(small, deadline_after_ms(5000)), 0);
 
-    struct publisher *pub = publisher_new(cfg, bootstraps, "t-pub", topics, 0, m, err,
-                                          sizeof err);
+    struct publisher *pub = publisher_new(cfg, bootstraps, "t-pub", topics, 0, m, err, sizeof err);
     CHECK(pub != NULL);
     if (pub == NULL)
         goto out;
 
     /* An alert refused for good once is retried, not dropped. */
     struct outcome o2 = {0};
-    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1,
-                                      RD_KAFKA_RESP_ERR_POLICY_VIOLATION);
+    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_POLICY_VIOLATION);
     CHECK_EQ_INT(publisher_send(pub, "alerts", "k", 1, "alert", 5, NULL, on_publish, &o2), 0);
     CHECK(testlib_wait(reported, &o2, 20));
     CHECK_EQ_INT(atomic_load(&o2.last), RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -235,14 +232,16 @@ int main(void)
         rd_kafka_message_destroy(alert);
 
     /* Refused whole (the topic's size limit): truncated to K bytes. */
-    struct deadletter_config dc = {.topic = "dlq", .source_topic = "src", .group = "g",
-                                   .component = "test", .truncate_bytes = K,
+    struct deadletter_config dc = {.topic = "dlq",
+                                   .source_topic = "src",
+                                   .group = "g",
+                                   .component = "test",
+                                   .truncate_bytes = K,
                                    .policy = DEADLETTER_STALL};
     struct deadletter *dl = deadletter_new(&dc, pub, m, err, sizeof err);
     CHECK(dl != NULL);
     struct outcome o3 = {0};
-    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1,
-                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
     CHECK_EQ_INT(deadletter_send(dl, poison, "corrupt", "not avro", on_letter, &o3), 0);
     CHECK(testlib_wait(reported, &o3, 20));
     CHECK_EQ_INT(atomic_load(&o3.last), DEADLETTER_TRUNCATED);
@@ -262,11 +261,10 @@ int main(void)
     /* Refused whole and truncated, then twice more (not authorised):
      * under stall it is retried until the topic takes it. */
     struct outcome o4 = {0};
-    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 4,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    rd_kafka_mock_push_request_errors(
+        mc, 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     CHECK_EQ_INT(deadletter_send(dl, poison, "corrupt", "not avro", on_letter, &o4), 0);
     CHECK(testlib_wait(reported, &o4, 30));
     CHECK_EQ_INT(atomic_load(&o4.last), DEADLETTER_TRUNCATED);
