@@ -393,10 +393,21 @@ static struct rrec *adapt_record(struct build *b, avro_schema_t w, avro_schema_t
         struct rfield *f = &rec->fields[rec->n_fields];
         f->rindex = i;
         f->name = name;
-        avro_schema_t ft = adapt(b, avro_schema_record_field_get_by_index(wrec, wi), rt,
-                                 json_object_get(jf, "type"), f);
+        avro_schema_t wt = avro_schema_record_field_get_by_index(wrec, wi);
+        avro_schema_t ft = adapt(b, wt, rt, json_object_get(jf, "type"), f);
         if (!ft)
             goto err;
+        /* avro-c 1.11 frees a resolver that several fields share once per
+         * field when a record fails to resolve (try_record's error path: a
+         * double free). So each field is resolved on its own first, and the
+         * record only once all of them resolve. */
+        avro_value_iface_t *probe = avro_resolved_reader_new(wt, ft);
+        if (!probe) {
+            bfail(b, "%s: %s", name, avro_strerror());
+            avro_schema_decref(ft);
+            goto err;
+        }
+        avro_value_iface_decref(probe);
         int rc = avro_schema_record_field_append(rp, name, ft);
         avro_schema_decref(ft);
         if (rc != 0) {
@@ -419,18 +430,25 @@ static avro_schema_t adapt(struct build *b, avro_schema_t w, avro_schema_t r, js
     if (b->failed)
         return NULL;
     if (is_avro_array(r)) {
+        /* avro-c 1.11 dereferences a NULL item resolver when an array
+         * fails to resolve (try_array's error path): it is only asked once
+         * the items are known to resolve. */
         avro_schema_t wa = NULL;
         int n = candidates(w, AVRO_ARRAY, NULL, &wa);
         if (n != 1) {
-            if (n > 1)
-                bfail(b, "%s: the writer has %d array branches", f->name, n);
-            return n ? NULL : avro_schema_incref(r);
+            bfail(b, "%s: the writer has %d arrays here, not one", f->name, n);
+            return NULL;
         }
         avro_schema_t items = NULL;
         f->items = adapt_record(b, avro_schema_array_items(wa), avro_schema_array_items(r),
                                 json_object_get(rjson, "items"), &items);
-        if (!items)
+        if (!f->items) {
+            bfail(b, "%s: the writer's items are not a record %s", f->name,
+                  avro_schema_name(avro_schema_array_items(r)));
+            if (items)
+                avro_schema_decref(items);
             return NULL;
+        }
         avro_schema_t a = avro_schema_array(items);
         avro_schema_decref(items);
         if (!a)
@@ -499,6 +517,7 @@ struct dctx {
 
 struct avro_resolve_writer {
     avro_schema_t schema; /* NULL if the text did not parse */
+    struct avro_guard_costs *costs; /* NULL if avro-c may not build its values */
     avro_value_iface_t *wiface;
     struct plan *plan[AVRO_RESOLVE_MAX_READERS];
     char why[AVRO_RESOLVE_MAX_READERS][320];
@@ -524,9 +543,13 @@ struct avro_resolve_writer *avro_resolve_writer_new(const char *json,
         snprintf(err, sizeof err, "could not parse schema: %s", avro_strerror());
         wr->schema = NULL;
     } else {
-        wr->wiface = avro_generic_class_from_schema(wr->schema);
-        if (!wr->wiface)
-            snprintf(err, sizeof err, "could not use schema: %s", avro_strerror());
+        /* Before avro-c builds a value of it (see avro_guard.h). */
+        wr->costs = avro_guard_costs_new(wr->schema, err, sizeof err);
+        if (wr->costs) {
+            wr->wiface = avro_generic_class_from_schema(wr->schema);
+            if (!wr->wiface)
+                snprintf(err, sizeof err, "could not use schema: %s", avro_strerror());
+        }
     }
     for (size_t r = 0; r < n; r++) {
         if (wr->wiface)
@@ -562,6 +585,7 @@ void avro_resolve_writer_destroy(struct avro_resolve_writer *wr)
         plan_destroy(wr->plan[r]);
     if (wr->wiface)
         avro_value_iface_decref(wr->wiface);
+    avro_guard_costs_destroy(wr->costs);
     if (wr->schema)
         avro_schema_decref(wr->schema);
     pthread_mutex_destroy(&wr->lock);
@@ -808,7 +832,7 @@ enum codec_status avro_resolve_decode(struct avro_resolve_writer *wr, size_t r, 
     /* 1. the guard: nothing reaches avro-c that could make it allocate by
      *    a hostile length, loop on a forged count or recurse too deep. */
     struct avro_guard g;
-    avro_guard_init(&g, base, body, end, errstr, errstr_size);
+    avro_guard_init(&g, wr->costs, base, body, end, errstr, errstr_size);
     enum codec_status st = avro_guard_value(&g, wr->schema);
     if (st != CODEC_OK)
         return st;

@@ -18,7 +18,7 @@
 /* ---- a byte builder for hand-made messages ---- */
 
 struct bb {
-    uint8_t b[8192];
+    uint8_t b[1 << 20];
     size_t n;
 };
 
@@ -855,6 +855,157 @@ static void test_schemas(struct codec *c)
     free(v1);
 }
 
+/* The inputs tests/unit/codec_avroc_probe.c shows avro-c 1.11 mishandling
+ * when it reads them unguarded (README in common/avro: allocations of what
+ * a length says, a 614 MB allocation for a 10 KB message, stack overflows,
+ * a double free, silently accepted corrupt varints). Through the codec each
+ * is an error class: the guard in front of avro-c refuses it. Under ASan
+ * any that reached avro-c would abort this test. */
+static void test_avroc_findings(struct codec *c)
+{
+    char err[512];
+    uint64_t fp = codec_observation_fingerprint(c);
+    static struct bb b;
+
+    b.n = 0; /* string length -1: avro-c asks for 0 bytes and calls it out of memory */
+    bb_so_header(&b, fp);
+    bb_long(&b, -1);
+    bb_str(&b, "abc");
+    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_ECORRUPT);
+    CHECK(strstr(err, "negative length") != NULL);
+
+    b.n = 0; /* string length 2^31: avro-c allocates 2 GiB, then finds 3 bytes */
+    bb_so_header(&b, fp);
+    bb_long(&b, INT64_C(1) << 31);
+    bb_str(&b, "abc");
+    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EOVERSIZE);
+    CHECK(strstr(err, "at byte 10") != NULL);
+
+    b.n = 0; /* a 10-byte varint past 2^64: avro-c takes it silently */
+    bb_so_header(&b, fp);
+    bb_ids(&b);
+    bb_long(&b, 0);
+    bb_str(&b, "u");
+    bb_long(&b, 0);
+    bb_long(&b, 0);
+    for (int i = 0; i < 9; i++)
+        b.b[b.n++] = 0xff;
+    b.b[b.n++] = 0x7f;
+    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_ECORRUPT);
+    CHECK(strstr(err, "longer than 64 bits") != NULL);
+
+    /* A writer with hostile-shaped fields before the Observation's own. */
+    const char *w =
+        "{\"type\":\"record\",\"name\":\"Observation\",\"fields\":["
+        "{\"name\":\"pad\",\"type\":{\"type\":\"array\",\"items\":\"null\"}},"
+        "{\"name\":\"keys\",\"type\":{\"type\":\"map\",\"values\":\"null\"}},"
+        "{\"name\":\"tree\",\"type\":{\"type\":\"record\",\"name\":\"Node\",\"fields\":["
+        "{\"name\":\"kids\",\"type\":{\"type\":\"array\",\"items\":\"Node\"}}]}},"
+        "{\"name\":\"big\",\"type\":{\"type\":\"array\",\"items\":[\"null\",{\"type\":\"record\","
+        "\"name\":\"Big\",\"fields\":[{\"name\":\"b\",\"type\":{\"type\":\"fixed\",\"name\":\"F\","
+        "\"size\":60000}}]}]}},"
+        "{\"name\":\"observation_id\",\"type\":\"string\"},"
+        "{\"name\":\"study_id\",\"type\":\"string\"},{\"name\":\"site_id\",\"type\":\"string\"},"
+        "{\"name\":\"subject_id\",\"type\":\"string\"},{\"name\":\"loinc\",\"type\":\"string\"},"
+        "{\"name\":\"value\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"unit\",\"type\":\"string\"},"
+        "{\"name\":\"ref_low\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"ref_high\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"effective_time\",\"type\":\"long\"},"
+        "{\"name\":\"status\",\"type\":{\"type\":\"enum\",\"name\":\"ObservationStatus\","
+        "\"symbols\":[\"final\",\"amended\",\"corrected\",\"cancelled\",\"entered_in_error\"]}}]}";
+    CHECK_EQ_INT(codec_add_schema_id(c, 90, w, err, sizeof err), CODEC_OK);
+    static struct bb big; /* 600 KB: too large for the stack */
+    uint8_t h[] = {0, 0, 0, 0, 90};
+    for (int which = 0; which < 6; which++) {
+        struct bb *m = which == 4 ? &big : &b;
+        m->n = 0;
+        bb_raw(m, h, sizeof h);
+        /* pad: 0 honest, 1 a count of 2^40, 2 a count of -2^62 */
+        if (which == 1) {
+            bb_long(m, INT64_C(1) << 40);
+        } else if (which == 2) {
+            bb_long(m, -(INT64_C(1) << 62));
+            bb_long(m, 0);
+        } else {
+            bb_long(m, 3);
+            bb_long(m, 0);
+        }
+        /* keys: 3 a key length of 2^31 */
+        bb_long(m, 1);
+        if (which == 3)
+            bb_long(m, INT64_C(1) << 31);
+        else
+            bb_str(m, "k");
+        bb_long(m, 0);
+        /* tree: 4 nested 300000 deep (avro-c recurses until the stack ends) */
+        size_t levels = which == 4 ? 300000 : 2;
+        for (size_t i = 0; i < levels; i++)
+            bb_long(m, 1);
+        for (size_t i = 0; i < levels + 1; i++)
+            bb_long(m, 0);
+        /* big: 5 10000 null branches of a 60000-byte union: avro-c would
+         * allocate 614 MB for these 10 KB */
+        size_t nulls = which == 5 ? 10000 : 2;
+        bb_long(m, (int64_t)nulls);
+        for (size_t i = 0; i < nulls; i++)
+            bb_long(m, 0);
+        bb_long(m, 0);
+        bb_ids(m);
+        bb_long(m, 0);
+        bb_str(m, "u");
+        bb_long(m, 0);
+        bb_long(m, 0);
+        bb_long(m, 1000);
+        bb_long(m, 0);
+        struct observation o;
+        enum codec_status st = codec_decode_observation(c, m->b, m->n, &o, err, sizeof err);
+        CHECK_EQ_INT(st, which == 0 ? CODEC_OK : CODEC_EOVERSIZE);
+        if (st != (which == 0 ? CODEC_OK : CODEC_EOVERSIZE))
+            fprintf(stderr, "  hostile writer, case %d: %s\n", which, err);
+        if (which == 0)
+            CHECK_EQ_STR(o.observation_id, "obs-1");
+        if (which == 4)
+            CHECK(strstr(err, "nested deeper") != NULL);
+        if (which == 5)
+            CHECK(strstr(err, "avro-c would allocate") != NULL);
+    }
+
+    /* Writer schemas avro-c cannot build values of, or fails to resolve
+     * with a double free: refused when learnt, never a crash. */
+    CHECK_EQ_INT(codec_add_schema_id(c, 91,
+                                     "{\"type\":\"record\",\"name\":\"Observation\",\"fields\":["
+                                     "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"F\","
+                                     "\"size\":1099511627776}}]}",
+                                     err, sizeof err),
+                 CODEC_EINCOMPATIBLE);
+    CHECK(strstr(err, "would take") != NULL);
+    CHECK_EQ_INT(codec_add_schema_id(c, 92,
+                                     "{\"type\":\"record\",\"name\":\"Observation\",\"fields\":["
+                                     "{\"name\":\"self\",\"type\":\"Observation\"}]}",
+                                     err, sizeof err),
+                 CODEC_EINCOMPATIBLE);
+    CHECK(strstr(err, "holds itself") != NULL);
+    /* Found by fuzz_schema (inputs kept in its corpus; each is SCHEMA NUL
+     * BODY, so the text ends at the NUL): an Observation whose status enum
+     * has another name (avro-c: double free), an Alert whose evidence
+     * items have another name (avro-c: NULL dereference). */
+    const char *found[] = {"avroc_record_double_free", "avroc_array_null_deref"};
+    const char *field[] = {"status", "evidence"};
+    for (int i = 0; i < 2; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/fuzz/corpus/schema/%s", found[i]);
+        char *text = read_source_file(rel);
+        CHECK(text != NULL);
+        if (!text)
+            continue;
+        CHECK_EQ_INT(codec_add_schema_id(c, (uint32_t)(93 + i), text, err, sizeof err),
+                     CODEC_EINCOMPATIBLE);
+        CHECK(strstr(err, field[i]) != NULL);
+        free(text);
+    }
+}
+
 int main(void)
 {
     char err[512];
@@ -877,6 +1028,7 @@ int main(void)
     test_corrupt_and_oversize(c);
     test_validation(c);
     test_schemas(c);
+    test_avroc_findings(c);
     codec_destroy(c);
     codec_destroy(NULL);
     return testlib_done();

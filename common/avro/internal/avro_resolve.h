@@ -24,6 +24,13 @@
  * float/double promotion, writer unions branch by branch, reader unions,
  * arrays, maps, fixed, recursive writers) is avro-c's.
  *
+ * And what avro-c 1.11 gets wrong when a resolution fails, kept away from
+ * it: a record that fails frees a resolver its fields share once per field
+ * (a double free), an array that fails dereferences its NULL item resolver.
+ * Each reader field is therefore resolved on its own first, and a record
+ * or array is handed to avro-c only once everything in it resolves (the
+ * other failing paths, leaves and unions, are safe in 1.11.1).
+ *
  * Reader shapes supported (readers are ours): a record whose fields are
  * primitives, enums, fixed, unions of those, or arrays of such records.
  *
