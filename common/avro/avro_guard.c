@@ -266,6 +266,7 @@ static enum codec_status charge(struct avro_guard *g, size_t bytes)
 static enum codec_status read_long(struct avro_guard *g, int64_t *out)
 {
     uint64_t v = 0;
+    *out = 0; /* set on failure too: -O3's maybe-uninitialized cannot see the status */
     for (int shift = 0;; shift += 7) {
         if (g->p >= g->end)
             return avro_guard_fail(g, CODEC_ETRUNCATED, "message ends inside a number");
@@ -297,7 +298,7 @@ static enum codec_status read_int(struct avro_guard *g, int64_t *out)
  * never beyond the bytes left. */
 static enum codec_status read_len(struct avro_guard *g, int64_t *out)
 {
-    int64_t n;
+    int64_t n = 0;
     const uint8_t *at = g->p;
     enum codec_status st = read_long(g, &n);
     if (st != CODEC_OK)
@@ -324,7 +325,7 @@ static enum codec_status read_len(struct avro_guard *g, int64_t *out)
 /* A string or bytes value: its length, then as many bytes. */
 static enum codec_status skip_len(struct avro_guard *g)
 {
-    int64_t n;
+    int64_t n = 0;
     const uint8_t *at = g->p;
     enum codec_status st = read_len(g, &n);
     if (st == CODEC_OK) {
@@ -353,7 +354,7 @@ static enum codec_status read_block(struct avro_guard *g, int64_t *count)
             return avro_guard_fail(g, CODEC_ECORRUPT, "bad block count");
         }
         *count = -*count;
-        int64_t bytes; /* avro-c ignores it; checked as any length */
+        int64_t bytes = 0; /* avro-c ignores it; checked as any length */
         st = read_len(g, &bytes);
         if (st != CODEC_OK)
             return st;
@@ -387,7 +388,7 @@ static enum codec_status walk_container(struct avro_guard *g, avro_schema_t s);
 
 enum codec_status avro_guard_value(struct avro_guard *g, avro_schema_t s)
 {
-    int64_t v;
+    int64_t v = 0;
     switch (avro_typeof(s)) {
     case AVRO_NULL:
         return CODEC_OK;
@@ -445,7 +446,7 @@ static enum codec_status walk_container(struct avro_guard *g, avro_schema_t s)
                                AVRO_GUARD_MAX_DEPTH);
     }
     enum codec_status st = CODEC_OK;
-    int64_t v;
+    int64_t v = 0;
     switch (avro_typeof(s)) {
     case AVRO_RECORD: {
         size_t n = avro_schema_record_size(s);
@@ -465,7 +466,7 @@ static enum codec_status walk_container(struct avro_guard *g, avro_schema_t s)
         bool map = avro_typeof(s) == AVRO_MAP;
         avro_schema_t items = map ? avro_schema_map_values(s) : avro_schema_array_items(s);
         size_t item_cost = 2 * cost_of(g->costs, items); /* avro-c doubles its arrays */
-        int64_t count;
+        int64_t count = 0;
         for (;;) {
             st = read_block(g, &count);
             if (st != CODEC_OK || count == 0)
