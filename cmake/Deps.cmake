@@ -17,7 +17,12 @@ set(_vigil_deps
   "libcurl;libcurl4-openssl-dev"
   "libmicrohttpd;libmicrohttpd-dev"
   "yaml-0.1;libyaml-dev"
-  "jansson;libjansson-dev")
+  "jansson;libjansson-dev"
+  # vigil mllp: TLS for MLLP (libssl) and SHA-256 observation ids
+  # (libcrypto); thread-safe time zones for HL7 times without an offset
+  # (GLib's GTimeZone: libc's mktime reads the process-global TZ).
+  "openssl;libssl-dev"
+  "glib-2.0;libglib2.0-dev")
 
 set(_i 0)
 list(LENGTH _vigil_deps _n)
