@@ -13,8 +13,8 @@
  * would change the zone under every other thread (and setenv itself is not
  * thread-safe). Local times that a clock change makes ambiguous (the
  * repeated hour in autumn) read as their first occurrence (daylight time);
- * local times in the spring gap, which never happened, are moved forward
- * by the gap.
+ * local times in the spring gap, which never happened, read as the moment
+ * the clock jumped (02:30 on a Berlin spring-forward day is 03:00 CEST).
  *
  * Thread-safety: a struct hl7_tz is immutable once made; any thread may
  * use it. hl7_time_parse is pure.

@@ -1,0 +1,5 @@
+# HL7 v2 and MLLP (issue 16), no services: the ER7 parser, the MLLP framer,
+# HL7 times and facility time zones, the facility mapping, ORU^R01 mapping
+# of vendor-shaped messages (tests/hl7/messages), ACK/ERR, redaction of
+# dead letters, batch files.
+vigil_test(test_hl7 LABEL unit TIMEOUT 30 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_hl7.c LIBS m)
