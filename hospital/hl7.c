@@ -392,7 +392,7 @@ long hl7_get(const struct hl7_msg *m, size_t seg, int field, int rep, int comp, 
         return 0;
     struct span s = {p, len};
     if (is_msh_literal(m, seg, field)) {
-        if (len + 1 > outsz)
+        if (len + 1 > outsz || memchr(p, '\0', len) != NULL)
             return -1;
         memcpy(out, p, len);
         out[len] = '\0';

@@ -103,6 +103,12 @@ static void test_parser(void)
     CHECK_EQ_STR(get(m, "NTE", 1, 4, 1, 1, 1), "(error)"); /* decodes to NUL */
     char small[4];
     CHECK_EQ_INT(hl7_get(m, 1, 2, 1, 1, 1, small, sizeof small), -1);
+    /* A NUL in MSH-2 (found by fuzz_hl7): refused like a NUL anywhere else,
+     * not returned with a length strlen() disagrees with. */
+    const char nul[] = "MSH|^~\\&\0X|A\rPID|1\r";
+    CHECK_EQ_INT(hl7_parse(m, nul, sizeof nul - 1, err, sizeof err), 0);
+    CHECK_EQ_INT(hl7_get(m, 0, 2, 1, 1, 1, v, sizeof v), -1);
+    CHECK_EQ_STR(v, "");
 
     /* Refusals. */
     const char *bad[] = {
