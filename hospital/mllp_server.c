@@ -105,6 +105,7 @@ struct server {
     atomic_uint_fast64_t ack_seq;
     int64_t started_ms;
     atomic_bool producer_ok;
+    struct obs_producer *first_producer; /* made at start, then the Kafka thread's */
     struct hl7_map_options mopt;
 
     pthread_mutex_t fm_mu;
@@ -324,7 +325,8 @@ static void kafka_main(void *arg)
 {
     struct server *s = arg;
     char err[1024];
-    struct obs_producer *p = producer_new(s, err, sizeof err);
+    struct obs_producer *p = s->first_producer;
+    s->first_producer = NULL;
     atomic_store(&s->producer_ok, p != NULL);
     for (;;) {
         bool fatal = p == NULL || obs_producer_fatal(p)[0] != '\0';
@@ -1058,6 +1060,11 @@ static int server_start(struct server *s, char *errstr, size_t errstr_size)
                            errstr_size);
     if (s->dlq == NULL)
         return -1;
+    /* Made here, not on the Kafka thread, so a refused property stops the
+     * start with its message instead of a retry loop. */
+    s->first_producer = producer_new(s, errstr, errstr_size);
+    if (s->first_producer == NULL)
+        return -1;
     int port;
     s->lfd = listen_on(opt->listen, &port, errstr, errstr_size);
     if (s->lfd < 0)
@@ -1099,6 +1106,7 @@ static void server_stop(struct server *s)
     if (s->inner != NULL)
         wg_wait(s->inner);
     httpd_stop(s->httpd);
+    obs_producer_destroy(s->first_producer); /* only when the Kafka thread never started */
     size_t left = publisher_close(s->dlq, deadline_after_ms(5000));
     if (left > 0)
         log_msg(LOG_WARN, COMPONENT, "%zu dead letters abandoned unacknowledged", left);

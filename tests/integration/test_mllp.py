@@ -9,6 +9,10 @@
                               Kafka, PostgreSQL, the DLQ and the logs
     test_mllp.py connections  200 concurrent connections, order kept per
                               connection, the connection limit, idle timeout
+    test_mllp.py tls          MLLP over TLS with client certificates: a client
+                              with a certificate of the CA gets AA; one without
+                              a certificate, one with another CA's and one
+                              speaking plain MLLP get no ACK
 """
 import asyncio
 import os
@@ -291,5 +295,87 @@ def connections():
     t.done()
 
 
+def client_cert(folder, ca, name):
+    """A client certificate (extendedKeyUsage clientAuth) signed by CA."""
+    import tls_lib
+    ext = os.path.join(folder, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    tls_lib._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name,
+                     cwd=folder)
+    tls_lib._openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey",
+                     ca + ".key", "-CAcreateserial", "-out", name + ".pem", "-days", "2",
+                     "-extfile", ext, cwd=folder)
+    return os.path.join(folder, name + ".pem"), os.path.join(folder, name + ".key")
+
+
+def tls():
+    import socket
+    import ssl
+    import tempfile
+    sys.path.insert(0, os.path.join(h.SRC, "tests", "security"))
+    import tls_lib
+    t = h.Checks()
+    rid = h.run_id()
+    topic = "hl7t.%s.obs" % rid
+    h.migrate()
+    h.create_topics([topic], 2)
+    h.create_topics([topic + ".hl7dlq"], 1)
+    ml.standard_enrolment(rid)
+    fac_path = ml.facilities_file(rid)
+    d = tempfile.mkdtemp(prefix="mllp-tls-")
+    ca = tls_lib.make_ca(d, "ca")
+    tls_lib.make_ca(d, "other")
+    cert, key = tls_lib.make_cert(d, "ca", "server", "localhost", ["DNS:localhost", "IP:127.0.0.1"])
+    good = client_cert(d, "ca", "engine")
+    wrong = client_cert(d, "other", "stranger")
+    lst = ml.Listener(rid, topic, fac_path, extra=["-s", "tls_cert=" + cert, "-s", "tls_key=" + key,
+                                                   "-s", "tls_client_ca=" + ca])
+    t.check(lst.ready(), "TLS listener ready")
+    t.check("with TLS" in lst.text(), "the listener says it speaks TLS")
+    frame = ("\x0b" + ml.message("epic_cbc.hl7", rid) + "\x1c\r").encode()
+
+    def exchange(certpair, tls_on=True):
+        """Sends the framed message; returns the ACK bytes, b"" if the
+        listener closed, or the exception's name."""
+        raw = socket.create_connection(("127.0.0.1", lst.port), timeout=15 * h.SCALE)
+        try:
+            if tls_on:
+                ctx = ssl.create_default_context(cafile=ca)
+                if certpair:
+                    ctx.load_cert_chain(*certpair)
+                conn = ctx.wrap_socket(raw, server_hostname="localhost")
+            else:
+                conn = raw
+            conn.sendall(frame)
+            got = b""
+            while not got.endswith(b"\x1c\r"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            return got
+        except (ssl.SSLError, OSError) as e:
+            return type(e).__name__
+        finally:
+            raw.close()
+
+    ack = exchange(good)
+    t.check(isinstance(ack, bytes) and b"\rMSA|AA|MSG00001" in ack,
+            "a client with the CA's certificate gets AA over TLS (%r)" % (ack[:80],))
+    for what, got in (("no client certificate", exchange(None)),
+                      ("another CA's certificate", exchange(wrong)),
+                      ("plain MLLP on the TLS port", exchange(None, tls_on=False))):
+        t.check(not (isinstance(got, bytes) and b"MSA|" in got),
+                "%s: no ACK (%r)" % (what, got[:60] if isinstance(got, bytes) else got))
+    t.check(h.wait_until(lambda: lst.text().count("TLS handshake failed") >= 3, 20, "3 refusals"),
+            "the three refused handshakes are logged")
+    t.check(lst.proc.poll() is None and lst.stop() == 0, "listener alive, exits 0")
+    h.delete_topics([topic, topic + ".hl7dlq"])
+    os.unlink(fac_path)
+    t.done()
+
+
 if __name__ == "__main__":
-    {"accept": accept, "connections": connections}[sys.argv[1]]()
+    {"accept": accept, "connections": connections, "tls": tls}[sys.argv[1]]()

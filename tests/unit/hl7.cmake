@@ -3,3 +3,6 @@
 # of vendor-shaped messages (tests/hl7/messages), ACK/ERR, redaction of
 # dead letters, batch files.
 vigil_test(test_hl7 LABEL unit TIMEOUT 30 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_hl7.c LIBS m)
+# vigil mllp's command line: --help and the settings it refuses at start.
+vigil_script_test(mllp_cli LABEL unit TIMEOUT 60
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_mllp_cli.sh)
