@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "hl7_time.h"
 
 #define VAL_MAX 256 /* a value vigil reads (codes, numbers, times) */
@@ -51,6 +52,7 @@ void hl7_mapped_destroy(struct hl7_mapped *r)
     if (r == NULL)
         return;
     free(r->obs);
+    free(r->ranks);
     free(r);
 }
 
@@ -58,9 +60,13 @@ static void reset(struct hl7_mapped *r)
 {
     struct observation *obs = r->obs;
     size_t cap = r->cap_obs;
+    struct hl7_rank *ranks = r->ranks;
+    size_t cap_ranks = r->cap_ranks;
     memset(r, 0, sizeof *r);
     r->obs = obs;
     r->cap_obs = cap;
+    r->ranks = ranks;
+    r->cap_ranks = cap_ranks;
 }
 
 static void add_error(struct hl7_mapped *r, const char *seg, int seq, int field, int comp,
@@ -304,24 +310,28 @@ static void make_id(const struct ctx *c, const char *code, const char *system, c
     out[o] = '\0';
 }
 
-/* How many earlier OBX of the current order (from OBX index FIRST to
- * before SEG) have code CODE/SYSTEM and an empty OBX-4. */
-static int rank_of(const struct ctx *c, size_t first, size_t seg, const char *code,
-                   const char *system)
+/* The rank of an OBX among the earlier OBX of its order with the same
+ * OBX-3 code and system and no OBX-4 (0 for the first): what tells two
+ * such results apart in their ids. One pass keeps a count per code, so a
+ * large order costs a table lookup per OBX, not a rescan of the order. */
+static int rank_next(struct hl7_mapped *r, const char *code, const char *system)
 {
-    int n = 0;
-    char a[VAL_MAX], b[VAL_MAX], s[VAL_MAX];
-    for (size_t i = first; i < seg; i++) {
-        if (strcmp(hl7_segment_name(c->m, i), "OBX") != 0)
-            continue;
-        if (hl7_get(c->m, i, 3, 1, 1, 1, a, sizeof a) < 0 ||
-            hl7_get(c->m, i, 3, 1, 3, 1, b, sizeof b) < 0 ||
-            hl7_get(c->m, i, 4, 1, 1, 1, s, sizeof s) != 0)
-            continue;
-        if (strcmp(a, code) == 0 && strcmp(b, system) == 0)
-            n++;
+    uint64_t h = hash_str(system, hash_bytes("", 1, hash_str(code, HASH_SEED)));
+    for (size_t i = 0; i < r->n_ranks; i++)
+        if (r->ranks[i].h == h)
+            return r->ranks[i].n++;
+    if (r->n_ranks == r->cap_ranks) {
+        size_t cap = r->cap_ranks ? r->cap_ranks * 2 : 32;
+        struct hl7_rank *p = realloc(r->ranks, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        r->ranks = p;
+        r->cap_ranks = cap;
     }
-    return n;
+    r->ranks[r->n_ranks].h = h;
+    r->ranks[r->n_ranks].n = 1;
+    r->n_ranks++;
+    return 0;
 }
 
 static bool is_ln(const char *system)
@@ -462,7 +472,7 @@ static int map_time(struct ctx *c, long seg, const char *name, int seq, int fiel
 }
 
 /* Maps one OBX; forwards it or records why not. */
-static void map_obx(struct ctx *c, size_t seg, int seq, size_t order_first)
+static void map_obx(struct ctx *c, size_t seg, int seq, int rank)
 {
     struct hl7_mapped *r = c->r;
     r->obx_total++;
@@ -581,9 +591,10 @@ static void map_obx(struct ctx *c, size_t seg, int seq, size_t order_first)
             o.issued_ms = c->msh_ms;
     }
 
-    int rank = 0;
-    if (subid[0] == '\0')
-        rank = rank_of(c, order_first, seg, code, sys);
+    if (rank < 0) {
+        add_error(r, "OBX", seq, 0, 0, 207, "out_of_memory", "out of memory");
+        return;
+    }
     make_id(c, code, sys, subid, rank, o.observation_id, sizeof o.observation_id);
     snprintf(o.study_id, sizeof o.study_id, "%s", c->patient->study_id);
     snprintf(o.site_id, sizeof o.site_id, "%s", c->patient->site_id);
@@ -676,7 +687,6 @@ enum hl7_ack_code hl7_map_message(const struct hl7_msg *m, const struct hl7_faci
     size_t nseg = hl7_segment_count(m);
     int obx_seq = 0, obr_seq = 0, pid_seq = 0;
     long pending_orc = -1;
-    size_t order_first = 0;
     bool any_pid = false;
     for (size_t i = 1; i < nseg; i++) {
         const char *name = hl7_segment_name(m, i);
@@ -700,7 +710,7 @@ enum hl7_ack_code hl7_map_message(const struct hl7_msg *m, const struct hl7_faci
             c.orc = pending_orc;
             pending_orc = -1;
             c.in_specimen = false;
-            order_first = i + 1;
+            r->n_ranks = 0;
             if (c.patient == NULL)
                 continue;
             order_key(&c);
@@ -728,7 +738,13 @@ enum hl7_ack_code hl7_map_message(const struct hl7_msg *m, const struct hl7_faci
                           "more than %d OBX in one message", HL7_MAX_OBX);
                 break;
             }
-            map_obx(&c, i, obx_seq, order_first);
+            char code[VAL_MAX], sys[VAL_MAX], subid[8];
+            int rank = 0;
+            if (hl7_get(m, i, 4, 1, 1, 1, subid, sizeof subid) == 0 &&
+                hl7_get(m, i, 3, 1, 1, 1, code, sizeof code) >= 0 &&
+                hl7_get(m, i, 3, 1, 3, 1, sys, sizeof sys) >= 0)
+                rank = rank_next(r, code, sys);
+            map_obx(&c, i, obx_seq, rank);
         }
     }
     if (!any_pid) {

@@ -120,6 +120,12 @@ struct hl7_mapped {
     unsigned obx_total;       /* OBX of enrolled patients */
     unsigned skipped_unmapped, skipped_not_final, skipped_specimen;
     unsigned no_value, ref_unparsed;
+    /* private to hl7_map.c: per-order counts of OBX-3 codes */
+    struct hl7_rank {
+        uint64_t h;
+        int n;
+    } *ranks;
+    size_t n_ranks, cap_ranks;
 };
 
 /* Returns an empty result, or NULL when out of memory. */

@@ -948,9 +948,13 @@ static void accept_one(struct server *s)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct timeval tv = {.tv_sec = s->opt->idle_timeout_s};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* Reads wait at most the idle timeout (a TLS record cut in the middle);
+     * an ACK write waits at most 10 s: a peer that does not read its ACKs
+     * for that long is dropped rather than holding a thread, also past the
+     * shutdown grace. */
+    struct timeval rtv = {.tv_sec = s->opt->idle_timeout_s}, wtv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof rtv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wtv, sizeof wtv);
     struct conn *c = conn_new(s, fd, peer);
     char err[256];
     if (c == NULL || wg_go(s->conns, conn_main, c, err, sizeof err) != 0) {
