@@ -1,5 +1,4 @@
 /* vigil mllp: flags and settings, then hospital/mllp_server.c does the work. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -13,7 +12,6 @@
 #include "log.h"
 #include "mllp_server.h"
 #include "settings.h"
-#include "sigwatch.h"
 
 static const struct config_item items[] = {
     {"bootstrap", "VIGIL_KAFKA_BOOTSTRAP", "localhost:9092", "Kafka bootstrap servers", false},
@@ -67,7 +65,6 @@ static void usage(FILE *out)
             "the dead-letter topic with every patient-identifying field removed. Patients\n"
             "not in hl7_enrolments are dropped and counted. See hospital/README.md.\n\n"
             "options (each overrides the setting of the same name):\n"
-            "  -c, --config FILE       YAML settings file (also VIGIL_CONFIG)\n"
             "  -b, --bootstrap HOSTS   Kafka bootstrap servers\n"
             "  -t, --topic NAME        observations topic\n"
             "  -l, --listen HOST:PORT  MLLP address\n"
@@ -78,14 +75,11 @@ static void usage(FILE *out)
             "      --idle-timeout SECONDS\n"
             "      --ack-timeout MS\n"
             "      --grace SECONDS\n"
-            "  -X PROP=VALUE           any librdkafka property (vigil's defaults for this\n"
-            "                          producer: enable.idempotence=true acks=all linger.ms=1\n"
-            "                          message.timeout.ms=ack_timeout)\n"
-            "  -s KEY=VALUE            any setting below by its YAML key\n"
-            "      --log-level LEVEL   debug, info, warn, error\n"
-            "  -h, --help              this help\n\n"
-            "signals: SIGTERM/SIGINT finish the messages in progress and exit 0;\n"
-            "SIGHUP reloads the facility mapping.\n\n");
+            "  (-X PROP=VALUE: vigil's defaults for this producer are enable.idempotence=true\n"
+            "  acks=all linger.ms=1 message.timeout.ms=ack_timeout)\n");
+    cli_usage_common(out);
+    fprintf(out, "signals: SIGTERM/SIGINT finish the messages in progress and exit 0;\n"
+                 "SIGHUP reloads the facility mapping.\n\n");
     config_print_help(items, out);
 }
 
@@ -115,72 +109,41 @@ static int default_prop(struct config *cfg, const char *name, const char *value,
     return config_set(cfg, key, value, err, errsz);
 }
 
+static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
+               size_t errstr_size)
+{
+    return mllp_server_run(opt, stop, reload, errstr, errstr_size);
+}
+
 int cmd_mllp(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"bootstrap", required_argument, NULL, 'b'},
-        {"topic", required_argument, NULL, 't'},
-        {"listen", required_argument, NULL, 'l'},
-        {"facilities", required_argument, NULL, 'f'},
-        {"http", required_argument, NULL, 1},
-        {"pg", required_argument, NULL, 2},
-        {"max-connections", required_argument, NULL, 3},
-        {"idle-timeout", required_argument, NULL, 4},
-        {"ack-timeout", required_argument, NULL, 5},
-        {"grace", required_argument, NULL, 6},
-        {"log-level", required_argument, NULL, 7},
-        {"help", no_argument, NULL, 'h'},
+    static const struct cli_flag flags[] = {
+        {"bootstrap", 'b', "bootstrap", 0, true},
+        {"topic", 't', "topic", 0, true},
+        {"listen", 'l', "listen", 0, true},
+        {"facilities", 'f', "facilities", 0, true},
+        {"http", 0, "http", 0, true},
+        {"pg", 0, "pg_conninfo", 0, true},
+        {"max-connections", 0, "max_connections", 0, true},
+        {"idle-timeout", 0, "idle_timeout", 0, true},
+        {"ack-timeout", 0, "ack_timeout", 0, true},
+        {"grace", 0, "grace", 0, true},
         {0},
     };
     struct cli_settings set;
     cli_settings_init(&set);
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:b:t:l:f:X:s:h", opts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'c':
-            set.config_file = optarg;
-            continue;
-        case 'b': key = "bootstrap"; break;
-        case 't': key = "topic"; break;
-        case 'l': key = "listen"; break;
-        case 'f': key = "facilities"; break;
-        case 1: key = "http"; break;
-        case 2: key = "pg_conninfo"; break;
-        case 3: key = "max_connections"; break;
-        case 4: key = "idle_timeout"; break;
-        case 5: key = "ack_timeout"; break;
-        case 6: key = "grace"; break;
-        case 7: key = "log_level"; break;
-        case 'X':
-            if (cli_settings_add_pair(&set, "kafka.", optarg) != 0)
-                return cli_bad_usage("mllp", usage, "-X wants PROP=VALUE, not '%s'", optarg);
-            continue;
-        case 's':
-            if (cli_settings_add_pair(&set, "", optarg) != 0)
-                return cli_bad_usage("mllp", usage, "-s wants KEY=VALUE, not '%s'", optarg);
-            continue;
-        default:
-            return cli_bad_option("mllp", usage, argv);
-        }
-        if (cli_settings_add(&set, key, optarg) != 0)
-            return cli_bad_usage("mllp", usage, "too many options");
-    }
-    if (optind < argc)
-        return cli_bad_usage("mllp", usage, "unexpected argument '%s'", argv[optind]);
+    const char *arg;
+    int next, status;
+    if (cli_settings_next(&set, "mllp", usage, flags, argc, argv, &arg, &next, &status) != 0)
+        return status;
+    if (next < argc)
+        return cli_bad_usage("mllp", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
     int rc = 1;
-    struct ctx *stop = NULL;
-    struct sigwatch *sw = NULL;
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
-        goto fail;
+        return cli_fail("mllp", err);
     long max_conn, idle, ack, max_msg, in_flight, refresh, grace;
     if (config_get_long(cfg, "max_connections", 1, 10000, &max_conn, err, sizeof err) != 0 ||
         config_get_long(cfg, "idle_timeout", 1, 86400, &idle, err, sizeof err) != 0 ||
@@ -234,23 +197,10 @@ int cmd_mllp(int argc, char **argv)
     /* A peer that closes while its ACK is written must not kill the
      * process (TLS writes go through write(2), which raises SIGPIPE). */
     signal(SIGPIPE, SIG_IGN);
-    stop = ctx_new(NULL);
-    static atomic_bool reload;
-    sw = stop ? sigwatch_start(stop, &reload) : NULL;
-    if (sw == NULL) {
-        snprintf(err, sizeof err, "could not start the signal thread");
-        goto fail;
-    }
-    if (mllp_server_run(&opt, stop, &reload, err, sizeof err) != 0)
-        goto fail;
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, "vigil mllp: %s\n", err);
-    log_msg(LOG_ERROR, "mllp", "%s", err);
-out:
-    sigwatch_stop(sw);
-    ctx_destroy(stop);
+    rc = cli_serve("mllp", run, &opt);
     config_destroy(cfg);
     return rc;
+fail:
+    config_destroy(cfg);
+    return cli_fail("mllp", err);
 }
