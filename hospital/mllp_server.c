@@ -407,6 +407,7 @@ struct dlq_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
+    rd_kafka_resp_err_t err;
 };
 
 static void dlq_unref(struct dlq_wait *w)
@@ -418,11 +419,12 @@ static void dlq_unref(struct dlq_wait *w)
     free(w);
 }
 
-static void dlq_done(void *arg)
+static void dlq_done(void *arg, rd_kafka_resp_err_t err)
 {
     struct dlq_wait *w = arg;
     pthread_mutex_lock(&w->mu);
     w->done = true;
+    w->err = err;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     dlq_unref(w);
@@ -435,7 +437,9 @@ static void header(rd_kafka_headers_t *h, const char *name, const char *value)
 
 /* Sends the redacted copy of the message to the dead-letter topic and
  * waits for its acknowledgement until DEADLINE (best effort: the ACK goes
- * back either way, and the publisher keeps retrying). */
+ * back either way). Transient failures are retried by the publisher; a
+ * permanent one (the topic missing or refusing vigil) is logged and the
+ * dead letter dropped: the sender still holds the message it was refused. */
 static void dead_letter(struct server *s, const char *value, size_t vlen, const char *facility,
                         const char *control_id, enum hl7_ack_code code, const char *cls,
                         const char *msg, const char *peer, deadline_t deadline)
@@ -456,8 +460,8 @@ static void dead_letter(struct server *s, const char *value, size_t vlen, const 
     header(h, "vigil.hl7.ack", hl7_ack_code_name(code));
     header(h, "vigil.source", "mllp");
     header(h, "vigil.source.peer", peer);
-    if (publisher_send(s->dlq, s->opt->dlq_topic, facility, strlen(facility), value, vlen, h,
-                       dlq_done, w) != 0) {
+    if (publisher_send_or_fail(s->dlq, s->opt->dlq_topic, facility, strlen(facility), value,
+                               vlen, h, dlq_done, w) != 0) {
         dlq_unref(w);
         dlq_unref(w);
         return;
@@ -467,12 +471,17 @@ static void dead_letter(struct server *s, const char *value, size_t vlen, const 
     while (!w->done && !deadline_expired(deadline))
         deadline_cond_wait(&w->cv, &w->mu, deadline);
     bool done = w->done;
+    rd_kafka_resp_err_t err = w->err;
     pthread_mutex_unlock(&w->mu);
     if (!done)
         log_msg(LOG_WARN, COMPONENT,
                 "dead letter for facility %s control id %s not acknowledged yet; the publisher "
                 "keeps retrying",
                 facility, control_id);
+    else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_msg(LOG_ERROR, COMPONENT,
+                "could not dead-letter the message of facility %s control id %s to %s: %s",
+                facility, control_id, s->opt->dlq_topic, rd_kafka_err2str(err));
     dlq_unref(w);
 }
 
@@ -1060,8 +1069,9 @@ static int server_start(struct server *s, char *errstr, size_t errstr_size)
     }
     server_metrics(s);
     const char *topics[] = {opt->dlq_topic, NULL};
-    s->dlq = publisher_new(opt->cfg, opt->bootstrap, "vigil-mllp-dlq", topics, s->m, errstr,
-                           errstr_size);
+    /* A redacted copy is never longer than the message; 64 KiB for headers. */
+    s->dlq = publisher_new(opt->cfg, opt->bootstrap, "vigil-mllp-dlq", topics,
+                           opt->max_message_bytes + 65536, s->m, errstr, errstr_size);
     if (s->dlq == NULL)
         return -1;
     /* Made here, not on the Kafka thread, so a refused property stops the
