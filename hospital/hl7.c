@@ -157,8 +157,10 @@ static int add_segment(struct hl7_msg *m, const char *s, size_t len, char *errst
     if (add_field(m, s, 3) != 0)
         goto too_many;
     if (msh) {
-        /* MSH-1: the separator itself; MSH-2 runs to the next separator. */
-        if (add_field(m, s + 3, 1) != 0)
+        /* MSH-1: the separator itself; MSH-2 runs to the next separator. A
+         * later MSH of three bytes alone has no MSH-1 (its s + 3 may be past
+         * the buffer). */
+        if (add_field(m, s + 3, len > 3 ? 1 : 0) != 0)
             goto too_many;
     }
     if (len > 3) {

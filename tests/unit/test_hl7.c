@@ -103,6 +103,17 @@ static void test_parser(void)
     CHECK_EQ_STR(get(m, "NTE", 1, 4, 1, 1, 1), "(error)"); /* decodes to NUL */
     char small[4];
     CHECK_EQ_INT(hl7_get(m, 1, 2, 1, 1, 1, small, sizeof small), -1);
+    /* A second MSH of three bytes at the very end (found by fuzz_hl7): its
+     * MSH-1 is absent, not the byte after the buffer. Copied to the heap at
+     * its exact size so ASan sees a read past it. */
+    const char bare[] = "MSH|^~\\&|A\rMSH";
+    char *exact = malloc(sizeof bare - 1);
+    memcpy(exact, bare, sizeof bare - 1);
+    CHECK_EQ_INT(hl7_parse(m, exact, sizeof bare - 1, err, sizeof err), 0);
+    CHECK_EQ_INT(hl7_segment_count(m), 2);
+    CHECK_EQ_INT(hl7_get(m, 1, 1, 1, 1, 1, v, sizeof v), 0);
+    CHECK_EQ_INT(hl7_repetitions(m, 1, 1), 0);
+    free(exact);
     /* A NUL in MSH-2 (found by fuzz_hl7): refused like a NUL anywhere else,
      * not returned with a length strlen() disagrees with. */
     const char nul[] = "MSH|^~\\&\0X|A\rPID|1\r";
