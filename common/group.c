@@ -281,7 +281,15 @@ static void revoke(struct group *g, const rd_kafka_topic_partition_list_t *l)
             continue;
         offsets_forget(g->offsets, p);
         struct partition *pt = &g->parts[p];
-        if (pt->paused) {
+        /* librdkafka keeps a partition's pause across an unassign: were it
+         * assigned here again it would stay paused, with nothing of ours
+         * left to resume it (a partition stuck at its first offsets).
+         * Resume it while it is still assigned; resuming right after a new
+         * assign instead can outdate the assign's start offset
+         * (librdkafka #2190). */
+        if (pt->paused)
+            pause_partition(g, p, false);
+        if (pt->paused) { /* librdkafka refused: forget it anyway */
             pt->paused = false;
             g->npaused--;
             metric_gauge_add(g->m_paused, -1);
