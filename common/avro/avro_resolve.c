@@ -516,6 +516,10 @@ static size_t remaining(const struct adec *d)
     return (size_t)(d->end - d->p);
 }
 
+/* The readers below leave *out unset on failure. Their callers still
+ * initialise what they pass: adec_fail() is out of line, so GCC at -O3
+ * cannot see it never returns CODEC_OK and stops a Release build on
+ * -Wmaybe-uninitialized. */
 static enum codec_status read_long(struct adec *d, int64_t *out)
 {
     uint64_t v = 0;
@@ -548,7 +552,7 @@ static enum codec_status read_int(struct adec *d, int64_t *out)
 /* A string/bytes length: never negative, never beyond the bytes left. */
 static enum codec_status read_len(struct adec *d, size_t *out)
 {
-    int64_t n;
+    int64_t n = 0;
     const uint8_t *at = d->p;
     enum codec_status st = read_long(d, &n);
     if (st != CODEC_OK)
@@ -642,7 +646,7 @@ static enum codec_status read_block(struct adec *d, int64_t *count)
 static enum codec_status read_union_index(struct adec *d, size_t n_branches, size_t *out)
 {
     const uint8_t *at = d->p;
-    int64_t idx;
+    int64_t idx = 0;
     enum codec_status st = read_long(d, &idx);
     if (st != CODEC_OK)
         return st;
@@ -658,7 +662,7 @@ static enum codec_status read_union_index(struct adec *d, size_t n_branches, siz
 static enum codec_status read_enum_index(struct adec *d, const struct avsc_node *w, size_t *out)
 {
     const uint8_t *at = d->p;
-    int64_t idx;
+    int64_t idx = 0;
     enum codec_status st = read_int(d, &idx);
     if (st != CODEC_OK)
         return st;
@@ -681,8 +685,8 @@ static enum codec_status enter(struct adec *d)
 static enum codec_status skip(const struct avsc_node *w, struct adec *d)
 {
     enum codec_status st = CODEC_OK;
-    int64_t v;
-    size_t n;
+    int64_t v = 0;
+    size_t n = 0;
     switch (w->type) {
     case AVSC_NULL:
         return CODEC_OK;
@@ -854,7 +858,7 @@ static enum codec_status dec_record(const struct pnode *p, struct adec *d, void 
 static enum codec_status dec_to_record(const struct pnode *p, struct adec *d, void *obj,
                                        const struct aplan_sink *sink)
 {
-    size_t idx;
+    size_t idx = 0;
     enum codec_status st;
     switch (p->op) {
     case P_RECORD:
@@ -873,7 +877,7 @@ static enum codec_status dec_field(const struct pnode *p, struct adec *d, void *
                                    const struct aplan_sink *sink, size_t rindex,
                                    const char *fname)
 {
-    size_t idx;
+    size_t idx = 0;
     enum codec_status st;
     struct aval v;
     switch (p->op) {

@@ -190,7 +190,7 @@ static enum codec_status add_owned(struct codec *c, const char *json, struct wsc
 enum codec_status codec_add_writer_schema(struct codec *c, const char *json, char *errstr,
                                           size_t errstr_size)
 {
-    struct wschema *ws;
+    struct wschema *ws = NULL;
     enum codec_status st = add_owned(c, json, &ws, errstr, errstr_size);
     if (st != CODEC_OK)
         return st;
@@ -220,7 +220,7 @@ enum codec_status codec_add_schema_id(struct codec *c, uint32_t id, const char *
 {
     if (c->n_pinned == PINNED_MAX)
         return fail(errstr, errstr_size, CODEC_EOVERSIZE, "too many pinned schema ids");
-    struct wschema *ws;
+    struct wschema *ws = NULL;
     enum codec_status st = add_owned(c, json, &ws, errstr, errstr_size);
     if (st != CODEC_OK)
         return st;
