@@ -224,7 +224,10 @@ static void revoke(struct notifier *n, const rd_kafka_topic_partition_list_t *l)
             continue;
         offsets_forget(n->offsets, p);
         atomic_store(&n->parts[p].inflight, 0);
+        /* Resumed in librdkafka too: it keeps a partition's pause across
+         * unassign and assign (see the worker's revoke()). */
         if (n->parts[p].paused) {
+            kafka_pause(n->rk, n->opt->topic, p, false, "notifier");
             n->parts[p].paused = false;
             metric_gauge_add(n->m_paused, -1);
         }

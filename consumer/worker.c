@@ -306,7 +306,13 @@ static void revoke(struct worker *wk, const rd_kafka_topic_partition_list_t *l)
         if (p < 0 || p >= MAX_PARTITIONS)
             continue;
         offsets_forget(wk->offsets, p);
+        /* Resumed in librdkafka too, not only forgotten here: librdkafka
+         * keeps a partition's pause across unassign and assign, so a
+         * partition paused for backpressure and given back to this worker
+         * by a later rebalance would never be fetched again while this
+         * worker thinks it runs (found by tests/fault/test_churn.py storm). */
         if (wk->parts[p].paused) {
+            kafka_pause(wk->rk, wk->opt->topic, p, false, "worker");
             wk->parts[p].paused = false;
             wk->npaused--;
             metric_gauge_add(wk->m_paused, -1);
