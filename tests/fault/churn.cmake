@@ -13,3 +13,6 @@ vigil_script_test(fault_churn_storm LABEL fault TIMEOUT 360
   COMMAND ${_py} ${_f}/test_churn.py storm --storm-seconds 60)
 vigil_script_test(fault_churn_zombie LABEL fault TIMEOUT 240
   COMMAND ${_py} ${_f}/test_churn.py zombie)
+# KEDA's lag rule with the chart's numbers, a load that rises and falls.
+vigil_script_test(fault_autoscale_lag LABEL fault TIMEOUT 240
+  COMMAND ${_py} ${_f}/test_autoscale.py)

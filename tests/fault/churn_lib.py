@@ -83,10 +83,15 @@ class Load:
                 v = 6.9 if i % self.every == 0 else 4.0 + (i % 10) / 10
                 recs.append(h.observation(self.rid, i, self.study, "S-%04d" % (i % 2000), value=v,
                                           t0=1767225600000))
-            enc.stdin.write("".join(json.dumps(r) + "\n" for r in recs))
-            enc.stdin.flush()
-            for r in recs:
-                v = bytes.fromhex(enc.stdout.readline().strip())
+            vals = []
+            # In slices: all of a tick's lines at once would fill both pipes
+            # (the encoder blocks writing, we block writing) and deadlock.
+            for k in range(0, len(recs), 100):
+                part = recs[k:k + 100]
+                enc.stdin.write("".join(json.dumps(r) + "\n" for r in part))
+                enc.stdin.flush()
+                vals += [bytes.fromhex(enc.stdout.readline().strip()) for _ in part]
+            for r, v in zip(recs, vals):
                 oid = r["observation_id"]
                 alert = r["value"] >= f.K_HIGH
 
