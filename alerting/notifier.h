@@ -1,18 +1,19 @@
 /*
- * notifier: `vigil notifier`'s consumer loop. Reads vigil.alerts in its
- * consumer group, decodes each alert and hands it to the sender (send.h);
- * an alert's offset becomes committable only when the sender reports every
- * notification of it final (common/offsets.h: per-partition finished
- * prefix), so a crash or a rebalance replays, and the notification log
- * makes the replay page nobody twice.
+ * notifier: `vigil notifier` put together: its role on the consumer-group
+ * engine (common/group.h), which reads vigil.alerts in its consumer group.
+ * Each alert is decoded and handed to the sender (send.h); its offset
+ * becomes committable only when the sender reports every notification of it
+ * final, so a crash or a rebalance replays, and the notification log makes
+ * the replay page nobody twice.
  *
  * An alert that does not decode goes to the dead-letter topic (original
  * bytes and headers plus the error, as the worker's dead letters); its
  * offset finishes when the broker acknowledges the dead letter.
  *
- * Backpressure: when the sender's queue is full, the alert waits in its
- * partition's stash and the partition is paused; the poll loop keeps
- * polling (staying in the group) and resumes it once the stash is empty.
+ * Backpressure: when the sender's queue or the partition's offset tracker
+ * is full, the engine keeps the alert aside and pauses the partition; the
+ * poll loop keeps polling (staying in the group) and resumes it once the
+ * alert is taken. Nothing is dropped.
  *
  * Shutdown (stop cancelled): stop reading, give the sender until the grace
  * period minus a margin to finish in-flight sends (the rest are handed
@@ -26,18 +27,17 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "group.h"
 #include "send.h"
 
 struct notifier_options {
-    const struct config *cfg; /* librdkafka pass-through properties */
-    const char *bootstrap;
-    const char *group;
-    const char *topic;
+    /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
+     * sets its client id, component and drain time */
+    struct group_config consumer;
     const char *dlq_topic; /* undecodable alerts go here; "" or NULL: skipped */
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* may be NULL */
-    const char *assignor;
     int grace_s;
     int directory_refresh_s;
     struct sender_config send; /* conninfo is filled in by notifier_run */

@@ -289,11 +289,6 @@ bool route_cache_ready(struct route_cache *rc)
     return atomic_load(&rc->generation) > 0;
 }
 
-uint64_t route_cache_generation(struct route_cache *rc)
-{
-    return atomic_load(&rc->generation);
-}
-
 void route_cache_poke(struct route_cache *rc)
 {
     atomic_store(&rc->poke, true);

@@ -46,9 +46,6 @@ void route_cache_destroy(struct route_cache *rc);
 /* True once a directory has been loaded. */
 bool route_cache_ready(struct route_cache *rc);
 
-/* Generation of the current directory (0 before the first load). */
-uint64_t route_cache_generation(struct route_cache *rc);
-
 /* directory_route() on the current directory, under the read lock. Before
  * the first load: *out is unroutable with n == 0 and false is returned. */
 bool route_cache_route(struct route_cache *rc, const struct alert *a, struct route_result *out);

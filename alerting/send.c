@@ -1254,11 +1254,6 @@ enum chan_status sender_submit(struct sender *s, struct job *j)
     return st;
 }
 
-size_t sender_jobs(struct sender *s)
-{
-    return atomic_load(&s->jobs);
-}
-
 bool sender_healthy(struct sender *s)
 {
     return atomic_load(&s->healthy);

@@ -32,7 +32,7 @@
  * thread for PostgreSQL (statements are sub-millisecond on the local
  * network; the sender keeps one connection and reconnects with backoff).
  *
- * Thread-safety: sender_submit, sender_jobs and sender_healthy may be called
+ * Thread-safety: sender_submit and sender_healthy may be called
  * from any thread; sender_new and sender_close from the owner. The done
  * callback runs on the sender thread.
  */
@@ -93,9 +93,6 @@ struct sender *sender_new(const struct sender_config *cfg, struct route_cache *r
 /* Offers J without blocking: CHAN_OK (the sender owns it now), CHAN_FULL
  * or CHAN_CLOSED (the caller still owns it). */
 enum chan_status sender_submit(struct sender *s, struct job *j);
-
-/* Alerts queued or in progress (a snapshot, for readiness and metrics). */
-size_t sender_jobs(struct sender *s);
 
 /* False while the sender has no working PostgreSQL connection. */
 bool sender_healthy(struct sender *s);

@@ -1,6 +1,5 @@
 /* vigil notifier: flags and settings, then alerting/notifier.c does the work. */
 #include <curl/curl.h>
-#include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +70,8 @@ static const struct config_item items[] = {
      false},
     {"max_alerts", "VIGIL_MAX_ALERTS", "2048", "alerts in progress at once (backpressure)",
      false},
+    {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
+     "alerts of one partition in progress at once; beyond, the partition pauses", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -84,7 +85,6 @@ static void usage(FILE *out)
             "study's safety contact), once: every (alert, researcher, channel) is\n"
             "recorded in PostgreSQL before and after sending.\n\n"
             "options (each overrides the setting of the same name):\n"
-            "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       alerts topic\n"
@@ -93,11 +93,9 @@ static void usage(FILE *out)
             "      --pg CONNINFO      PostgreSQL conninfo\n"
             "      --assignor NAME    partition assignment strategy\n"
             "      --smtp-url URL     SMTP server\n"
-            "      --sms-url URL      SMS gateway endpoint\n"
-            "  -s, --set KEY=VALUE    any setting below by its key\n"
-            "  -X PROP=VALUE          any librdkafka property\n"
-            "      --log-level LEVEL  debug, info, warn, error\n"
-            "  -h, --help             this help\n\n"
+            "      --sms-url URL      SMS gateway endpoint\n");
+    cli_usage_common(out);
+    fprintf(out,
             "Secrets (pg_conninfo, smtp_password, sms_password) may come from a file:\n"
             "set VAR_FILE=/path instead of VAR (Kubernetes Secrets).\n"
             "signals: SIGTERM/SIGINT finish in-flight sends and exit 0; SIGHUP reloads\n"
@@ -105,59 +103,32 @@ static void usage(FILE *out)
     config_print_help(items, out);
 }
 
+static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
+               size_t errstr_size)
+{
+    return notifier_run(opt, stop, reload, errstr, errstr_size);
+}
+
 int cmd_notifier(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"bootstrap", required_argument, NULL, 'b'},
-        {"group", required_argument, NULL, 'g'},    {"topic", required_argument, NULL, 't'},
-        {"grace", required_argument, NULL, 1},      {"http", required_argument, NULL, 2},
-        {"pg", required_argument, NULL, 3},         {"assignor", required_argument, NULL, 4},
-        {"log-level", required_argument, NULL, 5},  {"smtp-url", required_argument, NULL, 6},
-        {"sms-url", required_argument, NULL, 7},    {"set", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},           {0},
+    static const struct cli_flag flags[] = {
+        {"bootstrap", 'b', "bootstrap", 0, true}, {"group", 'g', "group", 0, true},
+        {"topic", 't', "topic", 0, true},         {"grace", 0, "grace", 0, true},
+        {"http", 0, "http", 0, true},             {"pg", 0, "pg_conninfo", 0, true},
+        {"assignor", 0, "assignor", 0, true},     {"smtp-url", 0, "smtp_url", 0, true},
+        {"sms-url", 0, "sms_url", 0, true},       {0},
     };
     struct cli_settings set;
     cli_settings_init(&set);
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:b:g:t:s:X:h", opts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'c':
-            set.config_file = optarg;
-            continue;
-        case 'b': key = "bootstrap"; break;
-        case 'g': key = "group"; break;
-        case 't': key = "topic"; break;
-        case 1: key = "grace"; break;
-        case 2: key = "http"; break;
-        case 3: key = "pg_conninfo"; break;
-        case 4: key = "assignor"; break;
-        case 5: key = "log_level"; break;
-        case 6: key = "smtp_url"; break;
-        case 7: key = "sms_url"; break;
-        case 's':
-        case 'X':
-            if (cli_settings_add_pair(&set, c == 'X' ? "kafka." : "", optarg) != 0)
-                return cli_bad_usage("notifier", usage, "-%c wants KEY=VALUE, not '%s'", c,
-                                     optarg);
-            continue;
-        default:
-            return cli_bad_option("notifier", usage, argv);
-        }
-        if (cli_settings_add(&set, key, optarg) != 0)
-            return cli_bad_usage("notifier", usage, "too many options");
-    }
-    if (optind < argc)
-        return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[optind]);
+    const char *arg;
+    int next, status;
+    if (cli_settings_next(&set, "notifier", usage, flags, argc, argv, &arg, &next, &status) != 0)
+        return status;
+    if (next < argc)
+        return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
     int rc = 1;
-    struct ctx *stop = NULL;
-    struct sigwatch *sw = NULL;
     bool curl_ok = false;
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
@@ -199,15 +170,10 @@ int cmd_notifier(int argc, char **argv)
     curl_ok = true;
 
     struct notifier_options opt = {
-        .cfg = cfg,
-        .bootstrap = config_get(cfg, "bootstrap"),
-        .group = config_get(cfg, "group"),
-        .topic = config_get(cfg, "topic"),
         .dlq_topic = config_get(cfg, "dlq_topic"),
         .conninfo = config_get(cfg, "pg_conninfo"),
         .http_addr = config_get(cfg, "http"),
         .registry_url = config_get(cfg, "registry_url"),
-        .assignor = config_get(cfg, "assignor"),
         .grace_s = (int)grace,
         .directory_refresh_s = (int)refresh,
         .send =
@@ -229,23 +195,13 @@ int cmd_notifier(int argc, char **argv)
                 .queue_cap = 256,
             },
     };
-    stop = ctx_new(NULL);
-    static atomic_bool reload;
-    sw = stop ? sigwatch_start(stop, &reload) : NULL;
-    if (sw == NULL) {
-        snprintf(err, sizeof err, "could not start the signal thread");
+    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
         goto fail;
-    }
-    if (notifier_run(&opt, stop, &reload, err, sizeof err) != 0)
-        goto fail;
-    rc = 0;
+    rc = cli_serve("notifier", run, &opt);
     goto out;
 fail:
-    fprintf(stderr, "vigil notifier: %s\n", err);
-    log_msg(LOG_ERROR, "notifier", "%s", err);
+    rc = cli_fail("notifier", err);
 out:
-    sigwatch_stop(sw);
-    ctx_destroy(stop);
     config_destroy(cfg);
     if (curl_ok)
         curl_global_cleanup();

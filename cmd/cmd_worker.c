@@ -1,5 +1,4 @@
 /* vigil worker: flags and settings, then consumer/worker.c does the work. */
-#include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +37,8 @@ static const struct config_item items[] = {
      "subject states kept per analysis thread (least recently used evicted)", false},
     {"max_message_bytes", "VIGIL_MAX_MESSAGE_BYTES", "1048576",
      "larger messages are dead-lettered as oversize", false},
+    {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
+     "messages of one partition in progress at once; beyond, the partition pauses", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -50,7 +51,6 @@ static void usage(FILE *out)
             "cleans and analyses each observation, stores it in PostgreSQL and\n"
             "publishes an alert to vigil.alerts for every safety signal.\n\n"
             "options (each overrides the setting of the same name):\n"
-            "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       observations topic\n"
@@ -59,68 +59,41 @@ static void usage(FILE *out)
             "      --grace SECONDS    shutdown grace\n"
             "      --http ADDR        HTTP endpoint address (HOST:PORT)\n"
             "      --pg CONNINFO      PostgreSQL conninfo\n"
-            "      --assignor NAME    partition assignment strategy\n"
-            "  -X PROP=VALUE          any librdkafka property\n"
-            "      --log-level LEVEL  debug, info, warn, error\n"
-            "  -h, --help             this help\n\n"
-            "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the rules.\n\n");
+            "      --assignor NAME    partition assignment strategy\n");
+    cli_usage_common(out);
+    fprintf(out, "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the rules.\n\n");
     config_print_help(items, out);
+}
+
+static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
+               size_t errstr_size)
+{
+    return worker_run(opt, stop, reload, errstr, errstr_size);
 }
 
 int cmd_worker(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"bootstrap", required_argument, NULL, 'b'},
-        {"group", required_argument, NULL, 'g'},  {"topic", required_argument, NULL, 't'},
-        {"rules", required_argument, NULL, 'r'},  {"threads", required_argument, NULL, 'j'},
-        {"grace", required_argument, NULL, 1},    {"http", required_argument, NULL, 2},
-        {"pg", required_argument, NULL, 3},       {"assignor", required_argument, NULL, 4},
-        {"log-level", required_argument, NULL, 5}, {"help", no_argument, NULL, 'h'},
-        {0},
+    static const struct cli_flag flags[] = {
+        {"bootstrap", 'b', "bootstrap", 0, true}, {"group", 'g', "group", 0, true},
+        {"topic", 't', "topic", 0, true},         {"rules", 'r', "rules", 0, true},
+        {"threads", 'j', "threads", 0, true},     {"grace", 0, "grace", 0, true},
+        {"http", 0, "http", 0, true},             {"pg", 0, "pg_conninfo", 0, true},
+        {"assignor", 0, "assignor", 0, true},     {0},
     };
     struct cli_settings set;
     cli_settings_init(&set);
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:b:g:t:r:j:X:h", opts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'c':
-            set.config_file = optarg;
-            continue;
-        case 'b': key = "bootstrap"; break;
-        case 'g': key = "group"; break;
-        case 't': key = "topic"; break;
-        case 'r': key = "rules"; break;
-        case 'j': key = "threads"; break;
-        case 1: key = "grace"; break;
-        case 2: key = "http"; break;
-        case 3: key = "pg_conninfo"; break;
-        case 4: key = "assignor"; break;
-        case 5: key = "log_level"; break;
-        case 'X':
-            if (cli_settings_add_pair(&set, "kafka.", optarg) != 0)
-                return cli_bad_usage("worker", usage, "-X wants PROP=VALUE, not '%s'", optarg);
-            continue;
-        default:
-            return cli_bad_option("worker", usage, argv);
-        }
-        if (cli_settings_add(&set, key, optarg) != 0)
-            return cli_bad_usage("worker", usage, "too many options");
-    }
-    if (optind < argc)
-        return cli_bad_usage("worker", usage, "unexpected argument '%s'", argv[optind]);
+    const char *arg;
+    int next, status;
+    if (cli_settings_next(&set, "worker", usage, flags, argc, argv, &arg, &next, &status) != 0)
+        return status;
+    if (next < argc)
+        return cli_bad_usage("worker", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
-    int rc = 1;
-    struct ctx *stop = NULL;
-    struct sigwatch *sw = NULL;
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
-        goto fail;
+        return cli_fail("worker", err);
+    int rc = 1;
     long threads, grace, batch_rows, batch_ms, max_subjects, max_message;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -137,17 +110,12 @@ int cmd_worker(int argc, char **argv)
         goto fail;
 
     struct worker_options opt = {
-        .cfg = cfg,
-        .bootstrap = config_get(cfg, "bootstrap"),
-        .group = config_get(cfg, "group"),
-        .topic = config_get(cfg, "topic"),
         .dlq_topic = config_get(cfg, "dlq_topic"),
         .alerts_topic = config_get(cfg, "alerts_topic"),
         .rules_path = config_get(cfg, "rules"),
         .conninfo = config_get(cfg, "pg_conninfo"),
         .http_addr = config_get(cfg, "http"),
         .registry_url = config_get(cfg, "registry_url"),
-        .assignor = config_get(cfg, "assignor"),
         .threads = (int)threads,
         .grace_s = (int)grace,
         .batch_rows = (int)batch_rows,
@@ -155,23 +123,12 @@ int cmd_worker(int argc, char **argv)
         .max_subjects = (size_t)max_subjects,
         .max_message_bytes = (size_t)max_message,
     };
-    stop = ctx_new(NULL);
-    static atomic_bool reload;
-    sw = stop ? sigwatch_start(stop, &reload) : NULL;
-    if (sw == NULL) {
-        snprintf(err, sizeof err, "could not start the signal thread");
+    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
         goto fail;
-    }
-    if (worker_run(&opt, stop, &reload, err, sizeof err) != 0)
-        goto fail;
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, "vigil worker: %s\n", err);
-    log_msg(LOG_ERROR, "worker", "%s", err);
-out:
-    sigwatch_stop(sw);
-    ctx_destroy(stop);
+    rc = cli_serve("worker", run, &opt);
     config_destroy(cfg);
     return rc;
+fail:
+    config_destroy(cfg);
+    return cli_fail("worker", err);
 }

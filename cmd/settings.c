@@ -1,10 +1,13 @@
 #include "settings.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "log.h"
+#include "sigwatch.h"
 
 void cli_settings_init(struct cli_settings *s)
 {
@@ -69,4 +72,193 @@ struct config *cli_settings_load(const struct cli_settings *s, const struct conf
 err:
     config_destroy(cfg);
     return NULL;
+}
+
+/* ---- flags ---------------------------------------------------------------- */
+
+enum { ID_CONFIG = -100, ID_KAFKA, ID_SET, ID_LOG_LEVEL, ID_HELP };
+
+static const struct cli_flag common_flags[] = {
+    {"config", 'c', NULL, ID_CONFIG, true},   {"set", 's', NULL, ID_SET, true},
+    {"log-level", 0, NULL, ID_LOG_LEVEL, true}, {"help", 'h', NULL, ID_HELP, false},
+    {NULL, 'X', NULL, ID_KAFKA, true},        {0},
+};
+
+#define OPTS_MAX 64
+
+/* The getopt tables for FLAGS plus the common flags: a long option's val
+ * is the index into the merged flag list (+ 256, above every letter). */
+struct optset {
+    struct option longs[OPTS_MAX + 1];
+    char shorts[2 * OPTS_MAX + 2];
+    const struct cli_flag *flag[OPTS_MAX];
+    int n;
+};
+
+static bool letter_taken(const struct cli_flag *flags, int letter)
+{
+    for (const struct cli_flag *f = flags; f->name != NULL || f->letter != 0; f++)
+        if (f->letter == letter)
+            return true;
+    return false;
+}
+
+static void optset_add(struct optset *o, const struct cli_flag *f, bool letter_ok)
+{
+    if (o->n >= OPTS_MAX)
+        return;
+    int i = o->n++;
+    o->flag[i] = f;
+    if (f->name != NULL) {
+        size_t k = 0;
+        while (o->longs[k].name != NULL)
+            k++;
+        o->longs[k] = (struct option){f->name, f->arg ? required_argument : no_argument, NULL,
+                                      256 + i};
+    }
+    if (f->letter != 0 && letter_ok) {
+        size_t len = strlen(o->shorts);
+        o->shorts[len++] = (char)f->letter;
+        if (f->arg)
+            o->shorts[len++] = ':';
+        o->shorts[len] = '\0';
+    }
+}
+
+static void optset_build(struct optset *o, const struct cli_flag *flags)
+{
+    memset(o, 0, sizeof *o);
+    o->shorts[0] = '\0';
+    for (const struct cli_flag *f = flags; f->name != NULL || f->letter != 0; f++)
+        optset_add(o, f, true);
+    for (const struct cli_flag *f = common_flags; f->name != NULL || f->letter != 0; f++)
+        optset_add(o, f, !letter_taken(flags, f->letter));
+}
+
+static const struct cli_flag *optset_find(const struct optset *o, int c)
+{
+    if (c >= 256 && c - 256 < o->n)
+        return o->flag[c - 256];
+    for (int i = 0; i < o->n; i++)
+        if (o->flag[i]->letter == c)
+            return o->flag[i];
+    return NULL;
+}
+
+void cli_usage_common(FILE *out)
+{
+    fputs("  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
+          "  -s, --set KEY=VALUE    any setting below by its key\n"
+          "  -X PROP=VALUE          any librdkafka property\n"
+          "      --log-level LEVEL  debug, info, warn, error\n"
+          "  -h, --help             this help\n\n",
+          out);
+}
+
+int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FILE *),
+                      const struct cli_flag *flags, int argc, char **argv, const char **arg,
+                      int *next, int *status)
+{
+    struct optset o;
+    optset_build(&o, flags);
+    opterr = 0;
+    *arg = NULL;
+    for (;;) {
+        int c = getopt_long(argc, argv, o.shorts, o.longs, NULL);
+        if (c == -1) {
+            *next = optind;
+            return 0;
+        }
+        const struct cli_flag *f = c == '?' || c == ':' ? NULL : optset_find(&o, c);
+        if (f == NULL) {
+            /* A long flag that lacks its argument (or has one it does not
+             * take) leaves its table value in optopt, an index here, not
+             * a letter: name it by its letter, else as typed. */
+            if (optopt >= 256) {
+                const struct cli_flag *g = optset_find(&o, optopt);
+                bool lettered = g != NULL && g->letter != 0 && optset_find(&o, g->letter) == g;
+                optopt = lettered ? g->letter : 0;
+            }
+            *status = cli_bad_option(cmd, usage, argv);
+            return -1;
+        }
+        switch (f->id) {
+        case ID_HELP:
+            usage(stdout);
+            *status = 0;
+            return -1;
+        case ID_CONFIG:
+            s->config_file = optarg;
+            continue;
+        case ID_LOG_LEVEL:
+            if (cli_settings_add(s, "log_level", optarg) != 0)
+                goto too_many;
+            continue;
+        case ID_SET:
+        case ID_KAFKA:
+            if (cli_settings_add_pair(s, f->id == ID_KAFKA ? "kafka." : "", optarg) != 0) {
+                *status = cli_bad_usage(cmd, usage, "%s wants %s=VALUE, not '%s'",
+                                        f->id == ID_KAFKA ? "-X" : "--set",
+                                        f->id == ID_KAFKA ? "PROP" : "KEY", optarg);
+                return -1;
+            }
+            continue;
+        default:
+            break;
+        }
+        if (f->key == NULL) {
+            *arg = f->arg ? optarg : NULL;
+            return f->id;
+        }
+        if (cli_settings_add(s, f->key, optarg) != 0)
+            goto too_many;
+    }
+too_many:
+    *status = cli_bad_usage(cmd, usage, "too many options");
+    return -1;
+}
+
+int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
+                     size_t errstr_size)
+{
+    long window;
+    if (config_get_long(cfg, "max_inflight_per_partition", 16, 1000000, &window, errstr,
+                        errstr_size) != 0)
+        return -1;
+    *c = (struct group_config){
+        .cfg = cfg,
+        .bootstrap = config_get(cfg, "bootstrap"),
+        .group = config_get(cfg, "group"),
+        .topic = config_get(cfg, "topic"),
+        .assignor = config_get(cfg, "assignor"),
+        .inflight_per_partition = (size_t)window,
+    };
+    return 0;
+}
+
+/* ---- long-running roles ---------------------------------------------------- */
+
+int cli_fail(const char *cmd, const char *err)
+{
+    fprintf(stderr, "vigil %s: %s\n", cmd, err);
+    log_msg(LOG_ERROR, cmd, "%s", err);
+    return 1;
+}
+
+int cli_serve(const char *cmd, cli_role_fn run, const void *opt)
+{
+    char err[2048];
+    atomic_bool reload = false; /* set by the signal thread until sigwatch_stop */
+    struct ctx *stop = ctx_new(NULL);
+    struct sigwatch *sw = stop != NULL ? sigwatch_start(stop, &reload) : NULL;
+    int rc;
+    if (sw == NULL)
+        rc = cli_fail(cmd, "could not start the signal thread");
+    else if (run(opt, stop, &reload, err, sizeof err) != 0)
+        rc = cli_fail(cmd, err);
+    else
+        rc = 0;
+    sigwatch_stop(sw);
+    ctx_destroy(stop);
+    return rc;
 }

@@ -10,9 +10,14 @@
 #ifndef VIGIL_CMD_SETTINGS_H
 #define VIGIL_CMD_SETTINGS_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
+#include "ctx.h"
+#include "group.h"
 
 #define CLI_SETTINGS_MAX 64
 
@@ -41,5 +46,56 @@ int cli_settings_add_pair(struct cli_settings *s, const char *prefix, const char
  * caller owns the result. */
 struct config *cli_settings_load(const struct cli_settings *s, const struct config_item *items,
                                  char *errstr, size_t errstr_size);
+
+/* One flag of a subcommand. KEY set: the flag sets that setting (its
+ * argument is the value). KEY NULL: the flag is the subcommand's own and
+ * cli_settings_next returns ID for it (ID > 0; ARG says whether it takes
+ * an argument). */
+struct cli_flag {
+    const char *name; /* long name, without "--" */
+    int letter;       /* short form, 0 for none */
+    const char *key;
+    int id;
+    bool arg;
+};
+
+/* Parses ARGV (ARGV[0] is the subcommand) for subcommand CMD. Every
+ * subcommand takes -c/--config FILE, -X PROP=VALUE (a librdkafka
+ * property), --set KEY=VALUE (-s too when FLAGS does not use 's'),
+ * --log-level LEVEL and -h/--help; FLAGS (ended by a zero entry) adds its
+ * own. Settings flags are recorded in S. Returns, one call after another:
+ * the ID of the next subcommand-own flag (its argument in *ARG, or NULL),
+ * 0 when the flags are over (the first positional argument is then
+ * ARGV[*NEXT]), or -1 when the subcommand must exit with *STATUS: 0 after
+ * --help (USAGE printed on stdout), 2 after bad usage (reported on stderr
+ * with USAGE). Not thread-safe (getopt). */
+int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FILE *),
+                      const struct cli_flag *flags, int argc, char **argv, const char **arg,
+                      int *next, int *status);
+
+/* Prints the help lines of the flags every subcommand takes (see
+ * cli_settings_next), ending with a blank line. */
+void cli_usage_common(FILE *out);
+
+/* A long-running role (worker, notifier, console...): RUN serves until STOP
+ * is cancelled; RELOAD is set on SIGHUP. Returns 0 on a clean stop, or -1
+ * with errstr when it could not start or had to stop. */
+typedef int (*cli_role_fn)(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
+                           size_t errstr_size);
+
+/* Runs RUN(OPT) with SIGTERM/SIGINT cancelling its stop context and SIGHUP
+ * setting its reload flag; a failure is printed as "vigil CMD: ..." on
+ * stderr and logged. Returns the process exit status: 0, or 1. */
+int cli_serve(const char *cmd, cli_role_fn run, const void *opt);
+
+/* Fills C with the consumer-group settings of CFG (keys bootstrap, group,
+ * topic, assignor and max_inflight_per_partition, which every consuming
+ * role's items have); CFG stays CFG's, borrowed by C. Returns 0, or -1
+ * with errstr. */
+int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
+                     size_t errstr_size);
+
+/* Reports ERR as subcommand CMD's failure (stderr and the log). Returns 1. */
+int cli_fail(const char *cmd, const char *err);
 
 #endif

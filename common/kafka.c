@@ -4,7 +4,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "deadline.h"
 #include "log.h"
 
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
@@ -76,66 +75,6 @@ int64_t kafka_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void kafka_assign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative,
-                  const char *component)
-{
-    if (cooperative) {
-        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, l);
-        if (e != NULL) {
-            log_msg(LOG_ERROR, component, "could not assign: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        }
-        return;
-    }
-    rd_kafka_resp_err_t r = rd_kafka_assign(rk, l);
-    if (r != RD_KAFKA_RESP_ERR_NO_ERROR)
-        log_msg(LOG_ERROR, component, "could not assign: %s", rd_kafka_err2str(r));
-}
-
-void kafka_unassign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative)
-{
-    if (cooperative && l != NULL) {
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, l);
-        if (e != NULL)
-            rd_kafka_error_destroy(e);
-        return;
-    }
-    rd_kafka_assign(rk, NULL);
-}
-
-void kafka_commit_offsets(rd_kafka_t *rk, const char *topic, struct offsets *o, int32_t nparts,
-                          bool sync, const char *component)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-    for (int32_t p = 0; p < nparts; p++) {
-        int64_t off = offsets_committable(o, p);
-        if (off >= 0)
-            rd_kafka_topic_partition_list_add(l, topic, p)->offset = off;
-    }
-    if (l->cnt > 0) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(rk, l, sync ? 0 : 1);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            log_msg(LOG_WARN, component, "could not commit offsets: %s", rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-void kafka_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *l,
-                         const char *topic, struct offsets *o, const char *component)
-{
-    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || l == NULL)
-        return;
-    for (int i = 0; i < l->cnt; i++) {
-        const rd_kafka_topic_partition_t *e = &l->elems[i];
-        rd_kafka_resp_err_t perr = e->err != RD_KAFKA_RESP_ERR_NO_ERROR ? e->err : err;
-        if (perr == RD_KAFKA_RESP_ERR_NO_ERROR || strcmp(e->topic, topic) != 0)
-            continue;
-        offsets_commit_failed(o, e->partition, e->offset);
-        log_msg(LOG_WARN, component, "commit of partition %d at %lld failed, will retry: %s",
-                (int)e->partition, (long long)e->offset, rd_kafka_err2str(perr));
-    }
-}
-
 rd_kafka_headers_t *kafka_dead_letter_headers(const rd_kafka_message_t *m,
                                               const char *source_topic, const char *error_class,
                                               const char *error_message)
@@ -161,43 +100,3 @@ rd_kafka_headers_t *kafka_dead_letter_headers(const rd_kafka_message_t *m,
     return h;
 }
 
-bool kafka_pause(rd_kafka_t *rk, const char *topic, int32_t p, bool pause,
-                 const char *component)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, p);
-    rd_kafka_resp_err_t err =
-        pause ? rd_kafka_pause_partitions(rk, l) : rd_kafka_resume_partitions(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_msg(LOG_WARN, component, "could not %s partition %d: %s",
-                pause ? "pause" : "resume", (int)p, rd_kafka_err2str(err));
-        return false;
-    }
-    return true;
-}
-
-size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t nparts,
-                         size_t (*left)(void *arg, int32_t p), void *arg, int drain_ms,
-                         const char *component)
-{
-    deadline_t until = deadline_after_ms(drain_ms);
-    for (;;) {
-        size_t n = 0;
-        for (int i = 0; i < l->cnt; i++) {
-            int32_t p = l->elems[i].partition;
-            if (p >= 0 && p < nparts)
-                n += left(arg, p);
-        }
-        if (n == 0)
-            return 0;
-        if (deadline_expired(until)) {
-            log_msg(LOG_WARN, component,
-                    "revoke: %zu messages still in flight after %d ms; the partitions' next "
-                    "owner will read them again",
-                    n, drain_ms);
-            return n;
-        }
-        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
-    }
-}

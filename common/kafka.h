@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "offsets.h"
 
 /* Returns a new librdkafka configuration: bootstrap.servers = BOOTSTRAP,
  * client.id = CLIENT_ID, then every "kafka.*" property of CFG (which win),
@@ -30,42 +29,6 @@ int kafka_conf_apply(rd_kafka_conf_t *conf, const struct config *cfg, char *errs
  * "could not set Kafka property NAME: reason". */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
                    size_t errstr_size);
-
-/* The consumer-group plumbing the worker and the notifier share. All four
- * run on the consumer's poll thread (inside its callbacks or loop). */
-
-/* Takes the assignment L, incrementally when COOPERATIVE. Errors are
- * logged under COMPONENT (librdkafka keeps its previous assignment). */
-void kafka_assign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative,
-                  const char *component);
-
-/* Gives up L (incrementally when COOPERATIVE) or the whole assignment. */
-void kafka_unassign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l, bool cooperative);
-
-/* Pauses (PAUSE) or resumes partition P of TOPIC. Returns true if done;
- * false, logged under COMPONENT, if librdkafka refused (the caller keeps
- * its own paused flag as it was). */
-bool kafka_pause(rd_kafka_t *rk, const char *topic, int32_t p, bool pause,
-                 const char *component);
-
-/* The bounded wait of a revoke: until LEFT(ARG, p) is 0 for every
- * partition p of L (checked every 5 ms; LEFT is read on this thread while
- * other threads finish the work) or DRAIN_MS pass. Returns what was still
- * in flight at the end (logged under COMPONENT as left for the
- * partitions' next owner when not 0). */
-size_t kafka_revoke_wait(const rd_kafka_topic_partition_list_t *l, int32_t nparts,
-                         size_t (*left)(void *arg, int32_t p), void *arg, int drain_ms,
-                         const char *component);
-
-/* Commits, for partitions 0..NPARTS-1 of TOPIC, every position O has
- * finished since the last call (asynchronously unless SYNC). */
-void kafka_commit_offsets(rd_kafka_t *rk, const char *topic, struct offsets *o, int32_t nparts,
-                          bool sync, const char *component);
-
-/* For the offset-commit callback: hands every failed position of TOPIC in
- * L back to O so the next kafka_commit_offsets sends it again. */
-void kafka_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *l,
-                         const char *topic, struct offsets *o, const char *component);
 
 /* The headers of a dead letter (the Kafka Connect convention): a copy of
  * M's own headers plus

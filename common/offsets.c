@@ -2,12 +2,16 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* One partition: a ring of tracked messages in offset order. head is the
  * oldest unfinished (or finished-but-not-yet-popped) message. */
+enum slot_state { SLOT_PENDING, SLOT_DONE, SLOT_ABANDONED };
+
 struct slot {
     int64_t offset;
-    bool done;
+    int64_t tracked_ms; /* monotonic clock when tracked */
+    enum slot_state state;
 };
 
 struct part {
@@ -17,6 +21,7 @@ struct part {
     int64_t last_tracked; /* -1 before the first message */
     int64_t committable;  /* -1: nothing new since the last offsets_committable */
     int64_t handed_out;   /* last position offsets_committable returned, -1 none */
+    size_t pending;       /* slots neither done nor abandoned */
     uint32_t epoch;       /* bumped by offsets_forget */
 };
 
@@ -66,6 +71,32 @@ static struct slot *slot_at(struct offsets *o, struct part *p, size_t i)
     return &p->ring[(p->head + i) % o->capacity];
 }
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The slot of OFFSET in P if it is tracked and still pending, else NULL.
+ * Binary search: the ring holds strictly increasing offsets. */
+static struct slot *find_pending(struct offsets *o, struct part *p, int64_t offset)
+{
+    size_t lo = 0, hi = p->len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int64_t v = slot_at(o, p, mid)->offset;
+        if (v < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < p->len && slot_at(o, p, lo)->offset == offset &&
+        slot_at(o, p, lo)->state == SLOT_PENDING)
+        return slot_at(o, p, lo);
+    return NULL;
+}
+
 enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t offset,
                                   uint32_t *epoch)
 {
@@ -88,8 +119,10 @@ enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t 
     } else {
         struct slot *s = slot_at(o, p, p->len);
         s->offset = offset;
-        s->done = false;
+        s->tracked_ms = monotonic_ms();
+        s->state = SLOT_PENDING;
         p->len++;
+        p->pending++;
         p->last_tracked = offset;
         *epoch = p->epoch;
     }
@@ -105,31 +138,36 @@ bool offsets_done(struct offsets *o, int32_t partition, int64_t offset, uint32_t
     bool found = false;
     pthread_mutex_lock(&o->lock);
     struct part *p = &o->parts[partition];
-    if (p->epoch != epoch)
-        goto out;
-    /* Binary search: the ring holds strictly increasing offsets. */
-    size_t lo = 0, hi = p->len;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int64_t v = slot_at(o, p, mid)->offset;
-        if (v < offset)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < p->len && slot_at(o, p, lo)->offset == offset && !slot_at(o, p, lo)->done) {
-        slot_at(o, p, lo)->done = true;
+    struct slot *s = p->epoch == epoch ? find_pending(o, p, offset) : NULL;
+    if (s != NULL) {
+        s->state = SLOT_DONE;
+        p->pending--;
         found = true;
-        /* Pop the finished prefix; its end is the new commit position. */
-        while (p->len > 0 && slot_at(o, p, 0)->done) {
+        /* Pop the finished prefix; its end is the new commit position. An
+         * abandoned slot stops it: nothing is ever committed past it. */
+        while (p->len > 0 && slot_at(o, p, 0)->state == SLOT_DONE) {
             p->committable = slot_at(o, p, 0)->offset + 1;
             p->head = (p->head + 1) % o->capacity;
             p->len--;
         }
     }
-out:
     pthread_mutex_unlock(&o->lock);
     return found;
+}
+
+bool offsets_abandon(struct offsets *o, int32_t partition, int64_t offset, uint32_t epoch)
+{
+    if (partition < 0 || partition >= o->nparts)
+        return false;
+    pthread_mutex_lock(&o->lock);
+    struct part *p = &o->parts[partition];
+    struct slot *s = p->epoch == epoch ? find_pending(o, p, offset) : NULL;
+    if (s != NULL) {
+        s->state = SLOT_ABANDONED;
+        p->pending--;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return s != NULL;
 }
 
 int64_t offsets_committable(struct offsets *o, int32_t partition)
@@ -167,6 +205,34 @@ size_t offsets_inflight(struct offsets *o, int32_t partition)
     return n;
 }
 
+size_t offsets_pending(struct offsets *o, int32_t partition)
+{
+    if (partition < 0 || partition >= o->nparts)
+        return 0;
+    pthread_mutex_lock(&o->lock);
+    size_t n = o->parts[partition].pending;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+int64_t offsets_oldest(struct offsets *o, int32_t partition, int64_t *age_ms)
+{
+    if (partition < 0 || partition >= o->nparts)
+        return -1;
+    int64_t off = -1;
+    pthread_mutex_lock(&o->lock);
+    struct part *p = &o->parts[partition];
+    if (p->len > 0) {
+        /* the head is never done (done heads are popped at once) */
+        const struct slot *s = slot_at(o, p, 0);
+        off = s->offset;
+        if (age_ms != NULL)
+            *age_ms = monotonic_ms() - s->tracked_ms;
+    }
+    pthread_mutex_unlock(&o->lock);
+    return off;
+}
+
 void offsets_forget(struct offsets *o, int32_t partition)
 {
     if (partition < 0 || partition >= o->nparts)
@@ -178,6 +244,7 @@ void offsets_forget(struct offsets *o, int32_t partition)
     p->last_tracked = -1;
     p->committable = -1;
     p->handed_out = -1;
+    p->pending = 0;
     p->epoch++;
     pthread_mutex_unlock(&o->lock);
 }

@@ -53,6 +53,13 @@ enum offsets_status offsets_track(struct offsets *o, int32_t partition, int64_t 
  * completion must not finish. */
 bool offsets_done(struct offsets *o, int32_t partition, int64_t offset, uint32_t epoch);
 
+/* Marks a tracked message given up: it will not finish here (shutdown,
+ * revoke, a stage that cannot complete it). It stays in the tracker, so the
+ * committed position never moves past it and the partition's next owner
+ * reads it again, but it no longer counts as pending. Returns false (and
+ * changes nothing) on the same conditions as offsets_done. */
+bool offsets_abandon(struct offsets *o, int32_t partition, int64_t offset, uint32_t epoch);
+
 /* Returns the offset to commit for PARTITION (one past the last message of
  * the finished prefix), or -1 if nothing new has finished since the last
  * call that returned a value (so each position is committed once). */
@@ -66,8 +73,18 @@ int64_t offsets_committable(struct offsets *o, int32_t partition);
  * moot: a newer one is on its way. */
 void offsets_commit_failed(struct offsets *o, int32_t partition, int64_t offset);
 
-/* Returns the number of tracked, unfinished-or-uncommitted messages. */
+/* Returns the number of tracked messages not yet popped: pending,
+ * abandoned, or finished behind one of those. */
 size_t offsets_inflight(struct offsets *o, int32_t partition);
+
+/* Returns the number of tracked messages still pending (neither finished
+ * nor abandoned): what a revoke waits for. */
+size_t offsets_pending(struct offsets *o, int32_t partition);
+
+/* Returns the offset of PARTITION's oldest unfinished message (pending or
+ * abandoned; the one the committed position waits for) and, if AGE_MS is
+ * not NULL, how long ago it was tracked; -1 when nothing is unfinished. */
+int64_t offsets_oldest(struct offsets *o, int32_t partition, int64_t *age_ms);
 
 /* Forgets everything about PARTITION (after it was revoked and drained, or
  * lost) and starts a new epoch: offsets_done calls for messages tracked

@@ -497,6 +497,24 @@ int store_put(struct store *s, struct work *w, struct ctx *ctx)
     }
 }
 
+static int status_rank(enum obs_status s)
+{
+    switch (s) {
+    case OBS_FINAL:
+        return 0;
+    case OBS_AMENDED:
+    case OBS_CORRECTED:
+        return 1;
+    default:
+        return 2;
+    }
+}
+
+int64_t store_revision(const struct observation *obs)
+{
+    return (obs->issued_ms > 0 ? obs->issued_ms : 0) * 4 + status_rank(obs->status);
+}
+
 bool store_healthy(struct store *s)
 {
     return atomic_load(&s->healthy);

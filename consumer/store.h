@@ -17,7 +17,9 @@
  * data reason (a constraint) is retried row by row; a row that fails alone
  * goes to the reject callback (the worker dead-letters it).
  *
- * Thread-safety: store_put, store_healthy, store_depth from any thread;
+ * The reads of the same tables (a subject's state) are store_load.h's.
+ *
+ * Thread-safety: store_put, store_healthy, store_depth, store_revision from any thread;
  * store_new/store_close from the owner only.
  */
 #ifndef VIGIL_STORE_H
@@ -29,6 +31,7 @@
 #include "ctx.h"
 #include "deadline.h"
 #include "metrics.h"
+#include "observation.h"
 #include "work.h"
 
 struct store;
@@ -63,6 +66,13 @@ bool store_healthy(struct store *s);
 
 /* Items queued, not yet taken into a batch. */
 size_t store_depth(struct store *s);
+
+/* Returns the revision to store with OBS's row (work.revision): a stored
+ * row is only replaced by a higher one. Later issue time first; at the same
+ * issue time final < amended/corrected < cancelled/entered-in-error, so a
+ * withdrawal sent with an unchanged issue time still wins. Cannot fail;
+ * thread-safe. */
+int64_t store_revision(const struct observation *obs);
 
 /* Closes the queue and waits for the thread to write what it holds. Past
  * DEADLINE, items not yet written are abandoned (not committed, consumed

@@ -9,6 +9,10 @@
  * baseline is element 0 and the oldest recent result is the one to drop.
  * Sorted arrays rather than a tree or heap: they are tiny, insertion is a
  * memmove, and the evaluator reads them in time order without copying.
+ *
+ * Raised alerts: an array in arrival order, grown 4, 8, ... up to
+ * SUBJECT_STATE_ALERTS_MAX and then shifted (the oldest dropped). Searched
+ * linearly: a subject has a handful, and a withdrawal looks at each anyway.
  */
 #include "subject_state.h"
 
@@ -31,6 +35,9 @@ struct slot {
 struct subject_state {
     int n_slots;
     struct slot *slots[SUBJECT_STATE_LOINCS];
+    int n_alerts;
+    int cap_alerts;
+    struct subject_alert *alerts;
 };
 
 /* The analytes Hy's law looks at: ALT, AST, ALP, total bilirubin. */
@@ -136,15 +143,28 @@ struct subject_state *subject_state_new(void)
     return calloc(1, sizeof(struct subject_state));
 }
 
-void subject_state_destroy(struct subject_state *st)
+static void free_slots(struct subject_state *st)
 {
-    if (st == NULL)
-        return;
     for (int i = 0; i < st->n_slots; i++) {
         free(st->slots[i]->recent);
         free(st->slots[i]);
     }
+    st->n_slots = 0;
+}
+
+void subject_state_destroy(struct subject_state *st)
+{
+    if (st == NULL)
+        return;
+    free_slots(st);
+    free(st->alerts);
     free(st);
+}
+
+void subject_state_reset(struct subject_state *st)
+{
+    free_slots(st);
+    st->n_alerts = 0;
 }
 
 int subject_state_remove(struct subject_state *st, const char *observation_id)
@@ -231,4 +251,55 @@ int subject_state_results(const struct subject_state *st, const char *loinc,
     }
     *out = s->recent;
     return s->n_recent;
+}
+
+void subject_state_alert_add(struct subject_state *st, const struct alert *al)
+{
+    for (int i = 0; i < st->n_alerts; i++)
+        if (strcmp(st->alerts[i].alert_id, al->alert_id) == 0)
+            return;
+    if (st->n_alerts == st->cap_alerts) {
+        if (st->cap_alerts == SUBJECT_STATE_ALERTS_MAX) {
+            memmove(&st->alerts[0], &st->alerts[1],
+                    sizeof st->alerts[0] * (SUBJECT_STATE_ALERTS_MAX - 1));
+            st->n_alerts--;
+        } else {
+            int cap = st->cap_alerts ? st->cap_alerts * 2 : 4;
+            if (cap > SUBJECT_STATE_ALERTS_MAX)
+                cap = SUBJECT_STATE_ALERTS_MAX;
+            struct subject_alert *grown = realloc(st->alerts, sizeof *grown * (size_t)cap);
+            if (grown == NULL)
+                return;
+            st->alerts = grown;
+            st->cap_alerts = cap;
+        }
+    }
+    struct subject_alert *r = &st->alerts[st->n_alerts++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->alert_id, sizeof r->alert_id, "%s", al->alert_id);
+    snprintf(r->rule_id, sizeof r->rule_id, "%s", al->rule_id);
+    r->rule_version = al->rule_version;
+    r->severity = al->severity;
+    r->nobs = al->n_evidence;
+    for (int i = 0; i < al->n_evidence && i < ALERT_EVIDENCE_MAX; i++)
+        snprintf(r->obs_ids[i], sizeof r->obs_ids[i], "%s", al->evidence[i].observation_id);
+}
+
+int subject_state_alerts(const struct subject_state *st, const struct subject_alert **out)
+{
+    *out = st->alerts;
+    return st->n_alerts;
+}
+
+bool subject_state_alert_forget(struct subject_state *st, const char *alert_id)
+{
+    for (int i = 0; i < st->n_alerts; i++) {
+        if (strcmp(st->alerts[i].alert_id, alert_id) != 0)
+            continue;
+        memmove(&st->alerts[i], &st->alerts[i + 1],
+                sizeof st->alerts[0] * (size_t)(st->n_alerts - i - 1));
+        st->n_alerts--;
+        return true;
+    }
+    return false;
 }

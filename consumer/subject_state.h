@@ -1,14 +1,20 @@
 /*
- * subject_state: what the rules engine remembers about one subject between
- * observations — the baseline result per LOINC and the recent liver results
- * composite rules (Hy's law) match against.
+ * subject_state: everything an analysis thread remembers about one subject
+ * between observations — the baseline result per LOINC and the recent liver
+ * results the rules match against (rules.h), and the alerts the subject
+ * raised that no later result withdrew (what retract.h may withdraw).
+ * Loaded from PostgreSQL by store_load.h, kept per thread by subject_cache.h.
  *
  * Interface routines:
  *   subject_state_new / _destroy
+ *   subject_state_reset      forget everything (a rebalance: reload)
  *   subject_state_add        record (or replace) one observation
  *   subject_state_remove     forget one observation (entered-in-error)
  *   subject_state_baseline   the subject's baseline result for a LOINC
  *   subject_state_results    the kept results for a liver LOINC, by time
+ *   subject_state_alert_add     remember an alert the subject raised
+ *   subject_state_alerts        the remembered alerts, oldest first
+ *   subject_state_alert_forget  forget one (it was withdrawn)
  *
  * Usable results: status final/amended/corrected, cleaned to CLEAN_OK with a
  * value. Anything else never counts; adding it removes an earlier version
@@ -29,9 +35,15 @@
  *
  * Memory bound per subject: SUBJECT_STATE_LOINCS slots of
  * SUBJECT_STATE_BASELINE_KEEP results (about 6 KiB when all are used) plus
- * 4 x 64 liver results (about 26 KiB worst case). Results for more than
+ * 4 x 64 liver results (about 26 KiB worst case) plus SUBJECT_STATE_ALERTS_MAX
+ * remembered alerts (about 26 KiB worst case). Results for more than
  * SUBJECT_STATE_LOINCS different LOINCs are ignored (the cleaning table has
  * 12 codes, the only ones that can be usable).
+ *
+ * Raised alerts: at most SUBJECT_STATE_ALERTS_MAX, oldest first; when full
+ * the oldest is forgotten. A forgotten alert can no longer be withdrawn from
+ * this memory, but its row stays in PostgreSQL (and is loaded again, newest
+ * first, when the subject is next loaded).
  *
  * Thread-safety: none inside. One analysis thread owns a subject's state;
  * different states may be used from different threads.
@@ -42,12 +54,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alert.h"
 #include "clean.h"
 #include "observation.h"
 
 #define SUBJECT_STATE_LOINCS 16
 #define SUBJECT_STATE_BASELINE_KEEP 4
 #define SUBJECT_STATE_RECENT_MAX 64
+#define SUBJECT_STATE_ALERTS_MAX 64 /* raised alerts remembered */
 
 /* One kept result, normalised to its LOINC's canonical unit. */
 struct subject_result {
@@ -61,6 +75,18 @@ struct subject_result {
     double ref_high;
 };
 
+/* An alert the subject raised (a signal) and no later result withdrew:
+ * enough to decide whether a withdrawn or amended result takes it back and
+ * to write the retraction (retract.h). */
+struct subject_alert {
+    char alert_id[ALERT_ID_MAX + 1];
+    char rule_id[ALERT_RULE_MAX + 1];
+    int32_t rule_version;
+    enum alert_severity severity;
+    int nobs; /* evidence observations, at most ALERT_EVIDENCE_MAX */
+    char obs_ids[ALERT_EVIDENCE_MAX][OBS_ID_MAX + 1];
+};
+
 struct subject_state;
 
 /* Returns a new empty state, or NULL if out of memory. Free with
@@ -69,6 +95,10 @@ struct subject_state *subject_state_new(void);
 
 /* Frees ST and everything it holds. NULL is a no-op. */
 void subject_state_destroy(struct subject_state *st);
+
+/* Empties ST as if new (results and raised alerts), keeping the storage of
+ * the alert list. Cannot fail. */
+void subject_state_reset(struct subject_state *st);
 
 /*
  * Records OBS (cleaned as C) for the subject: used for live results after
@@ -97,5 +127,21 @@ const struct subject_result *subject_state_baseline(const struct subject_state *
  * changed. Does not change ST. */
 int subject_state_results(const struct subject_state *st, const char *loinc,
                           const struct subject_result **out);
+
+/* Remembers the alert AL (its id, rule, severity and evidence ids) as
+ * raised by the subject, after the ones remembered before; an alert id
+ * already remembered is not added twice. When SUBJECT_STATE_ALERTS_MAX are
+ * remembered the oldest is forgotten first. Out of memory, AL is not
+ * remembered (as if forgotten at once). Copies what it keeps. */
+void subject_state_alert_add(struct subject_state *st, const struct alert *al);
+
+/* Points *OUT at the remembered alerts, oldest first, and returns their
+ * number (*OUT may be NULL when 0). Valid until ST is next changed. Does
+ * not change ST. */
+int subject_state_alerts(const struct subject_state *st, const struct subject_alert **out);
+
+/* Forgets the remembered alert ALERT_ID (it was withdrawn); the others keep
+ * their order. Returns whether it was remembered. Cannot fail. */
+bool subject_state_alert_forget(struct subject_state *st, const char *alert_id);
 
 #endif

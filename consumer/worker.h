@@ -1,14 +1,17 @@
 /*
- * worker: `vigil worker` put together. Owns the Kafka consumer and its poll
- * loop (this file), and starts the stages the rest of consumer/ holds:
+ * worker: `vigil worker` put together. Its consumer is the consumer-group
+ * engine (common/group.h: poll loop, offset tracking, backpressure,
+ * rebalance, commits); this file is the worker's role on it and starts the
+ * stages the rest of consumer/ holds:
  *
- *   poll (here) ─► analyse.c ×K ─► store.c (PostgreSQL)
- *        │              └────────► publish.c (vigil.alerts, DLQ)
- *        └── offsets.c: commit only what every stage has finished
+ *   group (poll) ─► analyse.c ×K ─► store.c (PostgreSQL)
+ *        │               └────────► common/publish.c (vigil.alerts, DLQ)
+ *        └── commits only what every stage has finished
  *
- * The poll thread never blocks on a stage: when an analysis queue is full
- * it pauses that message's partition and keeps the message aside until
- * there is room (backpressure without missing max.poll.interval.ms).
+ * A message is offered to the analysis thread of its key (one subject's
+ * messages to one thread, in order); when that queue stays full the engine
+ * keeps the message aside and pauses its partition (backpressure without
+ * missing max.poll.interval.ms).
  */
 #ifndef VIGIL_WORKER_H
 #define VIGIL_WORKER_H
@@ -19,19 +22,18 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "group.h"
 
 struct worker_options {
-    const struct config *cfg; /* kafka.* passthrough; borrowed */
-    const char *bootstrap;
-    const char *group;
-    const char *topic;
+    /* the consumer group (cfg: kafka.* pass-through, borrowed); worker_run
+     * sets its client id, component and drain time */
+    struct group_config consumer;
     const char *dlq_topic;
     const char *alerts_topic;
     const char *rules_path;
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* NULL: no Confluent framing */
-    const char *assignor;     /* librdkafka partition.assignment.strategy */
     int threads;
     int grace_s;
     int batch_rows;

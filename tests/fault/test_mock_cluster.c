@@ -18,6 +18,13 @@
  * with vigil's codec), nothing dead-lettered, the group's committed offsets
  * at the end of every partition, and the worker exits 0 on SIGTERM.
  *
+ * The notifier, on the same consumer-group engine, then reads those alerts
+ * from the mock with the same faults (Fetch and OffsetCommit errors, its
+ * coordinator moved, a broker down 3 s) and emails them through the real
+ * SMTP server: every alert is sent exactly once to its one subscriber (the
+ * notification log and the SMTP spool agree), its group's offsets reach the
+ * end, and it exits 0.
+ *
  * The error stacks are per broker so the test can count how many injected
  * errors were actually hit (rd_kafka_mock_broker_error_stack_cnt); it
  * prints what it injected and what it counted.
@@ -25,18 +32,23 @@
 #include "testlib.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
+#include "testkafka.h"
 
 #define N_OBS 6000
 #define N_PARTS 4
@@ -58,7 +70,12 @@ struct run {
     char alerts[112];
     char group[64];
     char log_path[256];
+    char nlog_path[256];
+    char ngroup[64];
+    char researcher[64];
+    char email[96];
     pid_t worker;
+    pid_t notifier;
     long target; /* what stored_at_least waits for */
     char offsets_seen[256]; /* last committed/end comparison, for the report */
 };
@@ -91,109 +108,6 @@ static bool stored_at_least(void *arg)
 
 /* --------------------------------------------------------------- Kafka */
 
-static rd_kafka_t *client_new(rd_kafka_type_t type, const char *bootstraps, const char *group)
-{
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr, sizeof errstr) != 0 ||
-        rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr) != 0)
-        goto err;
-    if (type == RD_KAFKA_PRODUCER &&
-        (rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr) != 0 ||
-         rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof errstr) != 0 ||
-         /* A request caught by a broker going down waits this long for its
-          * answer before it is retried (default 60 s). */
-         rd_kafka_conf_set(conf, "socket.timeout.ms", "10000", errstr, sizeof errstr) != 0))
-        goto err;
-    if (group != NULL &&
-        (rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr) != 0 ||
-         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof errstr) != 0 ||
-         rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof errstr) != 0))
-        goto err;
-    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
-    if (rk == NULL)
-        goto err;
-    return rk;
-err:
-    fprintf(stderr, "could not make a Kafka client: %s\n", errstr);
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
-static void make_observation(struct run *r, int i, struct observation *o)
-{
-    memset(o, 0, sizeof *o);
-    snprintf(o->observation_id, sizeof o->observation_id, "%s-o%06d", r->study, i % 1000000);
-    snprintf(o->study_id, sizeof o->study_id, "%s", r->study);
-    snprintf(o->site_id, sizeof o->site_id, "SITE-1");
-    snprintf(o->subject_id, sizeof o->subject_id, "S-%03d", i % 200);
-    snprintf(o->loinc, sizeof o->loinc, "2823-3");
-    o->has_value = true;
-    o->value = i % ALERT_EVERY == 0 ? 6.9 : 4.0 + (i % 10) / 10.0;
-    snprintf(o->unit, sizeof o->unit, "mmol/L");
-    o->has_ref_low = o->has_ref_high = true;
-    o->ref_low = 3.5;
-    o->ref_high = 5.1;
-    o->effective_ms = 1767225600000LL + (int64_t)i * 1000;
-    o->issued_ms = o->effective_ms + 500;
-    o->status = OBS_FINAL;
-    snprintf(o->visit, sizeof o->visit, "W1");
-}
-
-/* Queues observations [from, to) on P; returns how many were queued. */
-static int produce_range(struct run *r, struct codec *codec, rd_kafka_t *p, int from, int to)
-{
-    int queued = 0;
-    for (int i = from; i < to; i++) {
-        struct observation o;
-        make_observation(r, i, &o);
-        unsigned char buf[CODEC_OBSERVATION_MAX_ENCODED];
-        size_t len = 0;
-        char err[256];
-        if (codec_encode_observation(codec, &o, CODEC_SINGLE_OBJECT, 0, buf, sizeof buf, &len, err,
-                                     sizeof err) != CODEC_OK) {
-            fprintf(stderr, "encode %d: %s\n", i, err);
-            continue;
-        }
-        char key[160];
-        int klen = snprintf(key, sizeof key, "%s/%s", o.study_id, o.subject_id);
-        for (;;) {
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                p, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
-                RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                queued++;
-                break;
-            }
-            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                fprintf(stderr, "produce %d: %s\n", i, rd_kafka_err2str(e));
-                break;
-            }
-            rd_kafka_poll(p, 50);
-        }
-        rd_kafka_poll(p, 0);
-    }
-    return queued;
-}
-
-/* The partition's end offset, or -1. Retried: right after a mock broker
- * comes back, a leader may not answer the first query, and a reader that
- * skipped the partition would under-count what is on the topic. */
-static int64_t high_watermark(rd_kafka_t *rk, const char *topic, int32_t part)
-{
-    for (int attempt = 0; attempt < 10; attempt++) {
-        int64_t lo = -1, hi = -1;
-        rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi, 5000);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-            return hi;
-        fprintf(stderr, "watermarks of %s [%d]: %s (attempt %d)\n", topic, (int)part,
-                rd_kafka_err2str(err), attempt + 1);
-    }
-    return -1;
-}
-
 /* Reads every message of TOPIC (all partitions, up to their current ends)
  * and counts the alerts whose evidence names an expected observation
  * (i % ALERT_EVERY == 0 of this run), distinct and in total. */
@@ -201,12 +115,12 @@ static void read_alerts(struct run *r, struct codec *codec, int *total, int *dis
                         int *unexpected, int *undecodable)
 {
     *total = *distinct = *unexpected = *undecodable = 0;
-    rd_kafka_t *c = client_new(RD_KAFKA_CONSUMER, r->bootstraps, NULL);
+    rd_kafka_t *c = testkafka_client(RD_KAFKA_CONSUMER, r->bootstraps, NULL);
     if (c == NULL)
         return;
     unsigned char *seen = calloc(N_OBS, 1);
     for (int32_t p = 0; p < N_PARTS; p++) {
-        int64_t end = high_watermark(c, r->alerts, p);
+        int64_t end = testkafka_end(c, r->alerts, p);
         if (end < 0)
             fprintf(stderr, "FAIL: could not learn the end of %s [%d]\n", r->alerts, (int)p);
         if (end <= 0)
@@ -259,27 +173,8 @@ static void read_alerts(struct run *r, struct codec *codec, int *total, int *dis
 static bool offsets_at_end(void *arg)
 {
     struct run *r = arg;
-    rd_kafka_t *c = client_new(RD_KAFKA_CONSUMER, r->bootstraps, r->group);
-    if (c == NULL)
-        return false;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(N_PARTS);
-    for (int32_t p = 0; p < N_PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, r->topic, p);
-    bool ok = rd_kafka_committed(c, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
-    size_t used = 0;
-    r->offsets_seen[0] = '\0';
-    for (int i = 0; i < l->cnt; i++) {
-        int64_t end = high_watermark(c, r->topic, l->elems[i].partition);
-        ok = ok && l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[i].offset == end;
-        if (used < sizeof r->offsets_seen)
-            used += (size_t)snprintf(r->offsets_seen + used, sizeof r->offsets_seen - used,
-                                     "%s[%d] %lld/%lld", i ? ", " : "",
-                                     (int)l->elems[i].partition,
-                                     (long long)l->elems[i].offset, (long long)end);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_destroy(c);
-    return ok;
+    return testkafka_committed_at_end(r->bootstraps, r->group, r->topic, N_PARTS, r->offsets_seen,
+                                      sizeof r->offsets_seen);
 }
 
 /* ------------------------------------------------------- faults, worker */
@@ -310,75 +205,104 @@ static size_t push_errors(struct run *r, int16_t api, rd_kafka_resp_err_t e1,
     return 3 * N_BROKERS;
 }
 
-static pid_t worker_start(struct run *r)
+/* Starts ARGS (NULL-terminated) with stdout and stderr to LOG and this
+ * process's environment, where each "NAME=value" of SET replaces NAME. */
+static pid_t spawn(const char *const *args, const char *log, const char *const *set)
 {
-    char rules[512];
-    snprintf(rules, sizeof rules, "%s/tests/integration/rules/pipeline.yaml", VIGIL_SOURCE_DIR);
-    const char *conninfo = testlib_env("VIGIL_PG_CONNINFO");
-    const char *args[] = {
-        VIGIL_BINARY, "worker", "--rules", rules, "--topic", r->topic, "--group", r->group,
-        "--http", "127.0.0.1:0", "--threads", "2", "--grace", "20", "-b", r->bootstraps,
-        "--pg", conninfo, "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
-    };
-    enum { NARGS = sizeof args / sizeof args[0] };
+    size_t nargs = 0;
+    while (args[nargs] != NULL)
+        nargs++;
     /* posix_spawn wants mutable strings. */
-    char *argv[NARGS + 1];
-    for (size_t i = 0; i < NARGS; i++)
+    char **argv = calloc(nargs + 1, sizeof *argv);
+    for (size_t i = 0; i < nargs; i++)
         argv[i] = strdup(args[i]);
-    argv[NARGS] = NULL;
-    /* The worker's own environment plus the per-run DLQ and alerts topics. */
-    size_t n = 0;
+    size_t n = 0, nset = 0;
     while (environ[n] != NULL)
         n++;
-    char **envp = calloc(n + 3, sizeof *envp);
-    char dlq_env[160], alerts_env[160];
-    snprintf(dlq_env, sizeof dlq_env, "VIGIL_DLQ_TOPIC=%s", r->dlq);
-    snprintf(alerts_env, sizeof alerts_env, "VIGIL_ALERTS_TOPIC=%s", r->alerts);
+    while (set[nset] != NULL)
+        nset++;
+    char **envp = calloc(n + nset + 1, sizeof *envp);
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "VIGIL_DLQ_TOPIC=", 16) != 0 &&
-            strncmp(environ[i], "VIGIL_ALERTS_TOPIC=", 19) != 0)
+    for (size_t i = 0; i < n; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < nset; j++) {
+            size_t len = (size_t)(strchr(set[j], '=') - set[j]) + 1;
+            replaced = replaced || strncmp(environ[i], set[j], len) == 0;
+        }
+        if (!replaced)
             envp[k++] = environ[i];
-    envp[k++] = dlq_env;
-    envp[k++] = alerts_env;
+    }
+    for (size_t j = 0; j < nset; j++)
+        envp[k++] = (char *)set[j];
     envp[k] = NULL;
 
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, r->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     pid_t pid = -1;
     if (posix_spawn(&pid, VIGIL_BINARY, &fa, NULL, argv, envp) != 0)
         pid = -1;
     posix_spawn_file_actions_destroy(&fa);
     free(envp);
-    for (size_t i = 0; i < NARGS; i++)
+    for (size_t i = 0; i < nargs; i++)
         free(argv[i]);
+    free(argv);
     return pid;
 }
 
-static bool worker_alive(struct run *r)
+static pid_t worker_start(struct run *r)
+{
+    char rules[512];
+    snprintf(rules, sizeof rules, "%s/tests/integration/rules/pipeline.yaml", VIGIL_SOURCE_DIR);
+    const char *args[] = {
+        VIGIL_BINARY, "worker", "--rules", rules, "--topic", r->topic, "--group", r->group,
+        "--http", "127.0.0.1:0", "--threads", "2", "--grace", "20", "-b", r->bootstraps,
+        "--pg", testlib_env("VIGIL_PG_CONNINFO"), "-X", "session.timeout.ms=6000",
+        "-X", "heartbeat.interval.ms=1000", NULL,
+    };
+    char dlq_env[160], alerts_env[160];
+    snprintf(dlq_env, sizeof dlq_env, "VIGIL_DLQ_TOPIC=%s", r->dlq);
+    snprintf(alerts_env, sizeof alerts_env, "VIGIL_ALERTS_TOPIC=%s", r->alerts);
+    const char *set[] = {dlq_env, alerts_env, NULL};
+    return spawn(args, r->log_path, set);
+}
+
+static pid_t notifier_start(struct run *r)
+{
+    const char *args[] = {
+        VIGIL_BINARY, "notifier", "--topic", r->alerts, "--group", r->ngroup,
+        "--http", "127.0.0.1:0", "--grace", "20", "-b", r->bootstraps,
+        "--pg", testlib_env("VIGIL_PG_CONNINFO"), "--smtp-url", testlib_env("VIGIL_SMTP_URL"),
+        "-s", "rate_per_min=0", "-s", "retry_base_ms=200", "-s", "retry_max_ms=1000",
+        "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000", NULL,
+    };
+    const char *set[] = {"VIGIL_ALERTS_DLQ_TOPIC=", NULL};
+    return spawn(args, r->nlog_path, set);
+}
+
+static bool alive(pid_t pid)
 {
     int st;
-    return waitpid(r->worker, &st, WNOHANG) == 0;
+    return waitpid(pid, &st, WNOHANG) == 0;
 }
 
 /* SIGTERM, then wait (bounded, then SIGKILL). Returns the exit status, or
  * -1 if it had to be killed or died of a signal. */
-static int worker_stop(struct run *r)
+static int proc_stop(pid_t pid)
 {
-    kill(r->worker, SIGTERM);
+    kill(pid, SIGTERM);
     double until = testlib_now() + 40.0 * VIGIL_TIMEOUT_SCALE;
     int st = 0;
     while (testlib_now() < until) {
-        pid_t w = waitpid(r->worker, &st, WNOHANG);
-        if (w == r->worker)
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    kill(r->worker, SIGKILL);
-    waitpid(r->worker, &st, 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
     return -1;
 }
 
@@ -390,6 +314,150 @@ static void hold_for(double seconds)
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* ------------------------------------------------------- the notifier */
+
+static bool pg_exec(struct run *r, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(r->pg, sql, n, NULL, params, NULL, NULL, 0);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "could not run %s: %s", sql, PQerrorMessage(r->pg));
+    PQclear(res);
+    return ok;
+}
+
+static long sent_to_subscriber(struct run *r)
+{
+    return pg_count(r, "SELECT count(*) FROM notifications WHERE researcher_id = $1 || '-rn' "
+                       "AND channel = 'email' AND state = 'sent'");
+}
+
+static bool all_sent(void *arg)
+{
+    struct run *r = arg;
+    return sent_to_subscriber(r) >= r->target;
+}
+
+static bool notifier_at_end(void *arg)
+{
+    struct run *r = arg;
+    return testkafka_committed_at_end(r->bootstraps, r->ngroup, r->alerts, N_PARTS,
+                                      r->offsets_seen, sizeof r->offsets_seen);
+}
+
+/* Counts the alert ids the SMTP spool holds for the subscriber: every
+ * copy (TOTAL) and distinct ids (DISTINCT). */
+static void spool_count(struct run *r, int *total, int *distinct)
+{
+    *total = *distinct = 0;
+    const char *spool = testlib_env("VIGIL_SMTP_SPOOL");
+    char path[512], line[4096];
+    snprintf(path, sizeof path, "%s/index.jsonl", spool);
+    FILE *idx = fopen(path, "r");
+    if (idx == NULL)
+        return;
+    size_t cap = 256, n = 0;
+    char **seen = calloc(cap, sizeof *seen);
+    while (fgets(line, sizeof line, idx) != NULL) {
+        if (strstr(line, r->email) == NULL)
+            continue;
+        json_error_t je;
+        json_t *e = json_loads(line, 0, &je);
+        const char *file = e ? json_string_value(json_object_get(e, "file")) : NULL;
+        if (file != NULL) {
+            snprintf(path, sizeof path, "%s/%s", spool, file);
+            FILE *m = fopen(path, "r");
+            char hdr[4096];
+            while (m != NULL && fgets(hdr, sizeof hdr, m) != NULL) {
+                if (strncasecmp(hdr, "X-Vigil-Alert-Ids:", 18) != 0)
+                    continue;
+                char *save = NULL;
+                for (char *id = strtok_r(hdr + 18, " \t\r\n", &save); id != NULL;
+                     id = strtok_r(NULL, " \t\r\n", &save)) {
+                    (*total)++;
+                    bool dup = false;
+                    for (size_t i = 0; i < n && !dup; i++)
+                        dup = strcmp(seen[i], id) == 0;
+                    if (!dup && n < cap)
+                        seen[n++] = strdup(id);
+                }
+                break;
+            }
+            if (m != NULL)
+                fclose(m);
+        }
+        json_decref(e);
+    }
+    fclose(idx);
+    *distinct = (int)n;
+    for (size_t i = 0; i < n; i++)
+        free(seen[i]);
+    free(seen);
+}
+
+/* The notifier on the engine, against the alerts the worker left on the
+ * mock, with Fetch and OffsetCommit errors, its coordinator moved and a
+ * broker down for 3 s. */
+static void notifier_phase(struct run *r)
+{
+    long expected = pg_count(r, "SELECT count(*) FROM alerts WHERE study_id = $1");
+    const char *p_res[] = {r->researcher, r->email};
+    const char *p_study[] = {r->study};
+    const char *p_sub[] = {r->researcher, r->study};
+    CHECK(pg_exec(r, "INSERT INTO researchers (researcher_id, name, email) VALUES ($1, 'mock', "
+                     "$2)",
+                  2, p_res));
+    CHECK(pg_exec(r, "INSERT INTO studies (study_id, name) VALUES ($1, $1)", 1, p_study));
+    CHECK(pg_exec(r, "INSERT INTO subscriptions (researcher_id, study_id, min_severity, "
+                     "channels) VALUES ($1, $2, 'info', ARRAY['email'])",
+                  2, p_sub));
+
+    size_t pushed_fetch = push_errors(r, API_FETCH, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    size_t pushed_commit =
+        push_errors(r, API_OFFSET_COMMIT, RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    rd_kafka_mock_coordinator_set(r->mc, "group", r->ngroup, 2);
+    r->notifier = notifier_start(r);
+    CHECK(r->notifier > 0);
+    if (r->notifier <= 0)
+        return;
+    printf("notifier: %ld alerts to send; injected %zu Fetch, %zu OffsetCommit errors, "
+           "coordinator on broker 2\n",
+           expected, pushed_fetch, pushed_commit);
+    rd_kafka_mock_broker_set_down(r->mc, 1);
+    printf("notifier: broker 1 down\n");
+    hold_for(1.5);
+    rd_kafka_mock_coordinator_set(r->mc, "group", r->ngroup, 3);
+    hold_for(1.5);
+    rd_kafka_mock_broker_set_up(r->mc, 1);
+    printf("notifier: broker 1 up after 3 s, coordinator on broker 3\n");
+
+    r->target = expected;
+    CHECK(testlib_wait(all_sent, r, 90));
+    bool committed = testlib_wait(notifier_at_end, r, 60);
+    printf("notifier: committed/end offsets: %s (%s)\n", r->offsets_seen,
+           committed ? "all at the end" : "NOT all at the end");
+    CHECK(committed);
+    long rows = pg_count(r, "SELECT count(*) FROM notifications WHERE researcher_id = $1 || "
+                            "'-rn'");
+    long sent = sent_to_subscriber(r);
+    int total = 0, distinct = 0;
+    spool_count(r, &total, &distinct);
+    printf("notifier: %ld notification rows, %ld sent; SMTP spool: %d alert ids, %d distinct, "
+           "of %ld alerts\n",
+           rows, sent, total, distinct, expected);
+    CHECK(expected > 0);
+    CHECK_EQ_INT(rows, expected);
+    CHECK_EQ_INT(sent, expected);
+    CHECK_EQ_INT(distinct, expected);
+    CHECK_EQ_INT(total, expected);
+    CHECK(alive(r->notifier));
+    CHECK_EQ_INT(proc_stop(r->notifier), 0);
+    r->notifier = 0;
 }
 
 int main(void)
@@ -404,6 +472,10 @@ int main(void)
     snprintf(r.alerts, sizeof r.alerts, "%s.alerts", r.topic);
     snprintf(r.group, sizeof r.group, "mock-%s", r.study);
     snprintf(r.log_path, sizeof r.log_path, "/tmp/vigil-mock-worker-%d.log", (int)getpid());
+    snprintf(r.nlog_path, sizeof r.nlog_path, "/tmp/vigil-mock-notifier-%d.log", (int)getpid());
+    snprintf(r.ngroup, sizeof r.ngroup, "mock-notify-%s", r.study);
+    snprintf(r.researcher, sizeof r.researcher, "%s-rn", r.study);
+    snprintf(r.email, sizeof r.email, "rn.%s@test.example", r.study);
 
     r.pg = PQconnectdb(testlib_env("VIGIL_PG_CONNINFO"));
     CHECK(PQstatus(r.pg) == CONNECTION_OK);
@@ -440,12 +512,12 @@ int main(void)
     rd_kafka_mock_coordinator_set(r.mc, "group", r.group, 1);
     printf("mock cluster %s, study %s, worker log %s\n", r.bootstraps, r.study, r.log_path);
 
-    prod = client_new(RD_KAFKA_PRODUCER, r.bootstraps, NULL);
+    prod = testkafka_client(RD_KAFKA_PRODUCER, r.bootstraps, NULL);
     CHECK(prod != NULL);
     if (prod == NULL)
         goto out;
     int half = N_OBS / 2;
-    int queued = produce_range(&r, codec, prod, 0, half);
+    int queued = testkafka_produce(prod, codec, r.topic, r.study, 0, half, ALERT_EVERY);
     CHECK_EQ_INT(rd_kafka_flush(prod, (int)(30000 * VIGIL_TIMEOUT_SCALE)), 0);
 
     r.worker = worker_start(&r);
@@ -478,7 +550,7 @@ int main(void)
     /* 3: broker 1 down while the second half arrives; coordinator to 3. */
     rd_kafka_mock_broker_set_down(r.mc, 1);
     printf("injected: broker 1 down\n");
-    queued += produce_range(&r, codec, prod, half, N_OBS);
+    queued += testkafka_produce(prod, codec, r.topic, r.study, half, N_OBS, ALERT_EVERY);
     hold_for(1.5);
     rd_kafka_mock_coordinator_set(r.mc, "group", r.group, 3);
     printf("injected: group coordinator moved 2 -> 3\n");
@@ -535,17 +607,21 @@ int main(void)
     CHECK_EQ_INT(topic_distinct, expected);
     CHECK_EQ_INT(unexpected, 0);
     CHECK_EQ_INT(undecodable, 0);
-    int64_t dlq_end = high_watermark(prod, r.dlq, 0);
+    int64_t dlq_end = testkafka_end(prod, r.dlq, 0);
     printf("counted: dead letters %lld\n", (long long)dlq_end);
     CHECK_EQ_INT(dlq_end, 0);
-    CHECK(worker_alive(&r));
-    rc_worker = worker_stop(&r);
+    CHECK(alive(r.worker));
+    rc_worker = proc_stop(r.worker);
     r.worker = 0;
     CHECK_EQ_INT(rc_worker, 0);
 
+    notifier_phase(&r);
+
 out:
     if (r.worker > 0)
-        worker_stop(&r);
+        proc_stop(r.worker);
+    if (r.notifier > 0)
+        proc_stop(r.notifier);
     if (prod != NULL)
         rd_kafka_destroy(prod);
     if (r.mc != NULL)
@@ -560,6 +636,9 @@ out:
         snprintf(cmd, sizeof cmd, "tail -n 30 %s | cut -c1-400", r.log_path);
         if (testlib_run(cmd, tail, sizeof tail) == 0)
             printf("worker log (%s), last lines:\n%s", r.log_path, tail);
+        snprintf(cmd, sizeof cmd, "tail -n 30 %s | cut -c1-400", r.nlog_path);
+        if (testlib_run(cmd, tail, sizeof tail) == 0)
+            printf("notifier log (%s), last lines:\n%s", r.nlog_path, tail);
     }
     return rc;
 }

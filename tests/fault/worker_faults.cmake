@@ -10,7 +10,7 @@ vigil_script_test(fault_pg_slow LABEL fault TIMEOUT 240
 vigil_script_test(fault_pg_restart_batch LABEL fault TIMEOUT 180
   COMMAND ${_py} ${_f}/test_pg_restart_batch.py)
 vigil_test(fault_mock_cluster LABEL fault TIMEOUT 240
-  SOURCES ${_f}/test_mock_cluster.c)
+  SOURCES ${_f}/test_mock_cluster.c LIBS vigil_testkafka)
 vigil_test(fault_publisher_rebuild LABEL fault TIMEOUT 120
   SOURCES ${_f}/test_publisher_rebuild.c)
 # The soak's short CI variant (bench/soak runs 10 minutes by default); a

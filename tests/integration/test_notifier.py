@@ -21,6 +21,12 @@ server and SMS double of scripts/services.
   test_notifier.py kill      SIGKILL mid-run and restart: every alert
                              delivered; duplicates only among the sends in
                              flight at the kill (counted and printed)
+  test_notifier.py backlog   more alerts of one partition in progress at once
+                             than the per-partition offset tracker holds
+                             (max_alerts above it, SMTP down, then up):
+                             every alert delivered exactly once, none
+                             skipped, offsets at the end (the notifier once
+                             dropped what the full tracker refused)
   test_notifier.py poison    bytes that are not an alert (garbage, empty,
                              truncated) among good alerts: the good ones are
                              delivered exactly once, each bad one is on the
@@ -74,6 +80,13 @@ class Directory:
         self.safety = {}       # study -> researcher id or None
         self.subs = []         # (researcher, study, site or None, min_sev, channels)
         self.n = 0
+        self.conn = None       # set: statements join this transaction
+
+    def q(self, sql, *params):
+        if self.conn is None:
+            return h.query(sql, *params)
+        self.conn.cursor().execute(sql, params)
+        return None
 
     def researcher(self, name, sms=True, active=True):
         rid_ = "%s-%s" % (rid, name)
@@ -81,7 +94,7 @@ class Directory:
         mail = "%s.%s@test.example" % (name, rid)
         phone = "+1%03d%07d" % (200 + self.n, int(rid[-6:]) % 10000000) if sms else None
         self.researchers[rid_] = (mail, phone, active)
-        h.query("INSERT INTO researchers (researcher_id, name, email, phone, active) "
+        self.q("INSERT INTO researchers (researcher_id, name, email, phone, active) "
                 "VALUES (%s, %s, %s, %s, %s)", rid_, name, mail, phone, active)
         return rid_
 
@@ -97,7 +110,7 @@ class Directory:
 
     def subscribe(self, researcher, study, site, min_sev, channels):
         self.subs.append((researcher, study, site, min_sev, tuple(channels)))
-        h.query("INSERT INTO subscriptions (researcher_id, study_id, site_id, min_severity, "
+        self.q("INSERT INTO subscriptions (researcher_id, study_id, site_id, min_severity, "
                 "channels) VALUES (%s, %s, %s, %s, %s)", researcher, study, site, min_sev,
                 list(channels))
 
@@ -365,8 +378,16 @@ def run_deliver():
 
     # -- a subscription added while running ------------------------------
     gen = n.metric("vigil_notifier_directory_generation")
+    # One transaction: its notifications arrive at commit, so the reload
+    # they cause sees the researcher and the subscription together (two
+    # commits let the late alert meet a directory with only the first).
+    d.conn = h.pg()
+    d.conn.autocommit = False
     newbie = d.researcher("ivy")
     d.subscribe(newbie, studies[0], None, "info", ["email", "sms"])
+    d.conn.commit()
+    d.conn.close()
+    d.conn = None
     t.check(h.wait_until(lambda: n.metric("vigil_notifier_directory_generation") > gen, 20,
                          "directory reload"), "directory reloaded on NOTIFY")
     late = make_alert(5000, studies[0], "B", "P-999", "info", prefix="n")
@@ -597,9 +618,65 @@ def run_poison():
     h.delete_topics([topic, dlq])
 
 
+# ---- backlog beyond the offset tracker ------------------------------------
+
+TRACKER = 20000  # the default per-partition tracker capacity
+
+
+def run_backlog():
+    h.migrate()
+    topic, group = "nb.%s.alerts" % rid, "nb-%s" % rid
+    h.create_topics([topic], 1)
+    d = Directory()
+    r = d.researcher("ivy", sms=False)
+    study = d.study("BL")
+    d.subscribe(r, study, None, "info", ["email"])
+    n_alerts = TRACKER + 400
+    alerts = [make_alert(i, study, "A", "P-%04d" % (i % 500), "critical", prefix="b")
+              for i in range(n_alerts)]
+    exp = expected_set(d, alerts)
+    ids = {a["alert_id"] for a in alerts}
+    t.check(len(exp) == n_alerts, "test data: one email per alert (%d)" % len(exp))
+    produce_alerts(topic, alerts)
+
+    # Nothing can finish while the SMTP server is away, so the alerts pile
+    # up in progress: more than the tracker holds, since max_alerts is above.
+    port = free_port()
+    spool = tempfile.mkdtemp(prefix="smtp-backlog-")
+    n = Notifier(topic, group, {"max_alerts": str(2 * TRACKER), "retry_base_ms": "200",
+                                "retry_max_ms": "500", "concurrency": "64"},
+                 smtp_url="smtp://127.0.0.1:%d" % port)
+    full = h.wait_until(lambda: (n.metric("vigil_notifier_alerts_in_progress") or 0) >= TRACKER,
+                        120, "the tracker full")
+    t.check(full, "%d alerts in progress with the SMTP server away" % TRACKER)
+    # The rest of the partition is read (and must wait, not be dropped):
+    # the notifier has seen the whole backlog, or paused the partition.
+    t.check(h.wait_until(lambda: (n.metric("vigil_consumed_total") or 0) >= n_alerts or
+                         (n.metric("vigil_paused_partitions") or 0) > 0, 60,
+                         "the backlog read or held back"), "the backlog beyond the tracker waits")
+    smtp = subprocess.Popen(["/usr/bin/python3",
+                             os.path.join(h.SRC, "tests", "services", "smtp_server.py"),
+                             "--port", str(port), "--spool", spool],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ok = h.wait_until(delivered_all(d, exp, spool), 300, "every alert's email")
+        t.check(ok, "every one of %d alerts delivered" % n_alerts)
+        counts, _ = deliveries(d, spool)
+        missing, dup, extra = check_exactly_once(counts, exp, ids, "backlog")
+        print("backlog: %d missing, %d duplicated, %d extra" % (missing, dup, extra))
+        t.check(h.wait_until(lambda: h.committed(group, topic, 1) == {0: n_alerts}, 60,
+                             "offsets at the end"),
+                "committed offset at the end (%s)" % h.committed(group, topic, 1))
+    finally:
+        n.stop()
+        smtp.terminate()
+        smtp.wait(10)
+    h.delete_topics([topic])
+
+
 try:
     {"deliver": run_deliver, "faults": run_faults, "kill": run_kill,
-     "poison": run_poison}[MODE]()
+     "poison": run_poison, "backlog": run_backlog}[MODE]()
 finally:
     print("notifier logs in", LOG_DIR)
 t.done()

@@ -117,8 +117,44 @@ static void test_random(void)
     offsets_destroy(o);
 }
 
+/* Abandoned messages: never committed past, not waited for by a revoke,
+ * and what the stall gauge reports. */
+static void test_abandon(void)
+{
+    uint32_t ep = 0;
+    struct offsets *o = offsets_new(2, 8);
+    CHECK_EQ_INT(offsets_oldest(o, 0, NULL), -1);
+    for (int64_t off = 0; off < 4; off++)
+        CHECK_EQ_INT(offsets_track(o, 0, off, &ep), OFFSETS_OK);
+    CHECK_EQ_INT(offsets_pending(o, 0), 4);
+    CHECK(offsets_done(o, 0, 0, ep));
+    CHECK(offsets_abandon(o, 0, 1, ep));
+    CHECK(!offsets_abandon(o, 0, 1, ep)); /* once */
+    CHECK(!offsets_done(o, 0, 1, ep));    /* an abandoned message does not finish */
+    CHECK(offsets_done(o, 0, 2, ep));
+    CHECK(offsets_done(o, 0, 3, ep));
+    CHECK_EQ_INT(offsets_pending(o, 0), 0);
+    /* 0 committed; 1 abandoned holds the position for the next owner */
+    CHECK_EQ_INT(offsets_committable(o, 0), 1);
+    CHECK_EQ_INT(offsets_committable(o, 0), -1);
+    CHECK_EQ_INT(offsets_inflight(o, 0), 3);
+    int64_t age = -1;
+    CHECK_EQ_INT(offsets_oldest(o, 0, &age), 1);
+    CHECK(age >= 0 && age < 60000);
+    /* a stale epoch changes nothing */
+    CHECK(!offsets_abandon(o, 0, 1, ep + 1));
+    offsets_forget(o, 0);
+    CHECK_EQ_INT(offsets_oldest(o, 0, NULL), -1);
+    CHECK_EQ_INT(offsets_pending(o, 0), 0);
+    CHECK(!offsets_done(o, 0, 2, ep)); /* forgotten: the old epoch is gone */
+    CHECK_EQ_INT(offsets_track(o, 0, 1, &ep), OFFSETS_OK); /* the next owner's delivery */
+    CHECK_EQ_INT(offsets_pending(o, 0), 1);
+    offsets_destroy(o);
+}
+
 int main(void)
 {
+    test_abandon();
     test_prefix();
     test_gaps_and_bounds();
     test_random();

@@ -1,0 +1,149 @@
+/*
+ * group: the consumer-group engine, written once for every role that reads
+ * a topic in a Kafka consumer group (the worker on vigil.observations, the
+ * notifier on vigil.alerts).
+ *
+ * The engine owns the librdkafka consumer and its poll thread's view of the
+ * partitions; the role owns what happens to a message after it accepted it.
+ *
+ *   poll ─► wrap (role) ─► track offset ─► offer (role) ─┬─ accepted: the role
+ *                              │                         │  calls group_done or
+ *                              │       full ◄────────────┘  group_abandon once
+ *                              ▼
+ *                 stash in offset order + pause the partition;
+ *                 offered again each turn; resume when the stash is empty
+ *
+ * Guarantees, whichever role plugs in:
+ * - a message is never dropped: when the role's queue or the offset tracker
+ *   is full it waits in its partition's stash and the partition is paused
+ *   (the poll loop keeps polling, so the member stays in the group);
+ * - offsets are tracked in offset order (a stashed message is tracked when
+ *   it leaves the stash) and committed per partition up to the longest
+ *   finished prefix (offsets.h), every commit_interval_ms and at close;
+ *   a failed commit is retried;
+ * - on revoke: the stashes of the revoked partitions are dropped, the
+ *   engine waits (bounded) for their accepted messages to finish, commits
+ *   and forgets them; late completions of a forgotten partition change
+ *   nothing;
+ * - prefetch is capped (queued.max.messages.kbytes), so a paused partition
+ *   holds a bounded number of fetched messages.
+ *
+ * Metrics: vigil_consumed_total, vigil_processed_total, vigil_abandoned_total,
+ * vigil_paused_partitions, vigil_assigned_partitions, and per partition
+ * vigil_consumer_lag and vigil_oldest_unfinished_seconds.
+ *
+ * Thread-safety: group_done, group_abandon and group_pending may be called
+ * from any thread; everything else from the one thread that polls (the
+ * role's callbacks, except offer's completions, run on it).
+ */
+#ifndef VIGIL_GROUP_H
+#define VIGIL_GROUP_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "metrics.h"
+
+/* Which tracked message an accepted item is: pass it back to group_done
+ * or group_abandon. */
+struct group_ticket {
+    int32_t partition;
+    int64_t offset;
+    uint32_t epoch; /* the partition's tracking epoch (offsets.h) */
+};
+
+/* How a role plugs in. Every callback runs on the poll thread. */
+struct group_role {
+    void *arg;
+    /* Wraps message M into the role's item; M passes to the item (freed with
+     * it). Returns NULL if out of memory: M is then still the engine's, and
+     * the message is read again after a restart (never committed past). */
+    void *(*wrap)(void *arg, rd_kafka_message_t *m);
+    /* Offers ITEM, whose offset is tracked as T, to the role's first stage,
+     * waiting at most WAIT_MS (0: do not wait) for room. Returns true when
+     * the role took ITEM: it then calls group_done or group_abandon with T
+     * exactly once, from any thread. false: full; ITEM is still the
+     * engine's and is offered again later. */
+    bool (*offer)(void *arg, void *item, const struct group_ticket *t, int wait_ms);
+    /* Frees an item the role never took (revoke, shutdown). */
+    void (*discard)(void *arg, void *item);
+    /* Optional: called after partitions were assigned and after revoked
+     * ones were drained (the worker forgets its subjects' states). */
+    void (*rebalanced)(void *arg, bool assigned);
+};
+
+struct group_config {
+    const struct config *cfg; /* kafka.* pass-through properties; borrowed */
+    const char *bootstrap;
+    const char *group;
+    const char *topic;
+    const char *assignor;      /* partition.assignment.strategy */
+    const char *client_id;
+    const char *component;     /* log lines' component: "worker", "notifier" */
+    int32_t max_partitions;    /* partitions 0..max-1 are handled; default 1024 */
+    size_t inflight_per_partition; /* tracker capacity; default 20000 */
+    int commit_interval_ms;    /* default 500 */
+    int revoke_drain_ms;       /* default 30000 */
+    int offer_wait_ms;         /* first offer of a fresh message waits this long
+                                * for room; 0: not at all */
+    int prefetch_kbytes;       /* queued.max.messages.kbytes; default 4096 */
+    int stall_ms;              /* group_ready fails when a message is unfinished this
+                                * long; 0: never */
+};
+
+struct group;
+
+/* Creates the consumer (not yet subscribed). Settings a role may not
+ * override (manual commits, no auto offset store) are set after the
+ * pass-through properties. Returns NULL with errstr naming what failed
+ * (a librdkafka property refused, out of memory). CFG, ROLE and METRICS are
+ * borrowed and must outlive the group. */
+struct group *group_new(const struct group_config *cfg, const struct group_role *role,
+                        struct metrics *metrics, char *errstr, size_t errstr_size);
+
+/* Subscribes to the topic. Returns 0, or -1 with errstr. */
+int group_subscribe(struct group *g, char *errstr, size_t errstr_size);
+
+/* One turn of the poll loop: waits up to TIMEOUT_MS for a message and
+ * hands it on (or stashes it), serves rebalances and commit results, moves
+ * stashed messages on, commits on the cadence and refreshes the gauges
+ * about once a second. */
+void group_poll(struct group *g, int timeout_ms);
+
+/* The message of T finished: every effect of it is durable. Any thread.
+ * A completion for a partition revoked meanwhile changes nothing. */
+void group_done(struct group *g, const struct group_ticket *t);
+
+/* The message of T will not finish here; it is never committed past, so
+ * the partition's next owner reads it again. Any thread. */
+void group_abandon(struct group *g, const struct group_ticket *t);
+
+/* Readiness as far as consuming goes: false, with WHY, while not yet
+ * subscribed, once stopping, or when an assigned partition's oldest
+ * unfinished message is older than stall_ms. G may be NULL (not started).
+ * Any thread (the HTTP server's). */
+bool group_ready(struct group *g, char *why, size_t whysz);
+
+/* Messages accepted by the role and not yet done or abandoned, over all
+ * partitions. Any thread. */
+size_t group_pending(struct group *g);
+
+/* Stops taking messages: drops every stash (their items are discarded,
+ * their offsets never committed past). Call before draining the role's
+ * stages at shutdown. */
+void group_stop(struct group *g);
+
+/* Commits what finished, then leaves the group (rd_kafka_consumer_close).
+ * Logs, per partition, the offset its next owner starts from when messages
+ * were left unfinished. Call after the role's stages have drained. */
+void group_close(struct group *g);
+
+/* Frees the group (closing it first if group_close was not called). NULL
+ * is a no-op. */
+void group_destroy(struct group *g);
+
+#endif
