@@ -16,3 +16,7 @@ vigil_script_test(fault_churn_zombie LABEL fault TIMEOUT 240
 # KEDA's lag rule with the chart's numbers, a load that rises and falls.
 vigil_script_test(fault_autoscale_lag LABEL fault TIMEOUT 240
   COMMAND ${_py} ${_f}/test_autoscale.py)
+# The stall the storm found, made deterministic: a partition paused for
+# backpressure, revoked and given back to the same worker is fetched again.
+vigil_script_test(fault_paused_revoke LABEL fault TIMEOUT 240
+  COMMAND ${_py} ${_f}/test_paused_revoke.py)
