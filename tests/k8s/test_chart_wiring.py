@@ -12,6 +12,8 @@ only the site's addresses set (Kafka, topics, groups, SMTP, SMS, ports):
      0, and every embedded migration is then recorded there;
   2. the worker and notifier Deployments (one pod each: pods here share the
      host's network) answer their readiness and liveness probes' paths;
+     any other Deployment the chart renders (console, MLLP listener) must
+     start from its wiring, pass its readinessProbe and stop with exit 0;
   3. observations produced to the chart's topic are stored, once each, and
      their critical alerts reach the safety physician by SMS and email (the
      SMS double's log, the SMTP server's spool);
@@ -131,6 +133,22 @@ def probe(port, path):
         return e.code
     except Exception:
         return None
+
+
+def probe_ok(c, spec):
+    """The probe SPEC of container C passes (httpGet: 2xx/3xx; tcpSocket:
+    the port accepts)."""
+    if "tcpSocket" in spec:
+        port = spec["tcpSocket"]["port"]
+        if not isinstance(port, int):
+            port = next(p["containerPort"] for p in c["ports"] if p["name"] == port)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=3).close()
+            return True
+        except OSError:
+            return False
+    st = probe(http_port(c, spec), spec["httpGet"]["path"])
+    return st is not None and 200 <= st < 400
 
 
 def http_port(c, probe_spec):
@@ -292,6 +310,32 @@ def release(mode):
             rc, took = p.terminate(grace)
             t.check(rc == 0 and took < grace, "[%s] the %s exits 0 on SIGTERM within the pod's "
                     "grace (%ss): rc %s after %.1fs" % (mode, kind, grace, rc, took))
+        # Any other Deployment of the chart (the console, the MLLP listener,
+        # when they land): it must start from its rendered wiring, pass its
+        # probes and stop cleanly. What it needs beyond that (a Secret key,
+        # a service) is taught here, never skipped.
+        for kind in sorted(set(wl) - {"migration", "worker", "notifier"}):
+            if wl[kind]["kind"] != "Deployment":
+                t.check(False, "[%s] %s %s: teach this test to run it"
+                        % (mode, wl[kind]["kind"], kind))
+                continue
+            try:
+                p = pod(kind)
+                c = wl[kind]["spec"]["template"]["spec"]["containers"][0]
+                p.run(c["name"])
+            except podrun.WiringError as e:
+                t.check(False, "[%s] the %s Deployment's wiring: %s" % (mode, kind, e))
+                continue
+            rp = c.get("readinessProbe")
+            ready = rp and h.wait_until(lambda: probe_ok(c, rp) or p.proc.poll() is not None,
+                                        60, "%s ready" % kind)
+            t.check(bool(ready) and p.proc.poll() is None, "[%s] the %s starts from its "
+                    "rendered wiring and passes its readinessProbe%s" % (
+                        mode, kind, "" if p.proc.poll() is None else ": exited\n" + p.text()[-800:]))
+            grace = wl[kind]["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+            rc, took = p.terminate(grace)
+            t.check(rc == 0, "[%s] the %s exits 0 on SIGTERM (rc %s after %.1fs)"
+                    % (mode, kind, rc, took))
         if mode == "files":
             env = worker.env
             t.check(not any(k in env for k in ("VIGIL_PG_CONNINFO", "VIGIL_SMS_PASSWORD"))
