@@ -17,7 +17,8 @@ set(_vigil_deps
   "libcurl;libcurl4-openssl-dev"
   "libmicrohttpd;libmicrohttpd-dev"
   "yaml-0.1;libyaml-dev"
-  "jansson;libjansson-dev")
+  "jansson;libjansson-dev"
+  "libcrypto;libssl-dev")
 
 set(_i 0)
 list(LENGTH _vigil_deps _n)
