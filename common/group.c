@@ -281,19 +281,18 @@ static void revoke(struct group *g, const rd_kafka_topic_partition_list_t *l)
             continue;
         offsets_forget(g->offsets, p);
         struct partition *pt = &g->parts[p];
-        /* librdkafka keeps a partition's pause across an unassign: were it
-         * assigned here again it would stay paused, with nothing of ours
-         * left to resume it (a partition stuck at its first offsets).
-         * Resume it while it is still assigned; resuming right after a new
-         * assign instead can outdate the assign's start offset
-         * (librdkafka #2190). */
+        /* Resumed in librdkafka, not only in our flags: librdkafka keeps a
+         * partition's pause across unassign and assign, so a partition
+         * paused for backpressure and later given back to this consumer
+         * would never be fetched again while we believe it runs (the churn
+         * storm of tests/fault/test_churn.py stalled on it; test_group
+         * shows it deterministically). Resumed here, while still assigned:
+         * a resume right after a new assign can outdate the assign's start
+         * offset (librdkafka #2190). Should the resume fail, the flag stays
+         * set and drain_stashes() resumes the partition once it is assigned
+         * here again. */
         if (pt->paused)
             pause_partition(g, p, false);
-        if (pt->paused) { /* librdkafka refused: forget it anyway */
-            pt->paused = false;
-            g->npaused--;
-            metric_gauge_add(g->m_paused, -1);
-        }
         if (pt->assigned)
             metric_gauge_add(g->m_assigned, -1);
         pt->assigned = false;
