@@ -19,8 +19,8 @@
  * at the end of every partition, and the worker exits 0 on SIGTERM.
  *
  * The notifier, on the same consumer-group engine, then reads those alerts
- * from the mock with the same faults (Fetch and OffsetCommit errors, its
- * coordinator moved, a broker down 3 s) and emails them through the real
+ * from the mock with Fetch and OffsetCommit errors and its coordinator
+ * moved twice, and emails them through the real
  * SMTP server: every alert is sent exactly once to its one subscriber (the
  * notification log and the SMTP spool agree), its group's offsets reach the
  * end, and it exits 0.
@@ -428,13 +428,13 @@ static void notifier_phase(struct run *r)
     printf("notifier: %ld alerts to send; injected %zu Fetch, %zu OffsetCommit errors, "
            "coordinator on broker 2\n",
            expected, pushed_fetch, pushed_commit);
-    rd_kafka_mock_broker_set_down(r->mc, 1);
-    printf("notifier: broker 1 down\n");
+    /* No broker down here: librdkafka 2.0.2's mock re-binds a broker that
+     * comes back to its old port, and on a busy machine another process
+     * may hold it by then (an abort seen in CI); the worker's phase above
+     * has the broker outage. */
     hold_for(1.5);
     rd_kafka_mock_coordinator_set(r->mc, "group", r->ngroup, 3);
-    hold_for(1.5);
-    rd_kafka_mock_broker_set_up(r->mc, 1);
-    printf("notifier: broker 1 up after 3 s, coordinator on broker 3\n");
+    printf("notifier: coordinator moved 2 -> 3\n");
 
     r->target = expected;
     CHECK(testlib_wait(all_sent, r, 90));
