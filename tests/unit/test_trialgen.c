@@ -139,10 +139,76 @@ static void test_speed(void)
     CHECK(sum > 0);
 }
 
+/* Nothing after the end, whatever the size: past the visits that fit, new
+ * subjects enrol (issue #13: the demo's trial was dated next week). With
+ * symptoms, each visit adds the report: scores 0-4, cleaned as such, some
+ * severe, some subjects worse by 2 or more between visits. */
+static void test_end_and_symptoms(void)
+{
+    struct trialgen g;
+    trialgen_init(&g);
+    g.symptoms = true;
+    const int64_t end = 1780000000000LL; /* 2026-05-28 */
+    uint64_t n = 200000;
+    g.start_ms = trialgen_start_for(&g, n, end);
+    g.end_ms = end;
+    CHECK(trialgen_visits(&g) >= 1);
+    CHECK_EQ_INT(trialgen_per_visit(&g), 120 * (TRIALGEN_TESTS + TRIALGEN_SYMPTOMS));
+    int64_t latest = 0, earliest = INT64_MAX;
+    int symptoms = 0, severe = 0, bad_clean = 0, new_wave = 0;
+    static int last[120 * 4][TRIALGEN_SYMPTOMS];
+    int worse = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        struct observation o;
+        trialgen_get(&g, i, &o);
+        if (o.effective_ms > latest)
+            latest = o.effective_ms;
+        if (o.issued_ms > latest)
+            latest = o.issued_ms;
+        if (o.effective_ms < earliest)
+            earliest = o.effective_ms;
+        new_wave += strcmp(o.subject_id, "S-101-0021") == 0;
+        if (strncmp(o.loinc, "PRO-", 4) != 0)
+            continue;
+        symptoms++;
+        struct clean_result r;
+        bad_clean += clean_observation(&o, &r) != CLEAN_OK;
+        severe += o.value >= 3;
+        /* per subject of the first wave and item, the rise since the last visit */
+        uint64_t per = trialgen_per_visit(&g);
+        uint64_t within = i % (trialgen_visits(&g) * per);
+        if (i >= trialgen_visits(&g) * per)
+            continue;
+        int subj = (int)(within % per / (TRIALGEN_TESTS + TRIALGEN_SYMPTOMS));
+        int k = (int)(within % (TRIALGEN_TESTS + TRIALGEN_SYMPTOMS)) - TRIALGEN_TESTS;
+        if (within >= per && o.value - last[subj][k] >= 2)
+            worse++;
+        last[subj][k] = (int)o.value;
+    }
+    printf("trial to %lld: first %lld, latest %lld, %llu visits a wave, %d symptom items "
+           "(%d severe, %d worsenings by 2+)\n",
+           (long long)end, (long long)earliest, (long long)latest,
+           (unsigned long long)trialgen_visits(&g), symptoms, severe, worse);
+    CHECK(latest <= end);
+    CHECK(earliest > end - 4 * 365 * 86400000LL); /* three years and the screening */
+    CHECK(new_wave > 0);
+    CHECK_EQ_INT(bad_clean, 0);
+    CHECK(symptoms > (int)(n / 4));
+    CHECK(severe > 0 && severe < symptoms / 5);
+    CHECK(worse > 0);
+
+    /* a start too late for the end: no visit fits */
+    g.start_ms = end + 30 * 86400000LL;
+    CHECK_EQ_INT(trialgen_visits(&g), 0);
+    g.end_ms = 0;
+    CHECK(trialgen_visits(&g) == UINT64_MAX);
+}
+
 int main(void)
 {
     test_determinism();
     test_contents();
+    test_end_and_symptoms();
     test_speed();
     return testlib_done();
 }
