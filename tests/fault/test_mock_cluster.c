@@ -31,6 +31,7 @@
  */
 #include "testlib.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -43,12 +44,29 @@
 #include <string.h>
 #include <strings.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "testkafka.h"
+
+/* librdkafka 2.0.2's mock broker, brought back up, binds its old port again
+ * without SO_REUSEADDR: if connections it closed when it went down are in
+ * TIME_WAIT on that port, the bind fails and the mock aborts the process
+ * ("Failed to create mock broker listener", seen in CI). This definition,
+ * exported from the test program, wins over libc's for librdkafka too: it
+ * sets SO_REUSEADDR (harmless on any socket about to bind) and binds. */
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+    if (real_bind == NULL)
+        real_bind = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    return real_bind(fd, addr, len);
+}
 
 #define N_OBS 6000
 #define N_PARTS 4
