@@ -87,7 +87,7 @@ int hl7_time_parse(const char *s, const struct hl7_tz *tz, int64_t *out_ms, char
 {
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *p = s;
-    int y, mo = 1, d = 1, h = 0, mi = 0, sec = 0, ms = 0;
+    int y = 0, mo = 1, d = 1, h = 0, mi = 0, sec = 0, ms = 0; /* y: digits() sets it */
     /* Count the leading digits: they fix the precision. */
     size_t nd = 0;
     while (p[nd] >= '0' && p[nd] <= '9')

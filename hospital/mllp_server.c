@@ -522,7 +522,11 @@ static void answer_error(struct answer *a, enum hl7_ack_code code, int hl7code, 
     memset(e, 0, sizeof *e);
     e->code = hl7code;
     snprintf(e->cls, sizeof e->cls, "%s", cls);
-    snprintf(e->text, sizeof e->text, "%s", text);
+    /* cut to the ERR segment's room on purpose (memcpy: -O3's
+     * -Wformat-truncation refuses a snprintf that may cut) */
+    size_t n = strnlen(text, sizeof e->text - 1);
+    memcpy(e->text, text, n);
+    e->text[n] = '\0';
 }
 
 /* Maps a parsed message and publishes what it maps to. */
