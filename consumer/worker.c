@@ -288,6 +288,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         .queue_cap = STORE_QUEUE,
         .batch_rows = opt->batch_rows,
         .batch_ms = opt->batch_ms,
+        .writers = opt->store_writers,
         .source_topic = opt->consumer.topic,
         .reject = store_reject,
         .reject_arg = wk,
