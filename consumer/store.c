@@ -16,6 +16,8 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* A gathering writer looks at its queue this often (ns). */
+#define GATHER_NAP_NS 2000000L
 
 /* One writer: a queue, a thread, a connection. A subject's items always
  * go to the same writer (store_put hashes the message key), so they are
@@ -171,13 +173,22 @@ static void *run(void *arg)
         }
         size_t n = 0;
         batch[n++] = item;
-        /* What queued up while the last batch was written goes at once;
-         * then wait up to batch_ms for the batch to fill. */
-        while (n < cap && chan_try_recv(wr->in, &item) == CHAN_OK)
-            batch[n++] = item;
+        /* Gather until the batch is full or batch_ms after its first item.
+         * The queue is drained in turns with short sleeps in between, not
+         * waited on item by item: a writer blocked on the queue would be
+         * woken (a context switch) by every store_put. */
         deadline_t flush_at = deadline_after_ms(s->cfg.batch_ms);
-        while (n < cap && chan_recv(wr->in, &item, flush_at) == CHAN_OK)
-            batch[n++] = item;
+        for (;;) {
+            while (n < cap && (st = chan_try_recv(wr->in, &item)) == CHAN_OK)
+                batch[n++] = item;
+            if (n == cap || st == CHAN_END)
+                break;
+            int64_t left_ns = flush_at - deadline_now();
+            if (left_ns <= 0)
+                break;
+            struct timespec ts = {0, left_ns < GATHER_NAP_NS ? (long)left_ns : GATHER_NAP_NS};
+            nanosleep(&ts, NULL);
+        }
         if (give_up) {
             finish_all(batch, n, true);
             continue;
