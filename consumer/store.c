@@ -12,6 +12,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "pg.h"
+#include "sem.h"
 #include "store_batch.h"
 
 #define BACKOFF_MIN_MS 100
@@ -41,6 +42,11 @@ struct store {
     struct store_config cfg;
     struct writer *writers;
     int nwriters;
+    /* queue_cap permits: one per item queued on any writer. A shared
+     * budget, not a share each: a writer slowed by a long commit queues
+     * more while the others keep going, instead of blocking every
+     * analysis thread as soon as its own share is full. */
+    struct vsem *room;
     deadline_t give_up; /* DEADLINE_FOREVER until store_close sets it */
     pthread_mutex_t close_lock;
 
@@ -166,6 +172,7 @@ static void *run(void *arg)
         enum chan_status st = chan_recv(wr->in, &item, DEADLINE_FOREVER);
         if (st == CHAN_END)
             break;
+        vsem_release(s->room);
         if (batch == NULL) { /* out of memory at start: nothing can be written */
             work_abandon(item);
             work_release(item);
@@ -179,8 +186,10 @@ static void *run(void *arg)
          * woken (a context switch) by every store_put. */
         deadline_t flush_at = deadline_after_ms(s->cfg.batch_ms);
         for (;;) {
-            while (n < cap && (st = chan_try_recv(wr->in, &item)) == CHAN_OK)
+            while (n < cap && (st = chan_try_recv(wr->in, &item)) == CHAN_OK) {
+                vsem_release(s->room);
                 batch[n++] = item;
+            }
             if (n == cap || st == CHAN_END)
                 break;
             int64_t left_ns = flush_at - deadline_now();
@@ -249,19 +258,18 @@ struct store *store_new(const struct store_config *cfg, struct metrics *m, char 
     s->m_rejected = metrics_counter(m, "vigil_store_rejected_total",
                                     "Rows PostgreSQL refused on their own merits (dead-lettered)",
                                     NULL);
+    if (s->cfg.queue_cap < 1)
+        s->cfg.queue_cap = 1;
+    s->room = vsem_new((unsigned)s->cfg.queue_cap);
     s->writers = calloc((size_t)s->nwriters, sizeof *s->writers);
-    if (s->writers == NULL)
+    if (s->room == NULL || s->writers == NULL)
         goto oom;
-    /* The queue bound is shared out; each writer can queue at least a batch. */
-    size_t per = s->cfg.queue_cap / (size_t)s->nwriters;
-    if (per < (size_t)s->cfg.batch_rows)
-        per = (size_t)s->cfg.batch_rows;
     for (int i = 0; i < s->nwriters; i++) {
         struct writer *wr = &s->writers[i];
         wr->s = s;
         wr->index = i;
         atomic_init(&wr->healthy, true);
-        wr->in = chan_new(per);
+        wr->in = chan_new(s->cfg.queue_cap); /* never full: room bounds them all */
         wr->batch = store_batch_new(s->cfg.source_topic);
         if (wr->in == NULL || wr->batch == NULL)
             goto oom;
@@ -281,6 +289,7 @@ fail:
     if (s != NULL) {
         if (s->writers != NULL)
             writers_destroy(s);
+        vsem_destroy(s->room);
         pthread_mutex_destroy(&s->close_lock);
         free(s->conninfo);
         free(s);
@@ -291,13 +300,14 @@ fail:
 int store_put(struct store *s, struct work *w, struct ctx *ctx)
 {
     struct writer *wr = writer_for(s, w);
-    for (;;) {
-        enum chan_status st = chan_send(wr->in, w, deadline_after_ms(100));
-        if (st == CHAN_OK)
-            return 0;
-        if (st == CHAN_CLOSED || (ctx != NULL && ctx_done(ctx)))
+    while (vsem_acquire(s->room, deadline_after_ms(100)) != VSEM_OK)
+        if (chan_is_closed(wr->in) || (ctx != NULL && ctx_done(ctx)))
             return -1;
+    if (chan_send(wr->in, w, DEADLINE_FOREVER) != CHAN_OK) {
+        vsem_release(s->room); /* closed */
+        return -1;
     }
+    return 0;
 }
 
 static int status_rank(enum obs_status s)
@@ -342,6 +352,7 @@ void store_close(struct store *s, deadline_t deadline)
     s->give_up = deadline;
     pthread_mutex_unlock(&s->close_lock);
     writers_destroy(s);
+    vsem_destroy(s->room);
     free(s->conninfo);
     pthread_mutex_destroy(&s->close_lock);
     free(s);
