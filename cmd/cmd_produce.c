@@ -8,7 +8,6 @@
  * it stops reading, waits for every delivery report and prints the summary.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -75,6 +74,7 @@ static void usage(FILE *out)
             "                         producing them (with any input)\n\n"
             "Kafka and settings:\n"
             "  -c, --config FILE      YAML settings file (also VIGIL_CONFIG)\n"
+            "      --set KEY=VALUE    any setting below by its key\n"
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -t, --topic NAME       topic\n"
             "  -X PROP=VALUE          any librdkafka property (overrides vigil's defaults\n"
@@ -230,28 +230,24 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 
 int cmd_produce(int argc, char **argv)
 {
-    enum {
-        O_FHIR_STUDY = 256, O_FHIR_SITE, O_STUDIES, O_SITES, O_SUBJECTS, O_START, O_EMIT,
-        O_MAX_IN_FLIGHT, O_LOG_LEVEL,
-    };
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"bootstrap", required_argument, NULL, 'b'},
-        {"topic", required_argument, NULL, 't'},
-        {"format", required_argument, NULL, 'f'},
-        {"generate", required_argument, NULL, 'n'},
-        {"seed", required_argument, NULL, 's'},
-        {"rate", required_argument, NULL, 'r'},
-        {"fhir-study-system", required_argument, NULL, O_FHIR_STUDY},
-        {"fhir-site-system", required_argument, NULL, O_FHIR_SITE},
-        {"studies", required_argument, NULL, O_STUDIES},
-        {"sites-per-study", required_argument, NULL, O_SITES},
-        {"subjects-per-site", required_argument, NULL, O_SUBJECTS},
-        {"start", required_argument, NULL, O_START},
-        {"emit-ndjson", no_argument, NULL, O_EMIT},
-        {"max-in-flight", required_argument, NULL, O_MAX_IN_FLIGHT},
-        {"log-level", required_argument, NULL, O_LOG_LEVEL},
-        {"help", no_argument, NULL, 'h'},
+    enum { O_FHIR_STUDY = 256, O_FHIR_SITE, O_STUDIES, O_SITES, O_SUBJECTS, O_START, O_EMIT };
+    /* The command's own flags return their letter or O_* as id; -s is
+     * --seed here, so --set is long-only. */
+    static const struct cli_flag flags[] = {
+        {"bootstrap", 'b', "bootstrap", 0, true},
+        {"topic", 't', "topic", 0, true},
+        {"fhir-study-system", 0, "fhir_study_system", 0, true},
+        {"fhir-site-system", 0, "fhir_site_system", 0, true},
+        {"max-in-flight", 0, "max_in_flight", 0, true},
+        {"format", 'f', NULL, 'f', true},
+        {"generate", 'n', NULL, 'n', true},
+        {"seed", 's', NULL, 's', true},
+        {"rate", 'r', NULL, 'r', true},
+        {"studies", 0, NULL, O_STUDIES, true},
+        {"sites-per-study", 0, NULL, O_SITES, true},
+        {"subjects-per-site", 0, NULL, O_SUBJECTS, true},
+        {"start", 0, NULL, O_START, true},
+        {"emit-ndjson", 0, NULL, O_EMIT, false},
         {0},
     };
     struct cli_settings set;
@@ -263,74 +259,66 @@ int cmd_produce(int argc, char **argv)
     struct trialgen gen;
     trialgen_init(&gen);
 
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:b:t:f:n:s:r:X:h", opts, NULL)) != -1) {
-        const char *key = NULL;
+    const char *arg;
+    int next, status;
+    for (;;) {
+        int c = cli_settings_next(&set, "produce", usage, flags, argc, argv, &arg, &next, &status);
+        if (c < 0)
+            return status;
+        if (c == 0)
+            break;
         switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'c':
-            set.config_file = optarg;
-            continue;
-        case 'b': key = "bootstrap"; break;
-        case 't': key = "topic"; break;
-        case O_FHIR_STUDY: key = "fhir_study_system"; break;
-        case O_FHIR_SITE: key = "fhir_site_system"; break;
-        case O_MAX_IN_FLIGHT: key = "max_in_flight"; break;
-        case O_LOG_LEVEL: key = "log_level"; break;
         case 'f': {
-            int f = obs_format_parse(optarg);
+            int f = obs_format_parse(arg);
             if (f < 0)
                 return cli_bad_usage("produce", usage,
-                                     "--format wants ndjson, csv, fhir or auto, not '%s'", optarg);
+                                     "--format wants ndjson, csv, fhir or auto, not '%s'", arg);
             fmt = (enum obs_format)f;
             continue;
         }
         case 'n':
-            if (parse_u64(optarg, UINT64_MAX / 2, &n_generate) != 0)
+            if (parse_u64(arg, UINT64_MAX / 2, &n_generate) != 0)
                 return cli_bad_usage("produce", usage, "--generate wants a count, not '%s'",
-                                     optarg);
+                                     arg);
             generate = true;
             continue;
         case 's':
-            if (parse_u64(optarg, UINT64_MAX, &gen.seed) != 0)
-                return cli_bad_usage("produce", usage, "--seed wants a number, not '%s'", optarg);
+            if (parse_u64(arg, UINT64_MAX, &gen.seed) != 0)
+                return cli_bad_usage("produce", usage, "--seed wants a number, not '%s'", arg);
             continue;
         case 'r': {
             char *end;
-            rate = strtod(optarg, &end);
-            if (end == optarg || *end != '\0' || !(rate > 0) || rate > 1e9)
+            rate = strtod(arg, &end);
+            if (end == arg || *end != '\0' || !(rate > 0) || rate > 1e9)
                 return cli_bad_usage("produce", usage,
                                      "--rate wants observations per second (> 0), not '%s'",
-                                     optarg);
+                                     arg);
             continue;
         }
         case O_STUDIES:
-            if (parse_u64(optarg, TRIALGEN_MAX_STUDIES, &u) != 0 || u == 0)
+            if (parse_u64(arg, TRIALGEN_MAX_STUDIES, &u) != 0 || u == 0)
                 return cli_bad_usage("produce", usage, "--studies wants 1-%d, not '%s'",
-                                     TRIALGEN_MAX_STUDIES, optarg);
+                                     TRIALGEN_MAX_STUDIES, arg);
             gen.studies = (int)u;
             continue;
         case O_SITES:
-            if (parse_u64(optarg, TRIALGEN_MAX_SITES, &u) != 0 || u == 0)
+            if (parse_u64(arg, TRIALGEN_MAX_SITES, &u) != 0 || u == 0)
                 return cli_bad_usage("produce", usage, "--sites-per-study wants 1-%d, not '%s'",
-                                     TRIALGEN_MAX_SITES, optarg);
+                                     TRIALGEN_MAX_SITES, arg);
             gen.sites_per_study = (int)u;
             continue;
         case O_SUBJECTS:
-            if (parse_u64(optarg, TRIALGEN_MAX_SUBJECTS, &u) != 0 || u == 0)
+            if (parse_u64(arg, TRIALGEN_MAX_SUBJECTS, &u) != 0 || u == 0)
                 return cli_bad_usage("produce", usage,
                                      "--subjects-per-site wants 1-%d, not '%s'",
-                                     TRIALGEN_MAX_SUBJECTS, optarg);
+                                     TRIALGEN_MAX_SUBJECTS, arg);
             gen.subjects_per_site = (int)u;
             continue;
         case O_START: {
             char why[256];
-            if (strcmp(optarg, "now") == 0) {
+            if (strcmp(arg, "now") == 0) {
                 gen.start_ms = kafka_now_ms();
-            } else if (obs_time_parse(optarg, true, &gen.start_ms, why, sizeof why) != 0) {
+            } else if (obs_time_parse(arg, true, &gen.start_ms, why, sizeof why) != 0) {
                 return cli_bad_usage("produce", usage, "--start: %s", why);
             }
             continue;
@@ -338,19 +326,11 @@ int cmd_produce(int argc, char **argv)
         case O_EMIT:
             emit_ndjson = true;
             continue;
-        case 'X':
-            if (cli_settings_add_pair(&set, "kafka.", optarg) != 0)
-                return cli_bad_usage("produce", usage, "-X wants PROP=VALUE, not '%s'", optarg);
-            continue;
-        default:
-            return cli_bad_option("produce", usage, argv);
         }
-        if (cli_settings_add(&set, key, optarg) != 0)
-            return cli_bad_usage("produce", usage, "too many options");
     }
-    if (generate && optind < argc)
+    if (generate && next < argc)
         return cli_bad_usage("produce", usage, "--generate takes no input files ('%s')",
-                             argv[optind]);
+                             argv[next]);
 
     char err[2048];
     int rc = 1;
@@ -393,10 +373,10 @@ int cmd_produce(int argc, char **argv)
 
     if (generate) {
         run_generate(&r, &gen, n_generate);
-    } else if (optind == argc) {
+    } else if (next == argc) {
         run_file(&r, "-", fmt, &fopt);
     } else {
-        for (int i = optind; i < argc && !r.fatal && !ctx_done(r.stop); i++)
+        for (int i = next; i < argc && !r.fatal && !ctx_done(r.stop); i++)
             run_file(&r, argv[i], fmt, &fopt);
     }
     if (emit_ndjson && fflush(stdout) != 0 && !r.fatal) {

@@ -171,6 +171,14 @@ int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FIL
         }
         const struct cli_flag *f = c == '?' || c == ':' ? NULL : optset_find(&o, c);
         if (f == NULL) {
+            /* A long flag that lacks its argument (or has one it does not
+             * take) leaves its table value in optopt, an index here, not
+             * a letter: name it by its letter, else as typed. */
+            if (optopt >= 256) {
+                const struct cli_flag *g = optset_find(&o, optopt);
+                bool lettered = g != NULL && g->letter != 0 && optset_find(&o, g->letter) == g;
+                optopt = lettered ? g->letter : 0;
+            }
             *status = cli_bad_option(cmd, usage, argv);
             return -1;
         }

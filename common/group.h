@@ -88,7 +88,8 @@ struct group_config {
     size_t inflight_per_partition; /* tracker capacity; default 20000 */
     int commit_interval_ms;    /* default 500 */
     int revoke_drain_ms;       /* default 30000 */
-    int offer_wait_ms;         /* first offer of a fresh message; default 50 */
+    int offer_wait_ms;         /* first offer of a fresh message waits this long
+                                * for room; 0: not at all */
     int prefetch_kbytes;       /* queued.max.messages.kbytes; default 4096 */
     int stall_ms;              /* group_ready fails when a message is unfinished this
                                 * long; 0: never */

@@ -70,6 +70,18 @@ grep -q '^vigil import: which file' "$t/err" && ok || bad "import names the prob
 "$v" import --skip -1 x >/dev/null 2>&1; [ $? = 2 ] && ok || bad "import --skip -1: exit 2"
 "$v" import -b 127.0.0.1:1 /nonexistent >/dev/null 2>"$t/err"; [ $? = 1 ] && ok || bad "import of a missing file: exit 1"
 grep -q 'could not open /nonexistent' "$t/err" && ok || bad "missing file named: $(cat "$t/err")"
+# A long flag without its argument is named as typed (it was printed as
+# "-" and a control byte), a lettered one by its letter; --set works.
+"$v" import x --skip >/dev/null 2>"$t/err"; [ $? = 2 ] && ok || bad "import --skip without N: exit 2"
+head -1 "$t/err" | grep -qx "vigil import: unknown or incomplete option '--skip'" && ok || bad "import names --skip: $(head -1 "$t/err" | od -c | head -3)"
+"$v" produce --subjects-per-site >/dev/null 2>"$t/err"; [ $? = 2 ] && ok || bad "produce --subjects-per-site without K: exit 2"
+head -1 "$t/err" | grep -qx "vigil produce: unknown or incomplete option '--subjects-per-site'" && ok || bad "produce names --subjects-per-site: $(head -1 "$t/err")"
+"$v" produce --generate >/dev/null 2>"$t/err"
+head -1 "$t/err" | grep -qx "vigil produce: unknown or incomplete option '-n'" && ok || bad "produce names --generate by its letter: $(head -1 "$t/err")"
+"$v" import --set max_in_flight=0 x >/dev/null 2>"$t/err"; [ $? = 1 ] && ok || bad "import --set reaches the settings: exit 1"
+grep -q "^vigil import: max_in_flight must be" "$t/err" && ok || bad "import --set max_in_flight=0 refused: $(cat "$t/err")"
+"$v" produce --set log_level=bogus -n 1 --emit-ndjson >/dev/null 2>"$t/err"; [ $? = 1 ] && ok || bad "produce --set reaches the settings: exit 1"
+"$v" produce -s 3 -n 2 --emit-ndjson >"$t/s3" 2>/dev/null && "$v" produce --seed 3 -n 2 --emit-ndjson 2>/dev/null | cmp -s - "$t/s3" && ok || bad "produce -s is still --seed"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
