@@ -331,8 +331,9 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
      * that is briefly behind costs more than it saves. A short wait for
      * room absorbs ordinary bursts (with none, throughput fell to a third,
      * measured); with PostgreSQL as the limit, a wait of OFFER_WAIT_MS also
-     * rides out a slow commit. A stage that stays full (PostgreSQL away)
-     * still pauses. */
+     * rides out a slow commit (300,000 observations: 50 ms paused 20-28
+     * times and took 12.5 s, 250 ms never paused and took 8.8 s). A stage
+     * that stays full (PostgreSQL away) still pauses. */
     gc.offer_wait_ms = OFFER_WAIT_MS;
     /* Prefetch per partition: 2 MiB is still 8,000 observations a
      * partition, seconds of work, and half the memory of the default. */
