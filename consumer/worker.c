@@ -23,7 +23,7 @@
 #include "work.h"
 
 /* Items; see consumer/README.md "Memory" for what they cost. */
-#define ANALYSE_QUEUE 2048
+#define ANALYSE_QUEUE 1024
 #define STORE_QUEUE   4096
 #define OFFER_WAIT_MS 250
 
