@@ -42,50 +42,59 @@ static const char stage_sql[] =
 #define OBS_FIELDS   22
 #define ALERT_FIELDS 16
 
-static const char copy_obs_sql[] = "COPY vigil_obs_stage FROM STDIN (FORMAT binary)";
-static const char copy_alert_sql[] = "COPY vigil_alert_stage FROM STDIN (FORMAT binary)";
+#define COPY_OBS_SQL   "COPY vigil_obs_stage FROM STDIN (FORMAT binary)"
+#define COPY_ALERT_SQL "COPY vigil_alert_stage FROM STDIN (FORMAT binary)"
 
 /* Newest revision of each observation in the batch wins, and only moves a
  * stored row forward: a replay of an older revision changes nothing. */
-static const char upsert_obs_sql[] =
-    "INSERT INTO observations (observation_id, study_id, site_id, subject_id, loinc, value,"
-    " unit, ref_low, ref_high, value_norm, unit_norm, ref_low_norm, ref_high_norm,"
-    " effective_at, issued_at, status, visit, dq_finding, source_topic, source_partition,"
-    " source_offset, revision)"
-    " SELECT DISTINCT ON (observation_id) observation_id, study_id, site_id, subject_id, loinc,"
-    " value, unit, ref_low, ref_high, value_norm, unit_norm, ref_low_norm, ref_high_norm,"
-    " effective_at, issued_at, status, visit, dq_finding, source_topic, source_partition,"
-    " source_offset, revision"
-    " FROM vigil_obs_stage ORDER BY observation_id, revision DESC, source_offset DESC"
-    " ON CONFLICT (observation_id) DO UPDATE SET study_id = EXCLUDED.study_id,"
-    " site_id = EXCLUDED.site_id, subject_id = EXCLUDED.subject_id, loinc = EXCLUDED.loinc,"
-    " value = EXCLUDED.value, unit = EXCLUDED.unit, ref_low = EXCLUDED.ref_low,"
-    " ref_high = EXCLUDED.ref_high, value_norm = EXCLUDED.value_norm,"
-    " unit_norm = EXCLUDED.unit_norm, ref_low_norm = EXCLUDED.ref_low_norm,"
-    " ref_high_norm = EXCLUDED.ref_high_norm, effective_at = EXCLUDED.effective_at,"
-    " issued_at = EXCLUDED.issued_at, status = EXCLUDED.status, visit = EXCLUDED.visit,"
-    " dq_finding = EXCLUDED.dq_finding, source_topic = EXCLUDED.source_topic,"
-    " source_partition = EXCLUDED.source_partition, source_offset = EXCLUDED.source_offset,"
-    " revision = EXCLUDED.revision, updated_at = now()"
-    " WHERE observations.revision < EXCLUDED.revision";
+#define UPSERT_OBS_SQL \
+    "INSERT INTO observations (observation_id, study_id, site_id, subject_id, loinc, value," \
+    " unit, ref_low, ref_high, value_norm, unit_norm, ref_low_norm, ref_high_norm," \
+    " effective_at, issued_at, status, visit, dq_finding, source_topic, source_partition," \
+    " source_offset, revision)" \
+    " SELECT DISTINCT ON (observation_id) observation_id, study_id, site_id, subject_id, loinc," \
+    " value, unit, ref_low, ref_high, value_norm, unit_norm, ref_low_norm, ref_high_norm," \
+    " effective_at, issued_at, status, visit, dq_finding, source_topic, source_partition," \
+    " source_offset, revision" \
+    " FROM vigil_obs_stage ORDER BY observation_id, revision DESC, source_offset DESC" \
+    " ON CONFLICT (observation_id) DO UPDATE SET study_id = EXCLUDED.study_id," \
+    " site_id = EXCLUDED.site_id, subject_id = EXCLUDED.subject_id, loinc = EXCLUDED.loinc," \
+    " value = EXCLUDED.value, unit = EXCLUDED.unit, ref_low = EXCLUDED.ref_low," \
+    " ref_high = EXCLUDED.ref_high, value_norm = EXCLUDED.value_norm," \
+    " unit_norm = EXCLUDED.unit_norm, ref_low_norm = EXCLUDED.ref_low_norm," \
+    " ref_high_norm = EXCLUDED.ref_high_norm, effective_at = EXCLUDED.effective_at," \
+    " issued_at = EXCLUDED.issued_at, status = EXCLUDED.status, visit = EXCLUDED.visit," \
+    " dq_finding = EXCLUDED.dq_finding, source_topic = EXCLUDED.source_topic," \
+    " source_partition = EXCLUDED.source_partition, source_offset = EXCLUDED.source_offset," \
+    " revision = EXCLUDED.revision, updated_at = now()" \
+    " WHERE observations.revision < EXCLUDED.revision"
 
 /* The first alert with an id wins, in the batch (seq) as across batches
  * (DO NOTHING): which evidence is stored never depends on batching. A
  * later copy carries the same verdict on the same observation (the id says
  * so); the first one is also the one the notifier paged for. */
-static const char insert_alert_sql[] =
-    "INSERT INTO alerts (alert_id, kind, rule_id, rule_version, severity, ctcae_grade,"
-    " study_id, site_id, subject_id, observation_id, evidence, message, observed_at,"
-    " detected_at, retracts_alert_id)"
-    " SELECT DISTINCT ON (alert_id) alert_id, kind, rule_id, rule_version, severity,"
-    " ctcae_grade, study_id, site_id, subject_id, observation_id, evidence, message,"
-    " observed_at, detected_at, retracts_alert_id FROM vigil_alert_stage ORDER BY alert_id, seq"
-    " ON CONFLICT (alert_id) DO NOTHING";
+#define INSERT_ALERT_SQL \
+    "INSERT INTO alerts (alert_id, kind, rule_id, rule_version, severity, ctcae_grade," \
+    " study_id, site_id, subject_id, observation_id, evidence, message, observed_at," \
+    " detected_at, retracts_alert_id)" \
+    " SELECT DISTINCT ON (alert_id) alert_id, kind, rule_id, rule_version, severity," \
+    " ctcae_grade, study_id, site_id, subject_id, observation_id, evidence, message," \
+    " observed_at, detected_at, retracts_alert_id FROM vigil_alert_stage ORDER BY alert_id, seq" \
+    " ON CONFLICT (alert_id) DO NOTHING"
 
-static const char retract_sql[] =
-    "UPDATE alerts a SET retracted = true, retracted_by = s.alert_id"
-    " FROM vigil_alert_stage s"
-    " WHERE s.kind = 'retraction' AND a.alert_id = s.retracts_alert_id AND NOT a.retracted";
+#define RETRACT_SQL \
+    "UPDATE alerts a SET retracted = true, retracted_by = s.alert_id" \
+    " FROM vigil_alert_stage s" \
+    " WHERE s.kind = 'retraction' AND a.alert_id = s.retracts_alert_id AND NOT a.retracted"
+
+/* The batch, one simple-query message each way: observations only,
+ * observations and alerts, alerts only (no row to store). The client
+ * waits only for each COPY to start and for the end. */
+static const char batch_obs_sql[] = "BEGIN;" COPY_OBS_SQL ";" UPSERT_OBS_SQL ";COMMIT";
+static const char batch_both_sql[] = "BEGIN;" COPY_OBS_SQL ";" COPY_ALERT_SQL ";" UPSERT_OBS_SQL
+                                     ";" INSERT_ALERT_SQL ";" RETRACT_SQL ";COMMIT";
+static const char batch_alerts_sql[] =
+    "BEGIN;" COPY_ALERT_SQL ";" INSERT_ALERT_SQL ";" RETRACT_SQL ";COMMIT";
 
 /* A binary COPY stream under construction. */
 struct bbuf {
@@ -99,9 +108,6 @@ struct store_batch {
     const char *source_topic;
     struct bbuf obs;
     struct bbuf alerts;
-    char *sql_obs;        /* BEGIN; COPY obs; upsert; COMMIT */
-    char *sql_obs_alerts; /* ... with the alert COPY and statements */
-    char *sql_alerts;     /* alerts only (no row to store) */
 };
 
 /* ---- the binary COPY stream ------------------------------------------ */
@@ -298,37 +304,12 @@ static void row_alert(struct bbuf *b, int32_t seq, const struct work *w, const s
 
 /* ---- the batch --------------------------------------------------------- */
 
-static char *join_sql(const char *const *parts)
-{
-    size_t n = 1;
-    for (int i = 0; parts[i] != NULL; i++)
-        n += strlen(parts[i]) + 1;
-    char *s = malloc(n);
-    if (s == NULL)
-        return NULL;
-    size_t len = 0;
-    for (int i = 0; parts[i] != NULL; i++)
-        len += (size_t)snprintf(s + len, n - len, "%s%s", i ? ";" : "", parts[i]);
-    return s;
-}
-
 struct store_batch *store_batch_new(const char *source_topic)
 {
     struct store_batch *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
     b->source_topic = source_topic;
-    const char *obs[] = {"BEGIN", copy_obs_sql, upsert_obs_sql, "COMMIT", NULL};
-    const char *both[] = {"BEGIN",          copy_obs_sql,     copy_alert_sql, upsert_obs_sql,
-                          insert_alert_sql, retract_sql,      "COMMIT",       NULL};
-    const char *alerts[] = {"BEGIN", copy_alert_sql, insert_alert_sql, retract_sql, "COMMIT", NULL};
-    b->sql_obs = join_sql(obs);
-    b->sql_obs_alerts = join_sql(both);
-    b->sql_alerts = join_sql(alerts);
-    if (b->sql_obs == NULL || b->sql_obs_alerts == NULL || b->sql_alerts == NULL) {
-        store_batch_destroy(b);
-        return NULL;
-    }
     return b;
 }
 
@@ -338,9 +319,6 @@ void store_batch_destroy(struct store_batch *b)
         return;
     free(b->obs.p);
     free(b->alerts.p);
-    free(b->sql_obs);
-    free(b->sql_obs_alerts);
-    free(b->sql_alerts);
     free(b);
 }
 
@@ -405,15 +383,15 @@ enum store_write store_batch_write(struct store_batch *b, PGconn *conn, struct w
     /* The COPY streams, in the order the statement's COPYs ask for them. */
     const struct bbuf *streams[2];
     int nstreams = 0;
-    const char *sql;
     if (nobs > 0)
         streams[nstreams++] = &b->obs;
     if (na > 0)
         streams[nstreams++] = &b->alerts;
-    sql = nobs == 0 ? b->sql_alerts : na == 0 ? b->sql_obs : b->sql_obs_alerts;
 
     enum store_write r = STORE_WRITE_OK;
-    if (!PQsendQuery(conn, sql)) {
+    if (!PQsendQuery(conn, nobs == 0 ? batch_alerts_sql
+                                     : na == 0 ? batch_obs_sql
+                                               : batch_both_sql)) {
         snprintf(errstr, errstr_size, "could not send the batch: %s", PQerrorMessage(conn));
         return STORE_WRITE_TRANSIENT;
     }
