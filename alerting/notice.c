@@ -94,9 +94,13 @@ size_t notice_time(int64_t ms, char *out, size_t outsz)
         int n = snprintf(out, outsz, "(unknown time)");
         return n < 0 ? 0 : (size_t)n;
     }
-    int n = snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min);
-    return n < 0 ? 0 : (size_t)n;
+    /* strftime, not snprintf of the int fields: GCC at -O3 cannot bound
+     * them and stops a Release build on -Wformat-truncation. strftime
+     * returns 0 when the text does not fit, and then OUT is unspecified. */
+    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%MZ", &tm);
+    if (n == 0 && outsz > 0)
+        out[0] = '\0';
+    return n;
 }
 
 static const char *sev_upper(enum alert_severity s)

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "deadletter.h"
 #include "group.h"
 #include "httpd.h"
 #include "kafka.h"
@@ -16,6 +17,8 @@
 #include "route.h"
 
 #define DECODE_TRIES 3
+/* What a whole dead letter adds to its record: vigil's headers. */
+#define DEAD_LETTER_HEADROOM 65536
 
 struct notifier {
     const struct notifier_options *opt;
@@ -25,8 +28,9 @@ struct notifier {
     struct codec *codec;
     struct route_cache *routes;
     struct sender *sender;
-    struct publisher *dlq; /* NULL when dlq_topic is empty */
-    struct metric *m_invalid, *m_dead;
+    struct publisher *dlq_pub; /* NULL when dlq_topic is empty */
+    struct deadletter *dlq;
+    struct metric *m_invalid;
 };
 
 /* A message from vigil.alerts on its way to the sender: decoded once, when
@@ -38,7 +42,7 @@ struct incoming {
     struct alert a;
 };
 
-/* A dead letter on its way: whose offset its acknowledgement finishes. */
+/* A dead letter on its way: whose offset its outcome finishes. */
 struct dead_letter {
     struct notifier *n;
     struct group_ticket t;
@@ -52,35 +56,35 @@ static void on_done(void *arg, int32_t partition, int64_t offset, uint32_t epoch
     group_done(n->group, &t);
 }
 
-/* The dead letter is acknowledged (publisher thread; the publisher retries
- * until it is, so this is the only outcome it reports): the undecodable
- * alert's offset finishes only now that its bytes are safe. */
-static void dead_letter_done(void *arg)
+/* The dead letter's outcome (deadletter.h): written whole or truncated, or
+ * recorded in dead_letters, finishes the undecodable alert's offset;
+ * abandoned at shutdown leaves it for the partition's next owner. */
+static void dead_letter_done(void *arg, enum deadletter_outcome outcome)
 {
     struct dead_letter *dl = arg;
-    metric_add(dl->n->m_dead, 1);
-    log_msg(LOG_WARN, "notifier", "partition %d offset %lld: dead-lettered to %s",
-            (int)dl->t.partition, (long long)dl->t.offset, dl->n->opt->dlq_topic);
-    group_done(dl->n->group, &dl->t);
+    if (outcome == DEADLETTER_ABANDONED) {
+        log_msg(LOG_WARN, "notifier", "partition %d offset %lld: left unfinished at shutdown",
+                (int)dl->t.partition, (long long)dl->t.offset);
+        group_abandon(dl->n->group, &dl->t);
+    } else {
+        if (outcome != DEADLETTER_SKIPPED)
+            log_msg(LOG_WARN, "notifier", "partition %d offset %lld: dead-lettered to %s%s",
+                    (int)dl->t.partition, (long long)dl->t.offset, dl->n->opt->dlq_topic,
+                    outcome == DEADLETTER_TRUNCATED ? " (truncated)" : "");
+        group_done(dl->n->group, &dl->t);
+    }
     free(dl);
 }
 
 /* Sends M (an alert that does not decode) to the dead-letter topic; its
- * offset T finishes when the broker acknowledges it (dead_letter_done).
- * Without a dead-letter topic the alert is skipped, logged and counted. */
+ * offset T finishes with the dead letter's outcome (dead_letter_done).
+ * Without a dead-letter topic the alert is recorded in dead_letters,
+ * logged, counted and skipped. */
 static void dead_letter(struct notifier *n, const rd_kafka_message_t *m,
                         const struct group_ticket *t, const char *error_class,
                         const char *error_message)
 {
     metric_add(n->m_invalid, 1);
-    if (n->dlq == NULL) {
-        log_msg(LOG_ERROR, "notifier",
-                "partition %d offset %lld: could not decode the alert (%s): %s; skipped (no "
-                "dead-letter topic)",
-                (int)m->partition, (long long)m->offset, error_class, error_message);
-        group_done(n->group, t);
-        return;
-    }
     log_msg(LOG_ERROR, "notifier", "partition %d offset %lld: could not decode the alert (%s): %s",
             (int)m->partition, (long long)m->offset, error_class, error_message);
     struct dead_letter *dl = malloc(sizeof *dl);
@@ -91,10 +95,7 @@ static void dead_letter(struct notifier *n, const rd_kafka_message_t *m,
         return;
     }
     *dl = (struct dead_letter){n, *t};
-    rd_kafka_headers_t *h =
-        kafka_dead_letter_headers(m, n->opt->consumer.topic, error_class, error_message);
-    if (publisher_send(n->dlq, n->opt->dlq_topic, m->key, m->key_len, m->payload, m->len, h,
-                       dead_letter_done, dl) != 0) {
+    if (deadletter_send(n->dlq, m, error_class, error_message, dead_letter_done, dl) != 0) {
         /* closing: not finished, read again after a restart */
         log_msg(LOG_WARN, "notifier", "partition %d offset %lld: left unfinished at shutdown",
                 (int)m->partition, (long long)m->offset);
@@ -194,8 +195,6 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     }
     n->m_invalid = metrics_counter(n->metrics, "vigil_notifier_invalid_total",
                                    "Alert messages that could not be decoded", NULL);
-    n->m_dead = metrics_counter(n->metrics, "vigil_dead_letters_total",
-                                "Undecodable alerts acknowledged on the dead-letter topic", NULL);
 
     struct codec_config cc;
     codec_config_init(&cc);
@@ -214,11 +213,28 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         goto out;
     if (opt->dlq_topic != NULL && opt->dlq_topic[0] != '\0') {
         const char *dlq_topics[] = {opt->dlq_topic, NULL};
-        n->dlq = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-notifier-dlq",
-                               dlq_topics, n->metrics, errstr, errstr_size);
-        if (n->dlq == NULL)
+        /* A dead letter of any record the topic may hold is tried whole. */
+        size_t message_max = opt->consumer.max_record_bytes > 0
+                                 ? opt->consumer.max_record_bytes + DEAD_LETTER_HEADROOM
+                                 : 0;
+        n->dlq_pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap,
+                                   "vigil-notifier-dlq", dlq_topics, message_max, n->metrics,
+                                   errstr, errstr_size);
+        if (n->dlq_pub == NULL)
             goto out;
     }
+    struct deadletter_config dc = {
+        .topic = opt->dlq_topic,
+        .source_topic = opt->consumer.topic,
+        .group = opt->consumer.group,
+        .conninfo = opt->conninfo,
+        .component = "notifier",
+        .truncate_bytes = opt->dlq_truncate_bytes,
+        .policy = opt->dlq_policy,
+    };
+    n->dlq = deadletter_new(&dc, n->dlq_pub, n->metrics, errstr, errstr_size);
+    if (n->dlq == NULL)
+        goto out;
     /* Made before the HTTP server (its readiness reads it); it joins the
      * group only once the directory is loaded. */
     struct group_config gc = opt->consumer;
@@ -260,10 +276,13 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     }
 
     log_msg(LOG_INFO, "notifier", "stopping: finishing in-flight notifications");
+    int grace_ms = opt->grace_s * 1000;
+    /* Whatever hangs, the process ends within the grace (exit 4). */
+    group_arm_exit(n->group, deadline_after_ms(grace_ms >= 2000 ? grace_ms - 1000
+                                                                : grace_ms * 3 / 4));
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     n->httpd = NULL;
     group_stop(n->group);
-    int grace_ms = opt->grace_s * 1000;
     deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
     size_t left = sender_close(n->sender, deadline);
     n->sender = NULL;
@@ -271,22 +290,27 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         log_msg(LOG_WARN, "notifier", "%zu alerts unfinished at exit: handed back, they will be "
                                       "read again",
                 left);
-    size_t undelivered = publisher_close(n->dlq, deadline_after_ms(3000));
-    n->dlq = NULL;
+    /* Dead letters get what is left of the grace, not more. */
+    deadline_t dl_deadline = deadline_expired(deadline) ? deadline_after_ms(500) : deadline;
+    size_t undelivered = publisher_close(n->dlq_pub, dl_deadline);
+    n->dlq_pub = NULL;
     if (undelivered > 0)
         log_msg(LOG_WARN, "notifier", "%zu dead letters unacknowledged at exit: their alerts "
                                       "will be read again",
                 undelivered);
+    deadletter_close(n->dlq, dl_deadline);
+    n->dlq = NULL;
     group_close(n->group);
-    log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left");
-    rc = 0;
+    rc = group_exit_status(n->group);
+    log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left (exit status %d)", rc);
 out:
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     if (n->group != NULL)
         group_stop(n->group);
     sender_close(n->sender, deadline_now());
     /* unacknowledged dead letters: their offsets were not finished */
-    publisher_close(n->dlq, deadline_now());
+    publisher_close(n->dlq_pub, deadline_now());
+    deadletter_close(n->dlq, deadline_now());
     group_destroy(n->group); /* after the sender: its completions reach it */
     route_cache_destroy(n->routes);
     codec_destroy(n->codec);

@@ -7,8 +7,10 @@
  * the replay page nobody twice.
  *
  * An alert that does not decode goes to the dead-letter topic (original
- * bytes and headers plus the error, as the worker's dead letters); its
- * offset finishes when the broker acknowledges the dead letter.
+ * bytes and headers plus the error, as the worker's dead letters, through
+ * common/deadletter.h: whole, else truncated, else recorded in
+ * dead_letters or retried per dlq_policy); its offset finishes with the
+ * dead letter's outcome.
  *
  * Backpressure: when the sender's queue or the partition's offset tracker
  * is full, the engine keeps the alert aside and pauses the partition; the
@@ -17,7 +19,8 @@
  *
  * Shutdown (stop cancelled): stop reading, give the sender until the grace
  * period minus a margin to finish in-flight sends (the rest are handed
- * back to the log), commit what finished, leave the group.
+ * back to the log), commit what finished, leave the group; the process
+ * ends within the grace whatever hangs (group_arm_exit).
  */
 #ifndef VIGIL_NOTIFIER_H
 #define VIGIL_NOTIFIER_H
@@ -27,6 +30,7 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "deadletter.h"
 #include "group.h"
 #include "send.h"
 
@@ -34,7 +38,10 @@ struct notifier_options {
     /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
      * sets its client id, component and drain time */
     struct group_config consumer;
-    const char *dlq_topic; /* undecodable alerts go here; "" or NULL: skipped */
+    const char *dlq_topic; /* undecodable alerts go here; "" or NULL: recorded in
+                            * dead_letters and skipped */
+    size_t dlq_truncate_bytes;         /* a truncated dead letter's first bytes */
+    enum deadletter_policy dlq_policy; /* when no dead letter can be written */
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* may be NULL */
@@ -43,8 +50,9 @@ struct notifier_options {
     struct sender_config send; /* conninfo is filled in by notifier_run */
 };
 
-/* Runs until STOP is cancelled (then drains as above and returns 0) or a
- * start-up failure (returns -1 with errstr). RELOAD set (SIGHUP) reloads
+/* Runs until STOP is cancelled (then drains as above and returns
+ * GROUP_EXIT_CLEAN, or GROUP_EXIT_UNFINISHED when alerts were left for the
+ * partitions' next owner) or a start-up failure (returns -1 with errstr). RELOAD set (SIGHUP) reloads
  * the directory. Everything it starts is stopped and freed before it
  * returns. Call from one thread. */
 int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bool *reload,

@@ -17,7 +17,14 @@ set(_vigil_deps
   "libcurl;libcurl4-openssl-dev"
   "libmicrohttpd;libmicrohttpd-dev"
   "yaml-0.1;libyaml-dev"
-  "jansson;libjansson-dev")
+  "jansson;libjansson-dev"
+  # SHA-256 (libcrypto: dead-letter digests, vigil mllp's observation ids);
+  # vigil mllp: TLS for MLLP (libssl) and thread-safe time zones for HL7
+  # times without an offset (GLib's GTimeZone: libc's mktime reads the
+  # process-global TZ).
+  "libcrypto;libssl-dev"
+  "libssl;libssl-dev"
+  "glib-2.0;libglib2.0-dev")
 
 set(_i 0)
 list(LENGTH _vigil_deps _n)

@@ -18,7 +18,25 @@ static const struct config_item items[] = {
     {"group", "VIGIL_NOTIFIER_GROUP", "vigil-notifier", "consumer group", false},
     {"topic", "VIGIL_ALERTS_TOPIC", "vigil.alerts", "alerts topic", false},
     {"dlq_topic", "VIGIL_ALERTS_DLQ_TOPIC", "vigil.alerts.dlq",
-     "dead-letter topic for alerts that do not decode; empty: log and skip them", false},
+     "dead-letter topic for alerts that do not decode; empty: record them in PostgreSQL's "
+     "dead_letters, log and skip them",
+     false},
+    {"max_record_bytes", "VIGIL_MAX_RECORD_BYTES", "67108864",
+     "the largest record the alerts topic may hold (set its max.message.bytes no higher): "
+     "fetched whole, and dead-lettered whole when the dead-letter topic takes it",
+     false},
+    {"dlq_truncate_bytes", "VIGIL_DLQ_TRUNCATE_BYTES", "65536",
+     "a dead letter refused whole carries the record's first this many bytes, its size and "
+     "SHA-256",
+     false},
+    {"dlq_policy", "VIGIL_DLQ_POLICY", "skip",
+     "when not even the truncated dead letter can be written: skip (record it in PostgreSQL's "
+     "dead_letters, log, count, move on) or stall (retry; the partition waits)",
+     false},
+    {"stall_seconds", "VIGIL_STALL_SECONDS", "1200",
+     "/readyz fails while a partition's oldest unfinished alert is older (above give_up: an "
+     "alert may retry that long); 0: never",
+     false},
     {"pg_conninfo", "VIGIL_PG_CONNINFO", "",
      "libpq conninfo; empty: libpq's PG* variables (PGPASSFILE for the password)", true},
     {"http", "VIGIL_NOTIFIER_HTTP_ADDR", "127.0.0.1:9101",
@@ -98,8 +116,12 @@ static void usage(FILE *out)
     fprintf(out,
             "Secrets (pg_conninfo, smtp_password, sms_password) may come from a file:\n"
             "set VAR_FILE=/path instead of VAR (Kubernetes Secrets).\n"
-            "signals: SIGTERM/SIGINT finish in-flight sends and exit 0; SIGHUP reloads\n"
-            "the directory.\n\n");
+            "signals: SIGTERM/SIGINT finish in-flight sends, commit and leave within\n"
+            "--grace seconds; SIGHUP reloads the directory.\n"
+            "exit status after SIGTERM/SIGINT: 0 everything taken was finished and\n"
+            "committed; 3 some alerts were left uncommitted for the partition's next\n"
+            "owner (the log names each partition and offset); 4 the grace ran out\n"
+            "before the stop finished. 1: could not start.\n\n");
     config_print_help(items, out);
 }
 
@@ -139,6 +161,8 @@ int cmd_notifier(int argc, char **argv)
         goto fail;
     }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
+    long truncate;
+    enum deadletter_policy policy;
     double rate, burst;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
@@ -152,8 +176,14 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
-        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
+        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0 ||
+        config_get_long(cfg, "dlq_truncate_bytes", 1, 262144, &truncate, err, sizeof err) != 0)
         goto fail;
+    if (deadletter_policy_parse(config_get(cfg, "dlq_policy"), &policy) != 0) {
+        snprintf(err, sizeof err, "dlq_policy must be skip or stall, not '%s'",
+                 config_get(cfg, "dlq_policy"));
+        goto fail;
+    }
     if (rmax < base) {
         snprintf(err, sizeof err, "retry_max_ms (%ld) must not be below retry_base_ms (%ld)",
                  rmax, base);
@@ -171,6 +201,8 @@ int cmd_notifier(int argc, char **argv)
 
     struct notifier_options opt = {
         .dlq_topic = config_get(cfg, "dlq_topic"),
+        .dlq_truncate_bytes = (size_t)truncate,
+        .dlq_policy = policy,
         .conninfo = config_get(cfg, "pg_conninfo"),
         .http_addr = config_get(cfg, "http"),
         .registry_url = config_get(cfg, "registry_url"),

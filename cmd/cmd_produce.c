@@ -19,12 +19,16 @@
 #include "ctx.h"
 #include "deadline.h"
 #include "fhir.h"
+#include "hl7_enrol.h"
+#include "hl7_facility.h"
+#include "hl7_file.h"
 #include "kafka.h"
 #include "log.h"
 #include "settings.h"
 #include "obs_input.h"
 #include "obs_json.h"
 #include "obs_producer.h"
+#include "pg.h"
 #include "sigwatch.h"
 #include "trialgen.h"
 
@@ -39,6 +43,10 @@ static const struct config_item items[] = {
      "FHIR extension url or identifier system holding the study id", false},
     {"fhir_site_system", "VIGIL_FHIR_SITE_SYSTEM", FHIR_SITE_URI_DEFAULT,
      "FHIR extension url or identifier system holding the site id", false},
+    {"pg_conninfo", "VIGIL_PG_CONNINFO", "",
+     "--format hl7: libpq conninfo of the hl7_enrolments table", true},
+    {"facilities", "VIGIL_MLLP_FACILITIES", NULL,
+     "--format hl7: facility mapping YAML (as vigil mllp's)", false},
     {"log_level", "VIGIL_LOG_LEVEL", "warn", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -52,15 +60,20 @@ static void usage(FILE *out)
             "single-object encoding, idempotent producer, acks=all) and checks every\n"
             "delivery report. FILE may be '-' for stdin (the default).\n\n"
             "input:\n"
-            "  -f, --format FMT       ndjson, csv or fhir (default: from the file name,\n"
-            "                         else from the first line)\n"
+            "  -f, --format FMT       ndjson, csv, fhir or hl7 (default: from the file\n"
+            "                         name, .hl7 is hl7, else from the first line)\n"
             "      --fhir-study-system URI  FHIR extension url / identifier system of the\n"
             "                         study id (default " FHIR_STUDY_URI_DEFAULT ")\n"
             "      --fhir-site-system URI   ... of the site id (default\n"
             "                         " FHIR_SITE_URI_DEFAULT ")\n"
             "  NDJSON and CSV use the Avro field names: observation_id study_id site_id\n"
             "  subject_id loinc value unit ref_low ref_high effective_time issued_time\n"
-            "  status visit; times are RFC 3339 or epoch milliseconds.\n\n"
+            "  status visit; times are RFC 3339 or epoch milliseconds.\n"
+            "  HL7 v2: ORU^R01 messages, alone or in an FHS/BHS batch, mapped as vigil mllp\n"
+            "  maps them (hospital/README.md): enrolled patients only, from the table\n"
+            "  hl7_enrolments (--pg), local codes and time zones from --facilities FILE.\n"
+            "      --pg CONNINFO      PostgreSQL conninfo (hl7)\n"
+            "      --facilities FILE  facility mapping (hl7)\n\n"
             "synthetic trial:\n"
             "  -n, --generate N       make N observations (0: until interrupted)\n"
             "  -s, --seed S           seed (default 1): same seed, same records\n"
@@ -94,6 +107,9 @@ static void usage(FILE *out)
 
 struct run {
     struct ctx *stop;
+    const struct config *cfg;
+    struct hl7_facilities *hl7_fac; /* loaded with the first HL7 file */
+    struct hl7_enrol *hl7_enrol;
     struct obs_producer *producer; /* NULL with --emit-ndjson */
     double rate;                   /* 0: unpaced */
     deadline_t started;
@@ -203,6 +219,59 @@ out:
         fclose(f);
 }
 
+static int hl7_emit(void *arg, const struct observation *obs)
+{
+    struct run *r = arg;
+    if (!pace(r))
+        return 1;
+    return emit(r, obs) ? 0 : 1;
+}
+
+static void hl7_report(void *arg, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "%s\n", msg);
+}
+
+/* Loads what HL7 mapping needs, once: the facility mapping and the
+ * enrolment table. Returns 0, or -1 with r->err set. */
+static int hl7_setup(struct run *r)
+{
+    if (r->hl7_enrol != NULL)
+        return 0;
+    const char *path = config_get(r->cfg, "facilities");
+    r->hl7_fac = path && *path ? hl7_facilities_load(path, r->err, sizeof r->err)
+                               : hl7_facilities_empty();
+    if (r->hl7_fac == NULL)
+        return -1;
+    PGconn *conn = pg_connect(config_get(r->cfg, "pg_conninfo"), r->err, sizeof r->err);
+    if (conn == NULL)
+        return -1;
+    r->hl7_enrol = hl7_enrol_load(conn, NULL, r->err, sizeof r->err);
+    PQfinish(conn);
+    return r->hl7_enrol != NULL ? 0 : -1;
+}
+
+static void run_hl7_file(struct run *r, const char *path)
+{
+    struct hl7_file_stats st;
+    if (hl7_setup(r) != 0 ||
+        hl7_file_read(path, r->hl7_fac, r->hl7_enrol, "PTD", hl7_emit, hl7_report, r, &st, r->err,
+                      sizeof r->err) != 0) {
+        r->fatal = true;
+        return;
+    }
+    r->invalid += st.refused;
+    fprintf(stderr, "%s: %lu HL7 messages, %lu of patients not enrolled (dropped), %lu refused\n",
+            path, st.messages, st.not_enrolled, st.refused);
+}
+
+static bool is_hl7_name(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 4 && strcmp(path + n - 4, ".hl7") == 0;
+}
+
 static void run_generate(struct run *r, const struct trialgen *g, uint64_t n)
 {
     struct observation obs;
@@ -248,12 +317,14 @@ int cmd_produce(int argc, char **argv)
         {"subjects-per-site", 0, NULL, O_SUBJECTS, true},
         {"start", 0, NULL, O_START, true},
         {"emit-ndjson", 0, NULL, O_EMIT, false},
+        {"pg", 0, "pg_conninfo", 0, true},
+        {"facilities", 0, "facilities", 0, true},
         {0},
     };
     struct cli_settings set;
     cli_settings_init(&set);
     enum obs_format fmt = OBS_FORMAT_AUTO;
-    bool generate = false, emit_ndjson = false;
+    bool generate = false, emit_ndjson = false, hl7 = false;
     uint64_t n_generate = 0, u = 0;
     double rate = 0;
     struct trialgen gen;
@@ -269,10 +340,16 @@ int cmd_produce(int argc, char **argv)
             break;
         switch (c) {
         case 'f': {
+            if (strcmp(arg, "hl7") == 0) {
+                hl7 = true;
+                continue;
+            }
+            hl7 = false;
             int f = obs_format_parse(arg);
             if (f < 0)
                 return cli_bad_usage("produce", usage,
-                                     "--format wants ndjson, csv, fhir or auto, not '%s'", arg);
+                                     "--format wants ndjson, csv, fhir, hl7 or auto, not '%s'",
+                                     arg);
             fmt = (enum obs_format)f;
             continue;
         }
@@ -370,14 +447,22 @@ int cmd_produce(int argc, char **argv)
     }
     r.rate = rate;
     r.started = deadline_now();
+    r.cfg = cfg;
 
     if (generate) {
         run_generate(&r, &gen, n_generate);
     } else if (next == argc) {
-        run_file(&r, "-", fmt, &fopt);
+        if (hl7)
+            run_hl7_file(&r, "-");
+        else
+            run_file(&r, "-", fmt, &fopt);
     } else {
-        for (int i = next; i < argc && !r.fatal && !ctx_done(r.stop); i++)
-            run_file(&r, argv[i], fmt, &fopt);
+        for (int i = next; i < argc && !r.fatal && !ctx_done(r.stop); i++) {
+            if (hl7 || (fmt == OBS_FORMAT_AUTO && is_hl7_name(argv[i])))
+                run_hl7_file(&r, argv[i]);
+            else
+                run_file(&r, argv[i], fmt, &fopt);
+        }
     }
     if (emit_ndjson && fflush(stdout) != 0 && !r.fatal) {
         snprintf(r.err, sizeof r.err, "could not write to stdout");
@@ -410,6 +495,8 @@ fail:
     fprintf(stderr, "vigil produce: %s\n", err);
 out:
     obs_producer_destroy(r.producer);
+    hl7_facilities_destroy(r.hl7_fac);
+    hl7_enrol_destroy(r.hl7_enrol);
     sigwatch_stop(sw);
     ctx_destroy(r.stop);
     config_destroy(cfg);

@@ -39,6 +39,20 @@ static const struct config_item items[] = {
      "subject states kept per analysis thread (least recently used evicted)", false},
     {"max_message_bytes", "VIGIL_MAX_MESSAGE_BYTES", "1048576",
      "larger messages are dead-lettered as oversize", false},
+    {"max_record_bytes", "VIGIL_MAX_RECORD_BYTES", "67108864",
+     "the largest record the topics may hold (set their max.message.bytes no higher): fetched "
+     "whole, and dead-lettered whole when the dead-letter topic takes it",
+     false},
+    {"dlq_truncate_bytes", "VIGIL_DLQ_TRUNCATE_BYTES", "65536",
+     "a dead letter refused whole carries the record's first this many bytes, its size and "
+     "SHA-256",
+     false},
+    {"dlq_policy", "VIGIL_DLQ_POLICY", "skip",
+     "when not even the truncated dead letter can be written: skip (record it in PostgreSQL's "
+     "dead_letters, log, count, move on) or stall (retry; the partition waits)",
+     false},
+    {"stall_seconds", "VIGIL_STALL_SECONDS", "300",
+     "/readyz fails while a partition's oldest unfinished message is older; 0: never", false},
     {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
      "messages of one partition in progress at once; beyond, the partition pauses", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
@@ -63,7 +77,12 @@ static void usage(FILE *out)
             "      --pg CONNINFO      PostgreSQL conninfo\n"
             "      --assignor NAME    partition assignment strategy\n");
     cli_usage_common(out);
-    fprintf(out, "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the rules.\n\n");
+    fprintf(out, "signals: SIGTERM/SIGINT drain, commit and leave within --grace seconds;\n"
+                 "SIGHUP reloads the rules.\n"
+                 "exit status after SIGTERM/SIGINT: 0 everything taken was finished and\n"
+                 "committed; 3 some messages were left uncommitted for the partition's next\n"
+                 "owner (the log names each partition and offset); 4 the grace ran out\n"
+                 "before the stop finished (same log lines). 1: could not start.\n\n");
     config_print_help(items, out);
 }
 
@@ -96,7 +115,8 @@ int cmd_worker(int argc, char **argv)
     if (cfg == NULL)
         return cli_fail("worker", err);
     int rc = 1;
-    long threads, grace, batch_rows, batch_ms, store_writers, max_subjects, max_message;
+    long threads, grace, batch_rows, batch_ms, store_writers, max_subjects, max_message, truncate;
+    enum deadletter_policy policy;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? n : 2;
@@ -109,8 +129,14 @@ int cmd_worker(int argc, char **argv)
         config_get_long(cfg, "store_writers", 1, 64, &store_writers, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_subjects", 16, 100000000, &max_subjects, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_message_bytes", 64, 64 * 1024 * 1024, &max_message, err,
-                        sizeof err) != 0)
+                        sizeof err) != 0 ||
+        config_get_long(cfg, "dlq_truncate_bytes", 1, 262144, &truncate, err, sizeof err) != 0)
         goto fail;
+    if (deadletter_policy_parse(config_get(cfg, "dlq_policy"), &policy) != 0) {
+        snprintf(err, sizeof err, "dlq_policy must be skip or stall, not '%s'",
+                 config_get(cfg, "dlq_policy"));
+        goto fail;
+    }
 
     struct worker_options opt = {
         .dlq_topic = config_get(cfg, "dlq_topic"),
@@ -126,9 +152,18 @@ int cmd_worker(int argc, char **argv)
         .store_writers = (int)store_writers,
         .max_subjects = (size_t)max_subjects,
         .max_message_bytes = (size_t)max_message,
+        .dlq_truncate_bytes = (size_t)truncate,
+        .dlq_policy = policy,
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
         goto fail;
+    if (opt.consumer.max_record_bytes < opt.max_message_bytes) {
+        snprintf(err, sizeof err,
+                 "max_record_bytes (%zu) must not be below max_message_bytes (%zu): a record "
+                 "the worker would process could not be fetched",
+                 opt.consumer.max_record_bytes, opt.max_message_bytes);
+        goto fail;
+    }
     rc = cli_serve("worker", run, &opt);
     config_destroy(cfg);
     return rc;

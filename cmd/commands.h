@@ -12,6 +12,7 @@ int cmd_worker(int argc, char **argv);
 int cmd_notifier(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_mllp(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -221,9 +221,12 @@ too_many:
 int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
                      size_t errstr_size)
 {
-    long window;
+    long window, stall_s, max_record;
     if (config_get_long(cfg, "max_inflight_per_partition", 16, 1000000, &window, errstr,
-                        errstr_size) != 0)
+                        errstr_size) != 0 ||
+        config_get_long(cfg, "stall_seconds", 0, 7 * 86400, &stall_s, errstr, errstr_size) != 0 ||
+        config_get_long(cfg, "max_record_bytes", 1048576, CLI_MAX_RECORD_BYTES, &max_record,
+                        errstr, errstr_size) != 0)
         return -1;
     *c = (struct group_config){
         .cfg = cfg,
@@ -232,6 +235,8 @@ int cli_group_config(const struct config *cfg, struct group_config *c, char *err
         .topic = config_get(cfg, "topic"),
         .assignor = config_get(cfg, "assignor"),
         .inflight_per_partition = (size_t)window,
+        .stall_ms = (int)stall_s * 1000,
+        .max_record_bytes = (size_t)max_record,
     };
     return 0;
 }
@@ -254,10 +259,8 @@ int cli_serve(const char *cmd, cli_role_fn run, const void *opt)
     int rc;
     if (sw == NULL)
         rc = cli_fail(cmd, "could not start the signal thread");
-    else if (run(opt, stop, &reload, err, sizeof err) != 0)
+    else if ((rc = run(opt, stop, &reload, err, sizeof err)) < 0)
         rc = cli_fail(cmd, err);
-    else
-        rc = 0;
     sigwatch_stop(sw);
     ctx_destroy(stop);
     return rc;

@@ -78,20 +78,27 @@ int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FIL
 void cli_usage_common(FILE *out);
 
 /* A long-running role (worker, notifier, console...): RUN serves until STOP
- * is cancelled; RELOAD is set on SIGHUP. Returns 0 on a clean stop, or -1
- * with errstr when it could not start or had to stop. */
+ * is cancelled; RELOAD is set on SIGHUP. Returns 0 on a clean stop, a
+ * positive exit status for a stop that left work behind (group.h's
+ * GROUP_EXIT_*), or -1 with errstr when it could not start or had to
+ * stop. */
 typedef int (*cli_role_fn)(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
                            size_t errstr_size);
 
 /* Runs RUN(OPT) with SIGTERM/SIGINT cancelling its stop context and SIGHUP
  * setting its reload flag; a failure is printed as "vigil CMD: ..." on
- * stderr and logged. Returns the process exit status: 0, or 1. */
+ * stderr and logged. Returns the process exit status: RUN's own status
+ * (0, or GROUP_EXIT_UNFINISHED), or 1 on failure. */
 int cli_serve(const char *cmd, cli_role_fn run, const void *opt);
 
+/* The largest max_record_bytes accepted: the producer's message.max.bytes
+ * is set a little above it and librdkafka takes at most 1,000,000,000. */
+#define CLI_MAX_RECORD_BYTES 999000000L
+
 /* Fills C with the consumer-group settings of CFG (keys bootstrap, group,
- * topic, assignor and max_inflight_per_partition, which every consuming
- * role's items have); CFG stays CFG's, borrowed by C. Returns 0, or -1
- * with errstr. */
+ * topic, assignor, max_inflight_per_partition, stall_seconds and
+ * max_record_bytes, which every consuming role's items have); CFG stays
+ * CFG's, borrowed by C. Returns 0, or -1 with errstr. */
 int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
                      size_t errstr_size);
 

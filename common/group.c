@@ -1,5 +1,7 @@
 #include "group.h"
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,15 @@ struct group {
     bool stopped; /* group_stop: no message is taken any more */
     bool closing; /* group_close: revokes wait for nothing */
     bool closed;
+    bool left_unfinished; /* group_close left some partition unfinished */
+
+    /* group_arm_exit's thread */
+    pthread_mutex_t exit_lock;
+    pthread_cond_t exit_cond;
+    bool exit_armed;
+    bool exit_disarmed;
+    deadline_t exit_deadline;
+    pthread_t exit_thread;
     struct offsets *offsets;
     struct partition *parts;
     size_t stashed; /* messages in all stashes */
@@ -270,11 +281,18 @@ static void revoke(struct group *g, const rd_kafka_topic_partition_list_t *l)
             continue;
         offsets_forget(g->offsets, p);
         struct partition *pt = &g->parts[p];
-        if (pt->paused) {
-            pt->paused = false;
-            g->npaused--;
-            metric_gauge_add(g->m_paused, -1);
-        }
+        /* Resumed in librdkafka, not only in our flags: librdkafka keeps a
+         * partition's pause across unassign and assign, so a partition
+         * paused for backpressure and later given back to this consumer
+         * would never be fetched again while we believe it runs (the churn
+         * storm of tests/fault/test_churn.py stalled on it; test_group
+         * shows it deterministically). Resumed here, while still assigned:
+         * a resume right after a new assign can outdate the assign's start
+         * offset (librdkafka #2190). Should the resume fail, the flag stays
+         * set and drain_stashes() resumes the partition once it is assigned
+         * here again. */
+        if (pt->paused)
+            pause_partition(g, p, false);
         if (pt->assigned)
             metric_gauge_add(g->m_assigned, -1);
         pt->assigned = false;
@@ -346,7 +364,8 @@ static void on_message(struct group *g, rd_kafka_message_t *m)
 {
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            log_msg(LOG_WARN, g->c.component, "consumer error: %s", rd_kafka_message_errstr(m));
+            log_msg(LOG_WARN, g->c.component, "consumer error (partition %d, offset %lld): %s",
+                    (int)m->partition, (long long)m->offset, rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
         return;
     }
@@ -442,6 +461,39 @@ static void update_gauges(struct group *g)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+/* A fetch response holds at most fetch.max.bytes, or one record batch
+ * larger than that (KIP-74), plus framing; librdkafka drops a connection
+ * whose response exceeds receive.message.max.bytes and fetches the same
+ * thing again, for ever. So it must exceed both the largest record and
+ * fetch.max.bytes; 1 MiB covers the framing of any number of partitions.
+ * Only ever raised: an operator's larger value stands. */
+static int raise_receive_max(rd_kafka_conf_t *conf, size_t max_record, char *errstr, size_t errsz)
+{
+    char cur[32], fetch[32];
+    size_t curlen = sizeof cur, fetchlen = sizeof fetch;
+    long long have = 0, fetch_max = 0;
+    if (rd_kafka_conf_get(conf, "receive.message.max.bytes", cur, &curlen) == RD_KAFKA_CONF_OK)
+        have = strtoll(cur, NULL, 10);
+    if (rd_kafka_conf_get(conf, "fetch.max.bytes", fetch, &fetchlen) == RD_KAFKA_CONF_OK)
+        fetch_max = strtoll(fetch, NULL, 10);
+    long long margin = 1024 * 1024;
+    long long want = (long long)max_record + margin;
+    if (fetch_max + margin > want)
+        want = fetch_max + margin;
+    if (have > want)
+        want = have;
+    if (want > INT_MAX)
+        want = INT_MAX;
+    if (have > 0 && have < want && have != 100000000) /* not librdkafka's default */
+        log_msg(LOG_WARN, "group",
+                "receive.message.max.bytes raised from %lld to %lld: records of up to "
+                "max_record_bytes (%zu) must be fetchable, or their partition stops",
+                have, want, max_record);
+    char v[32];
+    snprintf(v, sizeof v, "%lld", want);
+    return kafka_conf_set(conf, "receive.message.max.bytes", v, errstr, errsz);
+}
+
 static rd_kafka_t *consumer_new(struct group *g, char *errstr, size_t errsz)
 {
     const struct group_config *c = &g->c;
@@ -461,6 +513,10 @@ static rd_kafka_t *consumer_new(struct group *g, char *errstr, size_t errsz)
          * something a pass-through property may change. */
         kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errsz) != 0 ||
         kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errsz) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (c->max_record_bytes > 0 && raise_receive_max(conf, c->max_record_bytes, errstr, errsz) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -510,6 +566,8 @@ struct group *group_new(const struct group_config *cfg, const struct group_role 
     }
     g->role = *role;
     g->metrics = metrics;
+    pthread_mutex_init(&g->exit_lock, NULL);
+    deadline_cond_init(&g->exit_cond);
     g->cooperative = strstr(g->c.assignor, "cooperative") != NULL;
     g->offsets = offsets_new(g->c.max_partitions, g->c.inflight_per_partition);
     g->parts = calloc((size_t)g->c.max_partitions, sizeof *g->parts);
@@ -533,6 +591,8 @@ struct group *group_new(const struct group_config *cfg, const struct group_role 
 err:
     offsets_destroy(g->offsets);
     free(g->parts);
+    pthread_mutex_destroy(&g->exit_lock);
+    pthread_cond_destroy(&g->exit_cond);
     free(g);
     return NULL;
 }
@@ -626,6 +686,24 @@ void group_stop(struct group *g)
         discard_stash(g, p);
 }
 
+/* Logs, per partition, what is left unfinished and where its next owner
+ * starts. Returns true if anything was. Any thread (offsets is locked). */
+static bool log_unfinished(struct group *g)
+{
+    bool any = false;
+    for (int32_t p = 0; p < g->c.max_partitions; p++) {
+        int64_t oldest = offsets_oldest(g->offsets, p, NULL);
+        if (oldest < 0)
+            continue;
+        any = true;
+        log_msg(LOG_WARN, g->c.component,
+                "partition %d left unfinished: %zu messages from offset %lld on will be "
+                "read again by its next owner",
+                (int)p, offsets_inflight(g->offsets, p), (long long)oldest);
+    }
+    return any;
+}
+
 void group_close(struct group *g)
 {
     if (g == NULL || g->closed)
@@ -633,19 +711,65 @@ void group_close(struct group *g)
     group_stop(g);
     g->closing = true;
     commit(g, true);
-    for (int32_t p = 0; p < g->c.max_partitions; p++) {
-        int64_t oldest = offsets_oldest(g->offsets, p, NULL);
-        if (oldest >= 0)
-            log_msg(LOG_WARN, g->c.component,
-                    "partition %d left unfinished: %zu messages from offset %lld on will be "
-                    "read again by its next owner",
-                    (int)p, offsets_inflight(g->offsets, p), (long long)oldest);
-    }
+    g->left_unfinished = log_unfinished(g);
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(g->rk);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
         log_msg(LOG_WARN, g->c.component, "could not leave the group cleanly: %s",
                 rd_kafka_err2str(err));
     g->closed = true;
+}
+
+int group_exit_status(const struct group *g)
+{
+    return g != NULL && g->left_unfinished ? GROUP_EXIT_UNFINISHED : GROUP_EXIT_CLEAN;
+}
+
+static void *exit_guard(void *arg)
+{
+    struct group *g = arg;
+    pthread_mutex_lock(&g->exit_lock);
+    while (!g->exit_disarmed && !deadline_expired(g->exit_deadline))
+        deadline_cond_wait(&g->exit_cond, &g->exit_lock, g->exit_deadline);
+    bool disarmed = g->exit_disarmed;
+    pthread_mutex_unlock(&g->exit_lock);
+    if (disarmed)
+        return NULL;
+    /* Something hangs past the grace (PostgreSQL, the broker, a stage):
+     * what is not committed is read again by the next owner, so ending
+     * here loses nothing; waiting longer would only get us SIGKILLed with
+     * nothing said. */
+    log_msg(LOG_ERROR, g->c.component,
+            "the shutdown grace ran out before the stop finished: exiting now (status %d)",
+            GROUP_EXIT_FORCED);
+    log_unfinished(g);
+    _Exit(GROUP_EXIT_FORCED);
+}
+
+int group_arm_exit(struct group *g, deadline_t deadline)
+{
+    if (g->exit_armed)
+        return 0;
+    g->exit_deadline = deadline;
+    g->exit_disarmed = false;
+    if (pthread_create(&g->exit_thread, NULL, exit_guard, g) != 0) {
+        log_msg(LOG_ERROR, g->c.component,
+                "could not start the shutdown guard: this stop is not bounded by the grace");
+        return -1;
+    }
+    g->exit_armed = true;
+    return 0;
+}
+
+void group_disarm_exit(struct group *g)
+{
+    if (g == NULL || !g->exit_armed)
+        return;
+    pthread_mutex_lock(&g->exit_lock);
+    g->exit_disarmed = true;
+    pthread_cond_broadcast(&g->exit_cond);
+    pthread_mutex_unlock(&g->exit_lock);
+    pthread_join(g->exit_thread, NULL);
+    g->exit_armed = false;
 }
 
 void group_destroy(struct group *g)
@@ -654,10 +778,13 @@ void group_destroy(struct group *g)
         return;
     if (!g->closed)
         group_close(g);
-    rd_kafka_destroy(g->rk);
+    rd_kafka_destroy(g->rk); /* still under the guard: it can hang too */
+    group_disarm_exit(g);
     for (int32_t p = 0; p < g->c.max_partitions; p++)
         discard_stash(g, p);
     offsets_destroy(g->offsets);
     free(g->parts);
+    pthread_mutex_destroy(&g->exit_lock);
+    pthread_cond_destroy(&g->exit_cond);
     free(g);
 }

@@ -28,6 +28,16 @@
  * - prefetch is capped (queued.max.messages.kbytes), so a paused partition
  *   holds a bounded number of fetched messages.
  *
+ * Large records: max_record_bytes raises librdkafka's
+ * receive.message.max.bytes so a record as large as the topic allows is
+ * fetched whole and reaches the role, which dead-letters what it cannot
+ * process (common/deadletter.h). fetch.max.bytes and
+ * max.partition.fetch.bytes need no raising: since KIP-74 the broker
+ * returns a first record batch larger than them anyway.
+ *
+ * Stopping: group_stop, then the role drains its stages, then group_close
+ * (commit, leave); group_arm_exit bounds the whole stop, whatever hangs.
+ *
  * Metrics: vigil_consumed_total, vigil_processed_total, vigil_abandoned_total,
  * vigil_paused_partitions, vigil_assigned_partitions, and per partition
  * vigil_consumer_lag and vigil_oldest_unfinished_seconds.
@@ -46,6 +56,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "deadline.h"
 #include "metrics.h"
 
 /* Which tracked message an accepted item is: pass it back to group_done
@@ -93,7 +104,20 @@ struct group_config {
     int prefetch_kbytes;       /* queued.max.messages.kbytes; default 4096 */
     int stall_ms;              /* group_ready fails when a message is unfinished this
                                 * long; 0: never */
+    size_t max_record_bytes;   /* the largest record the topic may hold (its
+                                * max.message.bytes): receive.message.max.bytes is
+                                * raised above it so such a record is fetched (and
+                                * can be dead-lettered) instead of failing every
+                                * fetch of its partition; 0: librdkafka's limits */
 };
+
+/* Exit statuses of a role stopped by SIGTERM/SIGINT: */
+#define GROUP_EXIT_CLEAN      0 /* everything taken was finished and committed */
+#define GROUP_EXIT_UNFINISHED 3 /* stopped within the grace, some messages left
+                                 * uncommitted for the partitions' next owners
+                                 * (the log names each partition and offset) */
+#define GROUP_EXIT_FORCED     4 /* the grace ran out before the stop finished:
+                                 * ended there (same log lines) */
 
 struct group;
 
@@ -141,6 +165,22 @@ void group_stop(struct group *g);
  * Logs, per partition, the offset its next owner starts from when messages
  * were left unfinished. Call after the role's stages have drained. */
 void group_close(struct group *g);
+
+/* After group_close: GROUP_EXIT_UNFINISHED if it left any partition with
+ * unfinished messages, else GROUP_EXIT_CLEAN. */
+int group_exit_status(const struct group *g);
+
+/* The last resort of a stop: unless group_disarm_exit is called before
+ * DEADLINE, a thread then logs, per partition, the offset its next owner
+ * restarts from and ends the process with GROUP_EXIT_FORCED (_Exit:
+ * nothing else runs, nothing more is committed; what was not committed is
+ * read again). Returns 0, or -1 if the thread could not start (the stop
+ * then has no such bound). Call once, from the poll thread, when the stop
+ * begins. */
+int group_arm_exit(struct group *g, deadline_t deadline);
+
+/* Cancels group_arm_exit's thread and joins it. No-op if not armed. */
+void group_disarm_exit(struct group *g);
 
 /* Frees the group (closing it first if group_close was not called). NULL
  * is a no-op. */

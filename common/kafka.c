@@ -1,5 +1,6 @@
 #include "kafka.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -75,28 +76,86 @@ int64_t kafka_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void kafka_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    static const char hex[] = "0123456789abcdef";
+    /* EVP_Digest fails only when out of memory inside OpenSSL: an all-zero
+     * digest then matches nothing, which the reader sees. */
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+        memset(md, 0, 32);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* Copies ORIG's headers into H; when BOUNDED (a truncated dead letter)
+ * only while their names and values fit in BUDGET bytes, so a record whose
+ * headers are what made it too large still gets a dead letter. Returns how
+ * many were left out. */
+static int copy_headers(rd_kafka_headers_t *h, const rd_kafka_headers_t *orig, bool bounded,
+                        size_t budget)
+{
+    int dropped = 0;
+    size_t used = 0;
+    const char *name;
+    const void *value;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(orig, i, &name, &value, &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        size_t cost = strlen(name) + size;
+        if (bounded && used + cost > budget) {
+            dropped++;
+            continue;
+        }
+        used += cost;
+        rd_kafka_header_add(h, name, -1, value, (ssize_t)size);
+    }
+    return dropped;
+}
+
 rd_kafka_headers_t *kafka_dead_letter_headers(const rd_kafka_message_t *m,
-                                              const char *source_topic, const char *error_class,
-                                              const char *error_message)
+                                              const struct kafka_dead_letter *d)
 {
     rd_kafka_headers_t *orig = NULL;
-    rd_kafka_headers_t *h;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(12);
+    bool truncated = d->truncated;
+    int dropped = 0;
     /* rd_kafka_message_headers parses lazily into the message: not const
      * in librdkafka's API, but it does not change what the message says */
     if (rd_kafka_message_headers((rd_kafka_message_t *)m, &orig) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
         orig != NULL)
-        h = rd_kafka_headers_copy(orig);
-    else
-        h = rd_kafka_headers_new(6);
-    char part[16], off[32];
-    snprintf(part, sizeof part, "%d", (int)m->partition);
-    snprintf(off, sizeof off, "%lld", (long long)m->offset);
-    rd_kafka_header_add(h, "vigil.error.class", -1, error_class, -1);
-    rd_kafka_header_add(h, "vigil.error.message", -1, error_message, -1);
-    rd_kafka_header_add(h, "vigil.source.topic", -1, source_topic, -1);
-    rd_kafka_header_add(h, "vigil.source.partition", -1, part, -1);
-    rd_kafka_header_add(h, "vigil.source.offset", -1, off, -1);
+        dropped = copy_headers(h, orig, truncated, d->header_budget);
+    char num[32];
+    rd_kafka_header_add(h, "vigil.error.class", -1, d->error_class, -1);
+    rd_kafka_header_add(h, "vigil.error.message", -1, d->error_message, -1);
+    rd_kafka_header_add(h, "vigil.source.topic", -1, d->source_topic, -1);
+    snprintf(num, sizeof num, "%d", (int)m->partition);
+    rd_kafka_header_add(h, "vigil.source.partition", -1, num, -1);
+    snprintf(num, sizeof num, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "vigil.source.offset", -1, num, -1);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    if (ts >= 0) {
+        snprintf(num, sizeof num, "%lld", (long long)ts);
+        rd_kafka_header_add(h, "vigil.source.timestamp", -1, num, -1);
+    }
+    snprintf(num, sizeof num, "%zu", m->payload != NULL ? m->len : 0);
+    rd_kafka_header_add(h, "vigil.original.size", -1, num, -1);
+    rd_kafka_header_add(h, "vigil.original.sha256", -1, d->sha256, -1);
+    if (truncated) {
+        rd_kafka_header_add(h, "vigil.truncated", -1, "true", -1);
+        if (d->publish_error != NULL)
+            rd_kafka_header_add(h, "vigil.publish.error", -1, d->publish_error, -1);
+        if (dropped > 0) {
+            snprintf(num, sizeof num, "%d", dropped);
+            rd_kafka_header_add(h, "vigil.headers.dropped", -1, num, -1);
+        }
+    }
     return h;
 }
-

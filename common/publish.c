@@ -9,6 +9,11 @@
 #include "kafka.h"
 #include "log.h"
 
+/* A message refused for good and retried anyway (publisher_send) waits
+ * this long before its first retry, doubling up to the maximum. */
+#define REFUSED_BACKOFF_MS     500
+#define REFUSED_BACKOFF_MAX_MS 10000
+
 struct pub_msg {
     struct pub_msg *next;
     const char *topic;
@@ -19,6 +24,11 @@ struct pub_msg {
     rd_kafka_headers_t *headers; /* our copy; each produce gets a copy of it */
     publish_done_fn done;
     void *arg;
+    bool or_fail;             /* publisher_send_or_fail: report permanent errors */
+    int fatal_purges;         /* rebuilds in a row that purged it */
+    int refusals;             /* permanent errors so far (publisher_send's backoff) */
+    rd_kafka_resp_err_t last; /* the last permanent error */
+    deadline_t not_before;    /* no retry before (0: at once) */
 };
 
 struct publisher {
@@ -29,20 +39,49 @@ struct publisher {
     int ntopics;
     rd_kafka_topic_t *rkt[PUBLISH_TOPICS_MAX]; /* rk's handles on them */
 
-    pthread_mutex_t lock; /* guards retry, closing; signals room */
+    pthread_mutex_t lock; /* guards retry, closing, cancelled; signals room */
     pthread_cond_t room;
     struct pub_msg *retry;
     bool closing;
+    bool cancelled;
 
     atomic_size_t pending;
     atomic_bool inject_fatal;
     atomic_int all_brokers_down;
+    bool rebuilding;         /* publisher thread only: purges now come from a rebuild */
+    deadline_t next_relearn; /* publisher thread only: relearn() at most once a second */
     pthread_t thread;
 
     struct metric *m_acked;
     struct metric *m_retried;
+    struct metric *m_refused;
     struct metric *m_rebuilds;
 };
+
+bool publish_error_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: /* producer or topic limit */
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: /* invalid topic name */
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC: /* absent after the propagation wait */
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return true;
+    default:
+        /* Timeouts, transport, leadership, replicas, a full queue, purges
+         * and fatal errors (a rebuild clears them) all pass. Unknown codes
+         * are treated as passing: retrying is the safe side for alerts,
+         * and a dead letter that never passes is still visible (stall). */
+        return false;
+    }
+}
 
 static void pub_msg_free(struct pub_msg *pm)
 {
@@ -63,25 +102,75 @@ static void push_retry(struct publisher *p, struct pub_msg *pm)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* PM is over (acknowledged, refused for good, or abandoned): tell its
+ * owner, free it, make room. No lock is held while DONE runs. */
+static void finish(struct publisher *p, struct pub_msg *pm, rd_kafka_resp_err_t err)
+{
+    pm->done(pm->arg, err);
+    pub_msg_free(pm);
+    atomic_fetch_sub(&p->pending, 1);
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->room);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* PM met ERR, which will not pass: refused for the caller of
+ * publisher_send_or_fail; otherwise retried after a growing backoff, the
+ * error logged each time (it needs an operator). */
+static void refused(struct publisher *p, struct pub_msg *pm, rd_kafka_resp_err_t err)
+{
+    metric_add(p->m_refused, 1);
+    if (pm->or_fail) {
+        log_msg(LOG_WARN, "publish", "%s refused a message of %zu bytes: %s", pm->topic, pm->vlen,
+                rd_kafka_err2str(err));
+        finish(p, pm, err);
+        return;
+    }
+    int64_t backoff = REFUSED_BACKOFF_MS;
+    for (int i = 0; i < pm->refusals && backoff < REFUSED_BACKOFF_MAX_MS; i++)
+        backoff *= 2;
+    if (backoff > REFUSED_BACKOFF_MAX_MS)
+        backoff = REFUSED_BACKOFF_MAX_MS;
+    pm->refusals++;
+    pm->last = err;
+    pm->not_before = deadline_after_ms(backoff);
+    log_msg(LOG_ERROR, "publish",
+            "%s refused a message of %zu bytes (%s); it must not be dropped: retrying in "
+            "%lld ms (attempt %d)",
+            pm->topic, pm->vlen, rd_kafka_err2str(err), (long long)backoff, pm->refusals);
+    push_retry(p, pm);
+}
+
 /* Delivery reports run on the publisher thread, inside rd_kafka_poll. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+    (void)rk;
     struct publisher *p = opaque;
     struct pub_msg *pm = m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        pm->done(pm->arg);
-        pub_msg_free(pm);
         metric_add(p->m_acked, 1);
         atomic_store(&p->all_brokers_down, 0);
-        atomic_fetch_sub(&p->pending, 1);
-        pthread_mutex_lock(&p->lock);
-        pthread_cond_broadcast(&p->room);
-        pthread_mutex_unlock(&p->lock);
+        finish(p, pm, RD_KAFKA_RESP_ERR_NO_ERROR);
         return;
     }
-    /* Purged by a rebuild, timed out, or refused: not acknowledged, so it
-     * goes round again. Nothing is dropped. */
-    if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+    if (publish_error_permanent(m->err)) {
+        refused(p, pm, m->err);
+        return;
+    }
+    bool purged =
+        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (purged && p->rebuilding && pm->or_fail && ++pm->fatal_purges >= PUBLISH_FATAL_REBUILDS) {
+        /* The same fatal error on every producer it met: not a passing
+         * desync. */
+        metric_add(p->m_refused, 1);
+        log_msg(LOG_WARN, "publish", "%s: a message was caught by %d fatal producer errors",
+                pm->topic, pm->fatal_purges);
+        finish(p, pm, RD_KAFKA_RESP_ERR__FATAL);
+        return;
+    }
+    /* Purged by a rebuild or at close, timed out, or refused for now: not
+     * acknowledged, so it goes round again. Nothing is dropped. */
+    if (!purged)
         log_msg(LOG_WARN, "publish", "delivery to %s failed, will retry: %s", pm->topic,
                 rd_kafka_err2str(m->err));
     metric_add(p->m_retried, 1);
@@ -90,27 +179,34 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
+    (void)rk;
     struct publisher *p = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         atomic_store(&p->all_brokers_down, 1);
     log_msg(LOG_WARN, "publish", "producer error: %s: %s", rd_kafka_err2name(err), reason);
 }
 
+/* Asks RK for TOPIC's partitions and leaders through the handle RKT (the
+ * answer is stored on it), waiting at most TIMEOUT_MS. */
+static void learn_topic(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *topic, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_msg(LOG_WARN, "publish", "could not learn the partitions of %s yet: %s", topic,
+                rd_kafka_err2str(err));
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+}
+
 /* Learns the partitions and leaders of P's topics on RK, keeping a handle
- * on each in RKT (the handle is what the answer is stored on). */
+ * on each in RKT. */
 static void learn_topics(struct publisher *p, rd_kafka_t *rk, rd_kafka_topic_t **rkt)
 {
     for (int i = 0; i < p->ntopics; i++) {
         rkt[i] = rd_kafka_topic_new(rk, p->topics[i], NULL);
-        if (rkt[i] == NULL)
-            continue;
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt[i], &md, 5000);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            log_msg(LOG_WARN, "publish", "could not learn the partitions of %s yet: %s",
-                    p->topics[i], rd_kafka_err2str(err));
-        if (md != NULL)
-            rd_kafka_metadata_destroy(md);
+        if (rkt[i] != NULL)
+            learn_topic(rk, rkt[i], p->topics[i], 5000);
     }
 }
 
@@ -123,8 +219,7 @@ static void forget_topics(struct publisher *p, rd_kafka_topic_t **rkt)
     }
 }
 
-static rd_kafka_t *build(struct publisher *p, rd_kafka_topic_t **rkt, char *errstr,
-                         size_t errsz)
+static rd_kafka_t *build(struct publisher *p, rd_kafka_topic_t **rkt, char *errstr, size_t errsz)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->conf_template);
     rd_kafka_conf_set_opaque(conf, p);
@@ -143,10 +238,10 @@ static rd_kafka_resp_err_t produce(struct publisher *p, struct pub_msg *pm)
 {
     rd_kafka_headers_t *h = pm->headers ? rd_kafka_headers_copy(pm->headers) : NULL;
     pthread_rwlock_rdlock(&p->rk_lock);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(pm->topic), RD_KAFKA_V_KEY(pm->key, pm->klen),
-        RD_KAFKA_V_VALUE(pm->value, pm->vlen), RD_KAFKA_V_OPAQUE(pm),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(pm->topic), RD_KAFKA_V_KEY(pm->key, pm->klen),
+                          RD_KAFKA_V_VALUE(pm->value, pm->vlen), RD_KAFKA_V_OPAQUE(pm),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
     pthread_rwlock_unlock(&p->rk_lock);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && h != NULL)
         rd_kafka_headers_destroy(h);
@@ -176,13 +271,40 @@ static void rebuild(struct publisher *p)
     memcpy(p->rkt, fresh_rkt, sizeof p->rkt);
     pthread_rwlock_unlock(&p->rk_lock);
 
+    p->rebuilding = true;
     rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     deadline_t until = deadline_after_ms(10000);
     while (rd_kafka_outq_len(old) > 0 && !deadline_expired(until))
         rd_kafka_poll(old, 50);
+    p->rebuilding = false;
     forget_topics(p, old_rkt);
     rd_kafka_destroy(old);
     metric_add(p->m_rebuilds, 1);
+}
+
+/* A message refused because its topic did not exist (or was not
+ * authorised) waits for an operator to create it (or grant it): librdkafka
+ * believes the old answer until its next metadata refresh (minutes), so
+ * ask for TOPIC now (on the publisher thread, briefly, once per turn). */
+static void relearn(struct publisher *p, const char *topic)
+{
+    pthread_rwlock_rdlock(&p->rk_lock);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+    if (rkt != NULL) {
+        learn_topic(p->rk, rkt, topic, 2000);
+        rd_kafka_topic_destroy(rkt);
+    }
+    pthread_rwlock_unlock(&p->rk_lock);
+}
+
+/* Pushes LIST (in send order) back for the next turn. */
+static void push_rest(struct publisher *p, struct pub_msg *list)
+{
+    while (list != NULL) {
+        struct pub_msg *n = list->next;
+        push_retry(p, list);
+        list = n;
+    }
 }
 
 static void *run(void *arg)
@@ -198,7 +320,7 @@ static void *run(void *arg)
         struct pub_msg *list = p->retry;
         p->retry = NULL;
         if (p->closing) {
-            p->retry = list; /* publisher_close frees them */
+            p->retry = list; /* publisher_close abandons them */
             pthread_mutex_unlock(&p->lock);
             break;
         }
@@ -211,18 +333,35 @@ static void *run(void *arg)
             fwd = list;
             list = n;
         }
+        bool relearned = false;
         while (fwd != NULL) {
             struct pub_msg *n = fwd->next;
-            if (produce(p, fwd) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                /* Queue full or producer failing: keep the rest for later. */
-                while (fwd != NULL) {
-                    n = fwd->next;
-                    push_retry(p, fwd);
-                    fwd = n;
-                }
-                break;
+            if (fwd->not_before != 0 && !deadline_expired(fwd->not_before)) {
+                push_retry(p, fwd); /* backing off */
+                fwd = n;
+                continue;
             }
-            fwd = n;
+            if ((fwd->last == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                 fwd->last == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) &&
+                !relearned && deadline_expired(p->next_relearn)) {
+                relearn(p, fwd->topic);
+                relearned = true;
+                p->next_relearn = deadline_after_ms(1000);
+            }
+            rd_kafka_resp_err_t err = produce(p, fwd);
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                fwd = n;
+                continue;
+            }
+            if (publish_error_permanent(err)) {
+                fwd->next = NULL;
+                refused(p, fwd, err);
+                fwd = n;
+                continue;
+            }
+            /* Queue full or producer failing: keep the rest for later. */
+            push_rest(p, fwd);
+            break;
         }
     }
     return NULL;
@@ -230,7 +369,8 @@ static void *run(void *arg)
 
 struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
                                 const char *client_id, const char *const *topics,
-                                struct metrics *m, char *errstr, size_t errstr_size)
+                                size_t message_max, struct metrics *m, char *errstr,
+                                size_t errstr_size)
 {
     struct publisher *p = calloc(1, sizeof *p);
     if (p == NULL) {
@@ -255,9 +395,15 @@ struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
         {"compression.type", "lz4"},    {"queue.buffering.max.messages", "100000"},
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-        if (kafka_conf_set(p->conf_template, defaults[i][0], defaults[i][1], errstr,
-                           errstr_size) != 0)
+        if (kafka_conf_set(p->conf_template, defaults[i][0], defaults[i][1], errstr, errstr_size) !=
+            0)
             goto err;
+    if (message_max > 0) {
+        char v[32];
+        snprintf(v, sizeof v, "%zu", message_max);
+        if (kafka_conf_set(p->conf_template, "message.max.bytes", v, errstr, errstr_size) != 0)
+            goto err;
+    }
     if (kafka_conf_apply(p->conf_template, cfg, errstr, errstr_size) != 0)
         goto err;
     rd_kafka_conf_set_dr_msg_cb(p->conf_template, on_delivery);
@@ -269,6 +415,10 @@ struct publisher *publisher_new(const struct config *cfg, const char *bootstrap,
                                  "Messages acknowledged by Kafka (alerts and dead letters)", NULL);
     p->m_retried = metrics_counter(m, "vigil_publish_retried_total",
                                    "Produce attempts that failed and were retried", NULL);
+    p->m_refused = metrics_counter(m, "vigil_publish_refused_total",
+                                   "Produce attempts refused for good (too large, topic "
+                                   "missing, not authorised)",
+                                   NULL);
     p->m_rebuilds = metrics_counter(m, "vigil_producer_rebuilds_total",
                                     "Producers rebuilt after a fatal idempotence error", NULL);
     if (pthread_create(&p->thread, NULL, run, p) != 0) {
@@ -289,9 +439,9 @@ err:
     return NULL;
 }
 
-int publisher_send(struct publisher *p, const char *topic, const void *key, size_t klen,
-                   const void *value, size_t vlen, rd_kafka_headers_t *headers,
-                   publish_done_fn done, void *arg)
+static int send_msg(struct publisher *p, const char *topic, const void *key, size_t klen,
+                    const void *value, size_t vlen, rd_kafka_headers_t *headers, bool or_fail,
+                    publish_done_fn done, void *arg)
 {
     struct pub_msg *pm = calloc(1, sizeof *pm);
     if (pm == NULL)
@@ -303,27 +453,39 @@ int publisher_send(struct publisher *p, const char *topic, const void *key, size
     pm->value = malloc(vlen ? vlen : 1);
     if (pm->key == NULL || pm->value == NULL)
         goto fail;
-    memcpy(pm->key, key, klen);
-    memcpy(pm->value, value, vlen);
+    if (klen > 0)
+        memcpy(pm->key, key, klen);
+    if (vlen > 0)
+        memcpy(pm->value, value, vlen);
     pm->headers = headers;
     headers = NULL;
     pm->done = done;
     pm->arg = arg;
+    pm->or_fail = or_fail;
 
+    /* On the publisher's own thread (a DONE callback sending a follow-up)
+     * nothing may wait for room: only this thread makes it. The retry list
+     * takes the message on the next turn. */
+    bool own_thread = pthread_equal(pthread_self(), p->thread);
     atomic_fetch_add(&p->pending, 1);
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        bool closing = p->closing;
+        bool refuse = p->closing || p->cancelled;
         pthread_mutex_unlock(&p->lock);
-        if (closing) {
+        if (refuse) {
             atomic_fetch_sub(&p->pending, 1);
             goto fail;
+        }
+        if (own_thread) {
+            push_retry(p, pm);
+            return 0;
         }
         rd_kafka_resp_err_t err = produce(p, pm);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            /* Fatal or refused: the publisher thread retries (and rebuilds). */
+            /* Fatal or refused: the publisher thread retries (and rebuilds),
+             * or reports it; either way on its own thread. */
             push_retry(p, pm);
             return 0;
         }
@@ -339,6 +501,20 @@ fail:
     return -1;
 }
 
+int publisher_send(struct publisher *p, const char *topic, const void *key, size_t klen,
+                   const void *value, size_t vlen, rd_kafka_headers_t *headers,
+                   publish_done_fn done, void *arg)
+{
+    return send_msg(p, topic, key, klen, value, vlen, headers, false, done, arg);
+}
+
+int publisher_send_or_fail(struct publisher *p, const char *topic, const void *key, size_t klen,
+                           const void *value, size_t vlen, rd_kafka_headers_t *headers,
+                           publish_done_fn done, void *arg)
+{
+    return send_msg(p, topic, key, klen, value, vlen, headers, true, done, arg);
+}
+
 size_t publisher_pending(struct publisher *p)
 {
     return atomic_load(&p->pending);
@@ -352,6 +528,16 @@ int publisher_healthy(struct publisher *p)
 void publisher_inject_fatal(struct publisher *p)
 {
     atomic_store(&p->inject_fatal, true);
+}
+
+void publisher_cancel(struct publisher *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->cancelled = true;
+    pthread_cond_broadcast(&p->room);
+    pthread_mutex_unlock(&p->lock);
 }
 
 size_t publisher_close(struct publisher *p, deadline_t deadline)
@@ -370,21 +556,35 @@ size_t publisher_close(struct publisher *p, deadline_t deadline)
     pthread_join(p->thread, NULL);
 
     /* Out of time for whatever is left: purge it. Purged messages come back
-     * through on_delivery onto the retry list and are freed below; their
-     * done callbacks never run, so their offsets are never committed and a
-     * later run redoes them. */
+     * through on_delivery onto the retry list; each is then abandoned
+     * (DONE with __DESTROY): its offset is never committed, so a later run
+     * redoes it. */
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     deadline_t until = deadline_after_ms(2000);
     while (rd_kafka_outq_len(p->rk) > 0 && !deadline_expired(until))
         rd_kafka_poll(p->rk, 20);
     rd_kafka_poll(p->rk, 0);
-    size_t abandoned = atomic_load(&p->pending);
-    struct pub_msg *pm = p->retry;
-    while (pm != NULL) {
-        struct pub_msg *n = pm->next;
-        pub_msg_free(pm);
-        pm = n;
+    size_t abandoned = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        struct pub_msg *pm = p->retry;
+        p->retry = NULL;
+        pthread_mutex_unlock(&p->lock);
+        if (pm == NULL)
+            break;
+        while (pm != NULL) {
+            struct pub_msg *n = pm->next;
+            finish(p, pm, RD_KAFKA_RESP_ERR__DESTROY);
+            abandoned++;
+            pm = n;
+        }
     }
+    size_t lost = atomic_load(&p->pending);
+    if (lost > 0)
+        log_msg(LOG_ERROR, "publish",
+                "%zu messages still inside the producer after the purge: their owners are "
+                "never told",
+                lost);
     forget_topics(p, p->rkt);
     rd_kafka_destroy(p->rk);
     rd_kafka_conf_destroy(p->conf_template);
@@ -392,5 +592,5 @@ size_t publisher_close(struct publisher *p, deadline_t deadline)
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->room);
     free(p);
-    return abandoned;
+    return abandoned + lost;
 }

@@ -89,7 +89,7 @@ static void count_invalid(struct analyser *a, const char *reason)
 static void poison(struct analyser *a, struct work *w, const char *cls, const char *msg)
 {
     count_invalid(a, cls);
-    if (dlq_send(a->env->pub, a->env->dlq_topic, a->env->source_topic, w, cls, msg) != 0)
+    if (dlq_send(a->env->dlq, w, cls, msg) != 0)
         work_abandon(w);
 }
 

@@ -26,6 +26,7 @@
 #include "chan.h"
 #include "codec.h"
 #include "ctx.h"
+#include "deadletter.h"
 #include "metrics.h"
 #include "publish.h"
 #include "snapshot.h"
@@ -41,7 +42,7 @@ struct analyse_env {
     struct metrics *metrics;
     const char *source_topic;
     const char *alerts_topic;
-    const char *dlq_topic;
+    struct deadletter *dlq; /* poison messages go here (dlq.h) */
     const char *conninfo;   /* for loading subject state */
     atomic_int *assign_gen; /* bumped on every assignment: states reload */
     struct ctx *ctx;        /* cancelled when the worker must stop waiting */

@@ -1,16 +1,19 @@
 #include "dlq.h"
 
-#include "kafka.h"
-
-int dlq_send(struct publisher *p, const char *dlq_topic, const char *source_topic,
-             struct work *w, const char *error_class, const char *error_message)
+static void dlq_done(void *arg, enum deadletter_outcome outcome)
 {
-    rd_kafka_headers_t *h =
-        kafka_dead_letter_headers(w->rkm, source_topic, error_class, error_message);
+    struct work *w = arg;
+    if (outcome == DEADLETTER_ABANDONED)
+        work_abandon(w);
+    work_release(w);
+}
+
+int dlq_send(struct deadletter *d, struct work *w, const char *error_class,
+             const char *error_message)
+{
     w->store_row = false;
     work_hold(w);
-    if (publisher_send(p, dlq_topic, w->rkm->key, w->rkm->key_len, w->rkm->payload, w->rkm->len,
-                       h, work_release_cb, w) != 0) {
+    if (deadletter_send(d, w->rkm, error_class, error_message, dlq_done, w) != 0) {
         work_release(w);
         return -1;
     }

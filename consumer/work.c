@@ -32,8 +32,10 @@ void work_release(struct work *w)
         w->sink(w->sink_arg, w);
 }
 
-void work_release_cb(void *w)
+void work_release_cb(void *w, rd_kafka_resp_err_t err)
 {
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        work_abandon(w);
     work_release(w);
 }
 

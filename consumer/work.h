@@ -74,7 +74,8 @@ void work_abandon(struct work *w);
 void work_free(struct work *w);
 
 /* Adapter for publisher_send's done callback: releases the hold taken for
- * that message. */
-void work_release_cb(void *w);
+ * that message; a message not acknowledged (ERR set: abandoned at
+ * shutdown) first abandons W, so its offset is read again later. */
+void work_release_cb(void *w, rd_kafka_resp_err_t err);
 
 #endif

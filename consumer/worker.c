@@ -26,6 +26,8 @@
 #define ANALYSE_QUEUE 1024
 #define STORE_QUEUE   4096
 #define OFFER_WAIT_MS 250
+/* What a whole dead letter adds to its record: vigil's headers. */
+#define DEAD_LETTER_HEADROOM 65536
 
 struct worker {
     const struct worker_options *opt;
@@ -35,6 +37,7 @@ struct worker {
     struct codec *codec;
     struct snapshot *rules;
     struct publisher *pub;
+    struct deadletter *dlq;
     struct store *store;
     struct ctx *hard_stop; /* stages stop waiting on PostgreSQL/registry */
     atomic_int assign_gen;
@@ -76,7 +79,7 @@ static void store_reject(void *arg, struct work *w, const char *reason)
     log_msg(LOG_ERROR, "worker", "partition %d offset %lld dead-lettered: %s", (int)w->partition,
             (long long)w->offset, msg);
     w->nalerts = 0; /* its alerts were published; the rows could not be stored */
-    if (dlq_send(wk->pub, wk->opt->dlq_topic, wk->opt->consumer.topic, w, "store_rejected", msg) != 0)
+    if (dlq_send(wk->dlq, w, "store_rejected", msg) != 0)
         work_abandon(w);
     work_release(w);
 }
@@ -188,24 +191,33 @@ static void update_depth(struct worker *wk)
 struct watchdog {
     struct ctx *ctx;
     deadline_t deadline;
+    pthread_mutex_t lock;  /* guards pub */
+    struct publisher *pub; /* cancelled at the deadline while still open */
 };
 
-/* Cancels the stages' context at the deadline (or returns as soon as it is
- * cancelled otherwise), so a stage waiting on an absent PostgreSQL or
- * registry gives up in time. */
+/* At the deadline (or as soon as the context is cancelled otherwise)
+ * cancels the stages' context and the publisher, so a stage waiting on an
+ * absent PostgreSQL or registry, or on room in the producer's queue,
+ * gives up in time. */
 static void *watchdog_run(void *arg)
 {
     struct watchdog *d = arg;
     ctx_wait(d->ctx, d->deadline);
+    pthread_mutex_lock(&d->lock);
+    if (d->pub != NULL)
+        publisher_cancel(d->pub);
+    pthread_mutex_unlock(&d->lock);
     ctx_cancel(d->ctx);
     return NULL;
 }
 
 static void shutdown_stages(struct worker *wk, deadline_t deadline)
 {
-    /* Stop waiting on PostgreSQL or the registry once the grace is nearly
-     * gone; whatever is unfinished is simply not committed. */
-    struct watchdog wd = {wk->hard_stop, deadline};
+    /* Stop waiting on PostgreSQL, the registry or the producer once the
+     * grace is nearly gone; whatever is unfinished is simply not
+     * committed. */
+    struct watchdog wd = {.ctx = wk->hard_stop, .deadline = deadline, .pub = wk->pub};
+    pthread_mutex_init(&wd.lock, NULL);
     pthread_t wd_thread;
     bool wd_started = pthread_create(&wd_thread, NULL, watchdog_run, &wd) == 0;
     for (int i = 0; i < wk->nthreads; i++) {
@@ -214,15 +226,24 @@ static void shutdown_stages(struct worker *wk, deadline_t deadline)
     }
     store_close(wk->store, deadline);
     wk->store = NULL;
+    pthread_mutex_lock(&wd.lock);
+    wd.pub = NULL; /* closed below: the watchdog must not touch it */
+    pthread_mutex_unlock(&wd.lock);
+    /* Alerts and dead letters not acknowledged by the deadline are
+     * abandoned (their messages are read again); then the dead letters
+     * still waiting for a dead_letters row. */
     size_t lost = publisher_close(wk->pub, deadline);
     wk->pub = NULL;
     if (lost > 0)
         log_msg(LOG_WARN, "worker", "%zu alerts or dead letters unacknowledged at exit: their "
                                     "messages will be processed again",
                 lost);
+    deadletter_close(wk->dlq, deadline);
+    wk->dlq = NULL;
     ctx_cancel(wk->hard_stop);
     if (wd_started)
         pthread_join(wd_thread, NULL);
+    pthread_mutex_destroy(&wd.lock);
 }
 
 int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *reload,
@@ -281,9 +302,26 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     if (wk->codec == NULL)
         goto out;
     const char *pub_topics[] = {opt->alerts_topic, opt->dlq_topic, NULL};
-    wk->pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-worker-producer", pub_topics, m,
-                            errstr, errstr_size);
+    /* A dead letter of any record the topic may hold is tried whole: the
+     * dead-letter topic's own max.message.bytes decides (else truncated). */
+    size_t message_max = opt->consumer.max_record_bytes > 0
+                             ? opt->consumer.max_record_bytes + DEAD_LETTER_HEADROOM
+                             : 0;
+    wk->pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-worker-producer",
+                            pub_topics, message_max, m, errstr, errstr_size);
     if (wk->pub == NULL)
+        goto out;
+    struct deadletter_config dc = {
+        .topic = opt->dlq_topic,
+        .source_topic = opt->consumer.topic,
+        .group = opt->consumer.group,
+        .conninfo = opt->conninfo,
+        .component = "worker",
+        .truncate_bytes = opt->dlq_truncate_bytes,
+        .policy = opt->dlq_policy,
+    };
+    wk->dlq = deadletter_new(&dc, wk->pub, m, errstr, errstr_size);
+    if (wk->dlq == NULL)
         goto out;
     struct store_config sc = {
         .conninfo = opt->conninfo,
@@ -306,7 +344,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         .metrics = m,
         .source_topic = opt->consumer.topic,
         .alerts_topic = opt->alerts_topic,
-        .dlq_topic = opt->dlq_topic,
+        .dlq = wk->dlq,
         .conninfo = opt->conninfo,
         .assign_gen = &wk->assign_gen,
         .ctx = wk->hard_stop,
@@ -369,16 +407,19 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     /* Drain, flush, commit, leave: within the grace period, keeping a
      * little of it for the group leave. */
     log_msg(LOG_INFO, "worker", "stopping: draining in-flight messages");
+    int grace_ms = opt->grace_s * 1000;
+    /* Whatever hangs, the process ends within the grace (exit 4). */
+    group_arm_exit(wk->group, deadline_after_ms(grace_ms >= 2000 ? grace_ms - 1000
+                                                                 : grace_ms * 3 / 4));
     httpd_stop(wk->httpd); /* its readiness callback reads the stages */
     wk->httpd = NULL;
-    int grace_ms = opt->grace_s * 1000;
     deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
     group_stop(wk->group);
     shutdown_stages(wk, deadline);
     ctx_cancel(wk->hard_stop);
     group_close(wk->group);
-    log_msg(LOG_INFO, "worker", "stopped: offsets committed, group left");
-    rc = 0;
+    rc = group_exit_status(wk->group);
+    log_msg(LOG_INFO, "worker", "stopped: offsets committed, group left (exit status %d)", rc);
 out:
     if (wk->hard_stop != NULL)
         ctx_cancel(wk->hard_stop);
@@ -389,6 +430,7 @@ out:
     }
     store_close(wk->store, deadline_now());
     publisher_close(wk->pub, deadline_now());
+    deadletter_close(wk->dlq, deadline_now());
     httpd_stop(wk->httpd);
     group_destroy(wk->group); /* after the stages: their completions reach it */
     codec_destroy(wk->codec);

@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "deadletter.h"
 #include "group.h"
 
 struct worker_options {
@@ -41,13 +42,20 @@ struct worker_options {
     int store_writers; /* PostgreSQL connections writing concurrently */
     size_t max_subjects;
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
+    size_t dlq_truncate_bytes;          /* a truncated dead letter's first bytes */
+    enum deadletter_policy dlq_policy;  /* when no dead letter can be written */
 };
 
 /* Runs the worker until STOP is cancelled (SIGTERM/SIGINT), then drains,
- * flushes, commits and leaves the group within grace_s seconds. RELOAD is
+ * flushes, commits and leaves the group within grace_s seconds, whatever
+ * is stalled: what cannot finish by then is left uncommitted for the
+ * partition's next owner, and if even the stop itself hangs the process
+ * ends at the grace with GROUP_EXIT_FORCED (group_arm_exit). RELOAD is
  * polled: when set (SIGHUP), the rules file is reloaded and the flag
- * cleared. Returns 0 on a clean stop, or -1 with errstr if it could not
- * start (bad rules file, bad Kafka property, port in use). */
+ * cleared. Returns GROUP_EXIT_CLEAN (0) when everything taken was
+ * finished and committed, GROUP_EXIT_UNFINISHED (3) when some partition
+ * was left unfinished (logged with its offset), or -1 with errstr if it
+ * could not start (bad rules file, bad Kafka property, port in use). */
 int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *reload,
                char *errstr, size_t errstr_size);
 

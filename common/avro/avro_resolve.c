@@ -1,929 +1,860 @@
 /*
- * avro_resolve: schema resolution into a plan, and the plan-driven decoder.
- * See avro_resolve.h for the rules.
+ * avro_resolve: writer schemas resolved by avro-c, and decoding through
+ * avro-c's value API. See avro_resolve.h for what is avro-c's and what is
+ * added here.
  *
- * DESIGN: a plan is a tree of pnode, one per (writer node, reader node)
- * pair reached from the roots, built once per writer schema. Decoding walks
- * the plan and the bytes together: no per-message schema work, no per-
- * message allocation (strings are handed to the sink as pointers into the
- * message). Writer-only parts are skipped by walking the writer schema.
- * The alternative, avro-c's resolved readers over avro_value_t, allocates
- * per message and reports errors without the offset or a class.
+ * DESIGN: for each writer W and reader R the builder walks both once and
+ * makes R', "R as W can supply it": R's records cut to the fields W has,
+ * a bytes branch where R wants a string and W may send bytes (and the
+ * reverse), everything else R's own. avro-c resolves W against R' (its
+ * resolved reader), and the walk leaves an extraction plan beside it: per
+ * R' field the reader field it fills, the enum table, the plan of array
+ * items; per record the reader fields filled by default. Decoding walks
+ * the resolved value with that plan and hands each value to the sink.
+ *
+ * The alternative, decoding into a generic value of W and resolving it to
+ * our structs by a hand-written plan, is what the codec did before avro-c
+ * was used; it is exactly the code this module exists to delete.
  */
+#include <avro.h>
+
 #include "avro_resolve.h"
 
-#include <limits.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum pop {
-    P_SKIP,   /* writer-only: skip w */
-    P_NULL,   /* reads nothing, gives AVAL_NULL */
-    P_SCALAR, /* primitive of writer type wt read as reader type rt */
-    P_ENUM,
-    P_FIXED,
-    P_RECORD,
-    P_ARRAY,
-    P_WUNION, /* writer union: a plan per writer branch */
-    P_FAIL,   /* a writer union branch the reader cannot take */
+#include "avro_guard.h"
+
+/* ---- extraction plans ------------------------------------------------ */
+
+struct emap {          /* one writer enum read as one reader enum */
+    avro_schema_t wenum; /* for symbol names in errors (a reference) */
+    int n;
+    int *to_reader;    /* writer index -> reader index, or -1 */
 };
 
-struct pnode;
+struct rrec;
 
-struct pfield {
-    long rindex; /* reader field, or -1 when skipped */
-    struct pnode *plan;
+struct rfield {        /* one field of R' */
+    size_t rindex;     /* the reader field it fills */
+    const char *name;  /* the reader field's name (owned by avro-c's reader schema) */
+    struct emap *emap; /* the field holds an enum (maybe in a union) */
+    struct rrec *items; /* the field is an array of records */
 };
 
-struct pdefault {
+struct rdefault {
     size_t rindex;
-    struct aval v;
+    struct aval v;     /* strings point into the reader's JSON */
 };
 
-struct pnode {
-    enum pop op;
-    const struct avsc_node *w;
-    const struct avsc_node *r;
-    enum avsc_type wt, rt;
-    long *symmap; /* enum: writer symbol -> reader symbol or -1 */
-    struct pfield *fields; /* record: one per writer field, writer order */
+struct rrec {          /* one record of R' */
+    struct rfield *fields;
     size_t n_fields;
-    struct pdefault *defs; /* record: reader fields the writer lacks */
+    struct rdefault *defs;
     size_t n_defs;
-    struct pnode *items;      /* array */
-    struct pnode **branches;  /* writer union */
-    size_t n_branches;
-    char *why;                /* P_FAIL */
-    struct pnode *all_next;
 };
 
-struct aplan {
-    struct pnode *root;
-    struct pnode *all;
-    size_t n_nodes;
+/* Everything a plan allocates, on one list, freed together. */
+struct pnode {
+    struct pnode *next;
+    void *mem;
 };
 
-/* A plan has at most one node per (writer node, reader node) visit; this
- * bounds a hostile writer schema's plan (huge unions of records). */
-#define APLAN_MAX_NODES 65536
+struct plan {
+    avro_schema_t adapted;       /* R' */
+    avro_value_iface_t *iface;   /* avro-c's resolved reader, W -> R' */
+    struct rrec *root;
+    struct pnode *owned;
+};
 
-struct rctx {
-    struct aplan *plan;
+/* ---- readers ------------------------------------------------------------ */
+
+struct avro_resolve_reader {
+    avro_schema_t schema;
+    json_t *json; /* for defaults: avro-c 1.11 does not keep them */
+};
+
+/* Reader shapes the extraction supports (see the header). */
+static bool reader_supported(avro_schema_t r, bool field_level)
+{
+    switch (avro_typeof(r)) {
+    case AVRO_RECORD:
+        if (field_level)
+            return false;
+        for (size_t i = 0; i < avro_schema_record_size(r); i++)
+            if (!reader_supported(avro_schema_record_field_get_by_index(r, (int)i), true))
+                return false;
+        return true;
+    case AVRO_ARRAY:
+        return field_level && is_avro_record(avro_schema_array_items(r)) &&
+               reader_supported(avro_schema_array_items(r), false);
+    case AVRO_UNION: {
+        int enums = 0;
+        for (size_t i = 0; i < avro_schema_union_size(r); i++) {
+            avro_schema_t b = avro_schema_union_branch(r, (int)i);
+            if (!is_avro_primitive(b) && !is_avro_enum(b) && !is_avro_fixed(b))
+                return false;
+            enums += is_avro_enum(b);
+        }
+        return field_level && enums <= 1;
+    }
+    case AVRO_MAP:
+    case AVRO_LINK:
+        return false;
+    default:
+        return field_level;
+    }
+}
+
+struct avro_resolve_reader *avro_resolve_reader_new(const char *json, char *errstr,
+                                                    size_t errstr_size)
+{
+    struct avro_resolve_reader *rd = calloc(1, sizeof *rd);
+    if (!rd) {
+        snprintf(errstr, errstr_size, "could not parse reader schema: out of memory");
+        return NULL;
+    }
+    if (avro_schema_from_json_length(json, strlen(json), &rd->schema) != 0) {
+        snprintf(errstr, errstr_size, "could not parse reader schema: %s", avro_strerror());
+        goto err;
+    }
+    rd->json = json_loads(json, 0, NULL);
+    if (!rd->json) {
+        snprintf(errstr, errstr_size, "could not parse reader schema: not JSON");
+        goto err;
+    }
+    if (!reader_supported(rd->schema, false)) {
+        snprintf(errstr, errstr_size, "reader schema has a shape common/avro does not support");
+        goto err;
+    }
+    return rd;
+err:
+    avro_resolve_reader_destroy(rd);
+    return NULL;
+}
+
+void avro_resolve_reader_destroy(struct avro_resolve_reader *rd)
+{
+    if (!rd)
+        return;
+    if (rd->schema)
+        avro_schema_decref(rd->schema);
+    json_decref(rd->json);
+    free(rd);
+}
+
+avro_schema_t avro_resolve_reader_schema(const struct avro_resolve_reader *rd)
+{
+    return rd->schema;
+}
+
+/* ---- building a plan ------------------------------------------------------ */
+
+struct build {
+    struct plan *plan;
     char why[256];
     bool failed;
 };
 
-static void rfail(struct rctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bfail(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void rfail(struct rctx *c, const char *fmt, ...)
+static void bfail(struct build *b, const char *fmt, ...)
 {
-    if (c->failed)
+    if (b->failed)
         return;
-    c->failed = true;
+    b->failed = true;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    vsnprintf(b->why, sizeof b->why, fmt, ap);
     va_end(ap);
 }
 
-/* Prefixes the recorded reason with a field name, innermost last. */
-static void rprefix(struct rctx *c, const char *name)
+static void *balloc(struct build *b, size_t n)
 {
-    char tmp[sizeof c->why];
-    int n = snprintf(tmp, sizeof tmp, "%s.", name);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        return;
-    size_t keep = strnlen(c->why, sizeof tmp - (size_t)n - 1);
-    memcpy(tmp + n, c->why, keep);
-    tmp[(size_t)n + keep] = '\0';
-    memcpy(c->why, tmp, sizeof tmp);
-}
-
-static struct pnode *pnode_new(struct rctx *c, enum pop op, const struct avsc_node *w,
-                               const struct avsc_node *r)
-{
-    if (c->plan->n_nodes >= APLAN_MAX_NODES) {
-        rfail(c, "writer schema too large to resolve");
+    struct pnode *node = calloc(1, sizeof *node);
+    void *mem = calloc(1, n ? n : 1);
+    if (!node || !mem) {
+        free(node);
+        free(mem);
+        bfail(b, "out of memory");
         return NULL;
     }
-    struct pnode *p = calloc(1, sizeof *p);
-    if (!p) {
-        rfail(c, "out of memory");
-        return NULL;
+    node->mem = mem;
+    node->next = b->plan->owned;
+    b->plan->owned = node;
+    return mem;
+}
+
+static avro_schema_t deref(avro_schema_t s)
+{
+    while (is_avro_link(s))
+        s = avro_schema_link_target(s);
+    return s;
+}
+
+/* The writer schemas that can meet reader type `type` at this place: w
+ * itself, or the branches of a writer union, that have that type (and, for
+ * named types, the reader's unqualified name, as avro-c matches them).
+ * Returns how many; *one is the first. */
+static int candidates(avro_schema_t w, avro_type_t type, const char *name, avro_schema_t *one)
+{
+    w = deref(w);
+    size_t n = is_avro_union(w) ? avro_schema_union_size(w) : 1;
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        avro_schema_t c = is_avro_union(w) ? deref(avro_schema_union_branch(w, (int)i)) : w;
+        if (avro_typeof(c) != type || (name && strcmp(avro_schema_name(c), name) != 0))
+            continue;
+        if (!found)
+            *one = c;
+        found++;
     }
-    p->op = op;
-    p->w = w;
-    p->r = r;
-    p->all_next = c->plan->all;
-    c->plan->all = p;
-    c->plan->n_nodes++;
-    return p;
+    return found;
 }
 
-static bool is_primitive(enum avsc_type t)
+/* A reader field's default, for a field the writer lacks. */
+static bool default_value(struct build *b, avro_schema_t r, json_t *def, const char *name,
+                          struct aval *v, bool *nothing)
 {
-    return t <= AVSC_STRING;
-}
-
-static bool is_named(enum avsc_type t)
-{
-    return t == AVSC_RECORD || t == AVSC_ENUM || t == AVSC_FIXED;
-}
-
-static bool same_short_name(const struct avsc_node *a, const struct avsc_node *b)
-{
-    return strcmp(avsc_short_name(a->name), avsc_short_name(b->name)) == 0;
-}
-
-static bool promotes(enum avsc_type w, enum avsc_type r)
-{
-    switch (w) {
-    case AVSC_INT:
-        return r == AVSC_LONG || r == AVSC_FLOAT || r == AVSC_DOUBLE;
-    case AVSC_LONG:
-        return r == AVSC_FLOAT || r == AVSC_DOUBLE;
-    case AVSC_FLOAT:
-        return r == AVSC_DOUBLE;
-    case AVSC_STRING:
-        return r == AVSC_BYTES;
-    case AVSC_BYTES:
-        return r == AVSC_STRING;
-    default:
-        return false;
-    }
-}
-
-static struct pnode *resolve(struct rctx *c, const struct avsc_node *w, const struct avsc_node *r);
-
-/* A reader field's default as a value, for a field the writer lacks. */
-static bool default_value(struct rctx *c, const struct avsc_field *f, struct aval *v,
-                          bool *empty_array)
-{
-    const struct avsc_node *r = f->type;
-    json_t *def = f->def;
-    *empty_array = false;
+    *nothing = false;
     if (!def) {
-        rfail(c, "%s: the writer lacks it and the reader has no default", f->name);
+        bfail(b, "%s: the writer lacks it and the reader has no default", name);
         return false;
     }
-    if (r->type == AVSC_UNION) /* a union's default is for its first branch */
-        r = r->n_branches ? r->branches[0] : NULL;
+    if (is_avro_union(r)) /* a union's default is for its first branch */
+        r = avro_schema_union_branch(r, 0);
     memset(v, 0, sizeof *v);
     bool ok = false;
-    switch (r ? r->type : AVSC_UNION) {
-    case AVSC_NULL:
+    switch (avro_typeof(r)) {
+    case AVRO_NULL:
         v->kind = AVAL_NULL;
         ok = json_is_null(def);
         break;
-    case AVSC_BOOLEAN:
+    case AVRO_BOOLEAN:
         v->kind = AVAL_BOOL;
         v->l = json_is_true(def);
         ok = json_is_boolean(def);
         break;
-    case AVSC_INT:
-    case AVSC_LONG:
+    case AVRO_INT32:
+    case AVRO_INT64:
         v->kind = AVAL_LONG;
         v->l = (int64_t)json_integer_value(def);
         ok = json_is_integer(def) &&
-             (r->type == AVSC_LONG || (v->l >= INT32_MIN && v->l <= INT32_MAX));
+             (is_avro_int64(r) || (v->l >= INT32_MIN && v->l <= INT32_MAX));
         break;
-    case AVSC_FLOAT:
-    case AVSC_DOUBLE:
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE:
         v->kind = AVAL_DOUBLE;
         v->d = json_number_value(def);
         ok = json_is_number(def);
         break;
-    case AVSC_STRING:
-    case AVSC_BYTES:
-    case AVSC_FIXED:
+    case AVRO_STRING:
+    case AVRO_BYTES:
         v->kind = AVAL_STRING;
         v->s = json_string_value(def);
         v->n = json_string_length(def);
-        ok = v->s && (r->type != AVSC_FIXED || v->n == r->size);
+        ok = v->s != NULL;
         break;
-    case AVSC_ENUM:
+    case AVRO_ENUM:
         v->kind = AVAL_ENUM;
-        for (size_t i = 0; json_is_string(def) && i < r->n_symbols; i++) {
-            if (strcmp(r->symbols[i], json_string_value(def)) == 0) {
-                v->l = (int64_t)i;
-                ok = true;
-            }
-        }
+        v->l = json_is_string(def) ? avro_schema_enum_get_by_name(r, json_string_value(def)) : -1;
+        ok = v->l >= 0;
         break;
-    case AVSC_ARRAY:
-        *empty_array = true; /* decoded structs start zeroed: nothing to set */
+    case AVRO_ARRAY:
+        *nothing = true; /* decoded structs start zeroed: nothing to set */
         ok = json_is_array(def) && json_array_size(def) == 0;
         break;
     default:
         break;
     }
     if (!ok)
-        rfail(c, "%s: the reader's default is not supported or does not match its type",
-              f->name);
+        bfail(b, "%s: the reader's default is not supported or does not match its type", name);
     return ok;
 }
 
-static struct pnode *resolve_record(struct rctx *c, const struct avsc_node *w,
-                                    const struct avsc_node *r)
+static struct emap *enum_map(struct build *b, avro_schema_t w, avro_schema_t r, json_t *rjson)
 {
-    struct pnode *p = pnode_new(c, P_RECORD, w, r);
-    if (!p)
+    avro_schema_t we = NULL;
+    int n = candidates(w, AVRO_ENUM, avro_schema_name(r), &we);
+    if (n == 0)
+        return NULL; /* avro-c will say why it cannot resolve */
+    if (n > 1) {
+        bfail(b, "the writer has %d enums named %s where one is read", n, avro_schema_name(r));
         return NULL;
-    p->fields = calloc(w->n_fields ? w->n_fields : 1, sizeof *p->fields);
-    p->defs = calloc(r->n_fields ? r->n_fields : 1, sizeof *p->defs);
-    bool *taken = calloc(r->n_fields ? r->n_fields : 1, sizeof *taken);
-    if (!p->fields || !p->defs || !taken) {
-        rfail(c, "out of memory");
+    }
+    const char *fallback = json_string_value(json_object_get(rjson, "default"));
+    int rdefault = fallback ? avro_schema_enum_get_by_name(r, fallback) : -1;
+    struct emap *m = balloc(b, sizeof *m);
+    int count = avro_schema_enum_number_of_symbols(we);
+    int *to = m ? balloc(b, (size_t)count * sizeof *to) : NULL;
+    if (!to)
+        return NULL;
+    m->wenum = we;
+    m->n = count;
+    m->to_reader = to;
+    for (int i = 0; i < count; i++) {
+        int k = avro_schema_enum_get_by_name(r, avro_schema_enum_get(we, i));
+        to[i] = k >= 0 ? k : rdefault;
+    }
+    return m;
+}
+
+/* Whether the writer may send bytes (want_bytes) or a string here. */
+static bool writer_sends(avro_schema_t w, avro_type_t type)
+{
+    avro_schema_t one;
+    return candidates(w, type, NULL, &one) > 0;
+}
+
+static avro_schema_t adapt(struct build *b, avro_schema_t w, avro_schema_t r, json_t *rjson,
+                           struct rfield *f);
+
+/* A reader leaf (primitive, enum, fixed) or union of leaves. */
+static avro_schema_t adapt_leaf(struct build *b, avro_schema_t w, avro_schema_t r,
+                                json_t *rjson, struct rfield *f)
+{
+    bool runion = is_avro_union(r);
+    size_t n = runion ? avro_schema_union_size(r) : 1;
+    bool has_string = false, has_bytes = false;
+    for (size_t i = 0; i < n; i++) {
+        avro_schema_t br = runion ? avro_schema_union_branch(r, (int)i) : r;
+        has_string |= is_avro_string(br);
+        has_bytes |= is_avro_bytes(br);
+        if (is_avro_enum(br)) {
+            json_t *bj = runion ? json_array_get(rjson, i) : rjson;
+            f->emap = enum_map(b, w, br, json_is_object(bj) ? bj : NULL);
+        }
+    }
+    /* avro-c does not promote string <-> bytes: offer it the other one. */
+    bool add_bytes = has_string && !has_bytes && writer_sends(w, AVRO_BYTES);
+    bool add_string = has_bytes && !has_string && writer_sends(w, AVRO_STRING);
+    if (!add_bytes && !add_string)
+        return avro_schema_incref(r);
+    if (!runion && !(has_string ? writer_sends(w, AVRO_STRING) : writer_sends(w, AVRO_BYTES)))
+        return add_bytes ? avro_schema_bytes() : avro_schema_string();
+    avro_schema_t u = avro_schema_union();
+    if (!u) {
+        bfail(b, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        avro_schema_union_append(u, runion ? avro_schema_union_branch(r, (int)i) : r);
+    avro_schema_t extra = add_bytes ? avro_schema_bytes() : avro_schema_string();
+    avro_schema_union_append(u, extra);
+    avro_schema_decref(extra);
+    return u;
+}
+
+static struct rrec *adapt_record(struct build *b, avro_schema_t w, avro_schema_t r,
+                                 json_t *rjson, avro_schema_t *out)
+{
+    avro_schema_t wrec = NULL;
+    int n = candidates(w, AVRO_RECORD, avro_schema_name(r), &wrec);
+    *out = NULL;
+    if (n == 0) {
+        *out = avro_schema_incref(r); /* avro-c will say why it cannot resolve */
+        return NULL;
+    }
+    if (n > 1) {
+        bfail(b, "the writer has %d records named %s where one is read", n, avro_schema_name(r));
+        return NULL;
+    }
+    size_t rn = avro_schema_record_size(r);
+    struct rrec *rec = balloc(b, sizeof *rec);
+    if (rec) {
+        rec->fields = balloc(b, rn * sizeof *rec->fields);
+        rec->defs = balloc(b, rn * sizeof *rec->defs);
+    }
+    avro_schema_t rp = avro_schema_record(avro_schema_name(r), avro_schema_namespace(r));
+    if (!rec || !rec->fields || !rec->defs || !rp) {
+        bfail(b, "out of memory");
         goto err;
     }
-    for (size_t i = 0; i < w->n_fields; i++) {
-        const struct avsc_field *wf = &w->fields[i];
-        long j = -1;
-        for (size_t k = 0; k < r->n_fields; k++)
-            if (strcmp(r->fields[k].name, wf->name) == 0)
-                j = (long)k;
-        struct pfield *pf = &p->fields[p->n_fields++];
-        pf->rindex = j;
-        if (j < 0) {
-            pf->plan = pnode_new(c, P_SKIP, wf->type, NULL);
-        } else {
-            taken[j] = true;
-            pf->plan = resolve(c, wf->type, r->fields[j].type);
-            if (!pf->plan)
-                rprefix(c, wf->name);
-        }
-        if (!pf->plan)
-            goto err;
-    }
-    for (size_t k = 0; k < r->n_fields; k++) {
-        if (taken[k])
+    json_t *jfields = json_object_get(rjson, "fields");
+    for (size_t i = 0; i < rn; i++) {
+        const char *name = avro_schema_record_field_name(r, (int)i);
+        avro_schema_t rt = avro_schema_record_field_get_by_index(r, (int)i);
+        json_t *jf = json_array_get(jfields, i); /* avro-c keeps the JSON order */
+        int wi = avro_schema_record_field_get_index(wrec, name);
+        if (wi < 0) {
+            bool nothing;
+            struct aval v;
+            if (!default_value(b, rt, json_object_get(jf, "default"), name, &v, &nothing))
+                goto err;
+            if (!nothing)
+                rec->defs[rec->n_defs++] = (struct rdefault){.rindex = i, .v = v};
             continue;
-        bool empty_array;
-        struct aval v;
-        if (!default_value(c, &r->fields[k], &v, &empty_array))
+        }
+        struct rfield *f = &rec->fields[rec->n_fields];
+        f->rindex = i;
+        f->name = name;
+        avro_schema_t wt = avro_schema_record_field_get_by_index(wrec, wi);
+        avro_schema_t ft = adapt(b, wt, rt, json_object_get(jf, "type"), f);
+        if (!ft)
             goto err;
-        if (!empty_array) {
-            p->defs[p->n_defs].rindex = k;
-            p->defs[p->n_defs].v = v;
-            p->n_defs++;
+        /* avro-c 1.11 frees a resolver that several fields share once per
+         * field when a record fails to resolve (try_record's error path: a
+         * double free). So each field is resolved on its own first, and the
+         * record only once all of them resolve. */
+        avro_value_iface_t *probe = avro_resolved_reader_new(wt, ft);
+        if (!probe) {
+            bfail(b, "%s: %s", name, avro_strerror());
+            avro_schema_decref(ft);
+            goto err;
         }
+        avro_value_iface_decref(probe);
+        int rc = avro_schema_record_field_append(rp, name, ft);
+        avro_schema_decref(ft);
+        if (rc != 0) {
+            bfail(b, "out of memory");
+            goto err;
+        }
+        rec->n_fields++;
     }
-    free(taken);
-    return p;
+    *out = rp;
+    return rec;
 err:
-    free(taken);
+    if (rp)
+        avro_schema_decref(rp);
     return NULL;
 }
 
-static struct pnode *resolve_enum(struct rctx *c, const struct avsc_node *w,
-                                  const struct avsc_node *r)
+static avro_schema_t adapt(struct build *b, avro_schema_t w, avro_schema_t r, json_t *rjson,
+                           struct rfield *f)
 {
-    struct pnode *p = pnode_new(c, P_ENUM, w, r);
+    if (b->failed)
+        return NULL;
+    if (is_avro_array(r)) {
+        /* avro-c 1.11 dereferences a NULL item resolver when an array
+         * fails to resolve (try_array's error path): it is only asked once
+         * the items are known to resolve. */
+        avro_schema_t wa = NULL;
+        int n = candidates(w, AVRO_ARRAY, NULL, &wa);
+        if (n != 1) {
+            bfail(b, "%s: the writer has %d arrays here, not one", f->name, n);
+            return NULL;
+        }
+        avro_schema_t items = NULL;
+        f->items = adapt_record(b, avro_schema_array_items(wa), avro_schema_array_items(r),
+                                json_object_get(rjson, "items"), &items);
+        if (!f->items) {
+            bfail(b, "%s: the writer's items are not a record %s", f->name,
+                  avro_schema_name(avro_schema_array_items(r)));
+            if (items)
+                avro_schema_decref(items);
+            return NULL;
+        }
+        avro_schema_t a = avro_schema_array(items);
+        avro_schema_decref(items);
+        if (!a)
+            bfail(b, "out of memory");
+        return a;
+    }
+    return adapt_leaf(b, w, r, rjson, f);
+}
+
+static void plan_destroy(struct plan *p)
+{
     if (!p)
-        return NULL;
-    p->symmap = calloc(w->n_symbols ? w->n_symbols : 1, sizeof *p->symmap);
-    if (!p->symmap) {
-        rfail(c, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < w->n_symbols; i++) {
-        p->symmap[i] = r->enum_default;
-        for (size_t k = 0; k < r->n_symbols; k++)
-            if (strcmp(w->symbols[i], r->symbols[k]) == 0)
-                p->symmap[i] = (long)k;
-    }
-    return p;
-}
-
-/* w is not a union here. */
-static bool exact_match(const struct avsc_node *w, const struct avsc_node *r)
-{
-    if (w->type != r->type)
-        return false;
-    return !is_named(w->type) || same_short_name(w, r);
-}
-
-static struct pnode *resolve_wunion(struct rctx *c, const struct avsc_node *w,
-                                    const struct avsc_node *r)
-{
-    struct pnode *p = pnode_new(c, P_WUNION, w, r);
-    if (!p)
-        return NULL;
-    p->branches = calloc(w->n_branches ? w->n_branches : 1, sizeof *p->branches);
-    if (!p->branches) {
-        rfail(c, "out of memory");
-        return NULL;
-    }
-    size_t usable = 0;
-    char last_why[sizeof c->why] = "empty union";
-    for (size_t i = 0; i < w->n_branches; i++) {
-        struct pnode *b = resolve(c, w->branches[i], r);
-        if (!b) {
-            /* Running out of memory or nodes is fatal; a branch the reader
-             * cannot take only fails the messages that use it. */
-            if (c->plan->n_nodes >= APLAN_MAX_NODES || strcmp(c->why, "out of memory") == 0)
-                return NULL;
-            memcpy(last_why, c->why, sizeof last_why);
-            c->failed = false;
-            b = pnode_new(c, P_FAIL, w->branches[i], r);
-            if (!b)
-                return NULL;
-            b->why = strdup(last_why);
-            if (!b->why) {
-                rfail(c, "out of memory");
-                return NULL;
-            }
-        } else {
-            usable++;
-        }
-        p->branches[p->n_branches++] = b;
-    }
-    if (usable == 0) {
-        rfail(c, "no branch of the writer union can be read: %s", last_why);
-        return NULL;
-    }
-    return p;
-}
-
-static struct pnode *resolve(struct rctx *c, const struct avsc_node *w, const struct avsc_node *r)
-{
-    if (w->type == AVSC_UNION)
-        return resolve_wunion(c, w, r);
-    if (r->type == AVSC_UNION) {
-        for (size_t i = 0; i < r->n_branches; i++)
-            if (exact_match(w, r->branches[i]))
-                return resolve(c, w, r->branches[i]);
-        for (size_t i = 0; i < r->n_branches; i++) {
-            struct pnode *p = resolve(c, w, r->branches[i]);
-            if (p)
-                return p;
-            if (strcmp(c->why, "out of memory") == 0)
-                return NULL;
-            c->failed = false;
-        }
-        rfail(c, "writer %s matches no branch of the reader union", avsc_type_name(w->type));
-        return NULL;
-    }
-    if (w->type == r->type && is_primitive(w->type)) {
-        struct pnode *p = pnode_new(c, w->type == AVSC_NULL ? P_NULL : P_SCALAR, w, r);
-        if (p) {
-            p->wt = w->type;
-            p->rt = r->type;
-        }
-        return p;
-    }
-    if (is_primitive(w->type) && promotes(w->type, r->type)) {
-        struct pnode *p = pnode_new(c, P_SCALAR, w, r);
-        if (p) {
-            p->wt = w->type;
-            p->rt = r->type;
-        }
-        return p;
-    }
-    if (w->type == r->type && is_named(w->type) && !same_short_name(w, r)) {
-        rfail(c, "writer %s %s cannot be read as %s", avsc_type_name(w->type), w->name, r->name);
-        return NULL;
-    }
-    if (w->type == r->type) {
-        switch (w->type) {
-        case AVSC_RECORD:
-            return resolve_record(c, w, r);
-        case AVSC_ENUM:
-            return resolve_enum(c, w, r);
-        case AVSC_FIXED:
-            if (w->size != r->size) {
-                rfail(c, "fixed %s has size %zu, the reader's %zu", w->name, w->size, r->size);
-                return NULL;
-            }
-            return pnode_new(c, P_FIXED, w, r);
-        case AVSC_ARRAY: {
-            if (r->items->type != AVSC_RECORD) {
-                rfail(c, "reader arrays of %s are not supported", avsc_type_name(r->items->type));
-                return NULL;
-            }
-            struct pnode *p = pnode_new(c, P_ARRAY, w, r);
-            if (p)
-                p->items = resolve(c, w->items, r->items);
-            return p && p->items ? p : NULL;
-        }
-        default:
-            break;
-        }
-    }
-    rfail(c, "writer %s cannot be read as %s", avsc_type_name(w->type), avsc_type_name(r->type));
-    return NULL;
-}
-
-/* The reader shapes the decoder and sinks support (see the header). */
-static bool reader_supported(const struct avsc_node *r, bool field_level)
-{
-    if (r->type == AVSC_RECORD && !field_level) {
-        for (size_t i = 0; i < r->n_fields; i++)
-            if (!reader_supported(r->fields[i].type, true))
-                return false;
-        return true;
-    }
-    if (r->type == AVSC_ARRAY)
-        return field_level && r->items->type == AVSC_RECORD && reader_supported(r->items, false);
-    if (r->type == AVSC_UNION) {
-        for (size_t i = 0; i < r->n_branches; i++) {
-            enum avsc_type t = r->branches[i]->type;
-            if (!is_primitive(t) && t != AVSC_ENUM && t != AVSC_FIXED)
-                return false;
-        }
-        return field_level;
-    }
-    return field_level && (is_primitive(r->type) || r->type == AVSC_ENUM || r->type == AVSC_FIXED);
-}
-
-struct aplan *aplan_resolve(const struct avsc_schema *writer, const struct avsc_schema *reader,
-                            char *errstr, size_t errstr_size)
-{
-    struct rctx c = {0};
-    c.plan = calloc(1, sizeof *c.plan);
-    if (!c.plan) {
-        snprintf(errstr, errstr_size, "could not resolve schema: out of memory");
-        return NULL;
-    }
-    if (!reader_supported(reader->root, false)) {
-        snprintf(errstr, errstr_size, "could not resolve schema: unsupported reader shape");
-        goto err;
-    }
-    c.plan->root = resolve(&c, writer->root, reader->root);
-    if (!c.plan->root) {
-        snprintf(errstr, errstr_size, "writer schema cannot be resolved to reader %s: %s",
-                 reader->root->name, c.why);
-        goto err;
-    }
-    return c.plan;
-err:
-    aplan_destroy(c.plan);
-    return NULL;
-}
-
-void aplan_destroy(struct aplan *plan)
-{
-    if (!plan)
         return;
-    struct pnode *p = plan->all;
-    while (p) {
-        struct pnode *next = p->all_next;
-        free(p->symmap);
-        free(p->fields);
-        free(p->defs);
-        free(p->branches);
-        free(p->why);
-        free(p);
-        p = next;
+    if (p->iface)
+        avro_value_iface_decref(p->iface);
+    if (p->adapted)
+        avro_schema_decref(p->adapted);
+    struct pnode *n = p->owned;
+    while (n) {
+        struct pnode *next = n->next;
+        free(n->mem);
+        free(n);
+        n = next;
     }
-    free(plan);
+    free(p);
 }
 
-/* ---- decoding --------------------------------------------------------- */
-
-void adec_init(struct adec *d, const void *base, const void *body, const void *end,
-               char *errstr, size_t errstr_size)
+/* Resolves w against reader rd; NULL with the reason in why. */
+static struct plan *plan_new(avro_schema_t w, const struct avro_resolve_reader *rd, char *why,
+                             size_t why_size)
 {
-    d->base = base;
-    d->p = body;
-    d->end = end;
-    d->depth = 0;
-    /* Items of zero bytes (nulls, empty records) cost no input; the budget
-     * keeps a forged count from buying unbounded work. */
-    d->items_left = (size_t)(d->end - d->p) + 1024;
-    d->errstr = errstr;
-    d->errstr_size = errstr_size;
+    struct build b = {0};
+    b.plan = calloc(1, sizeof *b.plan);
+    if (!b.plan) {
+        snprintf(why, why_size, "could not resolve schema: out of memory");
+        return NULL;
+    }
+    const char *rname = avro_schema_name(rd->schema);
+    b.plan->root = adapt_record(&b, w, rd->schema, rd->json, &b.plan->adapted);
+    if (b.plan->root) {
+        b.plan->iface = avro_resolved_reader_new(w, b.plan->adapted);
+        if (!b.plan->iface)
+            bfail(&b, "%s", avro_strerror());
+    } else if (!b.failed) {
+        bfail(&b, "the writer has no record %s", rname);
+    }
+    if (b.failed) {
+        snprintf(why, why_size, "writer schema cannot be resolved to reader %s: %s", rname,
+                 b.why);
+        plan_destroy(b.plan);
+        return NULL;
+    }
+    return b.plan;
 }
 
-enum codec_status adec_fail(struct adec *d, enum codec_status status, const char *fmt, ...)
+/* ---- writers ------------------------------------------------------------ */
+
+/* What one thread needs to decode a message of this writer: avro-c's
+ * values, reused message after message. */
+struct dctx {
+    avro_reader_t in;
+    avro_value_t wval; /* generic value of the writer schema */
+    avro_value_t rval[AVRO_RESOLVE_MAX_READERS]; /* resolved readers over wval */
+    struct dctx *next;
+};
+
+struct avro_resolve_writer {
+    avro_schema_t schema; /* NULL if the text did not parse */
+    struct avro_guard_costs *costs; /* NULL if avro-c may not build its values */
+    avro_value_iface_t *wiface;
+    struct plan *plan[AVRO_RESOLVE_MAX_READERS];
+    char why[AVRO_RESOLVE_MAX_READERS][320];
+    size_t n_readers;
+    pthread_mutex_t lock; /* @locks free */
+    struct dctx *free;    /* contexts not in use */
+};
+
+struct avro_resolve_writer *avro_resolve_writer_new(const char *json,
+                                                    struct avro_resolve_reader *const *readers,
+                                                    size_t n)
 {
-    if (!d->errstr || d->errstr_size == 0)
-        return status;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(d->errstr, d->errstr_size, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < d->errstr_size)
-        snprintf(d->errstr + n, d->errstr_size - (size_t)n, " (at byte %zu)",
-                 (size_t)(d->p - d->base));
-    return status;
+    struct avro_resolve_writer *wr = calloc(1, sizeof *wr);
+    if (!wr)
+        return NULL;
+    pthread_mutex_init(&wr->lock, NULL);
+    wr->n_readers = n;
+    char err[320] = "";
+    /* avro-c's parser recurses per nesting level and has no limits of its
+     * own; the canonical form checks them first (the codec takes it
+     * before this), so this text is within them. */
+    if (avro_schema_from_json_length(json, strlen(json), &wr->schema) != 0) {
+        snprintf(err, sizeof err, "could not parse schema: %s", avro_strerror());
+        wr->schema = NULL;
+    } else {
+        /* Before avro-c builds a value of it (see avro_guard.h). */
+        wr->costs = avro_guard_costs_new(wr->schema, err, sizeof err);
+        if (wr->costs) {
+            wr->wiface = avro_generic_class_from_schema(wr->schema);
+            if (!wr->wiface)
+                snprintf(err, sizeof err, "could not use schema: %s", avro_strerror());
+        }
+    }
+    for (size_t r = 0; r < n; r++) {
+        if (wr->wiface)
+            wr->plan[r] = plan_new(wr->schema, readers[r], err, sizeof err);
+        if (!wr->plan[r])
+            snprintf(wr->why[r], sizeof wr->why[r], "%s", err);
+    }
+    return wr;
 }
 
-static size_t remaining(const struct adec *d)
+static void dctx_destroy(struct dctx *x)
 {
-    return (size_t)(d->end - d->p);
+    for (size_t r = 0; r < AVRO_RESOLVE_MAX_READERS; r++)
+        if (x->rval[r].iface)
+            avro_value_decref(&x->rval[r]);
+    if (x->wval.iface)
+        avro_value_decref(&x->wval);
+    if (x->in)
+        avro_reader_free(x->in);
+    free(x);
 }
 
-static enum codec_status read_long(struct adec *d, int64_t *out)
+void avro_resolve_writer_destroy(struct avro_resolve_writer *wr)
 {
-    uint64_t v = 0;
-    for (int shift = 0;; shift += 7) {
-        if (d->p >= d->end)
-            return adec_fail(d, CODEC_ETRUNCATED, "message ends inside a number");
-        uint8_t b = *d->p;
-        if (shift == 63 && b > 1)
-            return adec_fail(d, CODEC_ECORRUPT, "number longer than 64 bits");
-        d->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
+    if (!wr)
+        return;
+    while (wr->free) {
+        struct dctx *next = wr->free->next;
+        dctx_destroy(wr->free);
+        wr->free = next;
+    }
+    for (size_t r = 0; r < AVRO_RESOLVE_MAX_READERS; r++)
+        plan_destroy(wr->plan[r]);
+    if (wr->wiface)
+        avro_value_iface_decref(wr->wiface);
+    avro_guard_costs_destroy(wr->costs);
+    if (wr->schema)
+        avro_schema_decref(wr->schema);
+    pthread_mutex_destroy(&wr->lock);
+    free(wr);
+}
+
+bool avro_resolve_writer_can_read(const struct avro_resolve_writer *wr, size_t r)
+{
+    return r < wr->n_readers && wr->plan[r] != NULL;
+}
+
+const char *avro_resolve_writer_why(const struct avro_resolve_writer *wr, size_t r)
+{
+    return r < wr->n_readers ? wr->why[r] : "no such reader";
+}
+
+/* Takes a decode context from the pool, or builds one (the first decode
+ * of each thread that decodes at once). NULL if memory ran out. */
+static struct dctx *dctx_take(struct avro_resolve_writer *wr)
+{
+    pthread_mutex_lock(&wr->lock);
+    struct dctx *x = wr->free;
+    if (x)
+        wr->free = x->next;
+    pthread_mutex_unlock(&wr->lock);
+    if (x)
+        return x;
+    x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    static const char empty[1];
+    x->in = avro_reader_memory(empty, 0);
+    if (!x->in || avro_generic_value_new(wr->wiface, &x->wval) != 0)
+        goto err;
+    for (size_t r = 0; r < wr->n_readers; r++) {
+        if (!wr->plan[r])
+            continue;
+        if (avro_resolved_reader_new_value(wr->plan[r]->iface, &x->rval[r]) != 0)
+            goto err;
+        avro_resolved_reader_set_source(&x->rval[r], &x->wval);
+    }
+    return x;
+err:
+    dctx_destroy(x);
+    return NULL;
+}
+
+static void dctx_give(struct avro_resolve_writer *wr, struct dctx *x)
+{
+    pthread_mutex_lock(&wr->lock);
+    x->next = wr->free;
+    wr->free = x;
+    pthread_mutex_unlock(&wr->lock);
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+static enum codec_status efail(char *errstr, size_t errstr_size, enum codec_status st,
+                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static enum codec_status efail(char *errstr, size_t errstr_size, enum codec_status st,
+                               const char *fmt, ...)
+{
+    if (errstr && errstr_size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* An avro-c getter failed on a value the guard passed: a writer union
+ * branch the reader cannot take (EINVAL), or no memory. avro-c's own text
+ * is not read here: its error buffer is shared by every thread. */
+static enum codec_status value_fail(int rc, const char *field, char *errstr, size_t errstr_size)
+{
+    if (rc == ENOMEM)
+        return efail(errstr, errstr_size, CODEC_ETRANSIENT, "%s: out of memory", field);
+    return efail(errstr, errstr_size, CODEC_EINVALID,
+                 "%s: the writer's value (its union branch) cannot be read as the reader's type",
+                 field);
+}
+
+static enum codec_status extract_record(const struct rrec *rec, avro_value_t *v, void *obj,
+                                        const struct avro_sink *sink, char *errstr,
+                                        size_t errstr_size);
+
+static enum codec_status extract_field(const struct rfield *f, avro_value_t *v, void *obj,
+                                       const struct avro_sink *sink, char *errstr,
+                                       size_t errstr_size)
+{
+    avro_value_t branch;
+    struct aval a = {0};
+    int rc = 0;
+    avro_type_t t = avro_value_get_type(v);
+    if (t == AVRO_UNION) {
+        rc = avro_value_get_current_branch(v, &branch);
+        if (rc != 0)
+            return value_fail(rc, f->name, errstr, errstr_size);
+        v = &branch;
+        t = avro_value_get_type(v);
+    }
+    switch (t) {
+    case AVRO_NULL:
+        a.kind = AVAL_NULL;
+        break;
+    case AVRO_BOOLEAN: {
+        int bv = 0;
+        rc = avro_value_get_boolean(v, &bv);
+        a.kind = AVAL_BOOL;
+        a.l = bv != 0;
+        break;
+    }
+    case AVRO_INT32: {
+        int32_t iv = 0;
+        rc = avro_value_get_int(v, &iv);
+        a.kind = AVAL_LONG;
+        a.l = iv;
+        break;
+    }
+    case AVRO_INT64:
+        rc = avro_value_get_long(v, &a.l);
+        a.kind = AVAL_LONG;
+        break;
+    case AVRO_FLOAT: {
+        float fv = 0;
+        rc = avro_value_get_float(v, &fv);
+        a.kind = AVAL_DOUBLE;
+        a.d = fv;
+        break;
+    }
+    case AVRO_DOUBLE:
+        rc = avro_value_get_double(v, &a.d);
+        a.kind = AVAL_DOUBLE;
+        break;
+    case AVRO_STRING: /* avro-c's size counts the NUL it adds */
+        rc = avro_value_get_string(v, &a.s, &a.n);
+        a.kind = AVAL_STRING;
+        a.n = a.n ? a.n - 1 : 0;
+        break;
+    case AVRO_BYTES:
+    case AVRO_FIXED: {
+        const void *p = NULL;
+        rc = t == AVRO_BYTES ? avro_value_get_bytes(v, &p, &a.n)
+                             : avro_value_get_fixed(v, &p, &a.n);
+        a.kind = AVAL_STRING;
+        a.s = p;
+        break;
+    }
+    case AVRO_ENUM: {
+        int wi = 0;
+        rc = avro_value_get_enum(v, &wi); /* the writer's index: see emap */
+        if (rc != 0)
             break;
-    }
-    *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
-    return CODEC_OK;
-}
-
-static enum codec_status read_int(struct adec *d, int64_t *out)
-{
-    const uint8_t *at = d->p;
-    enum codec_status st = read_long(d, out);
-    if (st == CODEC_OK && (*out < INT32_MIN || *out > INT32_MAX)) {
-        d->p = at;
-        return adec_fail(d, CODEC_ECORRUPT, "int %lld out of 32-bit range", (long long)*out);
-    }
-    return st;
-}
-
-/* A string/bytes length: never negative, never beyond the bytes left. */
-static enum codec_status read_len(struct adec *d, size_t *out)
-{
-    int64_t n;
-    const uint8_t *at = d->p;
-    enum codec_status st = read_long(d, &n);
-    if (st != CODEC_OK)
-        return st;
-    if (n < 0) {
-        d->p = at;
-        return adec_fail(d, CODEC_ECORRUPT, "negative length %lld", (long long)n);
-    }
-    if ((uint64_t)n > remaining(d)) {
-        /* A length a message could carry means the bytes were cut short;
-         * one no message may carry is a corrupt or hostile length. */
-        d->p = at;
-        if ((uint64_t)n <= CODEC_DEFAULT_MAX_MESSAGE)
-            return adec_fail(d, CODEC_ETRUNCATED, "message ends inside a value of %lld bytes "
-                             "(%zu bytes left)", (long long)n, remaining(d));
-        return adec_fail(d, CODEC_EOVERSIZE, "length %lld is beyond the %zu bytes left",
-                         (long long)n, remaining(d));
-    }
-    *out = (size_t)n;
-    return CODEC_OK;
-}
-
-static enum codec_status need(struct adec *d, size_t n, const char *what)
-{
-    if (remaining(d) < n)
-        return adec_fail(d, CODEC_ETRUNCATED, "message ends inside a %s", what);
-    return CODEC_OK;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static enum codec_status read_double(struct adec *d, double *out)
-{
-    enum codec_status st = need(d, 8, "double");
-    if (st != CODEC_OK)
-        return st;
-    uint64_t bits = le64(d->p);
-    memcpy(out, &bits, sizeof *out);
-    d->p += 8;
-    return CODEC_OK;
-}
-
-static enum codec_status read_float(struct adec *d, double *out)
-{
-    enum codec_status st = need(d, 4, "float");
-    if (st != CODEC_OK)
-        return st;
-    uint32_t bits = (uint32_t)d->p[0] | (uint32_t)d->p[1] << 8 | (uint32_t)d->p[2] << 16 |
-                    (uint32_t)d->p[3] << 24;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    *out = f;
-    d->p += 4;
-    return CODEC_OK;
-}
-
-/* Reads an array/map block header: the item count (0 ends the array). A
- * negative count is followed by the block's size in bytes (spec). */
-static enum codec_status read_block(struct adec *d, int64_t *count)
-{
-    const uint8_t *at = d->p;
-    enum codec_status st = read_long(d, count);
-    if (st != CODEC_OK)
-        return st;
-    if (*count < 0) {
-        if (*count == INT64_MIN) {
-            d->p = at;
-            return adec_fail(d, CODEC_ECORRUPT, "bad block count");
-        }
-        *count = -*count;
-        size_t bytes;
-        st = read_len(d, &bytes);
-        if (st != CODEC_OK)
-            return st;
-    }
-    if ((uint64_t)*count > d->items_left) {
-        d->p = at;
-        return adec_fail(d, CODEC_EOVERSIZE, "block of %lld items is beyond this message's limit",
-                         (long long)*count);
-    }
-    d->items_left -= (size_t)*count;
-    return CODEC_OK;
-}
-
-static enum codec_status read_union_index(struct adec *d, size_t n_branches, size_t *out)
-{
-    const uint8_t *at = d->p;
-    int64_t idx;
-    enum codec_status st = read_long(d, &idx);
-    if (st != CODEC_OK)
-        return st;
-    if (idx < 0 || (uint64_t)idx >= n_branches) {
-        d->p = at;
-        return adec_fail(d, CODEC_ECORRUPT, "union index %lld out of range (%zu branches)",
-                         (long long)idx, n_branches);
-    }
-    *out = (size_t)idx;
-    return CODEC_OK;
-}
-
-static enum codec_status read_enum_index(struct adec *d, const struct avsc_node *w, size_t *out)
-{
-    const uint8_t *at = d->p;
-    int64_t idx;
-    enum codec_status st = read_int(d, &idx);
-    if (st != CODEC_OK)
-        return st;
-    if (idx < 0 || (uint64_t)idx >= w->n_symbols) {
-        d->p = at;
-        return adec_fail(d, CODEC_ECORRUPT, "enum %s index %lld out of range (%zu symbols)",
-                         w->name, (long long)idx, w->n_symbols);
-    }
-    *out = (size_t)idx;
-    return CODEC_OK;
-}
-
-static enum codec_status enter(struct adec *d)
-{
-    if (++d->depth > ADEC_MAX_DEPTH)
-        return adec_fail(d, CODEC_EOVERSIZE, "values nested deeper than %d", ADEC_MAX_DEPTH);
-    return CODEC_OK;
-}
-
-static enum codec_status skip(const struct avsc_node *w, struct adec *d)
-{
-    enum codec_status st = CODEC_OK;
-    int64_t v;
-    size_t n;
-    switch (w->type) {
-    case AVSC_NULL:
-        return CODEC_OK;
-    case AVSC_BOOLEAN:
-        st = need(d, 1, "boolean");
-        if (st == CODEC_OK)
-            d->p++;
-        return st;
-    case AVSC_INT:
-        return read_int(d, &v);
-    case AVSC_LONG:
-        return read_long(d, &v);
-    case AVSC_FLOAT:
-    case AVSC_DOUBLE:
-        n = w->type == AVSC_FLOAT ? 4 : 8;
-        st = need(d, n, avsc_type_name(w->type));
-        if (st == CODEC_OK)
-            d->p += n;
-        return st;
-    case AVSC_BYTES:
-    case AVSC_STRING:
-        st = read_len(d, &n);
-        if (st == CODEC_OK)
-            d->p += n;
-        return st;
-    case AVSC_FIXED:
-        st = need(d, w->size, "fixed");
-        if (st == CODEC_OK)
-            d->p += w->size;
-        return st;
-    case AVSC_ENUM:
-        return read_enum_index(d, w, &n);
-    default:
+        if (!f->emap || wi < 0 || wi >= f->emap->n)
+            return efail(errstr, errstr_size, CODEC_ECORRUPT, "%s: enum index %d out of range",
+                         f->name, wi);
+        if (f->emap->to_reader[wi] < 0)
+            return efail(errstr, errstr_size, CODEC_EINVALID,
+                         "%s: symbol %s of enum %s is not known to this reader", f->name,
+                         avro_schema_enum_get(f->emap->wenum, wi),
+                         avro_schema_name(f->emap->wenum));
+        a.kind = AVAL_ENUM;
+        a.l = f->emap->to_reader[wi];
         break;
     }
-    /* Containers: a recursive writer schema recurses here per value. */
-    st = enter(d);
-    if (st != CODEC_OK)
-        return st;
-    if (w->type == AVSC_RECORD) {
-        for (size_t i = 0; i < w->n_fields && st == CODEC_OK; i++)
-            st = skip(w->fields[i].type, d);
-    } else if (w->type == AVSC_UNION) {
-        st = read_union_index(d, w->n_branches, &n);
-        if (st == CODEC_OK)
-            st = skip(w->branches[n], d);
-    } else { /* array or map */
-        int64_t count;
-        for (;;) {
-            st = read_block(d, &count);
-            if (st != CODEC_OK || count == 0)
+    case AVRO_ARRAY: {
+        size_t n = 0;
+        rc = avro_value_get_size(v, &n);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            avro_value_t item;
+            rc = avro_value_get_by_index(v, i, &item, NULL);
+            if (rc != 0)
                 break;
-            for (int64_t i = 0; i < count && st == CODEC_OK; i++) {
-                if (w->type == AVSC_MAP) {
-                    st = read_len(d, &n);
-                    if (st == CODEC_OK)
-                        d->p += n;
-                }
-                if (st == CODEC_OK)
-                    st = skip(w->items, d);
-            }
+            const struct avro_sink *isink = NULL;
+            void *iobj = sink->item(obj, f->rindex, i, &isink, errstr, errstr_size);
+            if (!iobj)
+                return CODEC_EINVALID;
+            enum codec_status st = extract_record(f->items, &item, iobj, isink, errstr,
+                                                  errstr_size);
             if (st != CODEC_OK)
-                break;
+                return st;
         }
+        if (rc != 0)
+            return value_fail(rc, f->name, errstr, errstr_size);
+        return CODEC_OK;
     }
-    d->depth--;
-    return st;
+    default:
+        return efail(errstr, errstr_size, CODEC_EINVALID, "%s: a value of avro-c type %d",
+                     f->name, (int)t);
+    }
+    if (rc != 0)
+        return value_fail(rc, f->name, errstr, errstr_size);
+    return sink->set(obj, f->rindex, &a, errstr, errstr_size);
 }
 
-static enum codec_status dec_scalar(const struct pnode *p, struct adec *d, struct aval *v)
+static enum codec_status extract_record(const struct rrec *rec, avro_value_t *v, void *obj,
+                                        const struct avro_sink *sink, char *errstr,
+                                        size_t errstr_size)
 {
-    enum codec_status st = CODEC_OK;
-    size_t n;
-    memset(v, 0, sizeof *v);
-    switch (p->op) {
-    case P_NULL:
-        v->kind = AVAL_NULL;
-        return CODEC_OK;
-    case P_ENUM:
-        st = read_enum_index(d, p->w, &n);
+    for (size_t i = 0; i < rec->n_fields; i++) {
+        avro_value_t child;
+        int rc = avro_value_get_by_index(v, i, &child, NULL);
+        if (rc != 0)
+            return value_fail(rc, rec->fields[i].name, errstr, errstr_size);
+        enum codec_status st = extract_field(&rec->fields[i], &child, obj, sink, errstr,
+                                             errstr_size);
         if (st != CODEC_OK)
             return st;
-        if (p->symmap[n] < 0)
-            return adec_fail(d, CODEC_EINVALID, "symbol %s of enum %s is not known to this reader",
-                             p->w->symbols[n], p->w->name);
-        v->kind = AVAL_ENUM;
-        v->l = p->symmap[n];
-        return CODEC_OK;
-    case P_FIXED:
-        st = need(d, p->w->size, "fixed");
-        if (st != CODEC_OK)
-            return st;
-        v->kind = AVAL_STRING;
-        v->s = (const char *)d->p;
-        v->n = p->w->size;
-        d->p += p->w->size;
-        return CODEC_OK;
-    case P_SCALAR:
-        break;
-    default:
-        return adec_fail(d, CODEC_ECORRUPT, "internal: plan node %d is not a value", (int)p->op);
     }
-    double dv = 0;
-    int64_t lv = 0;
-    switch (p->wt) {
-    case AVSC_BOOLEAN:
-        st = need(d, 1, "boolean");
+    for (size_t i = 0; i < rec->n_defs; i++) {
+        enum codec_status st = sink->set(obj, rec->defs[i].rindex, &rec->defs[i].v, errstr,
+                                         errstr_size);
         if (st != CODEC_OK)
             return st;
-        if (*d->p > 1)
-            return adec_fail(d, CODEC_ECORRUPT, "boolean byte 0x%02x", *d->p);
-        lv = *d->p++;
-        break;
-    case AVSC_INT:
-        st = read_int(d, &lv);
-        dv = (double)lv;
-        break;
-    case AVSC_LONG:
-        st = read_long(d, &lv);
-        dv = (double)lv;
-        break;
-    case AVSC_FLOAT:
-        st = read_float(d, &dv);
-        break;
-    case AVSC_DOUBLE:
-        st = read_double(d, &dv);
-        break;
-    case AVSC_BYTES:
-    case AVSC_STRING:
-        st = read_len(d, &n);
-        if (st == CODEC_OK) {
-            v->s = (const char *)d->p;
-            v->n = n;
-            d->p += n;
-        }
-        break;
-    default:
-        return adec_fail(d, CODEC_ECORRUPT, "internal: writer type %s is not scalar",
-                         avsc_type_name(p->wt));
-    }
-    if (st != CODEC_OK)
-        return st;
-    switch (p->rt) {
-    case AVSC_BOOLEAN:
-        v->kind = AVAL_BOOL;
-        v->l = lv;
-        break;
-    case AVSC_INT:
-    case AVSC_LONG:
-        v->kind = AVAL_LONG;
-        v->l = lv;
-        break;
-    case AVSC_FLOAT:
-    case AVSC_DOUBLE:
-        v->kind = AVAL_DOUBLE;
-        v->d = dv;
-        break;
-    default:
-        v->kind = AVAL_STRING;
-        break;
     }
     return CODEC_OK;
 }
 
-static enum codec_status dec_record(const struct pnode *p, struct adec *d, void *obj,
-                                    const struct aplan_sink *sink);
-
-/* Decodes a value whose plan ends in a record (through writer unions). */
-static enum codec_status dec_to_record(const struct pnode *p, struct adec *d, void *obj,
-                                       const struct aplan_sink *sink)
+/* avro_value_read() failed on bytes the guard passed (so this should not
+ * happen): its return codes, as avro-c 1.11 uses them, to our classes. */
+static enum codec_status read_class(int rc)
 {
-    size_t idx;
-    enum codec_status st;
-    switch (p->op) {
-    case P_RECORD:
-        return dec_record(p, d, obj, sink);
-    case P_WUNION:
-        st = read_union_index(d, p->n_branches, &idx);
-        return st != CODEC_OK ? st : dec_to_record(p->branches[idx], d, obj, sink);
-    case P_FAIL:
-        return adec_fail(d, CODEC_EINVALID, "record: %s", p->why);
-    default:
-        return adec_fail(d, CODEC_ECORRUPT, "internal: plan node %d is not a record", (int)p->op);
+    switch (rc) {
+    case ENOSPC: /* the memory reader ran out of bytes */
+        return CODEC_ETRUNCATED;
+    case ENOMEM:
+        return CODEC_ETRANSIENT;
+    default: /* EILSEQ varint too long, ERANGE int out of range, EINVAL, 1: bad union index */
+        return CODEC_ECORRUPT;
     }
 }
 
-static enum codec_status dec_field(const struct pnode *p, struct adec *d, void *obj,
-                                   const struct aplan_sink *sink, size_t rindex,
-                                   const char *fname)
+enum codec_status avro_resolve_decode(struct avro_resolve_writer *wr, size_t r, const void *base,
+                                      const void *body, const void *end, void *obj,
+                                      const struct avro_sink *sink, char *errstr,
+                                      size_t errstr_size)
 {
-    size_t idx;
-    enum codec_status st;
-    struct aval v;
-    switch (p->op) {
-    case P_SKIP:
-        return skip(p->w, d);
-    case P_WUNION:
-        st = read_union_index(d, p->n_branches, &idx);
-        return st != CODEC_OK ? st : dec_field(p->branches[idx], d, obj, sink, rindex, fname);
-    case P_FAIL:
-        return adec_fail(d, CODEC_EINVALID, "%s: %s", fname, p->why);
-    case P_ARRAY: {
-        st = enter(d);
-        size_t index = 0;
-        int64_t count = 0;
-        while (st == CODEC_OK) {
-            st = read_block(d, &count);
-            if (st != CODEC_OK || count == 0)
-                break;
-            for (int64_t i = 0; i < count && st == CODEC_OK; i++) {
-                const struct aplan_sink *item_sink = NULL;
-                void *item = sink->item(obj, rindex, index++, &item_sink, d);
-                st = item ? dec_to_record(p->items, d, item, item_sink) : CODEC_EINVALID;
-            }
-        }
-        d->depth--;
+    if (!avro_resolve_writer_can_read(wr, r))
+        return efail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "%s",
+                     avro_resolve_writer_why(wr, r));
+
+    /* 1. the guard: nothing reaches avro-c that could make it allocate by
+     *    a hostile length, loop on a forged count or recurse too deep. */
+    struct avro_guard g;
+    avro_guard_init(&g, wr->costs, base, body, end, errstr, errstr_size);
+    enum codec_status st = avro_guard_value(&g, wr->schema);
+    if (st != CODEC_OK)
         return st;
-    }
-    case P_RECORD:
-        return adec_fail(d, CODEC_ECORRUPT, "internal: nested record field");
-    default:
-        st = dec_scalar(p, d, &v);
-        return st != CODEC_OK ? st : sink->set(obj, rindex, &v, d);
-    }
-}
+    if (g.p != g.end)
+        return avro_guard_fail(&g, CODEC_ECORRUPT, "%zu bytes left after the record",
+                               (size_t)(g.end - g.p));
 
-static enum codec_status dec_record(const struct pnode *p, struct adec *d, void *obj,
-                                    const struct aplan_sink *sink)
-{
-    enum codec_status st = enter(d);
-    for (size_t i = 0; i < p->n_fields && st == CODEC_OK; i++)
-        st = dec_field(p->fields[i].plan, d, obj, sink, (size_t)p->fields[i].rindex,
-                       p->w->fields[i].name);
-    for (size_t i = 0; i < p->n_defs && st == CODEC_OK; i++)
-        st = sink->set(obj, p->defs[i].rindex, &p->defs[i].v, d);
-    d->depth--;
+    /* 2. avro-c reads the body into the writer's generic value. */
+    struct dctx *x = dctx_take(wr);
+    if (!x)
+        return efail(errstr, errstr_size, CODEC_ETRANSIENT,
+                     "could not decode: out of memory for a decode context");
+    size_t len = (size_t)((const uint8_t *)end - (const uint8_t *)body);
+    avro_reader_memory_set_source(x->in, body, (int64_t)len);
+    int rc = avro_value_read(x->in, &x->wval);
+    if (rc != 0) {
+        st = efail(errstr, errstr_size, read_class(rc),
+                   "avro-c could not read a body the guard passed (error %d)", rc);
+    } else {
+        /* 3. the resolved reader presents it as the reader schema. */
+        st = extract_record(wr->plan[r]->root, &x->rval[r], obj, sink, errstr, errstr_size);
+    }
+    dctx_give(wr, x);
     return st;
-}
-
-enum codec_status aplan_decode(const struct aplan *plan, struct adec *d, void *obj,
-                               const struct aplan_sink *sink)
-{
-    return dec_to_record(plan->root, d, obj, sink);
 }

@@ -1,23 +1,31 @@
 /*
  * codec: framing, writer-schema lookup (by fingerprint, by registry id with
  * a bounded cache), the sinks that fill struct observation / struct alert,
- * validation, and the hand-written encoders. See codec.h.
+ * validation, and encoding through avro-c. See codec.h; common/avro/README.md
+ * says which parts are avro-c's and which are ours.
  *
  * DESIGN: every writer schema the codec meets becomes a struct wschema:
- * the parsed schema plus its resolution plan against each reader (or the
- * reason it cannot resolve, kept so a poison flood costs no re-work).
- * Fingerprinted schemas live for the codec's life in an array that is
- * read without a lock. Registry schemas live in a bounded cache behind a
- * mutex; a decoding thread holds a reference while it decodes, so eviction
- * by another thread never frees a plan in use. The registry is asked
- * outside the lock: a slow registry delays only the threads that need it.
+ * avro-c's parse of it and its resolution against each reader
+ * (avro_resolve.h), or the reason it cannot resolve, kept so a poison flood
+ * costs no re-work. Fingerprinted schemas live for the codec's life in an
+ * array that is read without a lock. Registry schemas live in a bounded
+ * cache behind a mutex; a decoding thread holds a reference while it
+ * decodes, so eviction by another thread never frees a writer in use. The
+ * registry is asked outside the lock: a slow registry delays only the
+ * threads that need it. Schemas are built under build_lock: avro-c keeps
+ * its error text in one process-wide buffer.
  *
- * Encoders write the current schema field by field (no plan): the unit
- * test decodes their output through the generic path, the interop test
- * through python-avro, so the two cannot drift silently.
+ * Encoders fill a generic value of the current schema (avro-c) and write
+ * it with avro_value_write(); the value and the memory writer are reused
+ * (a pool per reader, one entry per thread that encodes at once), strings
+ * are lent to avro-c without a copy. The unit test decodes their output,
+ * the interop test has python-avro read it.
  */
+#include <avro.h>
+
 #include "codec.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -27,8 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "avro_canon.h"
 #include "avro_resolve.h"
-#include "avro_schema.h"
 #include "embedded.h"
 #include "schema_registry.h"
 
@@ -38,9 +46,8 @@ enum { READER_OBS = 0, READER_ALERT = 1, N_READERS = 2 };
 #define PINNED_MAX 64
 
 struct wschema {
-    struct avsc_schema *schema; /* NULL if the text did not parse */
-    struct aplan *plan[N_READERS];
-    char why[N_READERS][320];   /* reason a plan is NULL */
+    struct avro_resolve_writer *w; /* NULL: not an Avro schema (registry said so) */
+    char why[320];                 /* reason when w is NULL */
     atomic_int refs;
 };
 
@@ -60,10 +67,25 @@ struct cached {
     struct wschema *ws;
 };
 
+/* What one thread needs to encode: avro-c's value of the current schema
+ * and a memory writer, reused message after message. */
+struct ectx {
+    avro_value_t val;
+    avro_writer_t out;
+    struct ectx *next;
+};
+
+struct epool {
+    avro_value_iface_t *iface; /* generic class of the reader schema */
+    pthread_mutex_t lock;      /* @locks free */
+    struct ectx *free;
+};
+
 struct codec {
     size_t max_message;
-    struct avsc_schema *reader[N_READERS];
+    struct avro_resolve_reader *reader[N_READERS];
     uint64_t reader_fp[N_READERS];
+    struct epool *enc[N_READERS];
 
     struct known known[KNOWN_MAX];
     size_t n_known;
@@ -72,8 +94,9 @@ struct codec {
     struct pinned pinned[PINNED_MAX];
     size_t n_pinned;
 
-    struct registry *registry; /* NULL: no registry */
-    pthread_mutex_t lock;      /* @locks cache, cache_seq */
+    pthread_mutex_t build_lock; /* @locks avro-c's error buffer while a schema is built */
+    struct registry *registry;  /* NULL: no registry */
+    pthread_mutex_t lock;       /* @locks cache, cache_seq */
     struct cached *cache;
     size_t cache_max;
     size_t n_cache;
@@ -125,9 +148,7 @@ static void wschema_free(struct wschema *ws)
 {
     if (!ws)
         return;
-    for (int r = 0; r < N_READERS; r++)
-        aplan_destroy(ws->plan[r]);
-    avsc_destroy(ws->schema);
+    avro_resolve_writer_destroy(ws->w);
     free(ws);
 }
 
@@ -138,22 +159,36 @@ static void wschema_release(struct wschema *ws)
         wschema_free(ws);
 }
 
-/* Parses json and resolves it against both readers. Returns NULL only when
- * memory runs out; a schema that does not parse or resolve still yields a
- * wschema whose plans are NULL with the reason in why[]. */
-static struct wschema *wschema_build(const struct codec *c, const char *json)
+static bool wschema_can_read(const struct wschema *ws, int r)
+{
+    return ws->w && avro_resolve_writer_can_read(ws->w, (size_t)r);
+}
+
+static const char *wschema_why(const struct wschema *ws, int r)
+{
+    return ws->w ? avro_resolve_writer_why(ws->w, (size_t)r) : ws->why;
+}
+
+/* Checks json against the shape limits (the canonical form does), then has
+ * avro-c parse it and resolve it against both readers. Returns NULL only
+ * when memory runs out; a schema that does not parse or resolve still
+ * yields a wschema that says why. Thread-safe (takes build_lock). */
+static struct wschema *wschema_build(struct codec *c, const char *json)
 {
     struct wschema *ws = calloc(1, sizeof *ws);
     if (!ws)
         return NULL;
     atomic_init(&ws->refs, 1);
-    char err[320];
-    ws->schema = avsc_parse(json, strlen(json), err, sizeof err);
-    for (int r = 0; r < N_READERS; r++) {
-        if (ws->schema)
-            ws->plan[r] = aplan_resolve(ws->schema, c->reader[r], err, sizeof err);
-        if (!ws->plan[r])
-            snprintf(ws->why[r], sizeof ws->why[r], "%s", err);
+    char *canon = avro_canon_form(json, strlen(json), 0, NULL, ws->why, sizeof ws->why);
+    if (!canon)
+        return ws; /* beyond the limits or not a schema: avro-c never sees it */
+    free(canon);
+    pthread_mutex_lock(&c->build_lock);
+    ws->w = avro_resolve_writer_new(json, c->reader, N_READERS);
+    pthread_mutex_unlock(&c->build_lock);
+    if (!ws->w) {
+        free(ws);
+        return NULL;
     }
     return ws;
 }
@@ -176,9 +211,12 @@ static enum codec_status add_owned(struct codec *c, const char *json, struct wsc
     struct wschema *ws = wschema_build(c, json);
     if (!ws)
         return fail(errstr, errstr_size, CODEC_EOVERSIZE, "could not add schema: out of memory");
-    if (!ws->plan[READER_OBS] && !ws->plan[READER_ALERT]) {
-        fail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "%s; %s", ws->why[READER_OBS],
-             ws->why[READER_ALERT]);
+    if (!wschema_can_read(ws, READER_OBS) && !wschema_can_read(ws, READER_ALERT)) {
+        if (ws->w)
+            fail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "%s; %s", wschema_why(ws, READER_OBS),
+                 wschema_why(ws, READER_ALERT));
+        else
+            fail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "%s", ws->why);
         wschema_free(ws);
         return CODEC_EINCOMPATIBLE;
     }
@@ -190,19 +228,19 @@ static enum codec_status add_owned(struct codec *c, const char *json, struct wsc
 enum codec_status codec_add_writer_schema(struct codec *c, const char *json, char *errstr,
                                           size_t errstr_size)
 {
-    struct wschema *ws;
+    struct wschema *ws = NULL;
     enum codec_status st = add_owned(c, json, &ws, errstr, errstr_size);
     if (st != CODEC_OK)
         return st;
     /* Known by the spec's fingerprint, and by python3-avro 1.11's variant
-     * of it (see AVSC_CANON_PY111) so its producers are not turned away. */
-    int flags[2] = {0, AVSC_CANON_PY111};
+     * of it (see AVRO_CANON_PY111) so its producers are not turned away. */
+    int flags[2] = {0, AVRO_CANON_PY111};
     for (int i = 0; i < 2; i++) {
         size_t len;
-        char *canon = avsc_canonical_form(ws->schema, flags[i], &len);
+        char *canon = avro_canon_form(json, strlen(json), flags[i], &len, errstr, errstr_size);
         if (!canon)
             return fail(errstr, errstr_size, CODEC_EOVERSIZE, "could not add schema: out of memory");
-        uint64_t fp = avsc_fingerprint64(canon, len);
+        uint64_t fp = avro_canon_fingerprint64(canon, len);
         free(canon);
         if (find_known(c, fp))
             continue;
@@ -220,7 +258,7 @@ enum codec_status codec_add_schema_id(struct codec *c, uint32_t id, const char *
 {
     if (c->n_pinned == PINNED_MAX)
         return fail(errstr, errstr_size, CODEC_EOVERSIZE, "too many pinned schema ids");
-    struct wschema *ws;
+    struct wschema *ws = NULL;
     enum codec_status st = add_owned(c, json, &ws, errstr, errstr_size);
     if (st != CODEC_OK)
         return st;
@@ -228,6 +266,77 @@ enum codec_status codec_add_schema_id(struct codec *c, uint32_t id, const char *
     c->pinned[c->n_pinned].ws = ws;
     c->n_pinned++;
     return CODEC_OK;
+}
+
+/* ---- encoder pools ------------------------------------------------------ */
+
+static void ectx_destroy(struct ectx *x)
+{
+    if (x->val.iface)
+        avro_value_decref(&x->val);
+    if (x->out)
+        avro_writer_free(x->out);
+    free(x);
+}
+
+static void epool_destroy(struct epool *p)
+{
+    if (!p)
+        return;
+    while (p->free) {
+        struct ectx *next = p->free->next;
+        ectx_destroy(p->free);
+        p->free = next;
+    }
+    if (p->iface)
+        avro_value_iface_decref(p->iface);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static struct epool *epool_new(avro_schema_t schema)
+{
+    struct epool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->lock, NULL);
+    p->iface = avro_generic_class_from_schema(schema);
+    if (!p->iface) {
+        epool_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* A context from the pool, or a new one (the first encode of each thread
+ * that encodes at once). NULL if memory ran out. */
+static struct ectx *ectx_take(struct epool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    struct ectx *x = p->free;
+    if (x)
+        p->free = x->next;
+    pthread_mutex_unlock(&p->lock);
+    if (x)
+        return x;
+    x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    static const char empty[1];
+    x->out = avro_writer_memory(empty, 0);
+    if (!x->out || avro_generic_value_new(p->iface, &x->val) != 0) {
+        ectx_destroy(x);
+        return NULL;
+    }
+    return x;
+}
+
+static void ectx_give(struct epool *p, struct ectx *x)
+{
+    pthread_mutex_lock(&p->lock);
+    x->next = p->free;
+    p->free = x;
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- codec life ------------------------------------------------------- */
@@ -254,14 +363,15 @@ static const char *const evidence_fields[] = {"observation_id", "loinc", "value"
                                               "effective_time"};
 enum { EF_OBSERVATION_ID, EF_LOINC, EF_VALUE, EF_UNIT, EF_EFFECTIVE_TIME, EF_COUNT };
 
-/* The sinks address reader fields by position: the embedded schema must
- * have exactly these fields in this order, or the codec refuses to start. */
-static bool fields_match(const struct avsc_node *rec, const char *const *names, size_t n)
+/* The sinks and encoders address reader fields by position: the embedded
+ * schema must have exactly these fields in this order, or the codec
+ * refuses to start. */
+static bool fields_match(avro_schema_t rec, const char *const *names, size_t n)
 {
-    if (!rec || rec->type != AVSC_RECORD || rec->n_fields != n)
+    if (!is_avro_record(rec) || avro_schema_record_size(rec) != n)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(rec->fields[i].name, names[i]) != 0)
+        if (strcmp(avro_schema_record_field_name(rec, (int)i), names[i]) != 0)
             return false;
     return true;
 }
@@ -287,41 +397,50 @@ struct codec *codec_new(const struct codec_config *cfg_in, char *errstr, size_t 
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->build_lock, NULL);
     c->max_message = cfg.max_message_bytes ? cfg.max_message_bytes : CODEC_DEFAULT_MAX_MESSAGE;
     c->cache_max = cfg.registry_cache_max ? cfg.registry_cache_max : 256;
 
     const char *names[N_READERS] = {"observation.avsc", "alert.avsc"};
     for (int r = 0; r < N_READERS; r++) {
         const char *text = embedded_find(names[r]);
-        char err[256];
+        char err[320];
         if (!text) {
             fail(errstr, errstr_size, CODEC_EUNKNOWN_SCHEMA, "schema %s is not embedded", names[r]);
             goto err;
         }
-        c->reader[r] = avsc_parse(text, strlen(text), err, sizeof err);
-        if (!c->reader[r]) {
+        size_t len;
+        char *canon = avro_canon_form(text, strlen(text), 0, &len, err, sizeof err);
+        if (canon) {
+            c->reader_fp[r] = avro_canon_fingerprint64(canon, len);
+            free(canon);
+            pthread_mutex_lock(&c->build_lock);
+            c->reader[r] = avro_resolve_reader_new(text, err, sizeof err);
+            pthread_mutex_unlock(&c->build_lock);
+        }
+        if (!canon || !c->reader[r]) {
             fail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "embedded %s: %s", names[r], err);
             goto err;
         }
-        size_t len;
-        char *canon = avsc_canonical_form(c->reader[r], 0, &len);
-        if (!canon) {
-            fail(errstr, errstr_size, CODEC_EOVERSIZE, "could not create codec: out of memory");
-            goto err;
-        }
-        c->reader_fp[r] = avsc_fingerprint64(canon, len);
-        free(canon);
     }
-    const struct avsc_node *ev = NULL;
-    if (c->reader[READER_ALERT]->root->n_fields > AF_EVIDENCE &&
-        c->reader[READER_ALERT]->root->fields[AF_EVIDENCE].type->type == AVSC_ARRAY)
-        ev = c->reader[READER_ALERT]->root->fields[AF_EVIDENCE].type->items;
-    if (!fields_match(c->reader[READER_OBS]->root, obs_fields, OF_COUNT) ||
-        !fields_match(c->reader[READER_ALERT]->root, alert_fields, AF_COUNT) ||
+    avro_schema_t obs = avro_resolve_reader_schema(c->reader[READER_OBS]);
+    avro_schema_t alert = avro_resolve_reader_schema(c->reader[READER_ALERT]);
+    avro_schema_t ev = NULL;
+    if (fields_match(alert, alert_fields, AF_COUNT) &&
+        is_avro_array(avro_schema_record_field_get_by_index(alert, AF_EVIDENCE)))
+        ev = avro_schema_array_items(avro_schema_record_field_get_by_index(alert, AF_EVIDENCE));
+    if (!fields_match(obs, obs_fields, OF_COUNT) || !ev ||
         !fields_match(ev, evidence_fields, EF_COUNT)) {
         fail(errstr, errstr_size, CODEC_EINCOMPATIBLE,
              "embedded schemas do not have the fields common/avro/codec.c expects, in its order");
         goto err;
+    }
+    for (int r = 0; r < N_READERS; r++) {
+        c->enc[r] = epool_new(avro_resolve_reader_schema(c->reader[r]));
+        if (!c->enc[r]) {
+            fail(errstr, errstr_size, CODEC_EOVERSIZE, "could not create codec: out of memory");
+            goto err;
+        }
     }
     for (const struct embedded_file *f = embedded_files; f->name; f++) {
         bool current = strcmp(f->name, names[0]) == 0 || strcmp(f->name, names[1]) == 0;
@@ -359,9 +478,12 @@ void codec_destroy(struct codec *c)
     free(c->cache);
     for (size_t i = 0; i < c->n_owned; i++)
         wschema_free(c->owned[i]);
-    for (int r = 0; r < N_READERS; r++)
-        avsc_destroy(c->reader[r]);
+    for (int r = 0; r < N_READERS; r++) {
+        epool_destroy(c->enc[r]);
+        avro_resolve_reader_destroy(c->reader[r]);
+    }
     registry_destroy(c->registry);
+    pthread_mutex_destroy(&c->build_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -421,8 +543,7 @@ static enum codec_status lookup_id(struct codec *c, uint32_t id, struct wschema 
         fresh = calloc(1, sizeof *fresh);
         if (fresh) {
             atomic_init(&fresh->refs, 1);
-            for (int r = 0; r < N_READERS; r++)
-                snprintf(fresh->why[r], sizeof fresh->why[r], "%s", errstr);
+            snprintf(fresh->why, sizeof fresh->why, "%s", errstr);
         }
     } else {
         fresh = wschema_build(c, text);
@@ -601,37 +722,37 @@ static enum codec_status validate_alert(const struct alert *a, char *e, size_t e
 
 /* ---- sinks: decoded values into the structs ----------------------------- */
 
-static enum codec_status wrong_kind(struct adec *d, const char *name)
+static enum codec_status wrong_kind(char *e, size_t es, const char *name)
 {
-    return adec_fail(d, CODEC_EINVALID, "%s has a type common/avro/codec.c does not expect", name);
+    return fail(e, es, CODEC_EINVALID, "%s has a type common/avro/codec.c does not expect", name);
 }
 
 static enum codec_status set_text(char *dst, size_t size, const struct aval *v, const char *name,
-                                  struct adec *d)
+                                  char *e, size_t es)
 {
     if (v->kind == AVAL_NULL) {
         dst[0] = '\0';
         return CODEC_OK;
     }
     if (v->kind != AVAL_STRING)
-        return wrong_kind(d, name);
+        return wrong_kind(e, es, name);
     char why[160];
     if (check_text(v->s, v->n, size - 1, name, false, why, sizeof why) != CODEC_OK)
-        return adec_fail(d, CODEC_EINVALID, "%s", why);
+        return fail(e, es, CODEC_EINVALID, "%s", why);
     memcpy(dst, v->s, v->n);
     dst[v->n] = '\0';
     return CODEC_OK;
 }
 
 static enum codec_status set_double(double *dst, bool *present, const struct aval *v,
-                                    const char *name, struct adec *d)
+                                    const char *name, char *e, size_t es)
 {
     if (v->kind == AVAL_NULL && present) {
         *present = false;
         return CODEC_OK;
     }
     if (v->kind != AVAL_DOUBLE)
-        return wrong_kind(d, name);
+        return wrong_kind(e, es, name);
     if (present)
         *present = true;
     *dst = v->d;
@@ -639,98 +760,98 @@ static enum codec_status set_double(double *dst, bool *present, const struct ava
 }
 
 static enum codec_status set_long(int64_t *dst, const struct aval *v, const char *name,
-                                  struct adec *d)
+                                  char *e, size_t es)
 {
     if (v->kind != AVAL_LONG)
-        return wrong_kind(d, name);
+        return wrong_kind(e, es, name);
     *dst = v->l;
     return CODEC_OK;
 }
 
-static enum codec_status obs_set(void *obj, size_t field, const struct aval *v, struct adec *d)
+static enum codec_status obs_set(void *obj, size_t field, const struct aval *v, char *e, size_t es)
 {
     struct observation *o = obj;
     switch (field) {
     case OF_OBSERVATION_ID:
-        return set_text(o->observation_id, sizeof o->observation_id, v, "observation_id", d);
+        return set_text(o->observation_id, sizeof o->observation_id, v, "observation_id", e, es);
     case OF_STUDY_ID:
-        return set_text(o->study_id, sizeof o->study_id, v, "study_id", d);
+        return set_text(o->study_id, sizeof o->study_id, v, "study_id", e, es);
     case OF_SITE_ID:
-        return set_text(o->site_id, sizeof o->site_id, v, "site_id", d);
+        return set_text(o->site_id, sizeof o->site_id, v, "site_id", e, es);
     case OF_SUBJECT_ID:
-        return set_text(o->subject_id, sizeof o->subject_id, v, "subject_id", d);
+        return set_text(o->subject_id, sizeof o->subject_id, v, "subject_id", e, es);
     case OF_LOINC:
-        return set_text(o->loinc, sizeof o->loinc, v, "loinc", d);
+        return set_text(o->loinc, sizeof o->loinc, v, "loinc", e, es);
     case OF_VALUE:
-        return set_double(&o->value, &o->has_value, v, "value", d);
+        return set_double(&o->value, &o->has_value, v, "value", e, es);
     case OF_UNIT:
-        return set_text(o->unit, sizeof o->unit, v, "unit", d);
+        return set_text(o->unit, sizeof o->unit, v, "unit", e, es);
     case OF_REF_LOW:
-        return set_double(&o->ref_low, &o->has_ref_low, v, "ref_low", d);
+        return set_double(&o->ref_low, &o->has_ref_low, v, "ref_low", e, es);
     case OF_REF_HIGH:
-        return set_double(&o->ref_high, &o->has_ref_high, v, "ref_high", d);
+        return set_double(&o->ref_high, &o->has_ref_high, v, "ref_high", e, es);
     case OF_EFFECTIVE_TIME:
-        return set_long(&o->effective_ms, v, "effective_time", d);
+        return set_long(&o->effective_ms, v, "effective_time", e, es);
     case OF_ISSUED_TIME:
-        return set_long(&o->issued_ms, v, "issued_time", d);
+        return set_long(&o->issued_ms, v, "issued_time", e, es);
     case OF_STATUS:
         if (v->kind != AVAL_ENUM)
-            return wrong_kind(d, "status");
+            return wrong_kind(e, es, "status");
         o->status = (enum obs_status)v->l;
         return CODEC_OK;
     case OF_VISIT:
-        return set_text(o->visit, sizeof o->visit, v, "visit", d);
+        return set_text(o->visit, sizeof o->visit, v, "visit", e, es);
     default:
-        return adec_fail(d, CODEC_EINVALID, "observation has no field %zu", field);
+        return fail(e, es, CODEC_EINVALID, "observation has no field %zu", field);
     }
 }
 
-static const struct aplan_sink obs_sink = {obs_set, NULL};
+static const struct avro_sink obs_sink = {obs_set, NULL};
 
 static enum codec_status evidence_set(void *obj, size_t field, const struct aval *v,
-                                      struct adec *d)
+                                      char *e, size_t es)
 {
     struct alert_evidence *ev = obj;
     switch (field) {
     case EF_OBSERVATION_ID:
         return set_text(ev->observation_id, sizeof ev->observation_id, v,
-                        "evidence.observation_id", d);
+                        "evidence.observation_id", e, es);
     case EF_LOINC:
-        return set_text(ev->loinc, sizeof ev->loinc, v, "evidence.loinc", d);
+        return set_text(ev->loinc, sizeof ev->loinc, v, "evidence.loinc", e, es);
     case EF_VALUE:
-        return set_double(&ev->value, NULL, v, "evidence.value", d);
+        return set_double(&ev->value, NULL, v, "evidence.value", e, es);
     case EF_UNIT:
-        return set_text(ev->unit, sizeof ev->unit, v, "evidence.unit", d);
+        return set_text(ev->unit, sizeof ev->unit, v, "evidence.unit", e, es);
     case EF_EFFECTIVE_TIME:
-        return set_long(&ev->effective_ms, v, "evidence.effective_time", d);
+        return set_long(&ev->effective_ms, v, "evidence.effective_time", e, es);
     default:
-        return adec_fail(d, CODEC_EINVALID, "evidence has no field %zu", field);
+        return fail(e, es, CODEC_EINVALID, "evidence has no field %zu", field);
     }
 }
 
-static const struct aplan_sink evidence_sink = {evidence_set, NULL};
+static const struct avro_sink evidence_sink = {evidence_set, NULL};
 
-static enum codec_status alert_set(void *obj, size_t field, const struct aval *v, struct adec *d)
+static enum codec_status alert_set(void *obj, size_t field, const struct aval *v, char *e, size_t es)
 {
     struct alert *a = obj;
     switch (field) {
     case AF_ALERT_ID:
-        return set_text(a->alert_id, sizeof a->alert_id, v, "alert_id", d);
+        return set_text(a->alert_id, sizeof a->alert_id, v, "alert_id", e, es);
     case AF_KIND:
         if (v->kind != AVAL_ENUM)
-            return wrong_kind(d, "kind");
+            return wrong_kind(e, es, "kind");
         a->kind = (enum alert_kind)v->l;
         return CODEC_OK;
     case AF_RULE_ID:
-        return set_text(a->rule_id, sizeof a->rule_id, v, "rule_id", d);
+        return set_text(a->rule_id, sizeof a->rule_id, v, "rule_id", e, es);
     case AF_RULE_VERSION:
         if (v->kind != AVAL_LONG)
-            return wrong_kind(d, "rule_version");
+            return wrong_kind(e, es, "rule_version");
         a->rule_version = (int32_t)v->l; /* an Avro int: in range */
         return CODEC_OK;
     case AF_SEVERITY:
         if (v->kind != AVAL_ENUM)
-            return wrong_kind(d, "severity");
+            return wrong_kind(e, es, "severity");
         a->severity = (enum alert_severity)v->l;
         return CODEC_OK;
     case AF_CTCAE_GRADE:
@@ -739,41 +860,41 @@ static enum codec_status alert_set(void *obj, size_t field, const struct aval *v
             return CODEC_OK;
         }
         if (v->kind != AVAL_LONG)
-            return wrong_kind(d, "ctcae_grade");
+            return wrong_kind(e, es, "ctcae_grade");
         if (v->l < 1 || v->l > 5)
-            return adec_fail(d, CODEC_EINVALID, "ctcae_grade %lld is not 1-5", (long long)v->l);
+            return fail(e, es, CODEC_EINVALID, "ctcae_grade %lld is not 1-5", (long long)v->l);
         a->ctcae_grade = (int32_t)v->l;
         return CODEC_OK;
     case AF_STUDY_ID:
-        return set_text(a->study_id, sizeof a->study_id, v, "study_id", d);
+        return set_text(a->study_id, sizeof a->study_id, v, "study_id", e, es);
     case AF_SITE_ID:
-        return set_text(a->site_id, sizeof a->site_id, v, "site_id", d);
+        return set_text(a->site_id, sizeof a->site_id, v, "site_id", e, es);
     case AF_SUBJECT_ID:
-        return set_text(a->subject_id, sizeof a->subject_id, v, "subject_id", d);
+        return set_text(a->subject_id, sizeof a->subject_id, v, "subject_id", e, es);
     case AF_MESSAGE:
-        return set_text(a->message, sizeof a->message, v, "message", d);
+        return set_text(a->message, sizeof a->message, v, "message", e, es);
     case AF_OBSERVED_TIME:
-        return set_long(&a->observed_ms, v, "observed_time", d);
+        return set_long(&a->observed_ms, v, "observed_time", e, es);
     case AF_DETECTED_TIME:
-        return set_long(&a->detected_ms, v, "detected_time", d);
+        return set_long(&a->detected_ms, v, "detected_time", e, es);
     case AF_RETRACTS_ALERT_ID:
         return set_text(a->retracts_alert_id, sizeof a->retracts_alert_id, v,
-                        "retracts_alert_id", d);
+                        "retracts_alert_id", e, es);
     default:
-        return adec_fail(d, CODEC_EINVALID, "alert has no field %zu", field);
+        return fail(e, es, CODEC_EINVALID, "alert has no field %zu", field);
     }
 }
 
-static void *alert_item(void *obj, size_t field, size_t index, const struct aplan_sink **sink,
-                        struct adec *d)
+static void *alert_item(void *obj, size_t field, size_t index, const struct avro_sink **sink,
+                        char *e, size_t es)
 {
     struct alert *a = obj;
     if (field != AF_EVIDENCE) {
-        adec_fail(d, CODEC_EINVALID, "alert field %zu is not an array", field);
+        fail(e, es, CODEC_EINVALID, "alert field %zu is not an array", field);
         return NULL;
     }
     if (index >= ALERT_EVIDENCE_MAX) {
-        adec_fail(d, CODEC_EINVALID, "more than %d evidence items", ALERT_EVIDENCE_MAX);
+        fail(e, es, CODEC_EINVALID, "more than %d evidence items", ALERT_EVIDENCE_MAX);
         return NULL;
     }
     a->n_evidence = (int)index + 1;
@@ -781,7 +902,7 @@ static void *alert_item(void *obj, size_t field, size_t index, const struct apla
     return &a->evidence[index];
 }
 
-static const struct aplan_sink alert_sink = {alert_set, alert_item};
+static const struct avro_sink alert_sink = {alert_set, alert_item};
 
 /* ---- decoding ------------------------------------------------------------ */
 
@@ -799,7 +920,7 @@ static uint64_t le64(const uint8_t *p)
 }
 
 static enum codec_status decode(struct codec *c, int reader, const void *buf, size_t len,
-                                void *obj, size_t obj_size, const struct aplan_sink *sink,
+                                void *obj, size_t obj_size, const struct avro_sink *sink,
                                 char *errstr, size_t errstr_size)
 {
     const uint8_t *b = buf;
@@ -842,17 +963,13 @@ static enum codec_status decode(struct codec *c, int reader, const void *buf, si
                     b[0]);
     }
 
-    if (!ws->plan[reader]) {
-        st = fail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "%s", ws->why[reader]);
+    if (!wschema_can_read(ws, reader)) {
+        st = fail(errstr, errstr_size, CODEC_EINCOMPATIBLE, "%s", wschema_why(ws, reader));
         goto out;
     }
     memset(obj, 0, obj_size);
-    struct adec d;
-    adec_init(&d, b, b + header, b + len, errstr, errstr_size);
-    st = aplan_decode(ws->plan[reader], &d, obj, sink);
-    if (st == CODEC_OK && d.p != d.end)
-        st = adec_fail(&d, CODEC_ECORRUPT, "%zu bytes left after the record",
-                       (size_t)(d.end - d.p));
+    st = avro_resolve_decode(ws->w, (size_t)reader, b, b + header, b + len, obj, sink, errstr,
+                             errstr_size);
     if (st == CODEC_OK)
         st = reader == READER_OBS ? validate_observation(obj, errstr, errstr_size)
                                   : validate_alert(obj, errstr, errstr_size);
@@ -878,93 +995,186 @@ enum codec_status codec_decode_alert(struct codec *c, const void *buf, size_t le
 
 /* ---- encoding ------------------------------------------------------------ */
 
-struct wbuf {
-    uint8_t *p;
-    size_t len;
-    size_t cap;
-    bool full;
-};
-
-static void put_bytes(struct wbuf *w, const void *data, size_t n)
+/* Setters of one field of a record value; each returns avro-c's status.
+ * Strings are lent to avro-c (a wrapped buffer without a free function):
+ * the value only points at the struct until the encode is done. */
+static int put_field(avro_value_t *rec, size_t i, avro_value_t *field)
 {
-    if (w->full || w->cap - w->len < n) {
-        w->full = true;
-        return;
+    return avro_value_get_by_index(rec, i, field, NULL);
+}
+
+static int put_string(avro_value_t *rec, size_t i, const char *s)
+{
+    avro_value_t f;
+    avro_wrapped_buffer_t wb;
+    int rc = put_field(rec, i, &f);
+    if (rc == 0)
+        rc = avro_wrapped_buffer_new_string(&wb, s);
+    return rc ? rc : avro_value_give_string_len(&f, &wb);
+}
+
+static int put_long(avro_value_t *rec, size_t i, int64_t v)
+{
+    avro_value_t f;
+    int rc = put_field(rec, i, &f);
+    return rc ? rc : avro_value_set_long(&f, v);
+}
+
+static int put_int(avro_value_t *rec, size_t i, int32_t v)
+{
+    avro_value_t f;
+    int rc = put_field(rec, i, &f);
+    return rc ? rc : avro_value_set_int(&f, v);
+}
+
+static int put_double(avro_value_t *rec, size_t i, double v)
+{
+    avro_value_t f;
+    int rc = put_field(rec, i, &f);
+    return rc ? rc : avro_value_set_double(&f, v);
+}
+
+static int put_enum(avro_value_t *rec, size_t i, int v)
+{
+    avro_value_t f;
+    int rc = put_field(rec, i, &f);
+    return rc ? rc : avro_value_set_enum(&f, v);
+}
+
+/* A ["null", X] union: branch 0 is null. */
+static int put_branch(avro_value_t *rec, size_t i, bool present, avro_value_t *branch)
+{
+    avro_value_t f;
+    int rc = put_field(rec, i, &f);
+    if (rc == 0)
+        rc = avro_value_set_branch(&f, present ? 1 : 0, branch);
+    if (rc == 0 && !present)
+        rc = avro_value_set_null(branch);
+    return rc;
+}
+
+static int put_opt_double(avro_value_t *rec, size_t i, bool present, double v)
+{
+    avro_value_t b;
+    int rc = put_branch(rec, i, present, &b);
+    return rc || !present ? rc : avro_value_set_double(&b, v);
+}
+
+static int put_opt_int(avro_value_t *rec, size_t i, bool present, int32_t v)
+{
+    avro_value_t b;
+    int rc = put_branch(rec, i, present, &b);
+    return rc || !present ? rc : avro_value_set_int(&b, v);
+}
+
+/* "" means null. */
+static int put_opt_string(avro_value_t *rec, size_t i, const char *s)
+{
+    avro_value_t b;
+    avro_wrapped_buffer_t wb;
+    int rc = put_branch(rec, i, s[0] != '\0', &b);
+    if (rc || !s[0])
+        return rc;
+    rc = avro_wrapped_buffer_new_string(&wb, s);
+    return rc ? rc : avro_value_give_string_len(&b, &wb);
+}
+
+static int fill_observation(avro_value_t *v, const void *obj)
+{
+    const struct observation *o = obj;
+    int rc = 0;
+    rc = rc ? rc : put_string(v, OF_OBSERVATION_ID, o->observation_id);
+    rc = rc ? rc : put_string(v, OF_STUDY_ID, o->study_id);
+    rc = rc ? rc : put_string(v, OF_SITE_ID, o->site_id);
+    rc = rc ? rc : put_string(v, OF_SUBJECT_ID, o->subject_id);
+    rc = rc ? rc : put_string(v, OF_LOINC, o->loinc);
+    rc = rc ? rc : put_opt_double(v, OF_VALUE, o->has_value, o->value);
+    rc = rc ? rc : put_string(v, OF_UNIT, o->unit);
+    rc = rc ? rc : put_opt_double(v, OF_REF_LOW, o->has_ref_low, o->ref_low);
+    rc = rc ? rc : put_opt_double(v, OF_REF_HIGH, o->has_ref_high, o->ref_high);
+    rc = rc ? rc : put_long(v, OF_EFFECTIVE_TIME, o->effective_ms);
+    rc = rc ? rc : put_long(v, OF_ISSUED_TIME, o->issued_ms);
+    rc = rc ? rc : put_enum(v, OF_STATUS, (int)o->status);
+    rc = rc ? rc : put_opt_string(v, OF_VISIT, o->visit);
+    return rc;
+}
+
+static int fill_alert(avro_value_t *v, const void *obj)
+{
+    const struct alert *a = obj;
+    int rc = 0;
+    rc = rc ? rc : put_string(v, AF_ALERT_ID, a->alert_id);
+    rc = rc ? rc : put_enum(v, AF_KIND, (int)a->kind);
+    rc = rc ? rc : put_string(v, AF_RULE_ID, a->rule_id);
+    rc = rc ? rc : put_int(v, AF_RULE_VERSION, a->rule_version);
+    rc = rc ? rc : put_enum(v, AF_SEVERITY, (int)a->severity);
+    rc = rc ? rc : put_opt_int(v, AF_CTCAE_GRADE, a->ctcae_grade != 0, a->ctcae_grade);
+    rc = rc ? rc : put_string(v, AF_STUDY_ID, a->study_id);
+    rc = rc ? rc : put_string(v, AF_SITE_ID, a->site_id);
+    rc = rc ? rc : put_string(v, AF_SUBJECT_ID, a->subject_id);
+    avro_value_t evidence;
+    rc = rc ? rc : put_field(v, AF_EVIDENCE, &evidence);
+    for (int i = 0; rc == 0 && i < a->n_evidence; i++) {
+        const struct alert_evidence *ev = &a->evidence[i];
+        avro_value_t item;
+        rc = avro_value_append(&evidence, &item, NULL);
+        rc = rc ? rc : put_string(&item, EF_OBSERVATION_ID, ev->observation_id);
+        rc = rc ? rc : put_string(&item, EF_LOINC, ev->loinc);
+        rc = rc ? rc : put_double(&item, EF_VALUE, ev->value);
+        rc = rc ? rc : put_string(&item, EF_UNIT, ev->unit);
+        rc = rc ? rc : put_long(&item, EF_EFFECTIVE_TIME, ev->effective_ms);
     }
-    memcpy(w->p + w->len, data, n);
-    w->len += n;
+    rc = rc ? rc : put_string(v, AF_MESSAGE, a->message);
+    rc = rc ? rc : put_long(v, AF_OBSERVED_TIME, a->observed_ms);
+    rc = rc ? rc : put_long(v, AF_DETECTED_TIME, a->detected_ms);
+    rc = rc ? rc : put_opt_string(v, AF_RETRACTS_ALERT_ID, a->retracts_alert_id);
+    return rc;
 }
 
-static void put_long(struct wbuf *w, int64_t v)
+/* Writes the framing header, then the value filled from obj with avro-c. */
+static enum codec_status encode(const struct codec *c, int reader, const void *obj,
+                                int (*fill)(avro_value_t *, const void *),
+                                enum codec_framing framing, uint32_t id, void *buf, size_t cap,
+                                size_t *len, char *errstr, size_t errstr_size)
 {
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); /* zigzag */
-    uint8_t tmp[10];
-    size_t n = 0;
-    while (z >= 0x80) {
-        tmp[n++] = (uint8_t)(z | 0x80);
-        z >>= 7;
-    }
-    tmp[n++] = (uint8_t)z;
-    put_bytes(w, tmp, n);
-}
-
-static void put_double(struct wbuf *w, double v)
-{
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    uint8_t tmp[8];
-    for (int i = 0; i < 8; i++)
-        tmp[i] = (uint8_t)(bits >> (8 * i));
-    put_bytes(w, tmp, 8);
-}
-
-static void put_string(struct wbuf *w, const char *s)
-{
-    size_t n = strlen(s);
-    put_long(w, (int64_t)n);
-    put_bytes(w, s, n);
-}
-
-/* ["null", "double"]: branch 0 is null. */
-static void put_opt_double(struct wbuf *w, bool present, double v)
-{
-    put_long(w, present ? 1 : 0);
-    if (present)
-        put_double(w, v);
-}
-
-/* ["null", "string"], "" meaning null. */
-static void put_opt_string(struct wbuf *w, const char *s)
-{
-    put_long(w, s[0] ? 1 : 0);
-    if (s[0])
-        put_string(w, s);
-}
-
-static void put_header(struct wbuf *w, enum codec_framing framing, uint64_t fp, uint32_t id)
-{
-    uint8_t h[10];
-    if (framing == CODEC_CONFLUENT) {
-        h[0] = 0;
-        for (int i = 0; i < 4; i++)
-            h[1 + i] = (uint8_t)(id >> (24 - 8 * i));
-        put_bytes(w, h, 5);
-    } else {
-        h[0] = 0xc3;
-        h[1] = 0x01;
-        for (int i = 0; i < 8; i++)
-            h[2 + i] = (uint8_t)(fp >> (8 * i));
-        put_bytes(w, h, 10);
-    }
-}
-
-static enum codec_status finish(struct wbuf *w, size_t *len, char *errstr, size_t errstr_size)
-{
-    if (w->full)
+    uint8_t *out = buf;
+    size_t header = framing == CODEC_CONFLUENT ? 5 : 10;
+    if (cap < header)
         return fail(errstr, errstr_size, CODEC_EOVERSIZE,
-                    "encoded message does not fit in the %zu-byte buffer", w->cap);
-    *len = w->len;
-    return CODEC_OK;
+                    "encoded message does not fit in the %zu-byte buffer", cap);
+    if (framing == CODEC_CONFLUENT) {
+        out[0] = 0;
+        for (int i = 0; i < 4; i++)
+            out[1 + i] = (uint8_t)(id >> (24 - 8 * i));
+    } else {
+        uint64_t fp = c->reader_fp[reader];
+        out[0] = 0xc3;
+        out[1] = 0x01;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)(fp >> (8 * i));
+    }
+    struct epool *pool = c->enc[reader];
+    struct ectx *x = ectx_take(pool);
+    if (!x)
+        return fail(errstr, errstr_size, CODEC_ETRANSIENT, "could not encode: out of memory");
+    enum codec_status st = CODEC_OK;
+    int rc = avro_value_reset(&x->val);
+    rc = rc ? rc : fill(&x->val, obj);
+    if (rc == 0) {
+        avro_writer_memory_set_dest(x->out, (const char *)out + header, (int64_t)(cap - header));
+        rc = avro_value_write(x->out, &x->val);
+        if (rc == ENOSPC)
+            st = fail(errstr, errstr_size, CODEC_EOVERSIZE,
+                      "encoded message does not fit in the %zu-byte buffer", cap);
+        else if (rc == 0)
+            *len = header + (size_t)avro_writer_tell(x->out);
+    }
+    if (rc != 0 && st == CODEC_OK)
+        st = fail(errstr, errstr_size, rc == ENOMEM ? CODEC_ETRANSIENT : CODEC_EINVALID,
+                  "could not encode: avro-c error %d", rc);
+    avro_value_reset(&x->val); /* drop the strings lent from obj */
+    ectx_give(pool, x);
+    return st;
 }
 
 enum codec_status codec_encode_observation(const struct codec *c, const struct observation *o,
@@ -973,22 +1183,8 @@ enum codec_status codec_encode_observation(const struct codec *c, const struct o
                                            size_t errstr_size)
 {
     TRY(validate_observation(o, errstr, errstr_size));
-    struct wbuf w = {.p = buf, .cap = cap};
-    put_header(&w, framing, c->reader_fp[READER_OBS], schema_id);
-    put_string(&w, o->observation_id);
-    put_string(&w, o->study_id);
-    put_string(&w, o->site_id);
-    put_string(&w, o->subject_id);
-    put_string(&w, o->loinc);
-    put_opt_double(&w, o->has_value, o->value);
-    put_string(&w, o->unit);
-    put_opt_double(&w, o->has_ref_low, o->ref_low);
-    put_opt_double(&w, o->has_ref_high, o->ref_high);
-    put_long(&w, o->effective_ms);
-    put_long(&w, o->issued_ms);
-    put_long(&w, (int64_t)o->status);
-    put_opt_string(&w, o->visit);
-    return finish(&w, len, errstr, errstr_size);
+    return encode(c, READER_OBS, o, fill_observation, framing, schema_id, buf, cap, len, errstr,
+                  errstr_size);
 }
 
 enum codec_status codec_encode_alert(const struct codec *c, const struct alert *a,
@@ -996,34 +1192,6 @@ enum codec_status codec_encode_alert(const struct codec *c, const struct alert *
                                      size_t cap, size_t *len, char *errstr, size_t errstr_size)
 {
     TRY(validate_alert(a, errstr, errstr_size));
-    struct wbuf w = {.p = buf, .cap = cap};
-    put_header(&w, framing, c->reader_fp[READER_ALERT], schema_id);
-    put_string(&w, a->alert_id);
-    put_long(&w, (int64_t)a->kind);
-    put_string(&w, a->rule_id);
-    put_long(&w, a->rule_version);
-    put_long(&w, (int64_t)a->severity);
-    put_long(&w, a->ctcae_grade ? 1 : 0);
-    if (a->ctcae_grade)
-        put_long(&w, a->ctcae_grade);
-    put_string(&w, a->study_id);
-    put_string(&w, a->site_id);
-    put_string(&w, a->subject_id);
-    if (a->n_evidence > 0) {
-        put_long(&w, a->n_evidence);
-        for (int i = 0; i < a->n_evidence; i++) {
-            const struct alert_evidence *ev = &a->evidence[i];
-            put_string(&w, ev->observation_id);
-            put_string(&w, ev->loinc);
-            put_double(&w, ev->value);
-            put_string(&w, ev->unit);
-            put_long(&w, ev->effective_ms);
-        }
-    }
-    put_long(&w, 0); /* end of the evidence array */
-    put_string(&w, a->message);
-    put_long(&w, a->observed_ms);
-    put_long(&w, a->detected_ms);
-    put_opt_string(&w, a->retracts_alert_id);
-    return finish(&w, len, errstr, errstr_size);
+    return encode(c, READER_ALERT, a, fill_alert, framing, schema_id, buf, cap, len, errstr,
+                  errstr_size);
 }

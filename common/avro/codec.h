@@ -8,17 +8,20 @@
  *                  the writer schema is fetched from a Schema Registry
  *                  (GET {url}/schemas/ids/{id}) and cached by id
  *
- * Decoding resolves the writer schema against the current (reader) schema
- * as the Avro spec says: fields the reader lacks are skipped, fields the
- * writer lacks take the reader's default, int/long/float promote, enum
- * symbols map by name. Writer schemas are known by fingerprint (the
- * current schemas and the schemas in schemas/history/, embedded in the binary) or
- * by registry id. Every resolution is worked out once per writer schema,
+ * avro-c parses the schemas, reads and writes the bodies and resolves the
+ * writer schema against the current (reader) schema as the Avro spec says:
+ * fields the reader lacks are skipped, fields the writer lacks take the
+ * reader's default, int/long/float promote, enum symbols map by name (the
+ * last two, and string<->bytes, added where avro-c 1.11 lacks them; see
+ * README.md). Writer schemas are known by fingerprint (the current schemas
+ * and the schemas in schemas/history/, embedded in the binary) or by
+ * registry id. Every resolution is worked out once per writer schema,
  * never per message.
  *
- * Outside bytes are never trusted: no read past the buffer, no allocation
- * sized by a length in the input, nesting and item counts bounded, and a
- * precise error class for the dead-letter queue.
+ * Outside bytes are never trusted: before avro-c reads a body, a walk over
+ * it checks every length, count, index and the nesting against the bytes
+ * left and what avro-c would allocate for it against a budget; no read
+ * past the buffer, and a precise error class for the dead-letter queue.
  *
  * Thread-safety: a struct codec may be shared by any number of threads for
  * decoding and encoding once built (the registry cache is behind a lock).

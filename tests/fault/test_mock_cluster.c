@@ -19,8 +19,8 @@
  * at the end of every partition, and the worker exits 0 on SIGTERM.
  *
  * The notifier, on the same consumer-group engine, then reads those alerts
- * from the mock with the same faults (Fetch and OffsetCommit errors, its
- * coordinator moved, a broker down 3 s) and emails them through the real
+ * from the mock with Fetch and OffsetCommit errors and its coordinator
+ * moved twice, and emails them through the real
  * SMTP server: every alert is sent exactly once to its one subscriber (the
  * notification log and the SMTP spool agree), its group's offsets reach the
  * end, and it exits 0.
@@ -31,6 +31,7 @@
  */
 #include "testlib.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -43,12 +44,29 @@
 #include <string.h>
 #include <strings.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "testkafka.h"
+
+/* librdkafka 2.0.2's mock broker, brought back up, binds its old port again
+ * without SO_REUSEADDR: if connections it closed when it went down are in
+ * TIME_WAIT on that port, the bind fails and the mock aborts the process
+ * ("Failed to create mock broker listener", seen in CI). This definition,
+ * exported from the test program, wins over libc's for librdkafka too: it
+ * sets SO_REUSEADDR (harmless on any socket about to bind) and binds. */
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+    if (real_bind == NULL)
+        real_bind = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    return real_bind(fd, addr, len);
+}
 
 #define N_OBS 6000
 #define N_PARTS 4
@@ -428,13 +446,13 @@ static void notifier_phase(struct run *r)
     printf("notifier: %ld alerts to send; injected %zu Fetch, %zu OffsetCommit errors, "
            "coordinator on broker 2\n",
            expected, pushed_fetch, pushed_commit);
-    rd_kafka_mock_broker_set_down(r->mc, 1);
-    printf("notifier: broker 1 down\n");
+    /* No broker down here: librdkafka 2.0.2's mock re-binds a broker that
+     * comes back to its old port, and on a busy machine another process
+     * may hold it by then (an abort seen in CI); the worker's phase above
+     * has the broker outage. */
     hold_for(1.5);
     rd_kafka_mock_coordinator_set(r->mc, "group", r->ngroup, 3);
-    hold_for(1.5);
-    rd_kafka_mock_broker_set_up(r->mc, 1);
-    printf("notifier: broker 1 up after 3 s, coordinator on broker 3\n");
+    printf("notifier: coordinator moved 2 -> 3\n");
 
     r->target = expected;
     CHECK(testlib_wait(all_sent, r, 90));

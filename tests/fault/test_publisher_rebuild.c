@@ -45,10 +45,11 @@ struct sender {
     int failed;
 };
 
-static void on_done(void *arg)
+static void on_done(void *arg, rd_kafka_resp_err_t err)
 {
     struct slot *s = arg;
-    atomic_fetch_add(&s->done, 1);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        atomic_fetch_add(&s->done, 1);
 }
 
 static void *send_range(void *arg)
@@ -207,8 +208,8 @@ int main(void)
     struct metrics *m = metrics_new();
     /* the topic learned ahead, so each rebuilt producer learns it again */
     const char *topics[] = {topic, NULL};
-    struct publisher *pub = publisher_new(cfg, bootstrap, "vigil-test-producer", topics, m, errstr,
-                                          sizeof errstr);
+    struct publisher *pub = publisher_new(cfg, bootstrap, "vigil-test-producer", topics, 0, m,
+                                          errstr, sizeof errstr);
     CHECK(pub != NULL);
     struct slot *slots = calloc(N_MSGS, sizeof *slots);
     int *copies = calloc(N_MSGS, sizeof *copies);

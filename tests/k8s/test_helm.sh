@@ -129,6 +129,7 @@ valid all-features -secret-files -expect ScaledObject,ServiceMonitor,NetworkPoli
 valid secrets-as-env -- -f "$all_values" --set secrets.mode=env
 valid no-autoscaling -secret-files -- --set worker.autoscaling.enabled=false --set worker.replicas=12
 valid external-rules -secret-files -- --set rules.existingConfigMap=study-rules
+valid mllp-plain -secret-files -expect Service,PodDisruptionBudget -- --set mllp.enabled=true
 
 # The files-mode check must catch secretKeyRefs in a real rendering: the
 # secrets.mode=env one has one per credential, each must be named.
@@ -173,6 +174,10 @@ refuses unknown-value "additional properties 'maxReplica' not allowed" --set wor
 refuses no-secret 'existingSecret' --set secrets.existingSecret=
 refuses no-channel 'notifier could send nothing' --set notifier.smtp.url=
 refuses tls-without-secret 'kafka.tls.existingSecret' --set kafka.tls.enabled=true
+refuses mllp-tls-without-secret 'mllp.tls.existingSecret' --set mllp.enabled=true --set mllp.tls.enabled=true
+refuses mllp-grace-not-shorter 'mllp.terminationGracePeriodSeconds \(25\) must be longer than mllp.grace' \
+  --set mllp.enabled=true --set mllp.terminationGracePeriodSeconds=25
+refuses mllp-secret-in-settings "propertyName 'pg_conninfo'" --set mllp.enabled=true --set mllp.settings.pg_conninfo=host=db
 
 # NOTES.txt renders and names what an SRE must create (helm template does not
 # print NOTES, so a copy of the chart renders it as a value).

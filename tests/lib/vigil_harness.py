@@ -96,9 +96,12 @@ def bootstrap():
     return env("VIGIL_KAFKA_BOOTSTRAP")
 
 
-def create_topics(names, partitions):
+def create_topics(names, partitions, config=None):
+    """Creates NAMES with PARTITIONS partitions each and, if given, the
+    topic CONFIG (e.g. {"max.message.bytes": "20000000"})."""
     admin = AdminClient({"bootstrap.servers": bootstrap()})
-    fs = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=30)
+    fs = admin.create_topics([NewTopic(n, partitions, 1, config=config or {}) for n in names],
+                             operation_timeout=30)
     for n, f in fs.items():
         f.result(timeout=60 * SCALE)
     # Metadata can lag a moment behind creation: wait until every partition

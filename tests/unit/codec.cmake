@@ -19,3 +19,10 @@ vigil_script_test(codec_interop LABEL unit TIMEOUT 60
 add_executable(codec_bench ${PROJECT_SOURCE_DIR}/bench/codec_bench.c)
 target_link_libraries(codec_bench PRIVATE vigil_avro)
 vigil_warnings(codec_bench)
+
+# What avro-c does with the hostile bodies the codec's bounds walk refuses,
+# unguarded: the evidence behind common/avro/avro_guard.c (README there).
+# A tool, not a test: run build/tests/codec_avroc_probe.
+add_executable(codec_avroc_probe ${CMAKE_CURRENT_LIST_DIR}/codec_avroc_probe.c)
+target_link_libraries(codec_avroc_probe PRIVATE vigil_deps)
+vigil_warnings(codec_avroc_probe)

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "avro_schema.h"
+#include "avro_canon.h"
 #include "codec.h"
 #include "embedded.h"
 
@@ -334,16 +334,14 @@ static int cmd_canon(const char *path)
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     char err[256];
-    struct avsc_schema *s = avsc_parse(text, n, err, sizeof err);
-    if (!s) {
+    size_t len;
+    char *canon = avro_canon_form(text, n, 0, &len, err, sizeof err);
+    if (!canon) {
         fprintf(stderr, "codec_tool: %s\n", err);
         return 1;
     }
-    size_t len;
-    char *canon = avsc_canonical_form(s, 0, &len);
-    printf("%s\n%016llx\n", canon, (unsigned long long)avsc_fingerprint64(canon, len));
+    printf("%s\n%016llx\n", canon, (unsigned long long)avro_canon_fingerprint64(canon, len));
     free(canon);
-    avsc_destroy(s);
     return 0;
 }
 

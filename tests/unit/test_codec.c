@@ -1,6 +1,6 @@
 /*
  * Unit tests of the Avro codec (common/avro/codec.h) and its parts
- * (avro_schema.h: canonical form and fingerprint). No services.
+ * (avro_canon.h: canonical form and fingerprint). No services.
  */
 #include <math.h>
 #include <stdint.h>
@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "avro_schema.h"
+#include <avro.h>
+
+#include "avro_canon.h"
 #include "codec.h"
 #include "embedded.h"
 #include "testlib.h"
@@ -16,7 +18,7 @@
 /* ---- a byte builder for hand-made messages ---- */
 
 struct bb {
-    uint8_t b[8192];
+    uint8_t b[1 << 20];
     size_t n;
 };
 
@@ -79,16 +81,14 @@ static void bb_ids(struct bb *b)
 static uint64_t fingerprint_of(const char *json, int flags)
 {
     char err[256];
-    struct avsc_schema *s = avsc_parse(json, strlen(json), err, sizeof err);
-    if (!s) {
+    size_t len;
+    char *canon = avro_canon_form(json, strlen(json), flags, &len, err, sizeof err);
+    if (!canon) {
         fprintf(stderr, "parse failed: %s\n", err);
         return 0;
     }
-    size_t len;
-    char *canon = avsc_canonical_form(s, flags, &len);
-    uint64_t fp = avsc_fingerprint64(canon, len);
+    uint64_t fp = avro_canon_fingerprint64(canon, len);
     free(canon);
-    avsc_destroy(s);
     return fp;
 }
 
@@ -195,8 +195,8 @@ static bool alert_equal(const struct alert *a, const struct alert *b)
 
 static void test_fingerprint(void)
 {
-    CHECK(avsc_fingerprint64("", 0) == AVSC_FP_EMPTY);
-    CHECK(avsc_fingerprint64("", 0) == UINT64_C(0xc15d213aa4d7a795));
+    CHECK(avro_canon_fingerprint64("", 0) == AVRO_CANON_FP_EMPTY);
+    CHECK(avro_canon_fingerprint64("", 0) == UINT64_C(0xc15d213aa4d7a795));
     /* Values from the Avro project's share/test/data/schema-tests.txt
      * (printed there as signed decimals), also what the spec's table
      * algorithm gives in python. */
@@ -211,23 +211,26 @@ static void test_fingerprint(void)
 static void check_canon(const char *json, int flags, const char *want)
 {
     char err[256] = "";
-    struct avsc_schema *s = avsc_parse(json, strlen(json), err, sizeof err);
-    CHECK(s != NULL);
-    if (!s) {
+    char *canon = avro_canon_form(json, strlen(json), flags, NULL, err, sizeof err);
+    CHECK(canon != NULL);
+    if (!canon) {
         fprintf(stderr, "  %s: %s\n", json, err);
         return;
     }
-    char *canon = avsc_canonical_form(s, flags, NULL);
     CHECK_EQ_STR(canon, want);
     free(canon);
-    avsc_destroy(s);
+    /* avro-c parses what the form was written for. */
+    avro_schema_t parsed = NULL;
+    CHECK_EQ_INT(avro_schema_from_json_length(json, strlen(json), &parsed), 0);
+    if (parsed)
+        avro_schema_decref(parsed);
 }
 
 static void test_canonical_form(void)
 {
     check_canon("{\"type\":\"int\"}", 0, "\"int\"");
     check_canon("{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}", 0, "\"long\"");
-    check_canon("{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}", AVSC_CANON_PY111,
+    check_canon("{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}", AVRO_CANON_PY111,
                 "{\"type\":\"long\"}");
     check_canon("[\"null\", {\"type\":\"map\",\"values\":\"string\",\"doc\":\"x\"}]", 0,
                 "[\"null\",{\"type\":\"map\",\"values\":\"string\"}]");
@@ -250,8 +253,19 @@ static void test_canonical_form(void)
     const char *bad[] = {"", "{", "\"Nope\"", "{\"type\":\"record\",\"name\":\"R\"}",
                          "[[\"int\"]]", "{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"A\"]}",
                          "{\"type\":\"fixed\",\"name\":\"F\",\"size\":-1}", "42"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK(avsc_parse(bad[i], strlen(bad[i]), err, sizeof err) == NULL);
+    /* Refused by the canonical form or by avro-c's parser, so by the codec. */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        avro_schema_t parsed = NULL;
+        char *canon = avro_canon_form(bad[i], strlen(bad[i]), 0, NULL, err, sizeof err);
+        bool refused = canon == NULL ||
+                       avro_schema_from_json_length(bad[i], strlen(bad[i]), &parsed) != 0;
+        CHECK(refused);
+        if (!refused)
+            fprintf(stderr, "  accepted: %s\n", bad[i]);
+        free(canon);
+        if (parsed)
+            avro_schema_decref(parsed);
+    }
 
     /* Nesting beyond the limit is refused, not a stack overflow. */
     char deep[4096] = "";
@@ -262,7 +276,8 @@ static void test_canonical_form(void)
     for (int i = 0; i < 100; i++)
         deep[n++] = '}';
     deep[n] = '\0';
-    CHECK(avsc_parse(deep, n, err, sizeof err) == NULL);
+    CHECK(avro_canon_form(deep, n, 0, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "deeper") != NULL);
 }
 
 static void test_class_names(void)
@@ -578,11 +593,20 @@ static void test_validation(struct codec *c)
     uint64_t fp = codec_observation_fingerprint(c);
     struct bb b;
 
+    /* Each message below is whole: the bounds walk checks the structure
+     * before avro-c reads it (so a message both cut short and invalid is
+     * "truncated"), and validation sees the values after. */
     b.n = 0; /* unit of 40 bytes: longer than struct observation holds */
     bb_so_header(&b, fp);
     bb_ids(&b);
     bb_long(&b, 0);
     bb_str(&b, "0123456789012345678901234567890123456789");
+    bb_long(&b, 0);
+    bb_long(&b, 0);
+    bb_long(&b, 1000);
+    bb_long(&b, 2000);
+    bb_long(&b, 0);
+    bb_long(&b, 0);
     CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EINVALID);
     CHECK(strstr(err, "unit is 40 bytes") != NULL);
 
@@ -613,16 +637,19 @@ static void test_validation(struct codec *c)
     CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EINVALID);
     CHECK(strstr(err, "NaN") != NULL);
 
-    b.n = 0; /* invalid UTF-8 and an embedded NUL */
-    bb_so_header(&b, fp);
-    bb_long(&b, 3);
-    bb_raw(&b, "a\xc3(", 3);
-    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EINVALID);
-    b.n = 0;
-    bb_so_header(&b, fp);
-    bb_long(&b, 3);
-    bb_raw(&b, "a\0b", 3);
-    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EINVALID);
+    for (int nul = 0; nul < 2; nul++) { /* invalid UTF-8, an embedded NUL */
+        b.n = 0;
+        bb_so_header(&b, fp);
+        bb_long(&b, 3);
+        bb_raw(&b, nul ? "a\0b" : "a\xc3(", 3);
+        bb_str(&b, "S");
+        bb_str(&b, "T");
+        bb_str(&b, "U");
+        bb_str(&b, "L");
+        bb_obs_tail(&b, 0);
+        CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EINVALID);
+        CHECK(strstr(err, nul ? "NUL" : "UTF-8") != NULL);
+    }
 
     /* ctcae_grade 7 */
     struct alert a = sample_alert(), ab;
@@ -676,7 +703,7 @@ static void test_schemas(struct codec *c)
     CHECK(fp1 != codec_observation_fingerprint(c));
     for (int quirk = 0; quirk < 2; quirk++) {
         b.n = 0;
-        bb_so_header(&b, quirk ? fingerprint_of(v1, AVSC_CANON_PY111) : fp1);
+        bb_so_header(&b, quirk ? fingerprint_of(v1, AVRO_CANON_PY111) : fp1);
         bb_ids(&b);
         bb_long(&b, 1);
         bb_double(&b, 4.2);
@@ -801,7 +828,15 @@ static void test_schemas(struct codec *c)
     b.n = 0;
     uint8_t h4[] = {0, 0, 0, 0, 79};
     bb_raw(&b, h4, sizeof h4);
-    bb_long(&b, 1); /* observation_id: null */
+    bb_long(&b, 1); /* observation_id: null; the rest whole */
+    bb_str(&b, "S");
+    bb_str(&b, "T");
+    bb_str(&b, "U");
+    bb_str(&b, "L");
+    bb_double(&b, 1);
+    bb_str(&b, "u");
+    bb_long(&b, 5);
+    bb_long(&b, 0);
     CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EINVALID);
     CHECK(strstr(err, "observation_id") != NULL);
 
@@ -818,6 +853,157 @@ static void test_schemas(struct codec *c)
                  CODEC_EINCOMPATIBLE);
     CHECK_EQ_INT(codec_add_writer_schema(c, "not json", err, sizeof err), CODEC_EINCOMPATIBLE);
     free(v1);
+}
+
+/* The inputs tests/unit/codec_avroc_probe.c shows avro-c 1.11 mishandling
+ * when it reads them unguarded (README in common/avro: allocations of what
+ * a length says, a 614 MB allocation for a 10 KB message, stack overflows,
+ * a double free, silently accepted corrupt varints). Through the codec each
+ * is an error class: the guard in front of avro-c refuses it. Under ASan
+ * any that reached avro-c would abort this test. */
+static void test_avroc_findings(struct codec *c)
+{
+    char err[512];
+    uint64_t fp = codec_observation_fingerprint(c);
+    static struct bb b;
+
+    b.n = 0; /* string length -1: avro-c asks for 0 bytes and calls it out of memory */
+    bb_so_header(&b, fp);
+    bb_long(&b, -1);
+    bb_str(&b, "abc");
+    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_ECORRUPT);
+    CHECK(strstr(err, "negative length") != NULL);
+
+    b.n = 0; /* string length 2^31: avro-c allocates 2 GiB, then finds 3 bytes */
+    bb_so_header(&b, fp);
+    bb_long(&b, INT64_C(1) << 31);
+    bb_str(&b, "abc");
+    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_EOVERSIZE);
+    CHECK(strstr(err, "at byte 10") != NULL);
+
+    b.n = 0; /* a 10-byte varint past 2^64: avro-c takes it silently */
+    bb_so_header(&b, fp);
+    bb_ids(&b);
+    bb_long(&b, 0);
+    bb_str(&b, "u");
+    bb_long(&b, 0);
+    bb_long(&b, 0);
+    for (int i = 0; i < 9; i++)
+        b.b[b.n++] = 0xff;
+    b.b[b.n++] = 0x7f;
+    CHECK_EQ_INT(decode_bb(c, &b, err, sizeof err), CODEC_ECORRUPT);
+    CHECK(strstr(err, "longer than 64 bits") != NULL);
+
+    /* A writer with hostile-shaped fields before the Observation's own. */
+    const char *w =
+        "{\"type\":\"record\",\"name\":\"Observation\",\"fields\":["
+        "{\"name\":\"pad\",\"type\":{\"type\":\"array\",\"items\":\"null\"}},"
+        "{\"name\":\"keys\",\"type\":{\"type\":\"map\",\"values\":\"null\"}},"
+        "{\"name\":\"tree\",\"type\":{\"type\":\"record\",\"name\":\"Node\",\"fields\":["
+        "{\"name\":\"kids\",\"type\":{\"type\":\"array\",\"items\":\"Node\"}}]}},"
+        "{\"name\":\"big\",\"type\":{\"type\":\"array\",\"items\":[\"null\",{\"type\":\"record\","
+        "\"name\":\"Big\",\"fields\":[{\"name\":\"b\",\"type\":{\"type\":\"fixed\",\"name\":\"F\","
+        "\"size\":60000}}]}]}},"
+        "{\"name\":\"observation_id\",\"type\":\"string\"},"
+        "{\"name\":\"study_id\",\"type\":\"string\"},{\"name\":\"site_id\",\"type\":\"string\"},"
+        "{\"name\":\"subject_id\",\"type\":\"string\"},{\"name\":\"loinc\",\"type\":\"string\"},"
+        "{\"name\":\"value\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"unit\",\"type\":\"string\"},"
+        "{\"name\":\"ref_low\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"ref_high\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"effective_time\",\"type\":\"long\"},"
+        "{\"name\":\"status\",\"type\":{\"type\":\"enum\",\"name\":\"ObservationStatus\","
+        "\"symbols\":[\"final\",\"amended\",\"corrected\",\"cancelled\",\"entered_in_error\"]}}]}";
+    CHECK_EQ_INT(codec_add_schema_id(c, 90, w, err, sizeof err), CODEC_OK);
+    static struct bb big; /* 600 KB: too large for the stack */
+    uint8_t h[] = {0, 0, 0, 0, 90};
+    for (int which = 0; which < 6; which++) {
+        struct bb *m = which == 4 ? &big : &b;
+        m->n = 0;
+        bb_raw(m, h, sizeof h);
+        /* pad: 0 honest, 1 a count of 2^40, 2 a count of -2^62 */
+        if (which == 1) {
+            bb_long(m, INT64_C(1) << 40);
+        } else if (which == 2) {
+            bb_long(m, -(INT64_C(1) << 62));
+            bb_long(m, 0);
+        } else {
+            bb_long(m, 3);
+            bb_long(m, 0);
+        }
+        /* keys: 3 a key length of 2^31 */
+        bb_long(m, 1);
+        if (which == 3)
+            bb_long(m, INT64_C(1) << 31);
+        else
+            bb_str(m, "k");
+        bb_long(m, 0);
+        /* tree: 4 nested 300000 deep (avro-c recurses until the stack ends) */
+        size_t levels = which == 4 ? 300000 : 2;
+        for (size_t i = 0; i < levels; i++)
+            bb_long(m, 1);
+        for (size_t i = 0; i < levels + 1; i++)
+            bb_long(m, 0);
+        /* big: 5 10000 null branches of a 60000-byte union: avro-c would
+         * allocate 614 MB for these 10 KB */
+        size_t nulls = which == 5 ? 10000 : 2;
+        bb_long(m, (int64_t)nulls);
+        for (size_t i = 0; i < nulls; i++)
+            bb_long(m, 0);
+        bb_long(m, 0);
+        bb_ids(m);
+        bb_long(m, 0);
+        bb_str(m, "u");
+        bb_long(m, 0);
+        bb_long(m, 0);
+        bb_long(m, 1000);
+        bb_long(m, 0);
+        struct observation o;
+        enum codec_status st = codec_decode_observation(c, m->b, m->n, &o, err, sizeof err);
+        CHECK_EQ_INT(st, which == 0 ? CODEC_OK : CODEC_EOVERSIZE);
+        if (st != (which == 0 ? CODEC_OK : CODEC_EOVERSIZE))
+            fprintf(stderr, "  hostile writer, case %d: %s\n", which, err);
+        if (which == 0)
+            CHECK_EQ_STR(o.observation_id, "obs-1");
+        if (which == 4)
+            CHECK(strstr(err, "nested deeper") != NULL);
+        if (which == 5)
+            CHECK(strstr(err, "avro-c would allocate") != NULL);
+    }
+
+    /* Writer schemas avro-c cannot build values of, or fails to resolve
+     * with a double free: refused when learnt, never a crash. */
+    CHECK_EQ_INT(codec_add_schema_id(c, 91,
+                                     "{\"type\":\"record\",\"name\":\"Observation\",\"fields\":["
+                                     "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"F\","
+                                     "\"size\":1099511627776}}]}",
+                                     err, sizeof err),
+                 CODEC_EINCOMPATIBLE);
+    CHECK(strstr(err, "would take") != NULL);
+    CHECK_EQ_INT(codec_add_schema_id(c, 92,
+                                     "{\"type\":\"record\",\"name\":\"Observation\",\"fields\":["
+                                     "{\"name\":\"self\",\"type\":\"Observation\"}]}",
+                                     err, sizeof err),
+                 CODEC_EINCOMPATIBLE);
+    CHECK(strstr(err, "holds itself") != NULL);
+    /* Found by fuzz_schema (inputs kept in its corpus; each is SCHEMA NUL
+     * BODY, so the text ends at the NUL): an Observation whose status enum
+     * has another name (avro-c: double free), an Alert whose evidence
+     * items have another name (avro-c: NULL dereference). */
+    const char *found[] = {"avroc_record_double_free", "avroc_array_null_deref"};
+    const char *field[] = {"status", "evidence"};
+    for (int i = 0; i < 2; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/fuzz/corpus/schema/%s", found[i]);
+        char *text = read_source_file(rel);
+        CHECK(text != NULL);
+        if (!text)
+            continue;
+        CHECK_EQ_INT(codec_add_schema_id(c, (uint32_t)(93 + i), text, err, sizeof err),
+                     CODEC_EINCOMPATIBLE);
+        CHECK(strstr(err, field[i]) != NULL);
+        free(text);
+    }
 }
 
 int main(void)
@@ -842,6 +1028,7 @@ int main(void)
     test_corrupt_and_oversize(c);
     test_validation(c);
     test_schemas(c);
+    test_avroc_findings(c);
     codec_destroy(c);
     codec_destroy(NULL);
     return testlib_done();

@@ -130,7 +130,7 @@ fails with a message that names the values to change.
 {{- if or (has $key (list "pg_conninfo" "smtp_password" "sms_password")) (regexMatch "(?i)password|secret" $key) -}}
 {{- fail (printf "%s.settings.%s is a secret: put it in the Secret named by secrets.existingSecret, never in values (they end up in a ConfigMap)" $name $key) -}}
 {{- end -}}
-{{- if has $key (list "http" "grace" "rules" "kafka" "bootstrap" "group" "topic" "log_level" "threads" "assignor" "registry_url") -}}
+{{- if has $key (list "http" "grace" "rules" "kafka" "bootstrap" "group" "topic" "log_level" "threads" "assignor" "registry_url" "max_record_bytes") -}}
 {{- fail (printf "%s.settings.%s is set by the chart from its own values; set that value instead" $name $key) -}}
 {{- end -}}
 {{- end -}}

@@ -88,6 +88,13 @@ spec:
             {{- end }}
             - name: VIGIL_GRACE
               value: {{ $c.grace | quote }}
+            {{- if $v.kafka.staticMembership }}
+            # Static membership: the member id is the pod's name.
+            - name: VIGIL_KAFKA_PROP_GROUP_INSTANCE_ID
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            {{- end }}
             {{- include "vigil.secretEnv" (list $root $component) | trim | nindent 12 }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
