@@ -33,6 +33,8 @@ static const struct config_item items[] = {
     {"grace", "VIGIL_GRACE", "25", "seconds to drain, commit and leave on SIGTERM", false},
     {"batch_rows", "VIGIL_BATCH_ROWS", "1000", "rows per PostgreSQL batch", false},
     {"batch_ms", "VIGIL_BATCH_MS", "20", "longest wait before writing a batch (ms)", false},
+    {"store_writers", "VIGIL_STORE_WRITERS", "4",
+     "PostgreSQL connections writing batches concurrently (subjects spread over them)", false},
     {"max_subjects", "VIGIL_MAX_SUBJECTS", "100000",
      "subject states kept per analysis thread (least recently used evicted)", false},
     {"max_message_bytes", "VIGIL_MAX_MESSAGE_BYTES", "1048576",
@@ -121,8 +123,8 @@ int cmd_worker(int argc, char **argv)
     if (cfg == NULL)
         return cli_fail("worker", err);
     int rc = 1;
-    long threads, grace, batch_rows, batch_ms, max_subjects, max_message, truncate, tolerance,
-        horizon;
+    long threads, grace, batch_rows, batch_ms, store_writers, max_subjects, max_message, truncate,
+        tolerance, horizon;
     enum deadletter_policy policy;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -133,6 +135,7 @@ int cmd_worker(int argc, char **argv)
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "batch_rows", 1, 100000, &batch_rows, err, sizeof err) != 0 ||
         config_get_long(cfg, "batch_ms", 1, 60000, &batch_ms, err, sizeof err) != 0 ||
+        config_get_long(cfg, "store_writers", 1, 64, &store_writers, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_subjects", 16, 100000000, &max_subjects, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_message_bytes", 64, 64 * 1024 * 1024, &max_message, err,
                         sizeof err) != 0 ||
@@ -157,6 +160,7 @@ int cmd_worker(int argc, char **argv)
         .grace_s = (int)grace,
         .batch_rows = (int)batch_rows,
         .batch_ms = (int)batch_ms,
+        .store_writers = (int)store_writers,
         .max_subjects = (size_t)max_subjects,
         .max_message_bytes = (size_t)max_message,
         .dlq_truncate_bytes = (size_t)truncate,

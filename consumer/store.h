@@ -1,9 +1,15 @@
 /*
- * store: the worker's PostgreSQL stage. One thread takes analysed work items
- * from a bounded queue, gathers them into batches (by size and by time) and
- * writes each batch in one transaction: COPY into session-local staging
- * tables, then one upsert per table. One round trip per batch stage, not
- * per row.
+ * store: the worker's PostgreSQL stage. Analysed work items are spread by
+ * subject (the message key) over N writers; each writer is a thread with
+ * its own bounded queue and its own connection, gathers its items into
+ * batches (by size and by time) and writes each batch in one transaction
+ * with store_batch.h's statement (COPY into session-local staging tables,
+ * then one upsert per table, three round trips).
+ *
+ * Order: one subject's items always go to one writer, which commits them
+ * in the order they were handed over, so a retraction, an amendment or an
+ * alert row never lands before what it refers to. Different subjects'
+ * batches commit concurrently (their WAL flushes are shared).
  *
  * Idempotent: observations upsert on observation_id and only move forward
  * (revision), alerts insert on alert_id and do nothing on conflict, and a
@@ -16,6 +22,9 @@
  * store_healthy() reports the outage for /readyz. A batch that fails for a
  * data reason (a constraint) is retried row by row; a row that fails alone
  * goes to the reject callback (the worker dead-letters it).
+ *
+ * Memory: at most queue_cap items queued (shared out over the writers, at
+ * least batch_rows each) plus batch_rows being written per writer.
  *
  * The reads of the same tables (a subject's state) are store_load.h's.
  *
@@ -36,13 +45,15 @@
 
 struct store;
 
-/* Called on the store thread for a row PostgreSQL refuses on its own
- * merits; the callee takes over the item's hold. */
+/* Called on a writer thread for a row PostgreSQL refuses on its own
+ * merits; the callee takes over the item's hold. Several writers may call
+ * it at once. */
 typedef void (*store_reject_fn)(void *arg, struct work *w, const char *reason);
 
 struct store_config {
     const char *conninfo;   /* borrowed for store_new only */
-    size_t queue_cap;       /* items waiting for the store */
+    size_t queue_cap;       /* items waiting for the store, all writers together */
+    int writers;            /* connections writing concurrently (at least 1) */
     int batch_rows;         /* a batch is written at this many items ... */
     int batch_ms;           /* ... or this long after its first item */
     const char *source_topic; /* recorded with each row; borrowed, outlives the store */
@@ -50,7 +61,7 @@ struct store_config {
     void *reject_arg;
 };
 
-/* Starts the store thread. It connects lazily (and reconnects), so a
+/* Starts the writer threads. They connect lazily (and reconnects), so a
  * PostgreSQL that is down at start is not an error. Returns NULL with
  * errstr on allocation or thread failure. M is borrowed. */
 struct store *store_new(const struct store_config *cfg, struct metrics *m, char *errstr,
@@ -74,7 +85,7 @@ size_t store_depth(struct store *s);
  * thread-safe. */
 int64_t store_revision(const struct observation *obs);
 
-/* Closes the queue and waits for the thread to write what it holds. Past
+/* Closes the queues and waits for the writers to write what they hold. Past
  * DEADLINE, items not yet written are abandoned (not committed, consumed
  * again later). Frees the store. NULL is a no-op. */
 void store_close(struct store *s, deadline_t deadline);

@@ -40,6 +40,7 @@ struct worker_options {
     int grace_s;
     int batch_rows;
     int batch_ms;
+    int store_writers; /* PostgreSQL connections writing concurrently */
     size_t max_subjects;
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
     size_t dlq_truncate_bytes;          /* a truncated dead letter's first bytes */

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PostgreSQL restarted while a batch is being written. To be sure a batch
 is mid-transaction when PostgreSQL goes, the test first locks the alerts
-table: the next batch COPYs and upserts its observations, then blocks on
-the alerts insert, inside its transaction. The test sees that batch waiting
+table, then produces more: the next batch COPYs and upserts its
+observations, then blocks on the alerts insert, inside its transaction. The test sees that batch waiting
 (pg_locks), stops PostgreSQL (fast: open transactions roll back) and starts
 it again at once, while input keeps arriving.
 
@@ -28,7 +28,11 @@ h.migrate()
 h.create_topics([topic, topic + ".dlq", topic + ".alerts"], PARTS)
 
 records, expected = f.potassium_records(rid, study, N)
-first, second = records[: N // 2], records[N // 2:]
+# The middle part is produced only once the alerts table is locked, so a
+# batch is sure to meet the lock however fast the worker got through the
+# first part.
+first = records[: N // 2 - 2000]
+middle, second = records[N // 2 - 2000: N // 2], records[N // 2:]
 w = h.Worker(rid, f.RULES, topic, group, h.worker_args())
 h.produce_observations(topic, first)
 t.check(h.wait_until(lambda: h.stored(study) >= 1000, 90, "processing started"),
@@ -37,6 +41,7 @@ t.check(h.wait_until(lambda: h.stored(study) >= 1000, 90, "processing started"),
 lock = h.psycopg2.connect(h.env("VIGIL_PG_CONNINFO"))
 lock.autocommit = False
 lock.cursor().execute("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")
+h.produce_observations(topic, middle)
 
 
 def batch_waiting():

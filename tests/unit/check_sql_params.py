@@ -4,7 +4,7 @@
 Every call that sends SQL to PostgreSQL -- PQexec, PQexecParams, PQprepare,
 PQsendQuery*, PQsendPrepare, pg_query, pg_command, and any function that
 passes one of its own parameters on as the SQL of such a call (found
-automatically, e.g. store.c's exec() or pg_exec_script()) -- must get its SQL
+automatically, e.g. pg_exec_script()) -- must get its SQL
 as compile-time text:
 
   * a string literal (adjacent literals and ALL_CAPS macros concatenated),
@@ -282,13 +282,13 @@ PLANTS = [
      "    snprintf(sql, sizeof sql, \"SELECT 1 FROM alerts WHERE alert_id = '%s'\", v);\n"
      "    return pg_command(conn, sql, 0, NULL, NULL, 0);\n}\n",
      ["into 'sql'", "pg_command() gets SQL 'sql'"]),
-    ("consumer/store.c",
-     "\nstatic enum write_result planted_exec(struct store *s, char *q, const char *v)\n{\n"
-     "    strcat(q, v);\n    return exec(s, q, NULL, 0);\n}\n"
-     "int planted_call(struct store *s, char *buf);\n"
-     "int planted_call(struct store *s, char *buf)\n{\n"
-     "    return planted_exec(s, buf, \"x\") == WRITE_OK;\n}\n",
-     ["exec() gets SQL 'q'"]),
+    ("consumer/store_batch.c",
+     "\nstatic PGresult *planted_exec(PGconn *c, const char *sql)\n{\n"
+     "    return PQexec(c, sql);\n}\n"
+     "int planted_call(PGconn *c, char *buf);\n"
+     "int planted_call(PGconn *c, char *buf)\n{\n"
+     "    strcat(buf, \"x\");\n    PQclear(planted_exec(c, buf));\n    return 0;\n}\n",
+     ["planted_exec() gets SQL 'buf'"]),
     ("cmd/cmd_migrate.c",
      "\nvoid planted_q(PGconn *c);\nvoid planted_q(PGconn *c)\n{\n"
      "    const char *q = getenv(\"VIGIL_Q\");\n"
