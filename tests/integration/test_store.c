@@ -56,6 +56,15 @@ static void on_reject(void *arg, struct work *w, const char *reason)
 
 static int64_t offset_seq;
 
+/* Copies the id SRC into DST of CAP bytes, cut if longer (memcpy: -O3's
+ * -Wformat-truncation refuses a snprintf of a longer buffer). */
+static void set_id(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static struct work *item(const char *subject, const char *obs_id, enum obs_status status,
                          int64_t issued_ms, double value)
 {
@@ -66,10 +75,10 @@ static struct work *item(const char *subject, const char *obs_id, enum obs_statu
     w->partition = 0;
     w->offset = offset_seq++;
     struct observation *o = &w->obs;
-    snprintf(o->observation_id, sizeof o->observation_id, "%s", obs_id);
-    snprintf(o->study_id, sizeof o->study_id, "%s", study);
+    set_id(o->observation_id, sizeof o->observation_id, obs_id);
+    set_id(o->study_id, sizeof o->study_id, study);
     snprintf(o->site_id, sizeof o->site_id, "SITE-1");
-    snprintf(o->subject_id, sizeof o->subject_id, "%s", subject);
+    set_id(o->subject_id, sizeof o->subject_id, subject);
     snprintf(o->loinc, sizeof o->loinc, "2823-3");
     o->has_value = true;
     o->value = value;
@@ -91,7 +100,7 @@ static struct alert *add_alert(struct work *w, const char *alert_id, enum alert_
     w->alerts = realloc(w->alerts, (size_t)(w->nalerts + 1) * sizeof *w->alerts);
     struct alert *a = &w->alerts[w->nalerts++];
     memset(a, 0, sizeof *a);
-    snprintf(a->alert_id, sizeof a->alert_id, "%s", alert_id);
+    set_id(a->alert_id, sizeof a->alert_id, alert_id);
     a->kind = kind;
     snprintf(a->rule_id, sizeof a->rule_id, "potassium-critical-high");
     a->rule_version = 1;
@@ -110,7 +119,7 @@ static struct alert *add_alert(struct work *w, const char *alert_id, enum alert_
     a->observed_ms = w->obs.effective_ms;
     a->detected_ms = w->obs.issued_ms;
     if (retracts != NULL)
-        snprintf(a->retracts_alert_id, sizeof a->retracts_alert_id, "%s", retracts);
+        set_id(a->retracts_alert_id, sizeof a->retracts_alert_id, retracts);
     return a;
 }
 
