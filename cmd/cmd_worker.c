@@ -35,6 +35,10 @@ static const struct config_item items[] = {
     {"batch_ms", "VIGIL_BATCH_MS", "20", "longest wait before writing a batch (ms)", false},
     {"store_writers", "VIGIL_STORE_WRITERS", "4",
      "PostgreSQL connections writing batches concurrently (subjects spread over them)", false},
+    {"subject_memory_mb", "VIGIL_SUBJECT_MEMORY_MB", "256",
+     "memory for subject states, all analysis threads together (least recently used "
+     "evicted, reloaded from PostgreSQL on next sight); 0: limited by max_subjects only",
+     false},
     {"max_subjects", "VIGIL_MAX_SUBJECTS", "100000",
      "subject states kept per analysis thread (least recently used evicted)", false},
     {"max_message_bytes", "VIGIL_MAX_MESSAGE_BYTES", "1048576",
@@ -123,8 +127,8 @@ int cmd_worker(int argc, char **argv)
     if (cfg == NULL)
         return cli_fail("worker", err);
     int rc = 1;
-    long threads, grace, batch_rows, batch_ms, store_writers, max_subjects, max_message, truncate,
-        tolerance, horizon;
+    long threads, grace, batch_rows, batch_ms, store_writers, max_subjects, subject_mb,
+        max_message, truncate, tolerance, horizon;
     enum deadletter_policy policy;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -137,6 +141,8 @@ int cmd_worker(int argc, char **argv)
         config_get_long(cfg, "batch_ms", 1, 60000, &batch_ms, err, sizeof err) != 0 ||
         config_get_long(cfg, "store_writers", 1, 64, &store_writers, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_subjects", 16, 100000000, &max_subjects, err, sizeof err) != 0 ||
+        config_get_long(cfg, "subject_memory_mb", 0, 1024 * 1024, &subject_mb, err, sizeof err) !=
+            0 ||
         config_get_long(cfg, "max_message_bytes", 64, 64 * 1024 * 1024, &max_message, err,
                         sizeof err) != 0 ||
         config_get_long(cfg, "dlq_truncate_bytes", 1, 262144, &truncate, err, sizeof err) != 0 ||
@@ -162,6 +168,7 @@ int cmd_worker(int argc, char **argv)
         .batch_ms = (int)batch_ms,
         .store_writers = (int)store_writers,
         .max_subjects = (size_t)max_subjects,
+        .max_subject_bytes = (size_t)subject_mb * 1024 * 1024,
         .max_message_bytes = (size_t)max_message,
         .dlq_truncate_bytes = (size_t)truncate,
         .dlq_policy = policy,

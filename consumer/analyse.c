@@ -359,6 +359,7 @@ static void process(struct analyser *a, struct work *w)
     count_epro(a, st, obs, &w->clean, &res);
     publish(a, w, key);
     store(a, w);
+    subject_cache_settle(a->subjects); /* st may have grown: keep to the budget */
 }
 
 /* ---- the thread ------------------------------------------------------- */
@@ -461,7 +462,7 @@ struct analyser *analyser_new(const struct analyse_env *env, int index, size_t q
         goto oom;
     a->env = env;
     a->index = index;
-    a->subjects = subject_cache_new(env->max_subjects);
+    a->subjects = subject_cache_new(env->max_subjects, env->max_subject_bytes);
     a->in = chan_new(queue_cap);
     if (a->subjects == NULL || a->in == NULL)
         goto oom;

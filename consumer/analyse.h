@@ -48,6 +48,7 @@ struct analyse_env {
     atomic_int *assign_gen; /* bumped on every assignment: states reload */
     struct ctx *ctx;        /* cancelled when the worker must stop waiting */
     size_t max_subjects;    /* per thread; least recently used evicted */
+    size_t max_subject_bytes; /* per thread, their states' memory; 0: no limit */
     struct clean_time_limits time_limits; /* impossible times (clean.h) */
 };
 

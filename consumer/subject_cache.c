@@ -23,6 +23,7 @@ struct subject {
     struct subject *lru_prev, *lru_next; /* most recent at head */
     uint64_t hash;
     int gen;
+    size_t bytes; /* of the state and this entry, at the last measure */
     struct subject_state *st;
     char key[SUBJECT_CACHE_KEY_MAX];
 };
@@ -32,6 +33,8 @@ struct subject_cache {
     size_t nbuckets;
     size_t nsubjects;
     size_t max_subjects;
+    size_t bytes;     /* over every subject's last measure */
+    size_t max_bytes; /* 0: no byte limit */
     struct subject *lru_head, *lru_tail;
 };
 
@@ -66,6 +69,7 @@ static void evict(struct subject_cache *c, struct subject *s)
         pp = &(*pp)->hnext;
     *pp = s->hnext;
     lru_unlink(c, s);
+    c->bytes -= s->bytes;
     subject_state_destroy(s->st);
     free(s);
     c->nsubjects--;
@@ -80,13 +84,21 @@ static struct subject *lookup(const struct subject_cache *c, const char *key, ui
     return NULL;
 }
 
-struct subject_cache *subject_cache_new(size_t max_subjects)
+static void measure(struct subject_cache *c, struct subject *s)
+{
+    c->bytes -= s->bytes;
+    s->bytes = sizeof *s + subject_state_bytes(s->st);
+    c->bytes += s->bytes;
+}
+
+struct subject_cache *subject_cache_new(size_t max_subjects, size_t max_bytes)
 {
     struct subject_cache *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
     c->nbuckets = BUCKETS;
     c->max_subjects = max_subjects;
+    c->max_bytes = max_bytes;
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     if (c->buckets == NULL) {
         free(c);
@@ -137,6 +149,7 @@ struct subject_state *subject_cache_get(struct subject_cache *c, const char *key
     c->buckets[h % c->nbuckets] = s;
     lru_push(c, s);
     c->nsubjects++;
+    measure(c, s);
     *fresh = true;
     return s->st;
 }
@@ -152,4 +165,18 @@ void subject_cache_drop(struct subject_cache *c, const char *key)
     struct subject *s = lookup(c, key, hash_str(key, HASH_SEED));
     if (s != NULL)
         evict(c, s);
+}
+
+void subject_cache_settle(struct subject_cache *c)
+{
+    if (c->lru_head == NULL)
+        return;
+    measure(c, c->lru_head);
+    while (c->max_bytes > 0 && c->bytes > c->max_bytes && c->lru_tail != c->lru_head)
+        evict(c, c->lru_tail);
+}
+
+size_t subject_cache_bytes(const struct subject_cache *c)
+{
+    return c->bytes;
 }

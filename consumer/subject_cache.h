@@ -9,6 +9,8 @@
  *                         must be loaded from PostgreSQL first
  *   subject_cache_known   whether a subject is in memory and current
  *   subject_cache_drop    forget a subject (its state is not to be trusted)
+ *   subject_cache_settle  account for what the most recent subject's state
+ *                         grew to, and evict while over the memory budget
  *
  * Generations: the caller passes the worker's assignment generation (bumped
  * on every rebalance). A state kept from an earlier generation is not
@@ -41,8 +43,10 @@
 struct subject_cache;
 
 /* Returns an empty cache that keeps at most MAX_SUBJECTS subjects (always
- * the one just got, even when 0), or NULL if out of memory. Free with subject_cache_destroy(). */
-struct subject_cache *subject_cache_new(size_t max_subjects);
+ * the one just got, even when 0) and, once settled, at most MAX_BYTES of
+ * memory in their states (0: no byte limit), or NULL if out of memory.
+ * Free with subject_cache_destroy(). */
+struct subject_cache *subject_cache_new(size_t max_subjects, size_t max_bytes);
 
 /* Frees C and every state in it. NULL is a no-op. */
 void subject_cache_destroy(struct subject_cache *c);
@@ -62,5 +66,15 @@ bool subject_cache_known(const struct subject_cache *c, const char *key, int gen
 /* Forgets subject KEY and frees its state (a load failed half way, so the
  * state must not be used). A KEY not in memory is a no-op. */
 void subject_cache_drop(struct subject_cache *c, const char *key);
+
+/* Measures the state of the most recently got subject (it grows as
+ * results are added after subject_cache_get) and evicts least recently
+ * used subjects while the cache holds more than its MAX_BYTES, never the
+ * most recent one. Invalidates every state pointer but the most recent's:
+ * call it when the caller holds no other. */
+void subject_cache_settle(struct subject_cache *c);
+
+/* Bytes the cache's states held at the last settle. */
+size_t subject_cache_bytes(const struct subject_cache *c);
 
 #endif

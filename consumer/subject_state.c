@@ -465,3 +465,14 @@ bool subject_state_is_standing(const struct subject_state *st, const char *alert
 {
     return list_find(&st->standing, alert_id) >= 0;
 }
+
+size_t subject_state_bytes(const struct subject_state *st)
+{
+    size_t n = sizeof *st;
+    for (int i = 0; i < st->n_slots; i++)
+        n += sizeof *st->slots[i] + (size_t)st->slots[i]->cap * sizeof *st->slots[i]->res;
+    n += st->cap_versions * sizeof *st->versions;
+    n += (size_t)st->standing.cap * sizeof *st->standing.a;
+    n += (size_t)st->retired.cap * sizeof *st->retired.a;
+    return n;
+}

@@ -200,4 +200,8 @@ int subject_state_retired(const struct subject_state *st, const struct subject_a
 bool subject_state_is_retired(const struct subject_state *st, const char *alert_id);
 bool subject_state_is_standing(const struct subject_state *st, const char *alert_id);
 
+/* Bytes of memory ST holds (the struct and every array it grew), for the
+ * cache's memory budget. Cannot fail. */
+size_t subject_state_bytes(const struct subject_state *st);
+
 #endif

@@ -350,6 +350,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
         .assign_gen = &wk->assign_gen,
         .ctx = wk->hard_stop,
         .max_subjects = opt->max_subjects,
+        .max_subject_bytes = opt->max_subject_bytes / (size_t)(opt->threads > 0 ? opt->threads : 1),
         .time_limits = opt->time_limits,
     };
     wk->analysers = calloc((size_t)wk->nthreads, sizeof *wk->analysers);

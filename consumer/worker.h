@@ -42,6 +42,7 @@ struct worker_options {
     int batch_ms;
     int store_writers; /* PostgreSQL connections writing concurrently */
     size_t max_subjects;
+    size_t max_subject_bytes; /* all analysis threads' subject states together; 0: no limit */
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
     size_t dlq_truncate_bytes;          /* a truncated dead letter's first bytes */
     enum deadletter_policy dlq_policy;  /* when no dead letter can be written */

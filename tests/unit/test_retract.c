@@ -231,7 +231,7 @@ static void test_withdrawn_memory(void)
  * known only in its generation, least recently used evicted, drop. */
 static void test_cache(void)
 {
-    struct subject_cache *c = subject_cache_new(2);
+    struct subject_cache *c = subject_cache_new(2, 0);
     CHECK(c != NULL);
     bool fresh = false;
     struct subject_state *a = subject_cache_get(c, "S/1", 1, &fresh);
@@ -266,8 +266,59 @@ static void test_cache(void)
     subject_cache_destroy(NULL);
 }
 
+/* The cache's memory budget: a subject whose state grew is measured at
+ * settle, and the least recently used are evicted while over the budget,
+ * never the most recent; bytes go down with evictions and drops. */
+static void test_cache_budget(void)
+{
+    bool fresh;
+    struct subject_cache *c = subject_cache_new(1000, 40000);
+    struct subject_state *a = subject_cache_get(c, "S/1", 1, &fresh);
+    subject_cache_settle(c);
+    size_t small = subject_cache_bytes(c);
+    CHECK(small > 0 && small < 40000);
+    for (int i = 0; i < 60; i++) { /* 60 alerts remembered: a state of several KiB */
+        char id[32];
+        snprintf(id, sizeof id, "a%d", i);
+        const char *k[] = {"obs-k", NULL};
+        struct alert al = signal(id, "k-critical", k);
+        subject_state_alert_add(a, &al);
+    }
+    subject_cache_settle(c);
+    size_t grown = subject_cache_bytes(c);
+    CHECK(grown > small + 10000);
+    CHECK(subject_cache_known(c, "S/1", 1)); /* the most recent is never evicted */
+    /* More subjects, each grown the same way, until S/1 no longer fits. */
+    int n = 2;
+    for (; n < 20 && subject_cache_known(c, "S/1", 1); n++) {
+        char key[16];
+        snprintf(key, sizeof key, "S/%d", n);
+        struct subject_state *b = subject_cache_get(c, key, 1, &fresh);
+        for (int i = 0; i < 60; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "b%d", i);
+            const char *k[] = {"obs-k", NULL};
+            struct alert al = signal(id, "k-critical", k);
+            subject_state_alert_add(b, &al);
+        }
+        subject_cache_settle(c);
+        CHECK(subject_cache_bytes(c) <= 40000 || n == 2);
+    }
+    printf("budget 40000 bytes: a grown state is %zu bytes; S/1 evicted after %d more\n",
+           grown, n - 2);
+    CHECK(!subject_cache_known(c, "S/1", 1)); /* the least recently used went first */
+    CHECK(subject_cache_bytes(c) <= 40000);
+    size_t before = subject_cache_bytes(c);
+    char last[16];
+    snprintf(last, sizeof last, "S/%d", n - 1);
+    subject_cache_drop(c, last);
+    CHECK(subject_cache_bytes(c) < before);
+    subject_cache_destroy(c);
+}
+
 int main(void)
 {
+    test_cache_budget();
     test_ids_pinned();
     test_retraction_alert();
     test_retraction_reasons();
