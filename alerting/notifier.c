@@ -18,7 +18,6 @@
 
 #define DECODE_TRIES 3
 /* What a whole dead letter adds to its record: vigil's headers. */
-#define DEAD_LETTER_HEADROOM 65536
 
 struct notifier {
     const struct notifier_options *opt;
@@ -69,7 +68,7 @@ static void dead_letter_done(void *arg, enum deadletter_outcome outcome)
     } else {
         if (outcome != DEADLETTER_SKIPPED)
             log_msg(LOG_WARN, "notifier", "partition %d offset %lld: dead-lettered to %s%s",
-                    (int)dl->t.partition, (long long)dl->t.offset, dl->n->opt->dlq_topic,
+                    (int)dl->t.partition, (long long)dl->t.offset, dl->n->opt->dead_letters.topic,
                     outcome == DEADLETTER_TRUNCATED ? " (truncated)" : "");
         group_done(dl->n->group, &dl->t);
     }
@@ -165,17 +164,12 @@ static bool role_offer(void *arg, void *item, const struct group_ticket *t, int 
 static bool ready(void *arg, char *why, size_t whysz)
 {
     struct notifier *n = arg;
-    if (!group_ready(n->group, why, whysz))
-        return false;
-    if (!route_cache_ready(n->routes)) {
-        snprintf(why, whysz, "directory not loaded yet");
-        return false;
-    }
-    if (!sender_healthy(n->sender)) {
-        snprintf(why, whysz, "PostgreSQL unreachable");
-        return false;
-    }
-    return true;
+    const struct httpd_check checks[] = {
+        {route_cache_ready(n->routes), "directory not loaded yet"},
+        {sender_healthy(n->sender), "PostgreSQL unreachable"},
+    };
+    return group_ready(n->group, why, whysz) &&
+           httpd_checks(checks, sizeof checks / sizeof checks[0], why, whysz);
 }
 
 int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bool *reload,
@@ -211,28 +205,17 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     n->sender = sender_new(&sc, n->routes, n->metrics, on_done, n, errstr, errstr_size);
     if (n->sender == NULL)
         goto out;
-    if (opt->dlq_topic != NULL && opt->dlq_topic[0] != '\0') {
-        const char *dlq_topics[] = {opt->dlq_topic, NULL};
-        /* A dead letter of any record the topic may hold is tried whole. */
-        size_t message_max = opt->consumer.max_record_bytes > 0
-                                 ? opt->consumer.max_record_bytes + DEAD_LETTER_HEADROOM
-                                 : 0;
+    const char *dlq_topic = opt->dead_letters.topic;
+    if (dlq_topic != NULL && dlq_topic[0] != '\0') {
+        const char *dlq_topics[] = {dlq_topic, NULL};
         n->dlq_pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap,
-                                   "vigil-notifier-dlq", dlq_topics, message_max, n->metrics,
-                                   errstr, errstr_size);
+                                   "vigil-notifier-dlq", dlq_topics,
+                                   deadletter_message_max(opt->consumer.max_record_bytes),
+                                   n->metrics, errstr, errstr_size);
         if (n->dlq_pub == NULL)
             goto out;
     }
-    struct deadletter_config dc = {
-        .topic = opt->dlq_topic,
-        .source_topic = opt->consumer.topic,
-        .group = opt->consumer.group,
-        .conninfo = opt->conninfo,
-        .component = "notifier",
-        .truncate_bytes = opt->dlq_truncate_bytes,
-        .policy = opt->dlq_policy,
-    };
-    n->dlq = deadletter_new(&dc, n->dlq_pub, n->metrics, errstr, errstr_size);
+    n->dlq = deadletter_new(&opt->dead_letters, n->dlq_pub, n->metrics, errstr, errstr_size);
     if (n->dlq == NULL)
         goto out;
     /* Made before the HTTP server (its readiness reads it); it joins the

@@ -38,10 +38,8 @@ struct notifier_options {
     /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
      * sets its client id, component and drain time */
     struct group_config consumer;
-    const char *dlq_topic; /* undecodable alerts go here; "" or NULL: recorded in
-                            * dead_letters and skipped */
-    size_t dlq_truncate_bytes;         /* a truncated dead letter's first bytes */
-    enum deadletter_policy dlq_policy; /* when no dead letter can be written */
+    struct deadletter_config dead_letters; /* topic ("": recorded in dead_letters), truncation,
+                                            * policy (cmd fills all) */
     const char *conninfo;
     const char *http_addr;    /* "" or NULL: no HTTP endpoint */
     const char *registry_url; /* may be NULL */

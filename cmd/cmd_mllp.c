@@ -109,11 +109,7 @@ static int default_prop(struct config *cfg, const char *name, const char *value,
     return config_set(cfg, key, value, err, errsz);
 }
 
-static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
-               size_t errstr_size)
-{
-    return mllp_server_run(opt, stop, reload, errstr, errstr_size);
-}
+CLI_ROLE(run, mllp_server_run)
 
 int cmd_mllp(int argc, char **argv)
 {
@@ -131,13 +127,9 @@ int cmd_mllp(int argc, char **argv)
         {0},
     };
     struct cli_settings set;
-    cli_settings_init(&set);
-    const char *arg;
-    int next, status;
-    if (cli_settings_next(&set, "mllp", usage, flags, argc, argv, &arg, &next, &status) != 0)
+    int status;
+    if (cli_settings_parse(&set, "mllp", usage, flags, argc, argv, &status) != 0)
         return status;
-    if (next < argc)
-        return cli_bad_usage("mllp", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
     int rc = 1;

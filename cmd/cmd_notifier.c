@@ -117,37 +117,25 @@ static void usage(FILE *out)
             "Secrets (pg_conninfo, smtp_password, sms_password) may come from a file:\n"
             "set VAR_FILE=/path instead of VAR (Kubernetes Secrets).\n"
             "signals: SIGTERM/SIGINT finish in-flight sends, commit and leave within\n"
-            "--grace seconds; SIGHUP reloads the directory.\n"
-            "exit status after SIGTERM/SIGINT: 0 everything taken was finished and\n"
-            "committed; 3 some alerts were left uncommitted for the partition's next\n"
-            "owner (the log names each partition and offset); 4 the grace ran out\n"
-            "before the stop finished. 1: could not start.\n\n");
+            "--grace seconds; SIGHUP reloads the directory.\n");
+    cli_usage_role_exit(out, "alerts");
     config_print_help(items, out);
 }
 
-static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
-               size_t errstr_size)
-{
-    return notifier_run(opt, stop, reload, errstr, errstr_size);
-}
+CLI_ROLE(run, notifier_run)
 
 int cmd_notifier(int argc, char **argv)
 {
     static const struct cli_flag flags[] = {
-        {"bootstrap", 'b', "bootstrap", 0, true}, {"group", 'g', "group", 0, true},
-        {"topic", 't', "topic", 0, true},         {"grace", 0, "grace", 0, true},
-        {"http", 0, "http", 0, true},             {"pg", 0, "pg_conninfo", 0, true},
-        {"assignor", 0, "assignor", 0, true},     {"smtp-url", 0, "smtp_url", 0, true},
-        {"sms-url", 0, "sms_url", 0, true},       {0},
+        CLI_CONSUMER_FLAGS,
+        {"smtp-url", 0, "smtp_url", 0, true},
+        {"sms-url", 0, "sms_url", 0, true},
+        {0},
     };
     struct cli_settings set;
-    cli_settings_init(&set);
-    const char *arg;
-    int next, status;
-    if (cli_settings_next(&set, "notifier", usage, flags, argc, argv, &arg, &next, &status) != 0)
+    int status;
+    if (cli_settings_parse(&set, "notifier", usage, flags, argc, argv, &status) != 0)
         return status;
-    if (next < argc)
-        return cli_bad_usage("notifier", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
     int rc = 1;
@@ -161,8 +149,6 @@ int cmd_notifier(int argc, char **argv)
         goto fail;
     }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
-    long truncate;
-    enum deadletter_policy policy;
     double rate, burst;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
@@ -176,14 +162,8 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
-        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0 ||
-        config_get_long(cfg, "dlq_truncate_bytes", 1, 262144, &truncate, err, sizeof err) != 0)
+        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
         goto fail;
-    if (deadletter_policy_parse(config_get(cfg, "dlq_policy"), &policy) != 0) {
-        snprintf(err, sizeof err, "dlq_policy must be skip or stall, not '%s'",
-                 config_get(cfg, "dlq_policy"));
-        goto fail;
-    }
     if (rmax < base) {
         snprintf(err, sizeof err, "retry_max_ms (%ld) must not be below retry_base_ms (%ld)",
                  rmax, base);
@@ -200,9 +180,6 @@ int cmd_notifier(int argc, char **argv)
     curl_ok = true;
 
     struct notifier_options opt = {
-        .dlq_topic = config_get(cfg, "dlq_topic"),
-        .dlq_truncate_bytes = (size_t)truncate,
-        .dlq_policy = policy,
         .conninfo = config_get(cfg, "pg_conninfo"),
         .http_addr = config_get(cfg, "http"),
         .registry_url = config_get(cfg, "registry_url"),
@@ -227,7 +204,9 @@ int cmd_notifier(int argc, char **argv)
                 .queue_cap = 256,
             },
     };
-    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
+    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||
+        cli_deadletter_config(cfg, &opt.consumer, "notifier", &opt.dead_letters, err,
+                              sizeof err) != 0)
         goto fail;
     rc = cli_serve("notifier", run, &opt);
     goto out;

@@ -90,37 +90,25 @@ static void usage(FILE *out)
             "      --assignor NAME    partition assignment strategy\n");
     cli_usage_common(out);
     fprintf(out, "signals: SIGTERM/SIGINT drain, commit and leave within --grace seconds;\n"
-                 "SIGHUP reloads the rules.\n"
-                 "exit status after SIGTERM/SIGINT: 0 everything taken was finished and\n"
-                 "committed; 3 some messages were left uncommitted for the partition's next\n"
-                 "owner (the log names each partition and offset); 4 the grace ran out\n"
-                 "before the stop finished (same log lines). 1: could not start.\n\n");
+                 "SIGHUP reloads the rules.\n");
+    cli_usage_role_exit(out, "messages");
     config_print_help(items, out);
 }
 
-static int run(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
-               size_t errstr_size)
-{
-    return worker_run(opt, stop, reload, errstr, errstr_size);
-}
+CLI_ROLE(run, worker_run)
 
 int cmd_worker(int argc, char **argv)
 {
     static const struct cli_flag flags[] = {
-        {"bootstrap", 'b', "bootstrap", 0, true}, {"group", 'g', "group", 0, true},
-        {"topic", 't', "topic", 0, true},         {"rules", 'r', "rules", 0, true},
-        {"threads", 'j', "threads", 0, true},     {"grace", 0, "grace", 0, true},
-        {"http", 0, "http", 0, true},             {"pg", 0, "pg_conninfo", 0, true},
-        {"assignor", 0, "assignor", 0, true},     {0},
+        CLI_CONSUMER_FLAGS,
+        {"rules", 'r', "rules", 0, true},
+        {"threads", 'j', "threads", 0, true},
+        {0},
     };
     struct cli_settings set;
-    cli_settings_init(&set);
-    const char *arg;
-    int next, status;
-    if (cli_settings_next(&set, "worker", usage, flags, argc, argv, &arg, &next, &status) != 0)
+    int status;
+    if (cli_settings_parse(&set, "worker", usage, flags, argc, argv, &status) != 0)
         return status;
-    if (next < argc)
-        return cli_bad_usage("worker", usage, "unexpected argument '%s'", argv[next]);
 
     char err[2048];
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
@@ -128,8 +116,7 @@ int cmd_worker(int argc, char **argv)
         return cli_fail("worker", err);
     int rc = 1;
     long threads, grace, batch_rows, batch_ms, store_writers, max_subjects, subject_mb,
-        max_message, truncate, tolerance, horizon;
-    enum deadletter_policy policy;
+        max_message, tolerance, horizon;
     if (config_get(cfg, "threads") == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? n : 2;
@@ -145,18 +132,11 @@ int cmd_worker(int argc, char **argv)
             0 ||
         config_get_long(cfg, "max_message_bytes", 64, 64 * 1024 * 1024, &max_message, err,
                         sizeof err) != 0 ||
-        config_get_long(cfg, "dlq_truncate_bytes", 1, 262144, &truncate, err, sizeof err) != 0 ||
         config_get_long(cfg, "future_tolerance", 0, 7 * 86400, &tolerance, err, sizeof err) != 0 ||
         config_get_long(cfg, "horizon_days", 1, 36500, &horizon, err, sizeof err) != 0)
         goto fail;
-    if (deadletter_policy_parse(config_get(cfg, "dlq_policy"), &policy) != 0) {
-        snprintf(err, sizeof err, "dlq_policy must be skip or stall, not '%s'",
-                 config_get(cfg, "dlq_policy"));
-        goto fail;
-    }
 
     struct worker_options opt = {
-        .dlq_topic = config_get(cfg, "dlq_topic"),
         .alerts_topic = config_get(cfg, "alerts_topic"),
         .rules_path = config_get(cfg, "rules"),
         .conninfo = config_get(cfg, "pg_conninfo"),
@@ -170,12 +150,12 @@ int cmd_worker(int argc, char **argv)
         .max_subjects = (size_t)max_subjects,
         .max_subject_bytes = (size_t)subject_mb * 1024 * 1024,
         .max_message_bytes = (size_t)max_message,
-        .dlq_truncate_bytes = (size_t)truncate,
-        .dlq_policy = policy,
         .time_limits = {.future_tolerance_ms = (int64_t)tolerance * 1000,
                         .horizon_ms = (int64_t)horizon * 86400000},
     };
-    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0)
+    if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||
+        cli_deadletter_config(cfg, &opt.consumer, "worker", &opt.dead_letters, err, sizeof err) !=
+            0)
         goto fail;
     if (opt.consumer.max_record_bytes < opt.max_message_bytes) {
         snprintf(err, sizeof err,

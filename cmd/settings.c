@@ -155,6 +155,16 @@ void cli_usage_common(FILE *out)
           out);
 }
 
+void cli_usage_role_exit(FILE *out, const char *what)
+{
+    fprintf(out,
+            "exit status after SIGTERM/SIGINT: 0 everything taken was finished and\n"
+            "committed; 3 some %s were left uncommitted for the partition's next\n"
+            "owner (the log names each partition and offset); 4 the grace ran out\n"
+            "before the stop finished (same log lines). 1: could not start.\n\n",
+            what);
+}
+
 int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FILE *),
                       const struct cli_flag *flags, int argc, char **argv, const char **arg,
                       int *next, int *status)
@@ -238,6 +248,47 @@ int cli_group_config(const struct config *cfg, struct group_config *c, char *err
         .stall_ms = (int)stall_s * 1000,
         .max_record_bytes = (size_t)max_record,
     };
+    return 0;
+}
+
+int cli_deadletter_config(const struct config *cfg, const struct group_config *consumer,
+                          const char *component, struct deadletter_config *dc, char *errstr,
+                          size_t errstr_size)
+{
+    long truncate;
+    enum deadletter_policy policy;
+    if (config_get_long(cfg, "dlq_truncate_bytes", 1, 262144, &truncate, errstr, errstr_size) !=
+        0)
+        return -1;
+    if (deadletter_policy_parse(config_get(cfg, "dlq_policy"), &policy) != 0) {
+        snprintf(errstr, errstr_size, "dlq_policy must be skip or stall, not '%s'",
+                 config_get(cfg, "dlq_policy"));
+        return -1;
+    }
+    *dc = (struct deadletter_config){
+        .topic = config_get(cfg, "dlq_topic"),
+        .source_topic = consumer->topic,
+        .group = consumer->group,
+        .conninfo = config_get(cfg, "pg_conninfo"),
+        .component = component,
+        .truncate_bytes = (size_t)truncate,
+        .policy = policy,
+    };
+    return 0;
+}
+
+int cli_settings_parse(struct cli_settings *s, const char *cmd, void (*usage)(FILE *),
+                       const struct cli_flag *flags, int argc, char **argv, int *status)
+{
+    cli_settings_init(s);
+    const char *arg;
+    int next;
+    if (cli_settings_next(s, cmd, usage, flags, argc, argv, &arg, &next, status) != 0)
+        return -1;
+    if (next < argc) {
+        *status = cli_bad_usage(cmd, usage, "unexpected argument '%s'", argv[next]);
+        return -1;
+    }
     return 0;
 }
 

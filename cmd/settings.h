@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "deadletter.h"
 #include "group.h"
 
 #define CLI_SETTINGS_MAX 64
@@ -73,9 +74,27 @@ int cli_settings_next(struct cli_settings *s, const char *cmd, void (*usage)(FIL
                       const struct cli_flag *flags, int argc, char **argv, const char **arg,
                       int *next, int *status);
 
+/* For subcommands whose every flag is a setting and that take no
+ * arguments (the long-running roles): initialises S and parses ARGV into
+ * it. Returns 0 to go on, or -1 when the subcommand must exit with
+ * *STATUS (after --help, or bad usage reported). */
+int cli_settings_parse(struct cli_settings *s, const char *cmd, void (*usage)(FILE *),
+                       const struct cli_flag *flags, int argc, char **argv, int *status);
+
+/* The flags of a role that consumes a topic in a consumer group. */
+#define CLI_CONSUMER_FLAGS                                                                      \
+    {"bootstrap", 'b', "bootstrap", 0, true}, {"group", 'g', "group", 0, true},                 \
+        {"topic", 't', "topic", 0, true}, {"grace", 0, "grace", 0, true},                      \
+        {"http", 0, "http", 0, true}, {"pg", 0, "pg_conninfo", 0, true},                       \
+        {"assignor", 0, "assignor", 0, true}
+
 /* Prints the help lines of the flags every subcommand takes (see
  * cli_settings_next), ending with a blank line. */
 void cli_usage_common(FILE *out);
+
+/* Prints the exit statuses of a role on the consumer-group engine, WHAT
+ * naming its messages ("messages", "alerts"), ending with a blank line. */
+void cli_usage_role_exit(FILE *out, const char *what);
 
 /* A long-running role (worker, notifier, console...): RUN serves until STOP
  * is cancelled; RELOAD is set on SIGHUP. Returns 0 on a clean stop, a
@@ -84,6 +103,15 @@ void cli_usage_common(FILE *out);
  * stop. */
 typedef int (*cli_role_fn)(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,
                            size_t errstr_size);
+
+/* Defines NAME, a cli_role_fn that calls ROLE_RUN with its typed options
+ * (one line per subcommand instead of an adapter function each). */
+#define CLI_ROLE(name, role_run)                                                                \
+    static int name(const void *opt, struct ctx *stop, atomic_bool *reload, char *errstr,      \
+                    size_t errstr_size)                                                        \
+    {                                                                                          \
+        return role_run(opt, stop, reload, errstr, errstr_size);                               \
+    }
 
 /* Runs RUN(OPT) with SIGTERM/SIGINT cancelling its stop context and SIGHUP
  * setting its reload flag; a failure is printed as "vigil CMD: ..." on
@@ -101,6 +129,14 @@ int cli_serve(const char *cmd, cli_role_fn run, const void *opt);
  * CFG's, borrowed by C. Returns 0, or -1 with errstr. */
 int cli_group_config(const struct config *cfg, struct group_config *c, char *errstr,
                      size_t errstr_size);
+
+/* Fills DC with the dead-letter settings of CFG (keys dlq_topic,
+ * dlq_truncate_bytes, dlq_policy, pg_conninfo) for records of CONSUMER's
+ * topic and group, logging as COMPONENT. CFG stays borrowed by DC.
+ * Returns 0, or -1 with errstr. */
+int cli_deadletter_config(const struct config *cfg, const struct group_config *consumer,
+                          const char *component, struct deadletter_config *dc, char *errstr,
+                          size_t errstr_size);
 
 /* Reports ERR as subcommand CMD's failure (stderr and the log). Returns 1. */
 int cli_fail(const char *cmd, const char *err);

@@ -516,3 +516,8 @@ void deadletter_close(struct deadletter *d, deadline_t deadline)
     pthread_cond_destroy(&d->wake);
     free(d);
 }
+
+size_t deadletter_message_max(size_t max_record_bytes)
+{
+    return max_record_bytes > 0 ? max_record_bytes + DEADLETTER_HEADROOM : 0;
+}

@@ -88,6 +88,14 @@ typedef void (*deadletter_done_fn)(void *arg, enum deadletter_outcome outcome);
 
 struct deadletter;
 
+/* Room for a dead letter's headers on top of its record. */
+#define DEADLETTER_HEADROOM 65536
+
+/* The producer's message.max.bytes for dead letters of records up to
+ * MAX_RECORD_BYTES (0: librdkafka's default), so any record the topic may
+ * hold is first tried whole: the dead-letter topic's own limit decides. */
+size_t deadletter_message_max(size_t max_record_bytes);
+
 /* Creates the dead-letter sender on PUB (borrowed; the caller closes it
  * before deadletter_close) and starts the recorder thread that writes
  * dead_letters rows (it connects to PostgreSQL only when it has one to

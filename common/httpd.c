@@ -196,3 +196,14 @@ void httpd_stop(struct httpd *h)
     MHD_stop_daemon(h->daemon);
     free(h);
 }
+
+bool httpd_checks(const struct httpd_check *checks, size_t n, char *why, size_t whysz)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!checks[i].ok) {
+            snprintf(why, whysz, "%s", checks[i].why);
+            return false;
+        }
+    }
+    return true;
+}

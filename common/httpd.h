@@ -23,6 +23,16 @@ struct httpd;
  * Called on the server's thread: must be thread-safe and must not block. */
 typedef bool (*httpd_ready_fn)(void *arg, char *why, size_t whysz);
 
+/* One condition of a role's readiness and what to say when it fails. */
+struct httpd_check {
+    bool ok;
+    const char *why;
+};
+
+/* For readiness callbacks: true when every one of the N checks is ok, else
+ * false with the first failing one's reason in WHY. */
+bool httpd_checks(const struct httpd_check *checks, size_t n, char *why, size_t whysz);
+
 /* Starts serving on ADDR ("127.0.0.1:9100", "0.0.0.0:9100", "[::1]:9100";
  * port 0 picks a free one). M and READY/ARG are borrowed and must outlive the
  * server. Returns NULL with errstr filled ("could not listen on ...: ...")

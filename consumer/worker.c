@@ -27,7 +27,6 @@
 #define STORE_QUEUE   4096
 #define OFFER_WAIT_MS 250
 /* What a whole dead letter adds to its record: vigil's headers. */
-#define DEAD_LETTER_HEADROOM 65536
 
 struct worker {
     const struct worker_options *opt;
@@ -89,17 +88,12 @@ static void store_reject(void *arg, struct work *w, const char *reason)
 static bool ready(void *arg, char *why, size_t whysz)
 {
     struct worker *wk = arg;
-    if (!group_ready(wk->group, why, whysz))
-        return false;
-    if (!store_healthy(wk->store)) {
-        snprintf(why, whysz, "PostgreSQL unreachable");
-        return false;
-    }
-    if (!publisher_healthy(wk->pub)) {
-        snprintf(why, whysz, "Kafka unreachable: alerts cannot be published");
-        return false;
-    }
-    return true;
+    const struct httpd_check checks[] = {
+        {store_healthy(wk->store), "PostgreSQL unreachable"},
+        {publisher_healthy(wk->pub), "Kafka unreachable: alerts cannot be published"},
+    };
+    return group_ready(wk->group, why, whysz) &&
+           httpd_checks(checks, sizeof checks / sizeof checks[0], why, whysz);
 }
 
 /* ---- rules ------------------------------------------------------------ */
@@ -302,26 +296,15 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     wk->codec = codec_new(&cc, errstr, errstr_size);
     if (wk->codec == NULL)
         goto out;
-    const char *pub_topics[] = {opt->alerts_topic, opt->dlq_topic, NULL};
+    const char *pub_topics[] = {opt->alerts_topic, opt->dead_letters.topic, NULL};
     /* A dead letter of any record the topic may hold is tried whole: the
      * dead-letter topic's own max.message.bytes decides (else truncated). */
-    size_t message_max = opt->consumer.max_record_bytes > 0
-                             ? opt->consumer.max_record_bytes + DEAD_LETTER_HEADROOM
-                             : 0;
     wk->pub = publisher_new(opt->consumer.cfg, opt->consumer.bootstrap, "vigil-worker-producer",
-                            pub_topics, message_max, m, errstr, errstr_size);
+                            pub_topics, deadletter_message_max(opt->consumer.max_record_bytes),
+                            m, errstr, errstr_size);
     if (wk->pub == NULL)
         goto out;
-    struct deadletter_config dc = {
-        .topic = opt->dlq_topic,
-        .source_topic = opt->consumer.topic,
-        .group = opt->consumer.group,
-        .conninfo = opt->conninfo,
-        .component = "worker",
-        .truncate_bytes = opt->dlq_truncate_bytes,
-        .policy = opt->dlq_policy,
-    };
-    wk->dlq = deadletter_new(&dc, wk->pub, m, errstr, errstr_size);
+    wk->dlq = deadletter_new(&opt->dead_letters, wk->pub, m, errstr, errstr_size);
     if (wk->dlq == NULL)
         goto out;
     struct store_config sc = {

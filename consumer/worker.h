@@ -30,7 +30,6 @@ struct worker_options {
     /* the consumer group (cfg: kafka.* pass-through, borrowed); worker_run
      * sets its client id, component and drain time */
     struct group_config consumer;
-    const char *dlq_topic;
     const char *alerts_topic;
     const char *rules_path;
     const char *conninfo;
@@ -44,8 +43,7 @@ struct worker_options {
     size_t max_subjects;
     size_t max_subject_bytes; /* all analysis threads' subject states together; 0: no limit */
     size_t max_message_bytes; /* larger messages are dead-lettered as oversize */
-    size_t dlq_truncate_bytes;          /* a truncated dead letter's first bytes */
-    enum deadletter_policy dlq_policy;  /* when no dead letter can be written */
+    struct deadletter_config dead_letters; /* the topic, truncation and policy (cmd fills all) */
     struct clean_time_limits time_limits; /* results from the future or too old */
 };
 
