@@ -62,6 +62,7 @@ struct analyser {
     struct metric *m_rejudged;
     struct metric *m_stale;
     struct metric *m_epro_submissions;
+    struct metric *m_state_bytes; /* this thread's subject states */
     uint64_t site_labels[SITE_LABELS_MAX]; /* hashes of the (study, site) labelled */
     int nsite_labels;
 
@@ -360,6 +361,7 @@ static void process(struct analyser *a, struct work *w)
     publish(a, w, key);
     store(a, w);
     subject_cache_settle(a->subjects); /* st may have grown: keep to the budget */
+    metric_set(a->m_state_bytes, (double)subject_cache_bytes(a->subjects));
 }
 
 /* ---- the thread ------------------------------------------------------- */
@@ -482,6 +484,12 @@ struct analyser *analyser_new(const struct analyse_env *env, int index, size_t q
                         "Results older than a version already analysed (not analysed)", NULL);
     a->m_epro_submissions = metrics_counter(env->metrics, "vigil_epro_submissions_total",
                                             "Patient-reported symptom reports received", NULL);
+    char labels[32];
+    snprintf(labels, sizeof labels, "thread=\"%d\"", index);
+    a->m_state_bytes = metrics_gauge(env->metrics, "vigil_subject_state_bytes",
+                                     "Memory held by the subject states of an analysis thread "
+                                     "(bounded by subject_memory_mb)",
+                                     labels);
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
         snprintf(errstr, errstr_size, "could not start analysis thread %d", index);
         goto fail;
