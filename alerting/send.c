@@ -885,7 +885,13 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
         for (int i = 0; i < m->n; i++)
             o += (size_t)snprintf(ids + o, sizeof ids - o, "%s%s", i ? " " : "",
                                   alerts[i]->alert_id);
-        snprintf(key, sizeof key, "%s|%s|email", ids, m->researcher);
+        /* a repeated escalation page is a new message: a mail client that
+         * saw the last one must not hide it as a duplicate */
+        int step = m->m[0]->job->step;
+        if (step > 0)
+            snprintf(key, sizeof key, "%s|%s|email|step %d", ids, m->researcher, step);
+        else
+            snprintf(key, sizeof key, "%s|%s|email", ids, m->researcher);
         email_message_id(key, s->cfg.email.from, msgid, sizeof msgid);
         snprintf(m->provider_id, sizeof m->provider_id, "%s", msgid);
         struct email_headers h = {s->cfg.email.from, m->address, subject, msgid,
