@@ -13,6 +13,7 @@
 #define PG_RETRY_MS 1000
 #define GAUGES_EVERY_MS 2000
 #define PAGES_MAX ROUTE_MAX_RECIPIENTS
+#define SUBMIT_WAIT_MS 5
 
 struct escalator {
     struct escalate_config cfg;
@@ -129,7 +130,15 @@ static void hand(struct escalator *e, PGconn *c, const char *alert_id, int step,
         return;
     }
     struct job *j = sender_job_new_page(&a, step, to, n);
-    if (j == NULL || sender_submit(e->sender, j) != CHAN_OK) {
+    /* A full queue is backpressure: wait for the sender rather than fire
+     * more steps than it can send (their pages would only wait for the
+     * recovery lease). Closed (shutting down): the recovery hands it on. */
+    enum chan_status st = j != NULL ? sender_submit(e->sender, j) : CHAN_CLOSED;
+    while (st == CHAN_FULL && !ctx_done(e->stop)) {
+        ctx_wait(e->stop, deadline_after_ms(SUBMIT_WAIT_MS));
+        st = sender_submit(e->sender, j);
+    }
+    if (st != CHAN_OK) {
         sender_job_free(j);
         metric_add(e->m_handoff_failed, (uint64_t)n);
         log_msg(LOG_WARN, "escalate",
