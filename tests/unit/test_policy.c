@@ -102,6 +102,16 @@ static void test_refused(void)
             "\"S1\", \"severity\": \"warning\"}]}",
             "same study, site and severity as policy 1");
     refused("study: [unclosed\n", "p.yaml:");
+    /* an alias bomb (10 levels of 10 references) is refused, not expanded */
+    static char bomb[4096];
+    size_t o = (size_t)snprintf(bomb, sizeof bomb, "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for (int i = 1; i < 10; i++)
+        o += (size_t)snprintf(bomb + o, sizeof bomb - o,
+                              "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, "
+                              "*a%d]\n",
+                              i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1,
+                              i - 1);
+    refused(bomb, "too large");
     /* every problem is reported, not just the first */
     snprintf(buf, sizeof buf, "%s  - {targets: [role:nurse], channels: [fax], "
                               "ack_deadline: 1s}\n", base);
