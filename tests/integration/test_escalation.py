@@ -236,6 +236,23 @@ def run_timeline():
     t.check(ans == [("already_acknowledged", 3), ("bad_category", 3), ("resolved", 0),
                     ("already_resolved", 3), ("already_resolved", 3), ("unknown_alert", 3)],
             "ack/resolve answers: %s" % ans)
+    p = vigil("alerts", "ack", aid, "--as", rid + "-nobody")
+    t.check(p.returncode == 2 and "no researcher" in p.stderr,
+            "ack as someone not in the directory refused: %s" % p.stderr.strip())
+    # policy set refuses what the directory cannot honour, naming it
+    bad = os.path.join(LOG_DIR, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("study: %s\nseverity: critical\ntiers:\n"
+                "  - {targets: [researcher:%s-ghost], channels: [email], ack_deadline: 15m}\n"
+                "  - {targets: [role:investigator], channels: [email], ack_deadline: 15m}\n"
+                % (study, rid))
+    p = vigil("policy", "set", bad)
+    t.check(p.returncode == 1 and "researcher:%s-ghost" % rid in p.stderr and
+            "role:investigator" in p.stderr, "policy set names the problems: %s" %
+            p.stderr.strip())
+    p = vigil("policy", "show", "--study", study)
+    t.check(p.returncode == 0 and "tier 3: role:medical_monitor" in p.stdout and
+            ppl["monitor"] + "/email" in p.stdout, "policy show: %s" % p.stdout.strip())
     life = h.query("SELECT state, acknowledged_by, ack_channel, resolution_category "
                    "FROM alert_lifecycle WHERE alert_id = %s", aid)
     t.check(life == [("resolved", ppl["monitor"], "cli", "clinically_managed")],
