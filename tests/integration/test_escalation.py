@@ -193,7 +193,9 @@ def run_timeline():
     # the deadlines were kept: each step no sooner than 3 s after the last
     ev = events(aid, ("paged", "escalated"))
     gaps = [(ev[i + 1][5] - ev[i][5]).total_seconds() for i in range(min(3, len(ev) - 1))]
-    t.check(all(2.9 <= g <= 3.0 + 1.5 for g in gaps), "3 s between steps (+<1.5 s): %s" % gaps)
+    # (never early; late by at most a loaded machine's scheduling)
+    t.check(all(2.9 <= g <= 3.0 + 2.5 * h.SCALE for g in gaps),
+            "3 s between steps (never less): %s" % gaps)
     # pages reached the people of each tier, through the sender
     def paged():
         got = {}
