@@ -90,6 +90,21 @@ static const struct config_item items[] = {
      false},
     {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
      "alerts of one partition in progress at once; beyond, the partition pauses", false},
+    {"escalation", "VIGIL_ESCALATION", "on",
+     "fire the escalation timers kept in PostgreSQL (on or off); any number of notifiers may",
+     false},
+    {"escalation_scale", "VIGIL_ESCALATION_SCALE", "1",
+     "multiplies every escalation deadline (tests: 0.01 makes 15 minutes 9 seconds)", false},
+    {"escalation_tick_ms", "VIGIL_ESCALATION_TICK_MS", "250",
+     "how often due escalation timers are looked for", false},
+    {"escalation_batch", "VIGIL_ESCALATION_BATCH", "500",
+     "escalation steps fired per transaction", false},
+    {"digest_hour", "VIGIL_DIGEST_HOUR", "7",
+     "UTC hour from which each day's digest of unacknowledged warning alerts is emailed to "
+     "the researchers subscribed to them; -1: no digests",
+     false},
+    {"digest_min_age", "VIGIL_DIGEST_MIN_AGE", "3600",
+     "seconds a warning must have been open to be in a digest", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -101,11 +116,16 @@ static void usage(FILE *out)
             "Consumes vigil.alerts in consumer group vigil-notifier and sends each\n"
             "alert by SMS and email to the researchers subscribed to its study (or the\n"
             "study's safety contact), once: every (alert, researcher, channel) is\n"
-            "recorded in PostgreSQL before and after sending.\n\n"
+            "recorded in PostgreSQL before and after sending. It also fires the\n"
+            "escalation timers kept in PostgreSQL (any number of notifiers may: each\n"
+            "step happens once), paging the next tier of the study's policy until the\n"
+            "alert is acknowledged, and sends the daily digest of unacknowledged\n"
+            "warnings (settings escalation*, digest*).\n\n"
             "options (each overrides the setting of the same name):\n"
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       alerts topic\n"
+            "      --escalation-scale X  multiply escalation deadlines by X (tests)\n"
             "      --grace SECONDS    shutdown grace\n"
             "      --http ADDR        HTTP endpoint address (HOST:PORT)\n"
             "      --pg CONNINFO      PostgreSQL conninfo\n"
@@ -130,6 +150,7 @@ int cmd_notifier(int argc, char **argv)
         CLI_CONSUMER_FLAGS,
         {"smtp-url", 0, "smtp_url", 0, true},
         {"sms-url", 0, "sms_url", 0, true},
+        {"escalation-scale", 0, "escalation_scale", 0, true},
         {0},
     };
     struct cli_settings set;
@@ -149,7 +170,8 @@ int cmd_notifier(int argc, char **argv)
         goto fail;
     }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
-    double rate, burst;
+    double rate, burst, esc_scale;
+    long esc_tick, esc_batch, dg_hour, dg_age;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
         config_get_long(cfg, "smtp_timeout_ms", 100, 600000, &smtp_to, err, sizeof err) != 0 ||
@@ -162,8 +184,19 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
-        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
+        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0 ||
+        config_get_double(cfg, "escalation_scale", 1e-6, 1000, &esc_scale, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "escalation_tick_ms", 1, 60000, &esc_tick, err, sizeof err) != 0 ||
+        config_get_long(cfg, "escalation_batch", 1, 100000, &esc_batch, err, sizeof err) != 0 ||
+        config_get_long(cfg, "digest_hour", -1, 23, &dg_hour, err, sizeof err) != 0 ||
+        config_get_long(cfg, "digest_min_age", 0, 7 * 86400, &dg_age, err, sizeof err) != 0)
         goto fail;
+    const char *esc_on = config_get(cfg, "escalation");
+    if (strcmp(esc_on, "on") != 0 && strcmp(esc_on, "off") != 0) {
+        snprintf(err, sizeof err, "escalation must be on or off, not '%s'", esc_on);
+        goto fail;
+    }
     if (rmax < base) {
         snprintf(err, sizeof err, "retry_max_ms (%ld) must not be below retry_base_ms (%ld)",
                  rmax, base);
@@ -202,6 +235,16 @@ int cmd_notifier(int argc, char **argv)
                 .group_window_ms = window,
                 .max_jobs = (int)max_alerts,
                 .queue_cap = 256,
+            },
+        .escalation = strcmp(esc_on, "on") == 0,
+        .escalate =
+            {
+                .tick_ms = (int)esc_tick,
+                .scale = esc_scale,
+                .batch = (int)esc_batch,
+                .lease_s = (int)lease,
+                .digest_hour = (int)dg_hour,
+                .digest_min_age_s = (int)dg_age,
             },
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||
