@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acklink.h"
 #include "commands.h"
 #include "config.h"
 #include "ctx.h"
@@ -90,6 +91,16 @@ static const struct config_item items[] = {
      false},
     {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
      "alerts of one partition in progress at once; beyond, the partition pauses", false},
+    {"console_url", "VIGIL_CONSOLE_PUBLIC_URL", NULL,
+     "the console's address as researchers reach it: acknowledgement links point there; "
+     "unset: no links",
+     false},
+    {"link_keys_file", "VIGIL_LINK_KEYS_FILE", NULL,
+     "acknowledgement link keys, lines 'KID SECRET' (the first signs); unset: no links", false},
+    {"link_ttl", "VIGIL_LINK_TTL", "259200", "seconds an acknowledgement link stays valid",
+     false},
+    {"sms_code_ttl", "VIGIL_SMS_CODE_TTL", "259200",
+     "seconds an SMS reply code (\"Reply ACK 4821\") stays valid; 0: no codes", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -140,6 +151,7 @@ int cmd_notifier(int argc, char **argv)
     char err[2048];
     int rc = 1;
     bool curl_ok = false;
+    struct acklink_keys *keys = NULL;
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
         goto fail;
@@ -147,6 +159,29 @@ int cmd_notifier(int argc, char **argv)
     if (strcmp(tls, "off") != 0 && strcmp(tls, "try") != 0 && strcmp(tls, "require") != 0) {
         snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);
         goto fail;
+    }
+    long link_ttl, code_ttl;
+    if (config_get_long(cfg, "link_ttl", 60, 30L * 86400, &link_ttl, err, sizeof err) != 0 ||
+        config_get_long(cfg, "sms_code_ttl", 0, 30L * 86400, &code_ttl, err, sizeof err) != 0)
+        goto fail;
+    const char *keys_file = config_get(cfg, "link_keys_file");
+    const char *console_url = config_get(cfg, "console_url");
+    if (keys_file != NULL && keys_file[0] != '\0') {
+        if (console_url == NULL || console_url[0] == '\0') {
+            snprintf(err, sizeof err, "link_keys_file is set but console_url is not: the links "
+                                      "would point nowhere");
+            goto fail;
+        }
+        keys = calloc(1, sizeof *keys);
+        if (keys == NULL || acklink_keys_load(keys_file, keys, err, sizeof err) != 0)
+            goto fail;
+    }
+    char public_url[1024] = "";
+    if (console_url != NULL) {
+        snprintf(public_url, sizeof public_url, "%s", console_url);
+        size_t ul = strlen(public_url);
+        while (ul > 0 && public_url[ul - 1] == '/')
+            public_url[--ul] = '\0';
     }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
     double rate, burst;
@@ -202,6 +237,7 @@ int cmd_notifier(int argc, char **argv)
                 .group_window_ms = window,
                 .max_jobs = (int)max_alerts,
                 .queue_cap = 256,
+                .ack = {public_url, keys, link_ttl, (int)code_ttl},
             },
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||
@@ -216,5 +252,8 @@ out:
     config_destroy(cfg);
     if (curl_ok)
         curl_global_cleanup();
+    if (keys != NULL)
+        memset(keys, 0, sizeof *keys);
+    free(keys);
     return rc;
 }

@@ -4,12 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ack_page.h"
+#include "sms_inbound.h"
 #include "httpd.h"
 #include "log.h"
 
 /* The console's modules, in registration order. Add a line per module;
  * each registers its own routes (route.h). */
 static const console_module_fn modules[] = {
+    ack_page_register,
+    sms_inbound_register,
     NULL,
 };
 
