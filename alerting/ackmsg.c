@@ -109,3 +109,16 @@ size_t ackmsg_sms(const struct ackmsg_config *cfg, PGconn *c, const struct alert
     }
     return o;
 }
+
+void ackmsg_sms_insert(char *text, size_t textsz, const char *ack)
+{
+    size_t al = strlen(ack), tl = strlen(text);
+    if (al == 0 || tl + al + 1 > textsz)
+        return;
+    char *refs = NULL;
+    for (char *p = strstr(text, " refs "); p != NULL; p = strstr(p + 1, " refs "))
+        refs = p;
+    size_t at = refs ? (size_t)(refs - text) : tl;
+    memmove(text + at + al, text + at, tl - at + 1);
+    memcpy(text + at, ack, al);
+}

@@ -39,4 +39,9 @@ size_t ackmsg_sms(const struct ackmsg_config *cfg, PGconn *c, const struct alert
                   int n, const char *researcher, const char *phone, int64_t now_s, char *out,
                   size_t outsz);
 
+/* Inserts ACK (from ackmsg_sms) into the SMS TEXT before its " refs "
+ * tail (which stays last: readers and tests take the ids from the end), or
+ * at the end. TEXT must have room (notice_sms given TEXTSZ - strlen(ACK)). */
+void ackmsg_sms_insert(char *text, size_t textsz, const char *ack);
+
 #endif

@@ -850,8 +850,8 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
         char text[NOTICE_SMS_MAX + 1], ack[NOTICE_SMS_MAX / 2];
         size_t al = ackmsg_sms(&s->cfg.ack, pg(s), alerts, m->n, m->researcher, m->address,
                                kafka_now_ms() / 1000, ack, sizeof ack);
-        size_t tl = notice_sms(alerts, m->n, text, sizeof text - al);
-        memcpy(text + tl, ack, al + 1); /* the reply code is never cut off */
+        notice_sms(alerts, m->n, text, sizeof text - al); /* room kept: never cut off */
+        ackmsg_sms_insert(text, sizeof text, ack);
         m->provider_id[0] = '\0';
         if (sms_easy_setup(m->easy, &s->cfg.sms, m->address, text, &m->req, err, sizeof err))
             return false;
