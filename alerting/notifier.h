@@ -33,6 +33,7 @@
 #include "deadletter.h"
 #include "group.h"
 #include "send.h"
+#include "webhook.h"
 
 struct notifier_options {
     /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
@@ -46,6 +47,7 @@ struct notifier_options {
     int grace_s;
     int directory_refresh_s;
     struct sender_config send; /* conninfo is filled in by notifier_run */
+    struct webhook_config webhook; /* poll_ms 0: webhooks off; conninfo filled in */
 };
 
 /* Runs until STOP is cancelled (then drains as above and returns

@@ -101,6 +101,19 @@ static const struct config_item items[] = {
      false},
     {"sms_code_ttl", "VIGIL_SMS_CODE_TTL", "259200",
      "seconds an SMS reply code (\"Reply ACK 4821\") stays valid; 0: no codes", false},
+    {"webhooks", "VIGIL_WEBHOOKS", "on",
+     "on: POST alerts to the webhook_subscribers of their study (Standard Webhooks "
+     "signatures); off: not from this notifier",
+     false},
+    {"webhook_poll_ms", "VIGIL_WEBHOOK_POLL_MS", "500",
+     "between scans for new alerts and due webhook retries", false},
+    {"webhook_timeout_ms", "VIGIL_WEBHOOK_TIMEOUT_MS", "10000", "one webhook POST", false},
+    {"webhook_max_attempts", "VIGIL_WEBHOOK_MAX_ATTEMPTS", "10",
+     "webhook attempts (backoff from retry_base_ms to retry_max_ms) before failed", false},
+    {"webhook_lookback", "VIGIL_WEBHOOK_LOOKBACK", "86400",
+     "at start, alerts up to this many seconds old are still sent to subscribers", false},
+    {"webhook_ca_file", "VIGIL_WEBHOOK_CA_FILE", NULL,
+     "PEM CA file to verify https subscribers; unset: the system's CAs", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -160,7 +173,20 @@ int cmd_notifier(int argc, char **argv)
         snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);
         goto fail;
     }
-    long link_ttl, code_ttl;
+    long link_ttl, code_ttl, wh_poll, wh_timeout, wh_attempts, wh_lookback;
+    const char *wh = config_get(cfg, "webhooks");
+    if (strcmp(wh, "on") != 0 && strcmp(wh, "off") != 0) {
+        snprintf(err, sizeof err, "webhooks must be on or off, not '%s'", wh);
+        goto fail;
+    }
+    if (config_get_long(cfg, "webhook_poll_ms", 10, 60000, &wh_poll, err, sizeof err) != 0 ||
+        config_get_long(cfg, "webhook_timeout_ms", 100, 600000, &wh_timeout, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "webhook_max_attempts", 1, 100, &wh_attempts, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "webhook_lookback", 0, 30L * 86400, &wh_lookback, err,
+                        sizeof err) != 0)
+        goto fail;
     if (config_get_long(cfg, "link_ttl", 60, 30L * 86400, &link_ttl, err, sizeof err) != 0 ||
         config_get_long(cfg, "sms_code_ttl", 0, 30L * 86400, &code_ttl, err, sizeof err) != 0)
         goto fail;
@@ -238,6 +264,17 @@ int cmd_notifier(int argc, char **argv)
                 .max_jobs = (int)max_alerts,
                 .queue_cap = 256,
                 .ack = {public_url, keys, link_ttl, (int)code_ttl},
+            },
+        .webhook =
+            {
+                .poll_ms = strcmp(wh, "on") == 0 ? (int)wh_poll : 0,
+                .timeout_ms = wh_timeout,
+                .backoff_base_ms = base,
+                .backoff_max_ms = rmax,
+                .max_attempts = (int)wh_attempts,
+                .lookback_s = (int)wh_lookback,
+                .lease_s = (int)lease,
+                .ca_file = config_get(cfg, "webhook_ca_file"),
             },
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||
