@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "deadletter.h"
@@ -27,6 +28,8 @@ struct notifier {
     struct codec *codec;
     struct route_cache *routes;
     struct sender *sender;
+    struct escalator *escalator; /* NULL when escalation is off */
+    char *actor;                 /* the escalator's name in the audit trail */
     struct publisher *dlq_pub; /* NULL when dlq_topic is empty */
     struct deadletter *dlq;
     struct metric *m_invalid;
@@ -206,6 +209,22 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     n->sender = sender_new(&sc, n->routes, n->metrics, on_done, n, errstr, errstr_size);
     if (n->sender == NULL)
         goto out;
+    if (opt->escalation) {
+        struct escalate_config ec = opt->escalate;
+        char actor[128], host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        snprintf(actor, sizeof actor, "notifier:%s:%ld", host, (long)getpid());
+        ec.conninfo = opt->conninfo;
+        n->actor = strdup(actor); /* escalate keeps the pointer */
+        if (n->actor == NULL) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+        ec.actor = n->actor;
+        n->escalator = escalate_new(&ec, n->sender, n->metrics, errstr, errstr_size);
+        if (n->escalator == NULL)
+            goto out;
+    }
     const char *dlq_topic = opt->dead_letters.topic;
     if (dlq_topic != NULL && dlq_topic[0] != '\0') {
         const char *dlq_topics[] = {dlq_topic, NULL};
@@ -274,6 +293,8 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     n->httpd = NULL;
     group_stop(n->group);
+    escalate_close(n->escalator); /* before the sender it hands pages to */
+    n->escalator = NULL;
     deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
     size_t left = sender_close(n->sender, deadline);
     n->sender = NULL;
@@ -299,7 +320,9 @@ out:
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     if (n->group != NULL)
         group_stop(n->group);
+    escalate_close(n->escalator);
     sender_close(n->sender, deadline_now());
+    free(n->actor);
     /* unacknowledged dead letters: their offsets were not finished */
     publisher_close(n->dlq_pub, deadline_now());
     deadletter_close(n->dlq, deadline_now());

@@ -31,6 +31,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "deadletter.h"
+#include "escalate.h"
 #include "group.h"
 #include "send.h"
 #include "webhook.h"
@@ -48,6 +49,8 @@ struct notifier_options {
     int directory_refresh_s;
     struct sender_config send; /* conninfo is filled in by notifier_run */
     struct webhook_config webhook; /* poll_ms 0: webhooks off; conninfo filled in */
+    bool escalation;           /* run the escalation timer thread (escalate.h) */
+    struct escalate_config escalate; /* conninfo and actor are filled in by notifier_run */
 };
 
 /* Runs until STOP is cancelled (then drains as above and returns

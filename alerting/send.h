@@ -82,6 +82,13 @@ struct job;
 struct job *sender_job_new(const struct alert *a, int32_t partition, int64_t offset,
                            uint32_t epoch);
 
+/* Returns a job for escalation step STEP of alert A (copied): deliveries to
+ * TO[0..N-1] (researcher and channel; addresses are looked up when it
+ * starts), keyed by STEP in the notification log, not routed, and with no
+ * Kafka offset (the done callback is not called). NULL when out of memory. */
+struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
+                                int n);
+
 /* Frees a job that was not submitted. NULL is a no-op. */
 void sender_job_free(struct job *j);
 

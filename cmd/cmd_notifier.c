@@ -114,6 +114,15 @@ static const struct config_item items[] = {
      "at start, alerts up to this many seconds old are still sent to subscribers", false},
     {"webhook_ca_file", "VIGIL_WEBHOOK_CA_FILE", NULL,
      "PEM CA file to verify https subscribers; unset: the system's CAs", false},
+    {"escalation", "VIGIL_ESCALATION", "on",
+     "fire the escalation timers kept in PostgreSQL (on or off); any number of notifiers may",
+     false},
+    {"escalation_scale", "VIGIL_ESCALATION_SCALE", "1",
+     "multiplies every escalation deadline (tests: 0.01 makes 15 minutes 9 seconds)", false},
+    {"escalation_tick_ms", "VIGIL_ESCALATION_TICK_MS", "250",
+     "how often due escalation timers are looked for", false},
+    {"escalation_batch", "VIGIL_ESCALATION_BATCH", "500",
+     "escalation steps fired per transaction", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -130,6 +139,7 @@ static void usage(FILE *out)
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       alerts topic\n"
+            "      --escalation-scale X  multiply escalation deadlines by X (tests)\n"
             "      --grace SECONDS    shutdown grace\n"
             "      --http ADDR        HTTP endpoint address (HOST:PORT)\n"
             "      --pg CONNINFO      PostgreSQL conninfo\n"
@@ -154,6 +164,7 @@ int cmd_notifier(int argc, char **argv)
         CLI_CONSUMER_FLAGS,
         {"smtp-url", 0, "smtp_url", 0, true},
         {"sms-url", 0, "sms_url", 0, true},
+        {"escalation-scale", 0, "escalation_scale", 0, true},
         {0},
     };
     struct cli_settings set;
@@ -210,7 +221,8 @@ int cmd_notifier(int argc, char **argv)
             public_url[--ul] = '\0';
     }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
-    double rate, burst;
+    double rate, burst, esc_scale;
+    long esc_tick, esc_batch;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
         config_get_long(cfg, "smtp_timeout_ms", 100, 600000, &smtp_to, err, sizeof err) != 0 ||
@@ -223,8 +235,17 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
-        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
+        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0 ||
+        config_get_double(cfg, "escalation_scale", 1e-6, 1000, &esc_scale, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "escalation_tick_ms", 1, 60000, &esc_tick, err, sizeof err) != 0 ||
+        config_get_long(cfg, "escalation_batch", 1, 100000, &esc_batch, err, sizeof err) != 0)
         goto fail;
+    const char *esc_on = config_get(cfg, "escalation");
+    if (strcmp(esc_on, "on") != 0 && strcmp(esc_on, "off") != 0) {
+        snprintf(err, sizeof err, "escalation must be on or off, not '%s'", esc_on);
+        goto fail;
+    }
     if (rmax < base) {
         snprintf(err, sizeof err, "retry_max_ms (%ld) must not be below retry_base_ms (%ld)",
                  rmax, base);
@@ -275,6 +296,14 @@ int cmd_notifier(int argc, char **argv)
                 .lookback_s = (int)wh_lookback,
                 .lease_s = (int)lease,
                 .ca_file = config_get(cfg, "webhook_ca_file"),
+            },
+        .escalation = strcmp(esc_on, "on") == 0,
+        .escalate =
+            {
+                .tick_ms = (int)esc_tick,
+                .scale = esc_scale,
+                .batch = (int)esc_batch,
+                .lease_s = (int)lease,
             },
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||

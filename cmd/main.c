@@ -25,6 +25,9 @@ static const struct command commands[] = {
     {"migrate", cmd_migrate, "apply the PostgreSQL schema migrations"},
     {"rules", cmd_rules, "rules tools: `vigil rules check FILE`"},
     {"dq", cmd_dq, "data-quality report: `vigil dq report --study S`"},
+    {"alerts", cmd_alerts, "acknowledge or resolve an alert: `vigil alerts ack ID --as R`"},
+    {"audit", cmd_audit, "check the alert audit trail's hash chain: `vigil audit verify`"},
+    {"policy", cmd_policy, "escalation policies: `vigil policy show|set|check`"},
     {"version", cmd_version, "print vigil's version and its libraries'"},
     {NULL, NULL, NULL},
 };
