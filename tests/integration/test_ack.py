@@ -22,7 +22,8 @@ end against the services of scripts/services, `vigil notifier` and
                       (403), an unknown code (404), a malformed text (400)
                       change nothing and are audited; "ACK <code>" from
                       the paged phone acknowledges (channel 'sms_reply',
-                      origin the number); again: "already", nothing more.
+                      origin the number); again: "already", nothing more;
+                      an expired code (410) changes nothing, audited.
 """
 import base64
 import json
@@ -224,6 +225,23 @@ def run_sms():
         st, body = reply(s.phone1, "ACK " + code)
         t.check(st == 200 and "already" in body, "the same reply again: already (%r)" % body)
         t.check(len(s.events("acknowledged", ev)) == 1, "still one acknowledgement event")
+
+        # an expired code: refused, the alert stays open
+        a2, _ = s.alert(2)
+        sms2 = h.wait_until(lambda: [x for x in s.sms_to(s.phone1) if x.rstrip().endswith(a2)],
+                            60, "the second alert's SMS")
+        m2 = re.search(r"Reply ACK (\d{4,8})", sms2[0]) if sms2 else None
+        t.check(m2 is not None and m2.group(1) != code, "a new SMS, a new code")
+        if m2:
+            h.query("UPDATE sms_ack_codes SET expires_at = now() - interval '1 second' "
+                    "WHERE phone = %s AND code = %s", s.phone1, m2.group(1))
+            ev = s.last_event_id()
+            st, body = reply(s.phone1, "ACK " + m2.group(1))
+            ref = s.events("sms_reply_refused", ev)
+            t.check(st == 410 and "expired" in body, "an expired code: 410 (%r)" % body)
+            t.check(len(ref) == 1 and ref[0][3]["reason"] == "expired_code",
+                    "the expired code's refusal audited")
+            t.check(s.state(a2)[0] == "open", "the alert of the expired code is still open")
     finally:
         s.stop()
 
