@@ -401,12 +401,19 @@ def run_audit():
     for sql in ("UPDATE alert_events SET actor = 'mallory' WHERE alert_id = '%s'" % aid,
                 "DELETE FROM alert_events WHERE alert_id = '%s'" % aid,
                 "TRUNCATE alert_events"):
+        # in a transaction rolled back: if the protection were gone, the
+        # statement must still not wipe the shared trail
+        conn = h.pg()
+        conn.autocommit = False
         try:
-            h.query(sql)
+            conn.cursor().execute(sql)
             t.check(False, "app role refused: %s" % sql.split()[0])
         except psycopg2.Error as e:
             t.check(e.pgcode == "42501", "app role refused %s (%s)" % (sql.split()[0],
                                                                      e.pgerror.strip()))
+        finally:
+            conn.rollback()
+            conn.close()
     p = vigil("audit", "verify")
     t.check(p.returncode == 0, "intact before: %s" % p.stdout.strip())
     eid, detail = h.query("SELECT event_id, detail::text FROM alert_events WHERE alert_id = %s "
