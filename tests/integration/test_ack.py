@@ -242,6 +242,20 @@ def run_sms():
             t.check(len(ref) == 1 and ref[0][3]["reason"] == "expired_code",
                     "the expired code's refusal audited")
             t.check(s.state(a2)[0] == "open", "the alert of the expired code is still open")
+
+        # the code of one delivery: the same on a retry, a fresh one once expired
+        key = rid + "-delivery"
+        issue = ("SELECT vigil_sms_code_issue(%s, %s, ARRAY[%s], %s, 60)")
+        c1 = h.query(issue, s.phone2, s.r2, a2, key)[0][0]
+        c2 = h.query(issue, s.phone2, s.r2, a2, key)[0][0]
+        h.query("UPDATE sms_ack_codes SET expires_at = now() - interval '1 second' "
+                "WHERE delivery_key = %s", key)
+        c3 = h.query(issue, s.phone2, s.r2, a2, key)[0][0]
+        live = h.query("SELECT count(*) FROM sms_ack_codes WHERE delivery_key = %s "
+                       "AND expires_at > now()", key)[0][0]
+        t.check(c1 == c2 and live == 1 and re.fullmatch(r"\d{4}", c3 or ""),
+                "a retried SMS keeps its code; an expired one is issued anew (%s %s %s)"
+                % (c1, c2, c3))
     finally:
         s.stop()
 
