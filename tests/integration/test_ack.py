@@ -48,7 +48,8 @@ def run_links():
     s = A.Setup(rid)
     try:
         a1, subj1 = s.alert(1)
-        links = h.wait_until(lambda: s.email_links(a1), 60, "the alert email with its link")
+        links = h.wait_until(lambda: s.email_links(a1), 60, "the alert email with its link",
+                             interval=0.2)
         t.check(links and len(links) == 1, "one acknowledgement link in the email: %r" % links)
         if not links:
             return
@@ -189,7 +190,7 @@ def run_sms():
                 timeout=5) as r:
             t.check(r.status == 200, "the double knows where replies go")
         a1, _ = s.alert(1)
-        sms = h.wait_until(lambda: s.sms_to(s.phone1), 60, "the alert SMS")
+        sms = h.wait_until(lambda: s.sms_to(s.phone1), 60, "the alert SMS", interval=0.2)
         t.check(sms and len(sms) == 1, "one SMS to the paged phone")
         if not sms:
             return
@@ -229,7 +230,7 @@ def run_sms():
         # an expired code: refused, the alert stays open
         a2, _ = s.alert(2)
         sms2 = h.wait_until(lambda: [x for x in s.sms_to(s.phone1) if x.rstrip().endswith(a2)],
-                            60, "the second alert's SMS")
+                            60, "the second alert's SMS", interval=0.2)
         m2 = re.search(r"Reply ACK (\d{4,8})", sms2[0]) if sms2 else None
         t.check(m2 is not None and m2.group(1) != code, "a new SMS, a new code")
         if m2:
