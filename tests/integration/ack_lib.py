@@ -83,8 +83,9 @@ class Setup:
         self.base = "http://127.0.0.1:%d" % self.port
         self.study = "%s-S" % rid
         self.r1, self.r2 = "%s-ana" % rid, "%s-ben" % rid
-        self.phone1 = "+44%010d" % (int(rid[-8:]) % 10**10)
-        self.phone2 = "+45%010d" % (int(rid[-8:]) % 10**10)
+        digits = int(re.sub(r"\D", "", rid) or "0") % 10**10
+        self.phone1 = "+44%010d" % digits
+        self.phone2 = "+45%010d" % digits
         h.query("INSERT INTO researchers (researcher_id, name, email, phone) VALUES "
                 "(%s, 'Ana', %s, %s), (%s, 'Ben', %s, %s)",
                 self.r1, "ana.%s@test.example" % rid, self.phone1,
