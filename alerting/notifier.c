@@ -33,6 +33,7 @@ struct notifier {
     struct publisher *dlq_pub; /* NULL when dlq_topic is empty */
     struct deadletter *dlq;
     struct metric *m_invalid;
+    struct webhook_sender *webhooks; /* NULL: webhooks off */
 };
 
 /* A message from vigil.alerts on its way to the sender: decoded once, when
@@ -249,6 +250,13 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     n->group = group_new(&gc, &role, n->metrics, errstr, errstr_size);
     if (n->group == NULL)
         goto out;
+    if (opt->webhook.poll_ms > 0) {
+        struct webhook_config wc = opt->webhook;
+        wc.conninfo = opt->conninfo;
+        n->webhooks = webhook_sender_start(&wc, n->metrics, errstr, errstr_size);
+        if (n->webhooks == NULL)
+            goto out;
+    }
     if (opt->http_addr != NULL && opt->http_addr[0] != '\0') {
         n->httpd = httpd_start(opt->http_addr, n->metrics, ready, n, errstr, errstr_size);
         if (n->httpd == NULL)
@@ -309,6 +317,7 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     rc = group_exit_status(n->group);
     log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left (exit status %d)", rc);
 out:
+    webhook_sender_stop(n->webhooks);
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     if (n->group != NULL)
         group_stop(n->group);

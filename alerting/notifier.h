@@ -34,6 +34,7 @@
 #include "escalate.h"
 #include "group.h"
 #include "send.h"
+#include "webhook.h"
 
 struct notifier_options {
     /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
@@ -47,6 +48,7 @@ struct notifier_options {
     int grace_s;
     int directory_refresh_s;
     struct sender_config send; /* conninfo is filled in by notifier_run */
+    struct webhook_config webhook; /* poll_ms 0: webhooks off; conninfo filled in */
     bool escalation;           /* run the escalation timer thread (escalate.h) */
     struct escalate_config escalate; /* conninfo and actor are filled in by notifier_run */
 };

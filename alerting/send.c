@@ -881,6 +881,8 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
         char *body = s->body;
         notice_subject(alerts, m->n, subject, sizeof subject);
         notice_body(alerts, m->n, body, sizeof s->body);
+        ackmsg_email(&s->cfg.ack, alerts, m->n, m->researcher, kafka_now_ms() / 1000, body,
+                     sizeof s->body);
         size_t o = 0;
         for (int i = 0; i < m->n; i++)
             o += (size_t)snprintf(ids + o, sizeof ids - o, "%s%s", i ? " " : "",
@@ -904,8 +906,11 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
                                          &m->up, err, sizeof err) != 0)
             return false;
     } else {
-        char text[NOTICE_SMS_MAX + 1];
-        notice_sms(alerts, m->n, text, sizeof text);
+        char text[NOTICE_SMS_MAX + 1], ack[NOTICE_SMS_MAX / 2];
+        size_t al = ackmsg_sms(&s->cfg.ack, pg(s), alerts, m->n, m->researcher, m->address,
+                               kafka_now_ms() / 1000, ack, sizeof ack);
+        notice_sms(alerts, m->n, text, sizeof text - al); /* room kept: never cut off */
+        ackmsg_sms_insert(text, sizeof text, ack);
         m->provider_id[0] = '\0';
         if (sms_easy_setup(m->easy, &s->cfg.sms, m->address, text, &m->req, err, sizeof err))
             return false;

@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ackmsg.h"
 #include "alert.h"
 #include "chan.h"
 #include "deadline.h"
@@ -65,6 +66,7 @@ struct sender_config {
     int64_t group_window_ms;        /* 0: no grouping */
     int max_jobs;                   /* alerts in progress at once */
     size_t queue_cap;               /* alerts queued for the sender */
+    struct ackmsg_config ack;       /* acknowledgement links and SMS codes (zero: none) */
 };
 
 /* Called on the sender thread when every delivery of the alert at

@@ -10,6 +10,7 @@
 
 int cmd_worker(int argc, char **argv);
 int cmd_notifier(int argc, char **argv);
+int cmd_console(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_mllp(int argc, char **argv);

@@ -18,6 +18,7 @@ struct command {
 static const struct command commands[] = {
     {"worker", cmd_worker, "consume observations, analyse, store, raise alerts"},
     {"notifier", cmd_notifier, "send alerts to subscribed researchers by SMS and email"},
+    {"console", cmd_console, "the researchers' web service: acknowledgement pages, inbound SMS"},
     {"produce", cmd_produce, "publish observations (NDJSON, CSV, FHIR, HL7 v2) or a synthetic trial"},
     {"import", cmd_import, "bulk import of a historical EDC export"},
     {"mllp", cmd_mllp, "HL7 v2 listener: ORU^R01 results over MLLP to observations"},

@@ -1,0 +1,5 @@
+# The console's route table (console/route.c).
+vigil_test(test_console_route LABEL unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_console_route.c)
+# Acknowledgement links, webhook signatures (Standard Webhooks' reference
+# vector), the message additions and the inbound SMS parsers.
+vigil_test(test_acklink LABEL unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_acklink.c)
