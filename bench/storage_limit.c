@@ -77,7 +77,7 @@ static int truncate_tables(const char *conninfo, char *err, size_t errsz)
     PGconn *c = pg_connect(conninfo, err, errsz);
     if (c == NULL)
         return -1;
-    int rc = pg_command(c, "TRUNCATE observations, alerts", 0, NULL, err, errsz);
+    int rc = pg_command(c, "TRUNCATE observations, alerts CASCADE", 0, NULL, err, errsz);
     PQfinish(c);
     return rc;
 }
