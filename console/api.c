@@ -1,0 +1,697 @@
+/*
+ * api: the console's JSON API handlers (api.h).
+ */
+#include "api.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "password.h"
+#include "pg.h"
+
+/* An alert's lifecycle state as the console shows it. One expression, so
+ * the list's filter and every answer agree. */
+#define STATE_SQL "CASE WHEN a.retracted THEN 'retracted' ELSE 'open' END"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+void api_response_clear(struct api_response *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static void respond_json(struct api_response *resp, int status, json_t *j)
+{
+    resp->status = status;
+    free(resp->body);
+    resp->body = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (j != NULL && resp->body == NULL)
+        resp->status = 503;
+    json_decref(j);
+}
+
+void api_error(struct api_response *resp, int status, const char *code, const char *message)
+{
+    respond_json(resp, status, json_pack("{s:s, s:s}", "error", code, "message", message));
+    if (status == 503 && resp->retry_after == 0)
+        resp->retry_after = 1;
+}
+
+/* A failed statement: a data exception (class 22: a value PostgreSQL would
+ * not convert) is the client's 400; anything else the database's 503. The
+ * server's text is logged by the caller's errstr, never sent. */
+static void db_error(struct api_response *resp, const char *err)
+{
+    if (strstr(err, "(SQLSTATE 22") != NULL)
+        api_error(resp, 400, "bad_request", "a parameter has a value the database refuses");
+    else
+        api_error(resp, 503, "unavailable", "the database is not available; retry later");
+}
+
+/* The column's text, or JSON null. */
+static json_t *col_str(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return json_null();
+    return json_string(PQgetvalue(r, row, col));
+}
+
+static json_t *col_num(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return json_null();
+    return json_real(strtod(PQgetvalue(r, row, col), NULL));
+}
+
+static const char *token_param(const struct auth_principal *who)
+{
+    return who->token_id[0] ? who->token_id : NULL;
+}
+
+/* ---- session ------------------------------------------------------------ */
+
+static void session_cookie(struct api_response *resp, const char *value, int max_age)
+{
+    /* __Host- prefix: the browser accepts it only with Secure, Path=/ and no
+     * Domain, so a sibling subdomain cannot plant or overwrite it. */
+    snprintf(resp->set_cookie, sizeof resp->set_cookie,
+             AUTH_COOKIE "=%s; Path=/; Max-Age=%d; HttpOnly; Secure; SameSite=Strict", value,
+             max_age);
+}
+
+static void session_post(PGconn *conn, const struct api_request *req, const char *const *values,
+                         const struct auth_principal *who, struct api_response *resp)
+{
+    (void)values;
+    (void)who;
+    char err[512];
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    if (body == NULL) {
+        api_error(resp, 400, "bad_request", err);
+        return;
+    }
+    const char *email = json_string_value(json_object_get(body, "email"));
+    json_t *pw = json_object_get(body, "password");
+    if (email == NULL || !json_is_string(pw)) {
+        json_decref(body);
+        api_error(resp, 400, "bad_request", "email and password (strings) are required");
+        return;
+    }
+    char old[SECRET_TOKEN_LEN + 2];
+    int has_old = reqparse_cookie_get(req->cookie, AUTH_COOKIE, old, sizeof old);
+    struct auth_new_session s;
+    char rid[AUTH_ID_MAX];
+    int retry = 0;
+    enum auth_result ar = auth_signin(conn, email, json_string_value(pw), json_string_length(pw),
+                                      has_old == 1 ? old : NULL, &s, rid, &retry, err, sizeof err);
+    json_decref(body);
+    switch (ar) {
+    case AUTH_OK:
+        session_cookie(resp, s.session, AUTH_SESSION_ABSOLUTE_S);
+        respond_json(resp, 200,
+                     json_pack("{s:s, s:s, s:s}", "researcher_id", rid, "csrf_token", s.csrf,
+                               "expires_at", s.expires_at));
+        sodium_memzero(&s, sizeof s);
+        return;
+    case AUTH_LOCKED:
+        resp->retry_after = retry;
+        api_error(resp, 429, "locked", "too many wrong passwords: try again later");
+        return;
+    case AUTH_DENIED:
+        api_error(resp, 401, "denied", "wrong e-mail or password");
+        return;
+    case AUTH_ERROR:
+        db_error(resp, err);
+        return;
+    }
+}
+
+static void session_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                        const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    (void)values;
+    char err[512];
+    const char *params[] = {who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn,
+                           "SELECT r.study_id, CASE r.rank WHEN 1 THEN 'viewer' WHEN 2 THEN 'responder' "
+                           "ELSE 'study_admin' END, "
+                           "(SELECT name FROM researchers WHERE researcher_id = $1), "
+                           "EXISTS (SELECT 1 FROM console_grants WHERE researcher_id = $1 AND role = 'admin' "
+                           "AND $2::bigint IS NULL) "
+                           "FROM console_study_roles($1, $2::bigint) r ORDER BY r.study_id",
+                           2, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    json_t *studies = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(studies, json_pack("{s:o, s:o}", "study_id", col_str(r, i, 0), "role",
+                                                 col_str(r, i, 1)));
+    bool admin = PQntuples(r) > 0 && strcmp(PQgetvalue(r, 0, 3), "t") == 0;
+    json_t *name = PQntuples(r) > 0 ? col_str(r, 0, 2) : json_null();
+    PQclear(r);
+    respond_json(resp, 200,
+                 json_pack("{s:s, s:o, s:s, s:b, s:o}", "researcher_id", who->researcher_id, "name",
+                           name, "via", who->kind == AUTH_TOKEN ? "token" : "session", "admin",
+                           admin, "studies", studies));
+}
+
+static void session_delete(PGconn *conn, const struct api_request *req, const char *const *values,
+                           const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    (void)values;
+    char err[512];
+    if (auth_signout(conn, who, err, sizeof err) < 0) {
+        db_error(resp, err);
+        return;
+    }
+    session_cookie(resp, "", 0);
+    resp->status = 204;
+}
+
+/* ---- alerts ------------------------------------------------------------- */
+
+static bool one_of(const char *v, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(v, *set) == 0)
+            return true;
+    return false;
+}
+
+/* Cursor: base64url("<detected_at>|<alert_id>") of the last row of a page.
+ * Opaque to clients; checked as strictly as any parameter on the way back. */
+static int cursor_decode(const char *c, char *ts, size_t tssz, char *id, size_t idsz)
+{
+    unsigned char raw[512];
+    size_t n = 0;
+    if (strlen(c) > 600 ||
+        sodium_base642bin(raw, sizeof raw - 1, c, strlen(c), NULL, &n, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+        return -1;
+    raw[n] = '\0';
+    if (memchr(raw, '\0', n) != NULL)
+        return -1;
+    char *bar = strchr((char *)raw, '|');
+    if (bar == NULL)
+        return -1;
+    *bar = '\0';
+    if (!reqparse_time_valid((char *)raw) || !reqparse_id_valid(bar + 1))
+        return -1;
+    if (strlen((char *)raw) >= tssz || strlen(bar + 1) >= idsz)
+        return -1;
+    memcpy(ts, raw, strlen((char *)raw) + 1);
+    memcpy(id, bar + 1, strlen(bar + 1) + 1);
+    return 0;
+}
+
+static char *cursor_encode(const char *ts, const char *id)
+{
+    char raw[512];
+    int n = snprintf(raw, sizeof raw, "%s|%s", ts, id);
+    if (n < 0 || (size_t)n >= sizeof raw)
+        return NULL;
+    size_t outsz = sodium_base64_encoded_len((size_t)n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char *out = malloc(outsz);
+    if (out != NULL)
+        sodium_bin2base64(out, outsz, (const unsigned char *)raw, (size_t)n,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return out;
+}
+
+/* Strict decimal in [lo, hi]. */
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 9)
+        return false;
+    long v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+#define ALERT_COLS                                                                          \
+    "a.alert_id, a.kind, a.rule_id, a.rule_version, a.severity, a.ctcae_grade, a.study_id, " \
+    "a.site_id, a.subject_id, a.observation_id, a.message, " TS("a.observed_at") ", "      \
+    TS("a.detected_at") ", " STATE_SQL ", a.retracts_alert_id, a.retracted_by"
+
+static json_t *alert_json(const PGresult *r, int i)
+{
+    json_t *grade = PQgetisnull(r, i, 5) ? json_null() : json_integer(strtol(PQgetvalue(r, i, 5), NULL, 10));
+    return json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "alert_id", col_str(r, i, 0), "kind", col_str(r, i, 1), "rule_id",
+                     col_str(r, i, 2), "rule_version", (json_int_t)strtol(PQgetvalue(r, i, 3), NULL, 10),
+                     "severity", col_str(r, i, 4), "ctcae_grade", grade, "study_id",
+                     col_str(r, i, 6), "site_id", col_str(r, i, 7), "subject_id", col_str(r, i, 8),
+                     "observation_id", col_str(r, i, 9), "message", col_str(r, i, 10), "observed_at",
+                     col_str(r, i, 11), "detected_at", col_str(r, i, 12), "state", col_str(r, i, 13),
+                     "retracts_alert_id", col_str(r, i, 14), "retracted_by", col_str(r, i, 15));
+}
+
+static void alerts_list(PGconn *conn, const struct api_request *req, const char *const *values,
+                        const struct auth_principal *who, struct api_response *resp)
+{
+    (void)values;
+    static const char *const allowed[] = {"study", "site", "severity", "state", "since",
+                                          "until", "limit", "cursor", NULL};
+    static const char *const severities[] = {"info", "warning", "critical", NULL};
+    static const char *const states[] = {"open", "acknowledged", "resolved", "retracted", NULL};
+    char err[512];
+    const struct reqparse_query *q = req->query;
+    if (reqparse_query_only(q, allowed, err, sizeof err) < 0) {
+        api_error(resp, 400, "bad_request", err);
+        return;
+    }
+    const char *study = reqparse_query_get(q, "study"), *site = reqparse_query_get(q, "site");
+    const char *sev = reqparse_query_get(q, "severity"), *state = reqparse_query_get(q, "state");
+    const char *since = reqparse_query_get(q, "since"), *until = reqparse_query_get(q, "until");
+    const char *limit_s = reqparse_query_get(q, "limit"), *cursor = reqparse_query_get(q, "cursor");
+    long limit = API_PAGE_DEFAULT;
+    char cts[64] = "", cid[REQPARSE_ID_MAX + 1] = "";
+    if ((study && !reqparse_id_valid(study)) || (site && !reqparse_id_valid(site))) {
+        api_error(resp, 400, "bad_request", "study and site are identifiers (1-200 printable characters)");
+        return;
+    }
+    if (sev && !one_of(sev, severities)) {
+        api_error(resp, 400, "bad_request", "severity is info, warning or critical");
+        return;
+    }
+    if (state && !one_of(state, states)) {
+        api_error(resp, 400, "bad_request", "state is open, acknowledged, resolved or retracted");
+        return;
+    }
+    if ((since && !reqparse_time_valid(since)) || (until && !reqparse_time_valid(until))) {
+        api_error(resp, 400, "bad_request", "since and until are RFC 3339 times (2026-01-31T12:00:00Z)");
+        return;
+    }
+    if (limit_s && !parse_int(limit_s, 1, API_PAGE_MAX, &limit)) {
+        api_error(resp, 400, "bad_request", "limit is an integer from 1 to 200");
+        return;
+    }
+    if (cursor && cursor_decode(cursor, cts, sizeof cts, cid, sizeof cid) < 0) {
+        api_error(resp, 400, "bad_request", "cursor is not one this server gave out");
+        return;
+    }
+    char limit1[16];
+    snprintf(limit1, sizeof limit1, "%ld", limit + 1);
+    const char *params[] = {who->researcher_id, token_param(who), study, site, sev, state,
+                            since, until, cursor ? cts : NULL, cursor ? cid : NULL, limit1};
+    /* Newest first; the cursor is the (detected_at, alert_id) of the last
+     * row shown, compared as a row value so the index on
+     * (study_id, detected_at) serves each page from where the last ended. */
+    PGresult *r = pg_query(conn,
+                           "SELECT " ALERT_COLS " FROM alerts a "
+                           "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = a.study_id "
+                           "WHERE ($3::text IS NULL OR a.study_id = $3) "
+                           "AND ($4::text IS NULL OR a.site_id = $4) "
+                           "AND ($5::text IS NULL OR a.severity = $5) "
+                           "AND ($6::text IS NULL OR " STATE_SQL " = $6) "
+                           "AND ($7::timestamptz IS NULL OR a.detected_at >= $7::timestamptz) "
+                           "AND ($8::timestamptz IS NULL OR a.detected_at < $8::timestamptz) "
+                           "AND ($9::timestamptz IS NULL OR (a.detected_at, a.alert_id) < ($9::timestamptz, $10::text)) "
+                           "ORDER BY a.detected_at DESC, a.alert_id DESC LIMIT $11::integer",
+                           11, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int n = PQntuples(r);
+    int shown = n > limit ? (int)limit : n;
+    json_t *list = json_array();
+    for (int i = 0; i < shown; i++)
+        json_array_append_new(list, alert_json(r, i));
+    json_t *next = json_null();
+    if (n > limit) {
+        char *c = cursor_encode(PQgetvalue(r, shown - 1, 12), PQgetvalue(r, shown - 1, 0));
+        if (c != NULL) {
+            json_decref(next);
+            next = json_string(c);
+            free(c);
+        }
+    }
+    PQclear(r);
+    respond_json(resp, 200, json_pack("{s:o, s:o}", "alerts", list, "next_cursor", next));
+}
+
+static void alert_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                      const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    char err[512];
+    const char *params[] = {values[0], who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn,
+                           "SELECT " ALERT_COLS ", a.evidence::text FROM alerts a "
+                           "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
+                           "WHERE a.alert_id = $1",
+                           3, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        api_error(resp, 404, "not_found", "no such alert in your studies");
+        return;
+    }
+    json_t *alert = alert_json(r, 0);
+    json_t *evidence = json_loads(PQgetvalue(r, 0, 16), 0, NULL);
+    json_object_set_new(alert, "evidence", evidence ? evidence : json_array());
+    PQclear(r);
+
+    r = pg_query(conn,
+                 "SELECT n.researcher_id, n.channel, n.state, n.attempts, " TS("n.created_at") ", "
+                 TS("n.sent_at") ", n.last_error FROM notifications n "
+                 "JOIN alerts a ON a.alert_id = n.alert_id "
+                 "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
+                 "WHERE n.alert_id = $1 ORDER BY n.created_at, n.researcher_id, n.channel",
+                 3, params, err, sizeof err);
+    if (r == NULL) {
+        json_decref(alert);
+        db_error(resp, err);
+        return;
+    }
+    json_t *notes = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(notes,
+                              json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "researcher_id",
+                                        col_str(r, i, 0), "channel", col_str(r, i, 1), "state",
+                                        col_str(r, i, 2), "attempts",
+                                        (json_int_t)strtol(PQgetvalue(r, i, 3), NULL, 10),
+                                        "created_at", col_str(r, i, 4), "sent_at", col_str(r, i, 5),
+                                        "last_error", col_str(r, i, 6)));
+    PQclear(r);
+    json_object_set_new(alert, "notifications", notes);
+    json_object_set_new(alert, "events", json_array());
+    respond_json(resp, 200, alert);
+}
+
+/* The lifecycle's outcome as an HTTP status. */
+static int outcome_status(const char *outcome)
+{
+    if (strcmp(outcome, "acknowledged") == 0 || strcmp(outcome, "already_acknowledged") == 0 ||
+        strcmp(outcome, "resolved") == 0)
+        return 200;
+    if (strcmp(outcome, "unknown_alert") == 0)
+        return 404;
+    if (strcmp(outcome, "already_resolved") == 0 || strcmp(outcome, "retracted") == 0)
+        return 409;
+    return 422;
+}
+
+/* ack and resolve: the rank check and the change are one statement (the
+ * function is called only on a row the join let through), so no window
+ * lets a grant revoked in between slip past. */
+static void alert_change(PGconn *conn, const struct api_request *req, const char *const *values,
+                         const struct auth_principal *who, struct api_response *resp, bool resolve)
+{
+    char err[512];
+    json_t *body = NULL;
+    const char *note = NULL, *category = NULL;
+    if (req->body_len > 0 || resolve) {
+        body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+        if (body == NULL) {
+            api_error(resp, 400, "bad_request", err);
+            return;
+        }
+        json_t *n = json_object_get(body, "note"), *c = json_object_get(body, "category");
+        if ((n && !json_is_string(n)) || (c && !json_is_string(c)) ||
+            (n && json_string_length(n) > 2000)) {
+            json_decref(body);
+            api_error(resp, 400, "bad_request", "note and category are strings (note up to 2000 bytes)");
+            return;
+        }
+        note = json_string_value(n);
+        category = json_string_value(c);
+        if (note && memchr(json_string_value(n), '\0', json_string_length(n)) != NULL) {
+            json_decref(body);
+            api_error(resp, 400, "bad_request", "note holds a NUL character");
+            return;
+        }
+        if (resolve && (category == NULL || !reqparse_id_valid(category))) {
+            json_decref(body);
+            api_error(resp, 400, "bad_request", "resolve needs a category");
+            return;
+        }
+    }
+    char origin[64];
+    if (who->kind == AUTH_TOKEN)
+        snprintf(origin, sizeof origin, "api-token:%s", who->token_id);
+    else
+        snprintf(origin, sizeof origin, "console-session");
+    const char *params[] = {values[0], who->researcher_id, token_param(who), note, origin, category};
+    PGresult *r;
+    if (resolve)
+        r = pg_query(conn,
+                     "SELECT vigil_alert_resolve(a.alert_id, $2, $6, $4, 'console', $5) FROM alerts a "
+                     "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
+                     "AND sr.rank >= 2 WHERE a.alert_id = $1",
+                     6, params, err, sizeof err);
+    else
+        r = pg_query(conn,
+                     "SELECT vigil_alert_ack(a.alert_id, $2, 'console', $5, $4) FROM alerts a "
+                     "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
+                     "AND sr.rank >= 2 WHERE a.alert_id = $1 AND $6::text IS NULL",
+                     6, params, err, sizeof err);
+    json_decref(body);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) == 1) {
+        char outcome[64];
+        snprintf(outcome, sizeof outcome, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        int st = outcome_status(outcome);
+        respond_json(resp, st, st == 200 ? json_pack("{s:s}", "result", outcome)
+                                         : json_pack("{s:s, s:s}", "error", outcome, "message",
+                                                     "the alert's state does not allow this"));
+        return;
+    }
+    PQclear(r);
+    /* Nothing changed: say 403 only to a caller who may see the alert. */
+    r = pg_query(conn,
+                 "SELECT 1 FROM alerts a JOIN console_study_roles($2, $3::bigint) sr "
+                 "ON sr.study_id = a.study_id WHERE a.alert_id = $1",
+                 3, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    bool visible = PQntuples(r) > 0;
+    PQclear(r);
+    if (visible)
+        api_error(resp, 403, "forbidden", "acknowledging and resolving need the responder role");
+    else
+        api_error(resp, 404, "not_found", "no such alert in your studies");
+}
+
+static void alert_ack(PGconn *conn, const struct api_request *req, const char *const *values,
+                      const struct auth_principal *who, struct api_response *resp)
+{
+    alert_change(conn, req, values, who, resp, false);
+}
+
+static void alert_resolve(PGconn *conn, const struct api_request *req, const char *const *values,
+                          const struct auth_principal *who, struct api_response *resp)
+{
+    alert_change(conn, req, values, who, resp, true);
+}
+
+/* ---- subjects ----------------------------------------------------------- */
+
+static void timeline_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                         const struct auth_principal *who, struct api_response *resp)
+{
+    static const char *const allowed[] = {"loinc", "since", "until", NULL};
+    char err[512];
+    const struct reqparse_query *q = req->query;
+    if (reqparse_query_only(q, allowed, err, sizeof err) < 0) {
+        api_error(resp, 400, "bad_request", err);
+        return;
+    }
+    const char *loinc = reqparse_query_get(q, "loinc");
+    const char *since = reqparse_query_get(q, "since"), *until = reqparse_query_get(q, "until");
+    if ((loinc && !reqparse_id_valid(loinc)) || (since && !reqparse_time_valid(since)) ||
+        (until && !reqparse_time_valid(until))) {
+        api_error(resp, 400, "bad_request", "loinc is a code; since and until are RFC 3339 times");
+        return;
+    }
+    char maxrows[16];
+    snprintf(maxrows, sizeof maxrows, "%d", API_TIMELINE_MAX + 1);
+    const char *params[] = {values[0], values[1], who->researcher_id, token_param(who), loinc,
+                            since, until, maxrows};
+    PGresult *r = pg_query(conn, "SELECT 1 FROM console_study_roles($3, $4::bigint) WHERE study_id = $1 "
+                                 "AND $2::text IS NOT NULL",
+                           4, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    bool visible = PQntuples(r) > 0;
+    PQclear(r);
+    if (!visible) {
+        api_error(resp, 404, "not_found", "no such study among yours");
+        return;
+    }
+    r = pg_query(conn,
+                 "SELECT o.loinc, o.observation_id, " TS("o.effective_at") ", o.value_norm, o.unit_norm, "
+                 "o.ref_low_norm, o.ref_high_norm, o.value, o.unit, o.status, o.site_id "
+                 "FROM observations o JOIN console_study_roles($3, $4::bigint) sr ON sr.study_id = o.study_id "
+                 "WHERE o.study_id = $1 AND o.subject_id = $2 "
+                 "AND ($5::text IS NULL OR o.loinc = $5) "
+                 "AND ($6::timestamptz IS NULL OR o.effective_at >= $6::timestamptz) "
+                 "AND ($7::timestamptz IS NULL OR o.effective_at < $7::timestamptz) "
+                 "ORDER BY o.loinc, o.effective_at, o.observation_id LIMIT $8::integer",
+                 8, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int n = PQntuples(r);
+    bool truncated = n > API_TIMELINE_MAX;
+    if (truncated)
+        n = API_TIMELINE_MAX;
+    json_t *analytes = json_array(), *cur = NULL, *points = NULL;
+    for (int i = 0; i < n; i++) {
+        if (cur == NULL || strcmp(json_string_value(json_object_get(cur, "loinc")), PQgetvalue(r, i, 0)) != 0) {
+            points = json_array();
+            cur = json_pack("{s:o, s:o, s:o}", "loinc", col_str(r, i, 0), "unit", col_str(r, i, 4),
+                            "points", points);
+            json_array_append_new(analytes, cur);
+        }
+        json_array_append_new(points,
+                              json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                                        "observation_id", col_str(r, i, 1), "effective_at",
+                                        col_str(r, i, 2), "value", col_num(r, i, 3), "ref_low",
+                                        col_num(r, i, 5), "ref_high", col_num(r, i, 6), "raw_value",
+                                        col_num(r, i, 7), "raw_unit", col_str(r, i, 8), "status",
+                                        col_str(r, i, 9), "site_id", col_str(r, i, 10)));
+    }
+    PQclear(r);
+    r = pg_query(conn,
+                 "SELECT " ALERT_COLS " FROM alerts a "
+                 "JOIN console_study_roles($3, $4::bigint) sr ON sr.study_id = a.study_id "
+                 "WHERE a.study_id = $1 AND a.subject_id = $2 "
+                 "AND ($5::text IS NULL OR $5 IS NOT NULL) "
+                 "AND ($6::timestamptz IS NULL OR a.observed_at >= $6::timestamptz) "
+                 "AND ($7::timestamptz IS NULL OR a.observed_at < $7::timestamptz) "
+                 "ORDER BY a.observed_at, a.alert_id LIMIT $8::integer",
+                 8, params, err, sizeof err);
+    if (r == NULL) {
+        json_decref(analytes);
+        db_error(resp, err);
+        return;
+    }
+    json_t *alerts = json_array();
+    for (int i = 0; i < PQntuples(r) && i < API_TIMELINE_MAX; i++)
+        json_array_append_new(alerts, alert_json(r, i));
+    PQclear(r);
+    respond_json(resp, 200,
+                 json_pack("{s:s, s:s, s:o, s:o, s:b}", "study_id", values[0], "subject_id",
+                           values[1], "analytes", analytes, "alerts", alerts, "truncated", truncated));
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static const struct api_route routes[] = {
+    {"POST", "/api/v1/session", LIMITER_SIGNIN, false, false, session_post},
+    {"GET", "/api/v1/session", LIMITER_GENERAL, true, false, session_get},
+    {"DELETE", "/api/v1/session", LIMITER_GENERAL, true, true, session_delete},
+    {"GET", "/api/v1/alerts", LIMITER_GENERAL, true, false, alerts_list},
+    {"GET", "/api/v1/alerts/{id}", LIMITER_GENERAL, true, false, alert_get},
+    {"POST", "/api/v1/alerts/{id}/ack", LIMITER_GENERAL, true, true, alert_ack},
+    {"POST", "/api/v1/alerts/{id}/resolve", LIMITER_GENERAL, true, true, alert_resolve},
+    {"GET", "/api/v1/subjects/{study}/{subject}/timeline", LIMITER_HEAVY, true, false, timeline_get},
+    {NULL, NULL, LIMITER_GENERAL, false, false, NULL},
+};
+
+/* Matches PATH against PATTERN segment by segment; {x} takes one segment. */
+static bool match(const char *pattern, const char *path,
+                  char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1])
+{
+    int nv = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *pe = strchr(p, '}');
+            const char *se = strchr(s, '/');
+            size_t len = se ? (size_t)(se - s) : strlen(s);
+            if (len == 0 || len > REQPARSE_ID_MAX || nv == API_PATH_VALUES)
+                return false;
+            memcpy(values[nv], s, len);
+            values[nv][len] = '\0';
+            if (!reqparse_id_valid(values[nv]))
+                return false;
+            nv++;
+            p = pe + 1;
+            s += len;
+        } else {
+            if (*p != *s)
+                return false;
+            p++;
+            s++;
+        }
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+const struct api_route *api_route_find(const char *method, const char *path,
+                                       char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1],
+                                       int *status)
+{
+    *status = 404;
+    for (const struct api_route *r = routes; r->method; r++) {
+        if (!match(r->pattern, path, values))
+            continue;
+        if (strcmp(r->method, method) == 0)
+            return r;
+        *status = 405;
+    }
+    return NULL;
+}
+
+void api_handle(PGconn *conn, const struct api_route *route,
+                char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1], const struct api_request *req,
+                struct api_response *resp)
+{
+    char err[512];
+    struct auth_principal who;
+    memset(&who, 0, sizeof who);
+    memset(resp, 0, sizeof *resp);
+    if (route->needs_auth) {
+        enum auth_result ar;
+        if (req->authorization != NULL) {
+            ar = auth_token(conn, req->authorization, &who, err, sizeof err);
+        } else {
+            char cookie[SECRET_TOKEN_LEN + 2];
+            int c = reqparse_cookie_get(req->cookie, AUTH_COOKIE, cookie, sizeof cookie);
+            ar = auth_session(conn, c == 1 ? cookie : NULL, &who, err, sizeof err);
+        }
+        if (ar == AUTH_ERROR) {
+            db_error(resp, err);
+            return;
+        }
+        if (ar != AUTH_OK) {
+            api_error(resp, 401, "unauthenticated", "sign in, or send a valid API token");
+            return;
+        }
+        if (route->changes_state && !auth_csrf_ok(&who, req->csrf)) {
+            api_error(resp, 403, "csrf", "missing or wrong X-CSRF-Token header");
+            return;
+        }
+    }
+    const char *const vals[API_PATH_VALUES] = {values[0], values[1]};
+    route->handle(conn, req, vals, &who, resp);
+}
