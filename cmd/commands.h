@@ -10,12 +10,14 @@
 
 int cmd_worker(int argc, char **argv);
 int cmd_notifier(int argc, char **argv);
+int cmd_console(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_mllp(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_dq(int argc, char **argv);
+int cmd_users(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Prints "vigil CMD: MESSAGE" on one line, then usage(stderr); returns 2.

@@ -18,12 +18,14 @@ struct command {
 static const struct command commands[] = {
     {"worker", cmd_worker, "consume observations, analyse, store, raise alerts"},
     {"notifier", cmd_notifier, "send alerts to subscribed researchers by SMS and email"},
+    {"console", cmd_console, "the researchers' web service: acknowledgement pages, inbound SMS"},
     {"produce", cmd_produce, "publish observations (NDJSON, CSV, FHIR, HL7 v2) or a synthetic trial"},
     {"import", cmd_import, "bulk import of a historical EDC export"},
     {"mllp", cmd_mllp, "HL7 v2 listener: ORU^R01 results over MLLP to observations"},
     {"migrate", cmd_migrate, "apply the PostgreSQL schema migrations"},
     {"rules", cmd_rules, "rules tools: `vigil rules check FILE`"},
     {"dq", cmd_dq, "data-quality report: `vigil dq report --study S`"},
+    {"users", cmd_users, "console accounts: `vigil users create|reset|disable|grant|token`"},
     {"version", cmd_version, "print vigil's version and its libraries'"},
     {NULL, NULL, NULL},
 };

@@ -16,13 +16,72 @@
 #define HTTPD_TIMEOUT_S 10
 #define HTTPD_CONN_MEMORY (32 * 1024)
 
+#define HTTPD_MAX_BODY_DEFAULT (64 * 1024)
+
 struct httpd {
     struct MHD_Daemon *daemon;
     struct metrics *metrics;
     httpd_ready_fn ready;
     void *ready_arg;
+    struct httpd_options opt; /* handler == NULL: operations endpoints only */
     int port;
 };
+
+/* One request to a handler: its body as it arrives. */
+struct req_state {
+    char *body;
+    size_t len, cap;
+    bool too_big;
+};
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    struct httpd *h = cls;
+    if (h->opt.handler == NULL || req_cls == NULL || *req_cls == NULL)
+        return;
+    struct req_state *st = *req_cls;
+    free(st->body);
+    free(st);
+    *req_cls = NULL;
+}
+
+const char *httpd_request_header(const struct httpd_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *httpd_request_query(const struct httpd_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void httpd_response_header(struct httpd_response *resp, const char *name, const char *value)
+{
+    if (resp->nheaders >= HTTPD_MAX_HEADERS)
+        return;
+    int i = resp->nheaders++;
+    snprintf(resp->header_name[i], sizeof resp->header_name[i], "%s", name);
+    snprintf(resp->header_value[i], sizeof resp->header_value[i], "%s", value);
+}
+
+int httpd_response_set(struct httpd_response *resp, unsigned status, const char *ctype,
+                       const char *body)
+{
+    free(resp->body);
+    resp->body = strdup(body != NULL ? body : "");
+    resp->content_type = ctype;
+    if (resp->body == NULL) {
+        resp->status = 500;
+        resp->len = 0;
+        return -1;
+    }
+    resp->status = status;
+    resp->len = strlen(resp->body);
+    return 0;
+}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
                              char *body, size_t len, enum MHD_ResponseMemoryMode mode)
@@ -46,11 +105,132 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
     return rc;
 }
 
+static void client_address(struct MHD_Connection *conn, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "unknown");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)outsz);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)outsz);
+}
+
+/* A request for the role's handler: collect the body (bounded), then call
+ * it once the upload is over. */
+static enum MHD_Result handle_role(struct httpd *h, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *upload_data,
+                                   size_t *upload_data_size, void **req_cls)
+{
+    static char too_large[] = "request body too large\n";
+    const char *text = "text/plain; charset=utf-8";
+    if (*req_cls == NULL) {
+        struct req_state *st = calloc(1, sizeof *st);
+        if (st == NULL)
+            return MHD_NO;
+        *req_cls = st;
+        return MHD_YES;
+    }
+    struct req_state *st = *req_cls;
+    size_t max = h->opt.max_body ? h->opt.max_body : HTTPD_MAX_BODY_DEFAULT;
+    if (*upload_data_size != 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (st->too_big || st->len + n > max) {
+            st->too_big = true; /* keep reading (and dropping) to answer 413 */
+            return MHD_YES;
+        }
+        if (st->len + n + 1 > st->cap) {
+            size_t cap = st->cap ? st->cap : 1024;
+            while (cap < st->len + n + 1)
+                cap *= 2;
+            char *b = realloc(st->body, cap);
+            if (b == NULL)
+                return MHD_NO;
+            st->body = b;
+            st->cap = cap;
+        }
+        memcpy(st->body + st->len, upload_data, n);
+        st->len += n;
+        st->body[st->len] = '\0';
+        return MHD_YES;
+    }
+    if (st->too_big)
+        return reply(conn, 413, text, too_large, sizeof too_large - 1,
+                     MHD_RESPMEM_PERSISTENT);
+    char client[INET6_ADDRSTRLEN + 1];
+    client_address(conn, client, sizeof client);
+    struct httpd_request req = {
+        .method = method,
+        .path = url,
+        .body = st->body != NULL ? st->body : "",
+        .body_len = st->len,
+        .client = client,
+        .conn = conn,
+    };
+    struct httpd_response *resp = calloc(1, sizeof *resp);
+    if (resp == NULL)
+        return MHD_NO;
+    h->opt.handler(h->opt.handler_arg, &req, resp);
+    if (resp->status == 0) {
+        free(resp->body);
+        resp->body = strdup("not found\n");
+        resp->len = resp->body ? strlen(resp->body) : 0;
+        resp->status = MHD_HTTP_NOT_FOUND;
+        resp->content_type = NULL;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(resp->len, resp->body ? resp->body : (char *)"",
+                                        resp->body ? MHD_RESPMEM_MUST_FREE
+                                                   : MHD_RESPMEM_PERSISTENT);
+    if (r == NULL) {
+        free(resp->body);
+        free(resp);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type",
+                            resp->content_type ? resp->content_type : text);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* Pages carry signed tokens in their URLs: never send them on as a
+     * Referer, never frame them. */
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    for (int i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->header_name[i], resp->header_value[i]);
+    enum MHD_Result rc = MHD_queue_response(conn, resp->status, r);
+    MHD_destroy_response(r);
+    free(resp);
+    return rc;
+}
+
+static bool is_ops_path(const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+           strcmp(url, "/metrics") == 0;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **req_cls)
 {
     struct httpd *h = cls;
+    if (h->opt.handler != NULL && !is_ops_path(url))
+        return handle_role(h, conn, url, method, upload_data, upload_data_size, req_cls);
+    if (h->opt.handler != NULL && *req_cls == NULL) {
+        /* handle_role's state on every request of a server with a
+         * handler, so request_completed frees one kind of thing */
+        struct req_state *st = calloc(1, sizeof *st);
+        if (st == NULL)
+            return MHD_NO;
+        *req_cls = st;
+        return MHD_YES;
+    }
     static int first_call_marker;
     /* First call per request: headers only. Answer on the second, after any
      * body has been discarded. */
@@ -149,6 +329,13 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *
 struct httpd *httpd_start(const char *addr, struct metrics *m, httpd_ready_fn ready, void *arg,
                           char *errstr, size_t errstr_size)
 {
+    return httpd_start_opts(addr, m, ready, arg, NULL, errstr, errstr_size);
+}
+
+struct httpd *httpd_start_opts(const char *addr, struct metrics *m, httpd_ready_fn ready,
+                               void *arg, const struct httpd_options *opt, char *errstr,
+                               size_t errstr_size)
+{
     struct sockaddr_storage ss;
     socklen_t sl;
     if (parse_addr(addr, &ss, &sl) != 0) {
@@ -165,14 +352,22 @@ struct httpd *httpd_start(const char *addr, struct metrics *m, httpd_ready_fn re
     h->metrics = m;
     h->ready = ready;
     h->ready_arg = arg;
+    if (opt != NULL)
+        h->opt = *opt;
+    unsigned conn_limit = h->opt.conn_limit ? h->opt.conn_limit : HTTPD_CONN_LIMIT;
+    unsigned per_ip = h->opt.per_ip_limit ? h->opt.per_ip_limit : HTTPD_PER_IP_LIMIT;
+    unsigned threads = h->opt.threads > 1 ? h->opt.threads : 1;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     h->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)HTTPD_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
+        /* 1: no pool, the one internal thread (the roles' endpoint) */
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_END);
     if (h->daemon == NULL) {
         snprintf(errstr, errstr_size, "could not listen on %s: %s", addr,
                  errno ? strerror(errno) : "libmicrohttpd refused to start");

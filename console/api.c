@@ -11,9 +11,14 @@
 #include "password.h"
 #include "pg.h"
 
-/* An alert's lifecycle state as the console shows it. One expression, so
- * the list's filter and every answer agree. */
-#define STATE_SQL "CASE WHEN a.retracted THEN 'retracted' ELSE 'open' END"
+/* An alert's lifecycle state as the console shows it: alert_lifecycle's
+ * (0010), else what the alert row says (a signal not yet given a lifecycle
+ * row is open; a retraction is an alert of its own that is never open).
+ * One expression, so the list's filter and every answer agree. */
+#define STATE_SQL                                                                          \
+    "coalesce(l.state, CASE WHEN a.retracted THEN 'retracted' WHEN a.kind = 'retraction' " \
+    "THEN 'closed' ELSE 'open' END)"
+#define ALERT_FROM "alerts a LEFT JOIN alert_lifecycle l ON l.alert_id = a.alert_id "
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
@@ -312,7 +317,7 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
      * row shown, compared as a row value so the index on
      * (study_id, detected_at) serves each page from where the last ended. */
     PGresult *r = pg_query(conn,
-                           "SELECT " ALERT_COLS " FROM alerts a "
+                           "SELECT " ALERT_COLS " FROM " ALERT_FROM
                            "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = a.study_id "
                            "WHERE ($3::text IS NULL OR a.study_id = $3) "
                            "AND ($4::text IS NULL OR a.site_id = $4) "
@@ -352,7 +357,9 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
     char err[512];
     const char *params[] = {values[0], who->researcher_id, token_param(who)};
     PGresult *r = pg_query(conn,
-                           "SELECT " ALERT_COLS ", a.evidence::text FROM alerts a "
+                           "SELECT " ALERT_COLS ", a.evidence::text, " TS("l.acknowledged_at") ", l.acknowledged_by, "
+                           "l.ack_channel, l.ack_note, " TS("l.resolved_at") ", l.resolved_by, l.resolution_category, "
+                           "l.resolution_note FROM " ALERT_FROM
                            "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                            "WHERE a.alert_id = $1",
                            3, params, err, sizeof err);
@@ -368,6 +375,16 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
     json_t *alert = alert_json(r, 0);
     json_t *evidence = json_loads(PQgetvalue(r, 0, 16), 0, NULL);
     json_object_set_new(alert, "evidence", evidence ? evidence : json_array());
+    json_object_set_new(alert, "acknowledgement",
+                        PQgetisnull(r, 0, 17) ? json_null()
+                                              : json_pack("{s:o, s:o, s:o, s:o}", "at", col_str(r, 0, 17),
+                                                          "by", col_str(r, 0, 18), "channel",
+                                                          col_str(r, 0, 19), "note", col_str(r, 0, 20)));
+    json_object_set_new(alert, "resolution",
+                        PQgetisnull(r, 0, 21) ? json_null()
+                                              : json_pack("{s:o, s:o, s:o, s:o}", "at", col_str(r, 0, 21),
+                                                          "by", col_str(r, 0, 22), "category",
+                                                          col_str(r, 0, 23), "note", col_str(r, 0, 24)));
     PQclear(r);
 
     r = pg_query(conn,
@@ -393,7 +410,31 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
                                         "last_error", col_str(r, i, 6)));
     PQclear(r);
     json_object_set_new(alert, "notifications", notes);
-    json_object_set_new(alert, "events", json_array());
+
+    /* The audit trail of this alert (0010's hash-chained alert_events). */
+    r = pg_query(conn,
+                 "SELECT e.event_id, e.kind, e.actor, e.detail::text, " TS("e.recorded_at") " "
+                 "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
+                 "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
+                 "WHERE e.alert_id = $1 ORDER BY e.event_id LIMIT 1000",
+                 3, params, err, sizeof err);
+    if (r == NULL) {
+        json_decref(alert);
+        db_error(resp, err);
+        return;
+    }
+    json_t *events = json_array();
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *detail = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+        json_array_append_new(events,
+                              json_pack("{s:I, s:o, s:o, s:o, s:o}", "event_id",
+                                        (json_int_t)strtoll(PQgetvalue(r, i, 0), NULL, 10), "kind",
+                                        col_str(r, i, 1), "actor", col_str(r, i, 2), "detail",
+                                        detail ? detail : json_object(), "recorded_at",
+                                        col_str(r, i, 4)));
+    }
+    PQclear(r);
+    json_object_set_new(alert, "events", events);
     respond_json(resp, 200, alert);
 }
 
@@ -449,21 +490,22 @@ static void alert_change(PGconn *conn, const struct api_request *req, const char
     if (who->kind == AUTH_TOKEN)
         snprintf(origin, sizeof origin, "api-token:%s", who->token_id);
     else
-        snprintf(origin, sizeof origin, "console-session");
-    const char *params[] = {values[0], who->researcher_id, token_param(who), note, origin, category};
+        snprintf(origin, sizeof origin, "session");
+    const char *channel = who->kind == AUTH_TOKEN ? "api" : "console";
+    const char *params[] = {values[0], who->researcher_id, token_param(who), note, origin, category, channel};
     PGresult *r;
     if (resolve)
         r = pg_query(conn,
-                     "SELECT vigil_alert_resolve(a.alert_id, $2, $6, $4, 'console', $5) FROM alerts a "
+                     "SELECT vigil_alert_resolve(a.alert_id, $2, $6, $4, $7, $5) FROM alerts a "
                      "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                      "AND sr.rank >= 2 WHERE a.alert_id = $1",
-                     6, params, err, sizeof err);
+                     7, params, err, sizeof err);
     else
         r = pg_query(conn,
-                     "SELECT vigil_alert_ack(a.alert_id, $2, 'console', $5, $4) FROM alerts a "
+                     "SELECT vigil_alert_ack(a.alert_id, $2, $7, $5, $4) FROM alerts a "
                      "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                      "AND sr.rank >= 2 WHERE a.alert_id = $1 AND $6::text IS NULL",
-                     6, params, err, sizeof err);
+                     7, params, err, sizeof err);
     json_decref(body);
     if (r == NULL) {
         db_error(resp, err);
@@ -580,15 +622,16 @@ static void timeline_get(PGconn *conn, const struct api_request *req, const char
                                         col_str(r, i, 9), "site_id", col_str(r, i, 10)));
     }
     PQclear(r);
+    const char *aparams[] = {values[0], values[1], who->researcher_id, token_param(who), since,
+                             until, maxrows};
     r = pg_query(conn,
-                 "SELECT " ALERT_COLS " FROM alerts a "
+                 "SELECT " ALERT_COLS " FROM " ALERT_FROM
                  "JOIN console_study_roles($3, $4::bigint) sr ON sr.study_id = a.study_id "
                  "WHERE a.study_id = $1 AND a.subject_id = $2 "
-                 "AND ($5::text IS NULL OR $5 IS NOT NULL) "
-                 "AND ($6::timestamptz IS NULL OR a.observed_at >= $6::timestamptz) "
-                 "AND ($7::timestamptz IS NULL OR a.observed_at < $7::timestamptz) "
-                 "ORDER BY a.observed_at, a.alert_id LIMIT $8::integer",
-                 8, params, err, sizeof err);
+                 "AND ($5::timestamptz IS NULL OR a.observed_at >= $5::timestamptz) "
+                 "AND ($6::timestamptz IS NULL OR a.observed_at < $6::timestamptz) "
+                 "ORDER BY a.observed_at, a.alert_id LIMIT $7::integer",
+                 7, aparams, err, sizeof err);
     if (r == NULL) {
         json_decref(analytes);
         db_error(resp, err);

@@ -15,7 +15,7 @@ expect() { # expect STATUS CMD...
 
 expect 0 "$v" --help
 grep -q '^usage: vigil COMMAND' /tmp/cli.$$.out && ok || bad "--help prints usage"
-for cmd in worker notifier produce import mllp migrate rules dq version; do
+for cmd in worker notifier console produce import mllp migrate rules dq version; do
   expect 0 "$v" "$cmd" --help
   grep -q "^usage: vigil $cmd" /tmp/cli.$$.out && ok || bad "$cmd --help prints its usage"
   expect 2 "$v" "$cmd" --no-such-flag
