@@ -28,11 +28,41 @@ void api_response_clear(struct api_response *r)
     memset(r, 0, sizeof *r);
 }
 
+/* JSON text with <, > and & written as \u003c, \u003e, \u0026: those
+ * characters can only occur inside JSON strings, so the rewrite is exact,
+ * and the answer stays inert even if something embeds it in HTML or a
+ * browser sniffs it. Returns a new string (caller frees) or NULL. */
+static char *dump_inert(const json_t *j)
+{
+    char *t = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (t == NULL)
+        return NULL;
+    size_t n = 0, extra = 0;
+    for (const char *p = t; *p; p++, n++)
+        if (*p == '<' || *p == '>' || *p == '&')
+            extra += 5;
+    if (extra == 0)
+        return t;
+    char *out = malloc(n + extra + 1), *w = out;
+    if (out != NULL) {
+        for (const char *p = t; *p; p++) {
+            if (*p == '<' || *p == '>' || *p == '&') {
+                w += snprintf(w, 7, "\\u%04x", (unsigned)*p);
+            } else {
+                *w++ = *p;
+            }
+        }
+        *w = '\0';
+    }
+    free(t);
+    return out;
+}
+
 static void respond_json(struct api_response *resp, int status, json_t *j)
 {
     resp->status = status;
     free(resp->body);
-    resp->body = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    resp->body = j ? dump_inert(j) : NULL;
     if (j != NULL && resp->body == NULL)
         resp->status = 503;
     json_decref(j);
@@ -143,7 +173,7 @@ static void session_get(PGconn *conn, const struct api_request *req, const char 
     const char *params[] = {who->researcher_id, token_param(who)};
     PGresult *r = pg_query(conn,
                            "SELECT r.study_id, CASE r.rank WHEN 1 THEN 'viewer' WHEN 2 THEN 'responder' "
-                           "ELSE 'study_admin' END, "
+                           "WHEN 3 THEN 'study_admin' END, "
                            "(SELECT name FROM researchers WHERE researcher_id = $1), "
                            "EXISTS (SELECT 1 FROM console_grants WHERE researcher_id = $1 AND role = 'admin' "
                            "AND $2::bigint IS NULL) "

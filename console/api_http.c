@@ -43,8 +43,6 @@ static void reply_json(struct httpd_response *out, const struct api_response *r)
 {
     httpd_response_set(out, (unsigned)r->status, "application/json; charset=utf-8",
                        r->body ? r->body : "");
-    httpd_response_header(out, "Cache-Control", "no-store");
-    httpd_response_header(out, "X-Content-Type-Options", "nosniff");
     if (r->set_cookie[0])
         httpd_response_header(out, "Set-Cookie", r->set_cookie);
     if (r->retry_after > 0) {

@@ -78,7 +78,7 @@ CREATE TABLE console_api_tokens (
 CREATE FUNCTION console_role_rank(p_role text) RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE p_role WHEN 'viewer' THEN 1 WHEN 'responder' THEN 2
-                       WHEN 'study_admin' THEN 3 WHEN 'admin' THEN 3 ELSE 0 END
+                       WHEN 'study_admin' THEN 3 WHEN 'admin' THEN 3 END
 $$;
 
 -- console_study_roles(R, T): the studies researcher R may see, each with
@@ -86,13 +86,15 @@ $$;
 -- T (null for a browser session: then R's grants as they are). Every
 -- console query joins its rows to this, so a caller's studies are filtered
 -- in SQL, never after fetching. A disabled login or an inactive researcher
--- has no studies at all, whatever the grants say.
+-- has no studies at all, whatever the grants say. A token's max_role caps
+-- the rank (a session has no cap: rank 3); rows are only ever rank 1..3.
 CREATE FUNCTION console_study_roles(p_researcher_id text, p_token_id bigint)
 RETURNS TABLE (study_id text, rank integer)
 LANGUAGE sql STABLE AS $$
+  SELECT x.study_id, x.rank FROM (
     SELECT s.study_id,
            least(max(console_role_rank(g.role)),
-                 coalesce(min(console_role_rank(t.max_role)), 3))
+                 CASE WHEN p_token_id IS NULL THEN 3 ELSE min(console_role_rank(t.max_role)) END) AS rank
       FROM console_grants g
       JOIN researchers r ON r.researcher_id = g.researcher_id AND r.active
       JOIN console_credentials c ON c.researcher_id = g.researcher_id AND NOT c.disabled
@@ -103,4 +105,5 @@ LANGUAGE sql STABLE AS $$
             OR (t.researcher_id = p_researcher_id AND s.study_id = ANY (t.study_ids)
                 AND t.revoked_at IS NULL AND t.expires_at > now()))
      GROUP BY s.study_id
+  ) x WHERE x.rank BETWEEN 1 AND 3
 $$;

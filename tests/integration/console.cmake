@@ -1,0 +1,4 @@
+# vigil console's JSON API against the real PostgreSQL: role matrix, CSRF,
+# sessions, lockout, tokens, bad input, markup, pagination.
+vigil_script_test(console_api LABEL "integration;security" TIMEOUT 180
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_api.py)

@@ -1,0 +1,267 @@
+"""The console's JSON API against the real PostgreSQL and a real `vigil
+console`: the role matrix (every study-scoped endpoint x every kind of
+caller x own study / other study), CSRF, sessions (another user's, expired,
+idle, signed out, fixation), backoff and lockout, disabled accounts, API
+tokens and their caps, bad input (SQL metacharacters, over-long and
+malformed values: 4xx, never 5xx), markup returned as inert JSON strings,
+and keyset pagination."""
+import itertools
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import console_lib as cl  # noqa: E402
+import vigil_harness as h  # noqa: E402
+
+C = h.Checks()
+E = cl.Env("api")
+E.seed()
+E.start()
+
+# ---- callers ---------------------------------------------------------------
+callers = {}
+for rid in cl.ROLES:
+    cookie, csrf, _ = E.signin(rid)
+    callers[rid] = {"cookie": cookie, "csrf": csrf}
+callers["anonymous"] = {}
+# An API token of the responder, scoped to S1 as responder: may ack S1.
+tok = E.users("token", "--researcher", "responder", "--study", "S1", "--role", "responder").stdout.strip()
+C.check(tok.startswith("vgt_"), "vigil users token prints a vgt_ token")
+callers["token_responder"] = {"token": tok}
+# The study admin's token capped at viewer: may read S1, may not change it.
+tok2 = E.users("token", "--researcher", "study_admin", "--study", "S1", "--role", "viewer").stdout.strip()
+callers["token_viewer_cap"] = {"token": tok2}
+
+RANK = {"viewer": 1, "responder": 2, "study_admin": 3, "admin": 3, "none": 0, "anonymous": -1,
+        "token_responder": 2, "token_viewer_cap": 1}
+STUDY_OF = {"admin": None}  # None: every study
+
+
+def sees(caller, study):
+    if caller == "admin":
+        return True
+    return RANK[caller] >= 1 and study == "S1"
+
+
+def lifecycle(aid):
+    r = E.sql("SELECT state FROM alert_lifecycle WHERE alert_id = %s", aid)
+    return r[0][0] if r else None
+
+
+def events(aid):
+    return [k for (k,) in E.sql("SELECT kind FROM alert_events WHERE alert_id = %s ORDER BY event_id", aid)]
+
+
+E.observation("obs-1", "S1", "SUBJ-1", value=6.8)
+E.observation("obs-2", "S2", "SUBJ-2", value=6.9)
+E.alert("seen-S1", "S1")
+E.alert("seen-S2", "S2", subject="SUBJ-2")
+
+cells = 0
+for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
+    a = callers[caller]
+    kw = dict(cookie=a.get("cookie"), token=a.get("token"))
+    what = "%s/%s" % (caller, "own" if study == "S1" else "other")
+    subject = "SUBJ-1" if study == "S1" else "SUBJ-2"
+    visible = sees(caller, study)
+    anon = caller == "anonymous"
+
+    # list, filtered by study: never a row of a study the caller may not see
+    st, _, b = E.request("GET", "/api/v1/alerts?study=%s" % study, **kw)
+    cells += 1
+    if anon:
+        C.check(st == 401, "%s list: 401 (got %d)" % (what, st))
+    else:
+        ids = [x["alert_id"] for x in b["alerts"]] if st == 200 else None
+        C.check(st == 200 and (("seen-" + study) in ids) == visible and
+                all(x["study_id"] == study for x in b["alerts"]),
+                "%s list: 200, own study's rows only (got %d %s)" % (what, st, ids))
+    # detail
+    st, _, b = E.request("GET", "/api/v1/alerts/seen-%s" % study, **kw)
+    cells += 1
+    exp = 401 if anon else (200 if visible else 404)
+    C.check(st == exp, "%s detail: %d (got %d)" % (what, exp, st))
+    # timeline
+    st, _, b = E.request("GET", "/api/v1/subjects/%s/%s/timeline" % (study, subject), **kw)
+    cells += 1
+    C.check(st == exp, "%s timeline: %d (got %d)" % (what, exp, st))
+    if st == 200:
+        C.check(len(b["analytes"]) == 1 and b["analytes"][0]["points"][0]["observation_id"] ==
+                ("obs-1" if study == "S1" else "obs-2") and len(b["alerts"]) >= 1 and
+                all(x["subject_id"] == subject for x in b["alerts"]), "%s timeline has its rows" % what)
+    # ack and resolve: a fresh alert each, and the database says what changed
+    for action in ("ack", "resolve"):
+        aid = "m-%s-%s-%s" % (action, caller, study)
+        E.alert(aid, study, subject=subject)
+        body = {"category": "lab_error", "note": cl.MARKUP} if action == "resolve" else {"note": "seen"}
+        st, _, b = E.request("POST", "/api/v1/alerts/%s/%s" % (aid, action), body=body,
+                             csrf=a.get("csrf"), **kw)
+        cells += 1
+        may = visible and (RANK[caller] >= 2)
+        exp = 401 if anon else (200 if may else (403 if visible else 404))
+        C.check(st == exp, "%s %s: %d (got %d %s)" % (what, action, exp, st, b))
+        want_state = ("acknowledged" if action == "ack" else "resolved") if may else "open"
+        C.check(lifecycle(aid) == want_state,
+                "%s %s: state %s (got %s)" % (what, action, want_state, lifecycle(aid)))
+        if not may:
+            C.check(events(aid) == ["opened"], "%s %s refused: no audit event but 'opened' (got %s)"
+                    % (what, action, events(aid)))
+print("role matrix: %d callers x 2 studies x 5 endpoints = %d cells" % (len(callers), cells), flush=True)
+C.check(cells == len(callers) * 2 * 5, "matrix size")
+
+# ---- CSRF ----------------------------------------------------------------------
+r = callers["responder"]
+E.alert("csrf-1", "S1")
+for label, csrf in [("missing", None), ("wrong", "x" * 43), ("another user's", callers["study_admin"]["csrf"]),
+                    ("malformed", "<script>")]:
+    st, _, _ = E.request("POST", "/api/v1/alerts/csrf-1/ack", body={}, cookie=r["cookie"], csrf=csrf)
+    C.check(st == 403 and lifecycle("csrf-1") == "open", "CSRF %s: 403 and nothing changed (got %d)" % (label, st))
+# another user's session with my CSRF token: the token belongs to a session
+st, _, _ = E.request("POST", "/api/v1/alerts/csrf-1/ack", body={}, cookie=callers["study_admin"]["cookie"],
+                     csrf=r["csrf"])
+C.check(st == 403 and lifecycle("csrf-1") == "open", "another session's CSRF token: 403 (got %d)" % st)
+st, _, _ = E.request("DELETE", "/api/v1/session", cookie=r["cookie"])
+C.check(st == 403, "sign-out without CSRF: 403 (got %d)" % st)
+
+# ---- sessions ---------------------------------------------------------------------
+c1, k1, setc = E.signin("viewer")
+C.check(all(x in setc for x in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/")) and
+        setc.startswith("__Host-vigil_session="), "cookie flags: " + setc)
+C.check(E.sql("SELECT count(*) FROM console_sessions WHERE session_hash = %s", c1)[0][0] == 0,
+        "the session id is not stored in clear")
+# fixation: signing in while presenting a session id replaces it
+c2, _, _ = (lambda s: (s[0], s[1], s[2]))(E.signin("viewer"))
+st, hd, b = E.request("POST", "/api/v1/session", {"email": "viewer@example.org", "password": cl.PASSWORD},
+                      cookie=c2)
+c3 = hd["set-cookie"].split(";")[0].split("=", 1)[1]
+C.check(st == 200 and c3 != c2, "sign-in issues a new session id")
+C.check(E.request("GET", "/api/v1/session", cookie=c2)[0] == 401, "the presented session is gone after sign-in")
+C.check(E.request("GET", "/api/v1/session", cookie=c3)[0] == 200, "the new session works")
+# expired (absolute) and idle
+E.sql("UPDATE console_sessions SET expires_at = now() - interval '1 second' WHERE researcher_id = 'viewer' "
+      "AND session_hash = encode(sha256(%s::bytea), 'hex')", c3)
+C.check(E.request("GET", "/api/v1/session", cookie=c3)[0] == 401, "expired session: 401")
+E.sql("UPDATE console_sessions SET idle_until = now() - interval '1 second' "
+      "WHERE session_hash = encode(sha256(%s::bytea), 'hex')", c1)
+C.check(E.request("GET", "/api/v1/session", cookie=c1)[0] == 401, "idle session: 401")
+# sign-out
+c4, k4, _ = E.signin("viewer")
+st, hd, _ = E.request("DELETE", "/api/v1/session", cookie=c4, csrf=k4)
+C.check(st == 204 and "Max-Age=0" in hd.get("set-cookie", ""), "sign-out: 204, cookie cleared")
+C.check(E.request("GET", "/api/v1/session", cookie=c4)[0] == 401, "signed-out session: 401")
+C.check(E.request("GET", "/api/v1/session", cookie="A" * 43)[0] == 401, "made-up session: 401")
+
+# ---- backoff and lockout --------------------------------------------------------
+E.alert("lock-1", "S1")
+
+
+def attempt(pw):
+    return E.request("POST", "/api/v1/session", {"email": "responder@example.org", "password": pw})
+
+
+statuses = []
+for i in range(5):
+    # wait out a backoff (1 s, 2 s) so each wrong password is really checked
+    res = h.wait_until(lambda: (lambda r: r if r[0] != 429 else None)(attempt("wrong password %d" % i)),
+                       10, "backoff to pass")
+    statuses.append(res[0] if res else None)
+C.check(statuses == [401] * 5, "five wrong passwords answered 401 (got %s)" % statuses)
+st, hd, _ = attempt(cl.PASSWORD)
+C.check(st == 429 and int(hd.get("retry-after", "0")) > 60,
+        "after 5 wrong: locked even with the right password, Retry-After %s (got %d)" % (hd.get("retry-after"), st))
+C.check(E.sql("SELECT failed_count FROM console_credentials WHERE researcher_id = 'responder'")[0][0] == 5,
+        "failures counted in PostgreSQL")
+C.check(E.users("reset", "--researcher", "responder", password=cl.PASSWORD + "!").returncode == 0,
+        "vigil users reset")
+C.check(E.request("GET", "/api/v1/session", cookie=r["cookie"])[0] == 401, "reset ends the sessions")
+C.check(attempt(cl.PASSWORD + "!")[0] == 200, "after reset the new password signs in")
+C.check(E.users("reset", "--researcher", "responder", password="short").returncode != 0,
+        "a too-short password is refused")
+r2 = E.users("create", "--researcher", "viewer", "--password-file", "/nonexistent")
+C.check(r2.returncode != 0, "users create: unreadable password file fails")
+C.check(attempt("x")[0] == 401 and E.request("POST", "/api/v1/session",
+        {"email": "nobody@example.org", "password": "whatever"})[0] == 401, "unknown e-mail: 401 as a wrong password")
+
+# ---- disabled accounts and tokens -------------------------------------------------
+cd, kd, _ = E.signin("study_admin")
+C.check(E.users("disable", "--researcher", "study_admin").returncode == 0, "vigil users disable")
+C.check(E.request("GET", "/api/v1/session", cookie=cd)[0] == 401, "disabled: session ends")
+C.check(E.request("GET", "/api/v1/alerts", token=tok2)[0] == 401, "disabled: its API tokens stop")
+C.check(E.request("POST", "/api/v1/session", {"email": "study_admin@example.org", "password": cl.PASSWORD})[0] == 401,
+        "disabled: sign-in refused")
+E.sql("UPDATE console_api_tokens SET expires_at = now() - interval '1 second' WHERE researcher_id = 'responder'")
+C.check(E.request("GET", "/api/v1/alerts", token=tok)[0] == 401, "expired token: 401")
+C.check(E.request("GET", "/api/v1/alerts", token="vgt_" + "A" * 43)[0] == 401, "unknown token: 401")
+C.check(E.sql("SELECT count(*) FROM console_api_tokens WHERE token_hash LIKE 'vgt%%'")[0][0] == 0,
+        "tokens are stored as digests")
+
+# ---- bad input: 4xx, never 5xx -----------------------------------------------------
+adm = callers["admin"]
+payloads = ["'", "' OR '1'='1", "1; DROP TABLE alerts; --", "\\", "%00", "%27%22", "a" * 5000,
+            "$1", "(SELECT 1)", "\u00e9\u0000", "2026-02-30T00:00:00Z", "-1", "99999999999999999999",
+            "NaN", "null", "<script>"]
+params = ["study", "site", "severity", "state", "since", "until", "limit", "cursor", "nope"]
+bad = []
+for p, v in itertools.product(params, payloads):
+    from urllib.parse import quote
+    st, _, _ = E.request("GET", "/api/v1/alerts?%s=%s" % (p, quote(v, safe="")), cookie=adm["cookie"])
+    if not (st in (200, 400, 414, 431) or (st == 200 and p in ("study", "site"))):
+        bad.append((p, v[:20], st))
+    if st >= 500:
+        bad.append((p, v[:20], st))
+for v in payloads:
+    from urllib.parse import quote
+    for path in ["/api/v1/alerts/%s", "/api/v1/subjects/%s/x/timeline", "/api/v1/subjects/S1/%s/timeline",
+                 "/api/v1/subjects/S1/SUBJ-1/timeline?since=%s"]:
+        st, _, _ = E.request("GET", path % quote(v, safe=""), cookie=adm["cookie"])
+        if st >= 500:
+            bad.append((path, v[:20], st))
+    st, _, _ = E.request("POST", "/api/v1/alerts/seen-S1/resolve", body={"category": v, "note": v},
+                         cookie=adm["cookie"], csrf=adm["csrf"])
+    if st >= 500:
+        bad.append(("resolve", v[:20], st))
+for body in ["{", "[]", "\"x\"", "{\"email\": 1, \"password\": 2}", "{\"email\":\"a\",\"email\":\"b\"}",
+             "{\"email\":\"x@y\",\"password\":\"" + "p" * 100000 + "\"}", "\x00\x01"]:
+    st, _, _ = E.request("POST", "/api/v1/session", body=body)
+    if not 400 <= st < 500:
+        bad.append(("signin body", body[:20], st))
+st, _, _ = E.request("GET", "/api/v1/alerts?limit=201", cookie=adm["cookie"])
+C.check(st == 400, "a page size over 200: 400 (got %d)" % st)
+st, _, _ = E.request("GET", "/api/v1/alerts", cookie=adm["cookie"], headers={"X-Long": "a" * 20000})
+if st >= 500:
+    bad.append(("long header", "", st))
+C.check(not bad, "bad input answered 4xx (or 200 with nothing found), never 5xx: %s" % bad[:10])
+C.check(E.sql("SELECT count(*) FROM alerts")[0][0] > 0, "the alerts table is still there")
+C.check(E.request("GET", "/api/v1/nope", cookie=adm["cookie"])[0] == 404, "unknown API path: 404")
+C.check(E.request("PUT", "/api/v1/alerts", cookie=adm["cookie"])[0] in (404, 405), "unknown method: 405")
+
+# ---- markup stays data ---------------------------------------------------------------
+st, hd, b = E.request("GET", "/api/v1/session", cookie=adm["cookie"])
+C.check(b["name"] == cl.MARKUP and hd["content-type"].startswith("application/json") and
+        hd.get("x-content-type-options") == "nosniff", "a name with markup comes back as the same JSON string")
+st, hd, raw = E.request("GET", "/api/v1/alerts/m-resolve-admin-S1", cookie=adm["cookie"])
+C.check(raw["resolution"]["note"] == cl.MARKUP and raw["evidence"][0]["value"] == cl.MARKUP,
+        "resolution notes and evidence with markup: the same strings back")
+c = __import__("http.client").client.HTTPConnection("127.0.0.1", E.port)
+c.request("GET", "/api/v1/alerts/m-resolve-admin-S1", headers={"Cookie": "__Host-vigil_session=" + adm["cookie"]})
+text = c.getresponse().read().decode()
+C.check("<" not in text and ">" not in text, "no raw angle bracket in the JSON text (\\u003c escapes)")
+
+# ---- keyset pagination -----------------------------------------------------------------
+for i in range(7):
+    E.alert("page-%d" % i, "S2", minutes_ago=100 + i, severity="warning")
+seen, cursor, pages = [], None, 0
+while True:
+    q = "/api/v1/alerts?study=S2&severity=warning&limit=3" + ("&cursor=" + cursor if cursor else "")
+    st, _, b = E.request("GET", q, cookie=adm["cookie"])
+    pages += 1
+    seen += [x["alert_id"] for x in b["alerts"]]
+    cursor = b["next_cursor"]
+    if not cursor or pages > 5:
+        break
+C.check(seen == ["page-%d" % i for i in range(7)] and pages == 3,
+        "keyset pages of 3: every alert once, newest first (got %s in %d pages)" % (seen, pages))
+st, _, b = E.request("GET", "/api/v1/alerts?state=resolved&study=S1", cookie=adm["cookie"])
+C.check(st == 200 and b["alerts"] and all(x["state"] == "resolved" for x in b["alerts"]), "state filter")
+
+C.done()
