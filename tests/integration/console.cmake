@@ -2,3 +2,6 @@
 # sessions, lockout, tokens, bad input, markup, pagination.
 vigil_script_test(console_api LABEL "integration;security" TIMEOUT 180
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_api.py)
+# The limiter: 200 clients over the limit get 503 + Retry-After in ~500 ms.
+vigil_script_test(console_limiter LABEL integration TIMEOUT 120
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_limiter.py)
