@@ -5,3 +5,6 @@ vigil_script_test(console_api LABEL "integration;security" TIMEOUT 180
 # The limiter: 200 clients over the limit get 503 + Retry-After in ~500 ms.
 vigil_script_test(console_limiter LABEL integration TIMEOUT 120
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_limiter.py)
+# console/openapi.yaml against the real server: every path, method, status, body.
+vigil_script_test(console_openapi LABEL integration TIMEOUT 120
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_openapi.py)
