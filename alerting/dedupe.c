@@ -6,7 +6,7 @@
 
 
 struct dedupe_batch {
-    struct pg_textarray *col[6];
+    struct pg_textarray *col[7]; /* 6: the step */
 };
 
 struct dedupe_batch *dedupe_batch_new(void)
@@ -14,7 +14,7 @@ struct dedupe_batch *dedupe_batch_new(void)
     struct dedupe_batch *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         if ((b->col[i] = pg_textarray_new()) == NULL) {
             dedupe_batch_destroy(b);
             return NULL;
@@ -26,26 +26,35 @@ void dedupe_batch_destroy(struct dedupe_batch *b)
 {
     if (b == NULL)
         return;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         pg_textarray_destroy(b->col[i]);
     free(b);
 }
 
 static void batch_reset(struct dedupe_batch *b)
 {
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         pg_textarray_reset(b->col[i]);
 }
 
-/* Fills columns 0..2 with the keys. Returns 0 or -1 (out of memory). */
+/* Text of a step number, for an int[] parameter. */
+static const char *step_text(int step, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz, "%d", step);
+    return buf;
+}
+
+/* Fills columns 0..2 and 6 with the keys. Returns 0 or -1 (out of memory). */
 static int batch_keys(struct dedupe_batch *b, const struct dedupe_key *keys, int n,
                       char *errstr, size_t errstr_size)
 {
+    char st[16];
     batch_reset(b);
     for (int i = 0; i < n; i++)
         if (pg_textarray_add(b->col[0], keys[i].alert_id) != 0 ||
             pg_textarray_add(b->col[1], keys[i].researcher) != 0 ||
-            pg_textarray_add(b->col[2], channel_name(keys[i].ch)) != 0) {
+            pg_textarray_add(b->col[2], channel_name(keys[i].ch)) != 0 ||
+            pg_textarray_add(b->col[6], step_text(keys[i].step, st, sizeof st)) != 0) {
             snprintf(errstr, errstr_size, "out of memory building a batch of %d rows", n);
             return -1;
         }
@@ -63,7 +72,7 @@ int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_
     char lease[32];
     snprintf(lease, sizeof lease, "%d", lease_s);
     const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
-                       pg_textarray_str(b->col[2]), lease};
+                       pg_textarray_str(b->col[2]), lease, pg_textarray_str(b->col[6])};
     /* One round trip for the whole batch. The INSERT claims what is new or
      * abandoned (xmax is 0 for a row it inserted, non-zero for one it took
      * over); the outer SELECT reads, in the statement's snapshot, the state
@@ -72,20 +81,21 @@ int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_
      * and cannot deadlock. */
     PGresult *r = pg_query(
         conn,
-        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) "
-        "WITH ORDINALITY AS k(a, r, c, i)), "
-        "ins AS (INSERT INTO notifications AS n (alert_id, researcher_id, channel, state, "
-        "next_attempt_at) SELECT a, r, c, 'pending', now() FROM k ORDER BY a, r, c "
-        "ON CONFLICT (alert_id, researcher_id, channel) DO UPDATE "
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::int[]) "
+        "WITH ORDINALITY AS k(a, r, c, st, i)), "
+        "ins AS (INSERT INTO notifications AS n (alert_id, researcher_id, channel, step, state, "
+        "next_attempt_at) SELECT a, r, c, st, 'pending', now() FROM k ORDER BY a, r, c, st "
+        "ON CONFLICT (alert_id, researcher_id, channel, step) DO UPDATE "
         "SET state = 'pending', updated_at = now(), next_attempt_at = now() "
         "WHERE n.state IN ('pending', 'sending') "
         "AND n.updated_at < now() - make_interval(secs => $4::int) "
-        "RETURNING n.alert_id, n.researcher_id, n.channel, (n.xmax <> 0)::int AS took) "
+        "RETURNING n.alert_id, n.researcher_id, n.channel, n.step, (n.xmax <> 0)::int AS took) "
         "SELECT k.i, ins.took, cur.state FROM k "
         "LEFT JOIN ins ON ins.alert_id = k.a AND ins.researcher_id = k.r AND ins.channel = k.c "
+        "AND ins.step = k.st "
         "LEFT JOIN notifications cur ON cur.alert_id = k.a AND cur.researcher_id = k.r "
-        "AND cur.channel = k.c ORDER BY k.i",
-        4, p, errstr, errstr_size);
+        "AND cur.channel = k.c AND cur.step = k.st ORDER BY k.i",
+        5, p, errstr, errstr_size);
     if (r == NULL)
         return -1;
     if (PQntuples(r) != n) {
@@ -124,13 +134,13 @@ int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct 
     if (batch_keys(b, keys, n, errstr, errstr_size) != 0)
         return -1;
     const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
-                       pg_textarray_str(b->col[2])};
+                       pg_textarray_str(b->col[2]), pg_textarray_str(b->col[6])};
     return pg_command(conn,
                       "UPDATE notifications n SET state = 'sending', attempts = n.attempts + 1, "
-                      "updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[]) "
-                      "AS k(a, r, c) WHERE n.alert_id = k.a AND n.researcher_id = k.r "
-                      "AND n.channel = k.c",
-                      3, p, errstr, errstr_size);
+                      "updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[], "
+                      "$4::int[]) AS k(a, r, c, st) WHERE n.alert_id = k.a "
+                      "AND n.researcher_id = k.r AND n.channel = k.c AND n.step = k.st",
+                      4, p, errstr, errstr_size);
 }
 
 /* Rolls back an open transaction on CONN; cannot fail visibly. */
@@ -147,9 +157,11 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
 {
     if (n <= 0)
         return 0;
+    char st[16];
     batch_reset(b);
     for (int i = 0; i < n; i++)
-        if (pg_textarray_add(b->col[0], o[i].key.alert_id) != 0 ||
+        if (pg_textarray_add(b->col[6], step_text(o[i].key.step, st, sizeof st)) != 0 ||
+            pg_textarray_add(b->col[0], o[i].key.alert_id) != 0 ||
             pg_textarray_add(b->col[1], o[i].key.researcher) != 0 ||
             pg_textarray_add(b->col[2], channel_name(o[i].key.ch)) != 0 ||
             pg_textarray_add(b->col[3], o[i].sent ? "sent" : "failed") != 0 ||
@@ -158,8 +170,8 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
             snprintf(errstr, errstr_size, "out of memory building a batch of %d outcomes", n);
             return -1;
         }
-    const char *p[6];
-    for (int i = 0; i < 6; i++)
+    const char *p[7];
+    for (int i = 0; i < 7; i++)
         p[i] = pg_textarray_str(b->col[i]);
     /* The sent row is what stops a replay paging twice, so this commit
      * waits for the WAL flush whatever the session's synchronous_commit:
@@ -173,9 +185,9 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                    "sent_at = CASE WHEN k.s = 'sent' THEN now() END, "
                    "provider_message_id = k.p, last_error = k.e, next_attempt_at = NULL "
                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-                   "$6::text[]) AS k(a, r, c, s, p, e) WHERE n.alert_id = k.a "
-                   "AND n.researcher_id = k.r AND n.channel = k.c",
-                   6, p, errstr, errstr_size) != 0 ||
+                   "$6::text[], $7::int[]) AS k(a, r, c, s, p, e, st) WHERE n.alert_id = k.a "
+                   "AND n.researcher_id = k.r AND n.channel = k.c AND n.step = k.st",
+                   7, p, errstr, errstr_size) != 0 ||
         pg_command(conn, "COMMIT", 0, NULL, errstr, errstr_size) != 0) {
         rollback(conn);
         return -1;
@@ -184,11 +196,12 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
 }
 
 /* Runs SQL whose $1 is the alert-id array, $2 the researcher, $3 the
- * channel and $4, $5 (if not NULL) two more values. */
+ * channel, $4 the step and $5, $6 (if not NULL) two more values. */
 static int update_many(PGconn *conn, const char *sql, const char *const *alert_ids, int n,
-                       const char *researcher, enum channel ch, const char *extra,
+                       const char *researcher, enum channel ch, int step, const char *extra,
                        const char *extra2, char *errstr, size_t errstr_size)
 {
+    char st[16];
     struct pg_textarray *arr = pg_textarray_new();
     int rc = -1;
     if (arr == NULL)
@@ -196,8 +209,9 @@ static int update_many(PGconn *conn, const char *sql, const char *const *alert_i
     for (int i = 0; i < n; i++)
         if (pg_textarray_add(arr, alert_ids[i]) != 0)
             goto oom;
-    const char *p[] = {pg_textarray_str(arr), researcher, channel_name(ch), extra, extra2};
-    int np = extra2 != NULL ? 5 : extra != NULL ? 4 : 3;
+    const char *p[] = {pg_textarray_str(arr), researcher, channel_name(ch),
+                       step_text(step, st, sizeof st), extra, extra2};
+    int np = extra2 != NULL ? 6 : extra != NULL ? 5 : 4;
     rc = pg_command(conn, sql, np, p, errstr, errstr_size);
     pg_textarray_destroy(arr);
     return rc;
@@ -207,39 +221,40 @@ oom:
     return -1;
 }
 
-#define WHERE_KEYS " WHERE alert_id = ANY ($1::text[]) AND researcher_id = $2 AND channel = $3"
+#define WHERE_KEYS " WHERE alert_id = ANY ($1::text[]) AND researcher_id = $2 AND channel = $3" \
+    " AND step = $4::int"
 
 int dedupe_mark_suppressed(PGconn *conn, const char *const *alert_ids, int n,
-                           const char *researcher, enum channel ch, const char *reason,
+                           const char *researcher, enum channel ch, int step, const char *reason,
                            char *errstr, size_t errstr_size)
 {
     return update_many(conn,
                        "UPDATE notifications SET state = 'suppressed', updated_at = now(), "
-                       "last_error = $4, next_attempt_at = NULL" WHERE_KEYS,
-                       alert_ids, n, researcher, ch, reason, NULL, errstr, errstr_size);
+                       "last_error = $5, next_attempt_at = NULL" WHERE_KEYS,
+                       alert_ids, n, researcher, ch, step, reason, NULL, errstr, errstr_size);
 }
 
 int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                      enum channel ch, long delay_ms, const char *reason, char *errstr,
+                      enum channel ch, int step, long delay_ms, const char *reason, char *errstr,
                       size_t errstr_size)
 {
     char delay[32];
     snprintf(delay, sizeof delay, "%ld", delay_ms);
     return update_many(conn,
                        "UPDATE notifications SET state = 'pending', updated_at = now(), "
-                       "last_error = $4, next_attempt_at = now() + make_interval(secs => "
-                       "$5::double precision / 1000)" WHERE_KEYS,
-                       alert_ids, n, researcher, ch, reason, delay, errstr, errstr_size);
+                       "last_error = $5, next_attempt_at = now() + make_interval(secs => "
+                       "$6::double precision / 1000)" WHERE_KEYS,
+                       alert_ids, n, researcher, ch, step, reason, delay, errstr, errstr_size);
 }
 
 int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                   enum channel ch, char *errstr, size_t errstr_size)
+                   enum channel ch, int step, char *errstr, size_t errstr_size)
 {
     return update_many(conn,
                        "UPDATE notifications SET state = 'pending', updated_at = '-infinity', "
                        "next_attempt_at = now()" WHERE_KEYS
                        " AND state IN ('pending', 'sending')",
-                       alert_ids, n, researcher, ch, NULL, NULL, errstr, errstr_size);
+                       alert_ids, n, researcher, ch, step, NULL, NULL, errstr, errstr_size);
 }
 
 int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *out,
@@ -247,8 +262,9 @@ int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *o
 {
     const char *p[] = {alert_id};
     PGresult *r = pg_query(conn,
-                           "SELECT researcher_id, channel FROM notifications WHERE alert_id = $1 "
-                           "AND state IN ('sent', 'sending') ORDER BY researcher_id, channel",
+                           "SELECT DISTINCT researcher_id, channel FROM notifications "
+                           "WHERE alert_id = $1 AND state IN ('sent', 'sending') "
+                           "ORDER BY researcher_id, channel",
                            1, p, errstr, errstr_size);
     if (r == NULL)
         return -1;

@@ -41,11 +41,14 @@ enum dedupe_claim {
     DEDUPE_BUSY,      /* someone holds a live lease: look again later */
 };
 
-/* One row's key. */
+/* One row's key. step 0 is an alert's first page (the Kafka path, or
+ * escalation step 0); step N > 0 the Nth escalation step (migration 0011),
+ * so a repeated last tier pages the same person again under a new key. */
 struct dedupe_key {
     const char *alert_id;
     const char *researcher;
     enum channel ch;
+    int step;
 };
 
 /* A message's final outcome for one row: SENT with PROVIDER_ID (may be
@@ -88,21 +91,22 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                            const struct dedupe_outcome *o, int n, char *errstr,
                            size_t errstr_size);
 
-/* The rows of ALERT_IDS[0..N-1] for RESEARCHER/CH: */
+/* The rows of ALERT_IDS[0..N-1] for RESEARCHER/CH/STEP: */
 /* ... deliberately not sent: state suppressed with REASON. */
 int dedupe_mark_suppressed(PGconn *conn, const char *const *alert_ids, int n,
-                           const char *researcher, enum channel ch, const char *reason,
-                           char *errstr, size_t errstr_size);
+                           const char *researcher, enum channel ch, int step,
+                           const char *reason, char *errstr, size_t errstr_size);
 /* ... will retry in DELAY_MS: state pending, next_attempt_at, last_error. */
 int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                      enum channel ch, long delay_ms, const char *reason, char *errstr,
+                      enum channel ch, int step, long delay_ms, const char *reason, char *errstr,
                       size_t errstr_size);
 /* ... handed back unfinished at shutdown: state pending with an expired
  * lease, so the next owner (a restart, another notifier) takes it at once. */
 int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
-                   enum channel ch, char *errstr, size_t errstr_size);
+                   enum channel ch, int step, char *errstr, size_t errstr_size);
 
-/* Appends to *OUT the (researcher, channel) pairs ALERT_ID was sent to, or
+/* Appends to *OUT the distinct (researcher, channel) pairs ALERT_ID (any
+ * step, escalations included) was sent to, or
  * is being sent to (states sent and sending), without addresses (the
  * caller fills them from the directory). Returns the number found or -1. */
 int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *out,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "deadletter.h"
@@ -27,9 +28,12 @@ struct notifier {
     struct codec *codec;
     struct route_cache *routes;
     struct sender *sender;
+    struct escalator *escalator; /* NULL when escalation is off */
+    char *actor;                 /* the escalator's name in the audit trail */
     struct publisher *dlq_pub; /* NULL when dlq_topic is empty */
     struct deadletter *dlq;
     struct metric *m_invalid;
+    struct webhook_sender *webhooks; /* NULL: webhooks off */
 };
 
 /* A message from vigil.alerts on its way to the sender: decoded once, when
@@ -205,6 +209,22 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     n->sender = sender_new(&sc, n->routes, n->metrics, on_done, n, errstr, errstr_size);
     if (n->sender == NULL)
         goto out;
+    if (opt->escalation) {
+        struct escalate_config ec = opt->escalate;
+        char actor[128], host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        snprintf(actor, sizeof actor, "notifier:%s:%ld", host, (long)getpid());
+        ec.conninfo = opt->conninfo;
+        n->actor = strdup(actor); /* escalate keeps the pointer */
+        if (n->actor == NULL) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+        ec.actor = n->actor;
+        n->escalator = escalate_new(&ec, n->sender, n->metrics, errstr, errstr_size);
+        if (n->escalator == NULL)
+            goto out;
+    }
     const char *dlq_topic = opt->dead_letters.topic;
     if (dlq_topic != NULL && dlq_topic[0] != '\0') {
         const char *dlq_topics[] = {dlq_topic, NULL};
@@ -229,6 +249,13 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     n->group = group_new(&gc, &role, n->metrics, errstr, errstr_size);
     if (n->group == NULL)
         goto out;
+    if (opt->webhook.poll_ms > 0) {
+        struct webhook_config wc = opt->webhook;
+        wc.conninfo = opt->conninfo;
+        n->webhooks = webhook_sender_start(&wc, n->metrics, errstr, errstr_size);
+        if (n->webhooks == NULL)
+            goto out;
+    }
     if (opt->http_addr != NULL && opt->http_addr[0] != '\0') {
         n->httpd = httpd_start(opt->http_addr, n->metrics, ready, n, errstr, errstr_size);
         if (n->httpd == NULL)
@@ -266,6 +293,8 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     n->httpd = NULL;
     group_stop(n->group);
+    escalate_close(n->escalator); /* before the sender it hands pages to */
+    n->escalator = NULL;
     deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
     size_t left = sender_close(n->sender, deadline);
     n->sender = NULL;
@@ -287,10 +316,13 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     rc = group_exit_status(n->group);
     log_msg(LOG_INFO, "notifier", "stopped: offsets committed, group left (exit status %d)", rc);
 out:
+    webhook_sender_stop(n->webhooks);
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     if (n->group != NULL)
         group_stop(n->group);
+    escalate_close(n->escalator);
     sender_close(n->sender, deadline_now());
+    free(n->actor);
     /* unacknowledged dead letters: their offsets were not finished */
     publisher_close(n->dlq_pub, deadline_now());
     deadletter_close(n->dlq, deadline_now());

@@ -31,8 +31,10 @@
 #include "config.h"
 #include "ctx.h"
 #include "deadletter.h"
+#include "escalate.h"
 #include "group.h"
 #include "send.h"
+#include "webhook.h"
 
 struct notifier_options {
     /* the consumer group (cfg: kafka.* pass-through, borrowed); notifier_run
@@ -46,6 +48,9 @@ struct notifier_options {
     int grace_s;
     int directory_refresh_s;
     struct sender_config send; /* conninfo is filled in by notifier_run */
+    struct webhook_config webhook; /* poll_ms 0: webhooks off; conninfo filled in */
+    bool escalation;           /* run the escalation timer thread (escalate.h) */
+    struct escalate_config escalate; /* conninfo and actor are filled in by notifier_run */
 };
 
 /* Runs until STOP is cancelled (then drains as above and returns

@@ -49,6 +49,8 @@ struct job {
     int32_t partition;
     int64_t offset;
     uint32_t epoch;
+    int step;    /* 0: the alert's first page; N: escalation step N (escalate.c) */
+    bool preset; /* escalation page: recipients given, not routed */
     int remaining; /* deliveries not final, +1 while the job is starting */
     struct delivery **d;
     int nd, capd;
@@ -186,21 +188,24 @@ static void pg_failed(struct sender *s, const char *what, const char *err)
 
 /* ---- owned set: deliveries whose row this process holds --------------- */
 
-static size_t key_hash(const char *alert_id, const char *researcher, enum channel ch)
+static size_t key_hash(const char *alert_id, const char *researcher, enum channel ch, int step)
 {
     unsigned char sep = 0x1f, c = (unsigned char)ch;
     uint64_t h = hash_str(alert_id, HASH_SEED);
     h = hash_bytes(&sep, 1, h);
     h = hash_str(researcher, h);
     h = hash_bytes(&c, 1, h);
+    h = hash_bytes(&step, sizeof step, h);
     return (size_t)(h % OWNED_BUCKETS);
 }
 
 static struct delivery *owned_find(struct sender *s, const char *alert_id,
-                                   const char *researcher, enum channel ch)
+                                   const char *researcher, enum channel ch, int step)
 {
-    for (struct delivery *d = s->owned[key_hash(alert_id, researcher, ch)]; d; d = d->hnext)
-        if (d->to.channel == ch && strcmp(d->job->alert.alert_id, alert_id) == 0 &&
+    for (struct delivery *d = s->owned[key_hash(alert_id, researcher, ch, step)]; d;
+         d = d->hnext)
+        if (d->to.channel == ch && d->job->step == step &&
+            strcmp(d->job->alert.alert_id, alert_id) == 0 &&
             strcmp(d->to.researcher_id, researcher) == 0)
             return d;
     return NULL;
@@ -208,14 +213,16 @@ static struct delivery *owned_find(struct sender *s, const char *alert_id,
 
 static void owned_add(struct sender *s, struct delivery *d)
 {
-    size_t h = key_hash(d->job->alert.alert_id, d->to.researcher_id, d->to.channel);
+    size_t h = key_hash(d->job->alert.alert_id, d->to.researcher_id, d->to.channel,
+                        d->job->step);
     d->hnext = s->owned[h];
     s->owned[h] = d;
 }
 
 static void owned_remove(struct sender *s, struct delivery *d)
 {
-    size_t h = key_hash(d->job->alert.alert_id, d->to.researcher_id, d->to.channel);
+    size_t h = key_hash(d->job->alert.alert_id, d->to.researcher_id, d->to.channel,
+                        d->job->step);
     for (struct delivery **pp = &s->owned[h]; *pp; pp = &(*pp)->hnext)
         if (*pp == d) {
             *pp = d->hnext;
@@ -236,6 +243,24 @@ struct job *sender_job_new(const struct alert *a, int32_t partition, int64_t off
     j->partition = partition;
     j->offset = offset;
     j->epoch = epoch;
+    return j;
+}
+
+static struct delivery *job_add(struct job *j, const struct recipient *to, bool escalation);
+
+struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
+                                int n)
+{
+    struct job *j = sender_job_new(a, -1, -1, 0);
+    if (j == NULL)
+        return NULL;
+    j->step = step;
+    j->preset = true;
+    for (int i = 0; i < n; i++)
+        if (job_add(j, &to[i], false) == NULL) {
+            sender_job_free(j);
+            return NULL;
+        }
     return j;
 }
 
@@ -279,7 +304,8 @@ static void flush_finished(struct sender *s)
     while (s->finished != NULL) {
         struct job *j = s->finished;
         s->finished = j->next;
-        s->done(s->done_arg, j->partition, j->offset, j->epoch);
+        if (j->partition >= 0) /* an escalation page has no offset */
+            s->done(s->done_arg, j->partition, j->offset, j->epoch);
         sender_job_free(j);
         s->njobs--;
         atomic_fetch_sub(&s->jobs, 1);
@@ -371,7 +397,8 @@ static void msg_ids(const struct outmsg *m, const char **ids)
 
 static bool groupable(const struct sender *s, const struct delivery *d)
 {
-    return s->cfg.group_window_ms > 0 && !d->escalation &&
+    /* a message carries one step: pages of an escalation never group */
+    return s->cfg.group_window_ms > 0 && !d->escalation && !d->job->preset &&
            d->job->alert.kind == ALERT_SIGNAL && d->job->alert.severity != SEV_CRITICAL;
 }
 
@@ -426,7 +453,8 @@ static void claim_later(struct sender *s, struct delivery *d, int64_t delay_ms)
 /* Queues D for the next batched claim (claim_flush). */
 static void claim(struct sender *s, struct delivery *d)
 {
-    if (owned_find(s, d->job->alert.alert_id, d->to.researcher_id, d->to.channel) != NULL) {
+    if (owned_find(s, d->job->alert.alert_id, d->to.researcher_id, d->to.channel,
+                   d->job->step) != NULL) {
         /* the same alert read twice (a replay while the first copy is still
          * in progress here): wait for the first to finish */
         claim_later(s, d, CLAIM_RECHECK_MS);
@@ -480,7 +508,7 @@ static void claim_flush(struct sender *s)
             d->wnext = NULL;
             s->claiming[n] = d;
             s->keys[n] = (struct dedupe_key){d->job->alert.alert_id, d->to.researcher_id,
-                                             d->to.channel};
+                                             d->to.channel, d->job->step};
             n++;
         }
         if (s->claim_head == NULL)
@@ -517,7 +545,8 @@ static void suppress_pending(struct sender *s, const char *alert_id)
                 const char *ids[1] = {alert_id};
                 PGconn *c = pg(s);
                 if (c == NULL || dedupe_mark_suppressed(c, ids, 1, d->to.researcher_id,
-                                                        d->to.channel, "retracted before sending",
+                                                        d->to.channel, d->job->step,
+                                                        "retracted before sending",
                                                         err, sizeof err) != 0) {
                     if (c != NULL)
                         pg_failed(s, "suppress a notification", err);
@@ -551,6 +580,29 @@ static bool job_start(struct sender *s, struct job *j)
     rr->n = 0;
     rr->dropped = 0;
     rr->how = ROUTE_SUBSCRIBERS;
+    if (j->preset) {
+        /* An escalation page (escalate.c): the recipients were chosen and
+         * recorded by the step's transaction; only addresses come from the
+         * directory. One the directory cannot reach (inactive, no phone)
+         * is final at once; the step's audit event names them all. */
+        int n = j->nd;
+        for (int i = 0; i < n; i++) {
+            struct delivery *d = j->d[i];
+            if (!route_cache_address(s->routes, d->to.researcher_id, d->to.channel,
+                                     d->to.address, sizeof d->to.address)) {
+                log_msg(LOG_WARN, "notifier",
+                        "escalation step %d of alert %s: researcher %s has no %s address",
+                        j->step, a->alert_id, d->to.researcher_id, channel_name(d->to.channel));
+                metric_add(s->cm[d->to.channel].skipped, 1);
+                d->st = D_FINAL;
+                job_release(s, j);
+            }
+        }
+        for (int i = 0; i < n; i++)
+            if (j->d[i]->st != D_FINAL)
+                claim(s, j->d[i]);
+        return true;
+    }
     if (a->kind == ALERT_RETRACTION && a->retracts_alert_id[0] != '\0') {
         suppress_pending(s, a->retracts_alert_id);
         PGconn *c = pg(s);
@@ -647,7 +699,8 @@ static void intake(struct sender *s)
         s->njobs++;
         metric_gauge_add(s->m_jobs, 1);
         metric_add(s->m_alerts, 1);
-        j->remaining = 1; /* held by the start itself */
+        /* held by the start itself, plus an escalation page's preset deliveries */
+        j->remaining = 1 + (j->preset ? j->nd : 0);
         if (job_start(s, j)) {
             job_release(s, j);
         } else {
@@ -690,7 +743,7 @@ static void outcome_rows(struct sender *s, const struct outmsg *m, int *n)
 {
     for (int i = 0; i < m->n; i++)
         s->outs[(*n)++] = (struct dedupe_outcome){
-            {m->m[i]->job->alert.alert_id, m->researcher, m->ch},
+            {m->m[i]->job->alert.alert_id, m->researcher, m->ch, m->m[i]->job->step},
             m->outcome == RETRY_SENT,
             m->provider_id[0] ? m->provider_id : NULL,
             m->error};
@@ -805,7 +858,7 @@ static void msg_retry_or_fail(struct sender *s, struct outmsg *m, const char *wh
     char err[512];
     PGconn *c = pg(s);
     if (c != NULL &&
-        dedupe_mark_retry(c, ids, m->n, m->researcher, m->ch, (long)delay, why, err, sizeof err))
+        dedupe_mark_retry(c, ids, m->n, m->researcher, m->ch, m->m[0]->job->step, (long)delay, why, err, sizeof err))
         pg_failed(s, "schedule a retry", err);
     m->st = M_WAITING;
     m->due_ms = now + delay;
@@ -828,11 +881,19 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
         char *body = s->body;
         notice_subject(alerts, m->n, subject, sizeof subject);
         notice_body(alerts, m->n, body, sizeof s->body);
+        ackmsg_email(&s->cfg.ack, alerts, m->n, m->researcher, kafka_now_ms() / 1000, body,
+                     sizeof s->body);
         size_t o = 0;
         for (int i = 0; i < m->n; i++)
             o += (size_t)snprintf(ids + o, sizeof ids - o, "%s%s", i ? " " : "",
                                   alerts[i]->alert_id);
-        snprintf(key, sizeof key, "%s|%s|email", ids, m->researcher);
+        /* a repeated escalation page is a new message: a mail client that
+         * saw the last one must not hide it as a duplicate */
+        int step = m->m[0]->job->step;
+        if (step > 0)
+            snprintf(key, sizeof key, "%s|%s|email|step %d", ids, m->researcher, step);
+        else
+            snprintf(key, sizeof key, "%s|%s|email", ids, m->researcher);
         email_message_id(key, s->cfg.email.from, msgid, sizeof msgid);
         snprintf(m->provider_id, sizeof m->provider_id, "%s", msgid);
         struct email_headers h = {s->cfg.email.from, m->address, subject, msgid,
@@ -845,8 +906,11 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
                                          &m->up, err, sizeof err) != 0)
             return false;
     } else {
-        char text[NOTICE_SMS_MAX + 1];
-        notice_sms(alerts, m->n, text, sizeof text);
+        char text[NOTICE_SMS_MAX + 1], ack[NOTICE_SMS_MAX / 2];
+        size_t al = ackmsg_sms(&s->cfg.ack, pg(s), alerts, m->n, m->researcher, m->address,
+                               kafka_now_ms() / 1000, ack, sizeof ack);
+        notice_sms(alerts, m->n, text, sizeof text - al); /* room kept: never cut off */
+        ackmsg_sms_insert(text, sizeof text, ack);
         m->provider_id[0] = '\0';
         if (sms_easy_setup(m->easy, &s->cfg.sms, m->address, text, &m->req, err, sizeof err))
             return false;
@@ -918,7 +982,7 @@ static void start_ready(struct sender *s, enum channel ch)
             batch[nb++] = m;
             for (int i = 0; i < m->n; i++)
                 s->keys[nk++] = (struct dedupe_key){m->m[i]->job->alert.alert_id, m->researcher,
-                                                    ch};
+                                                    ch, m->m[i]->job->step};
         }
         if (nb == 0)
             return;
@@ -1045,7 +1109,8 @@ static void release_msg(struct sender *s, struct outmsg *m)
     msg_ids(m, ids);
     char err[512];
     PGconn *c = pg(s);
-    if (c != NULL && dedupe_release(c, ids, m->n, m->researcher, m->ch, err, sizeof err) != 0)
+    if (c != NULL && dedupe_release(c, ids, m->n, m->researcher, m->ch, m->m[0]->job->step, err,
+                                   sizeof err) != 0)
         pg_failed(s, "hand a notification back", err);
     msg_free(m);
 }

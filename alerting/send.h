@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ackmsg.h"
 #include "alert.h"
 #include "chan.h"
 #include "deadline.h"
@@ -65,6 +66,7 @@ struct sender_config {
     int64_t group_window_ms;        /* 0: no grouping */
     int max_jobs;                   /* alerts in progress at once */
     size_t queue_cap;               /* alerts queued for the sender */
+    struct ackmsg_config ack;       /* acknowledgement links and SMS codes (zero: none) */
 };
 
 /* Called on the sender thread when every delivery of the alert at
@@ -79,6 +81,13 @@ struct job;
  * it until sender_submit accepts it. */
 struct job *sender_job_new(const struct alert *a, int32_t partition, int64_t offset,
                            uint32_t epoch);
+
+/* Returns a job for escalation step STEP of alert A (copied): deliveries to
+ * TO[0..N-1] (researcher and channel; addresses are looked up when it
+ * starts), keyed by STEP in the notification log, not routed, and with no
+ * Kafka offset (the done callback is not called). NULL when out of memory. */
+struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
+                                int n);
 
 /* Frees a job that was not submitted. NULL is a no-op. */
 void sender_job_free(struct job *j);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acklink.h"
 #include "commands.h"
 #include "config.h"
 #include "ctx.h"
@@ -90,6 +91,38 @@ static const struct config_item items[] = {
      false},
     {"max_inflight_per_partition", "VIGIL_MAX_INFLIGHT_PER_PARTITION", "20000",
      "alerts of one partition in progress at once; beyond, the partition pauses", false},
+    {"console_url", "VIGIL_CONSOLE_PUBLIC_URL", NULL,
+     "the console's address as researchers reach it: acknowledgement links point there; "
+     "unset: no links",
+     false},
+    {"link_keys_file", "VIGIL_LINK_KEYS_FILE", NULL,
+     "acknowledgement link keys, lines 'KID SECRET' (the first signs); unset: no links", false},
+    {"link_ttl", "VIGIL_LINK_TTL", "259200", "seconds an acknowledgement link stays valid",
+     false},
+    {"sms_code_ttl", "VIGIL_SMS_CODE_TTL", "259200",
+     "seconds an SMS reply code (\"Reply ACK 4821\") stays valid; 0: no codes", false},
+    {"webhooks", "VIGIL_WEBHOOKS", "on",
+     "on: POST alerts to the webhook_subscribers of their study (Standard Webhooks "
+     "signatures); off: not from this notifier",
+     false},
+    {"webhook_poll_ms", "VIGIL_WEBHOOK_POLL_MS", "500",
+     "between scans for new alerts and due webhook retries", false},
+    {"webhook_timeout_ms", "VIGIL_WEBHOOK_TIMEOUT_MS", "10000", "one webhook POST", false},
+    {"webhook_max_attempts", "VIGIL_WEBHOOK_MAX_ATTEMPTS", "10",
+     "webhook attempts (backoff from retry_base_ms to retry_max_ms) before failed", false},
+    {"webhook_lookback", "VIGIL_WEBHOOK_LOOKBACK", "86400",
+     "at start, alerts up to this many seconds old are still sent to subscribers", false},
+    {"webhook_ca_file", "VIGIL_WEBHOOK_CA_FILE", NULL,
+     "PEM CA file to verify https subscribers; unset: the system's CAs", false},
+    {"escalation", "VIGIL_ESCALATION", "on",
+     "fire the escalation timers kept in PostgreSQL (on or off); any number of notifiers may",
+     false},
+    {"escalation_scale", "VIGIL_ESCALATION_SCALE", "1",
+     "multiplies every escalation deadline (tests: 0.01 makes 15 minutes 9 seconds)", false},
+    {"escalation_tick_ms", "VIGIL_ESCALATION_TICK_MS", "250",
+     "how often due escalation timers are looked for", false},
+    {"escalation_batch", "VIGIL_ESCALATION_BATCH", "500",
+     "escalation steps fired per transaction", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -106,6 +139,7 @@ static void usage(FILE *out)
             "  -b, --bootstrap HOSTS  Kafka bootstrap servers\n"
             "  -g, --group NAME       consumer group\n"
             "  -t, --topic NAME       alerts topic\n"
+            "      --escalation-scale X  multiply escalation deadlines by X (tests)\n"
             "      --grace SECONDS    shutdown grace\n"
             "      --http ADDR        HTTP endpoint address (HOST:PORT)\n"
             "      --pg CONNINFO      PostgreSQL conninfo\n"
@@ -130,6 +164,7 @@ int cmd_notifier(int argc, char **argv)
         CLI_CONSUMER_FLAGS,
         {"smtp-url", 0, "smtp_url", 0, true},
         {"sms-url", 0, "sms_url", 0, true},
+        {"escalation-scale", 0, "escalation_scale", 0, true},
         {0},
     };
     struct cli_settings set;
@@ -140,6 +175,7 @@ int cmd_notifier(int argc, char **argv)
     char err[2048];
     int rc = 1;
     bool curl_ok = false;
+    struct acklink_keys *keys = NULL;
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
         goto fail;
@@ -148,8 +184,45 @@ int cmd_notifier(int argc, char **argv)
         snprintf(err, sizeof err, "smtp_tls must be off, try or require, not '%s'", tls);
         goto fail;
     }
+    long link_ttl, code_ttl, wh_poll, wh_timeout, wh_attempts, wh_lookback;
+    const char *wh = config_get(cfg, "webhooks");
+    if (strcmp(wh, "on") != 0 && strcmp(wh, "off") != 0) {
+        snprintf(err, sizeof err, "webhooks must be on or off, not '%s'", wh);
+        goto fail;
+    }
+    if (config_get_long(cfg, "webhook_poll_ms", 10, 60000, &wh_poll, err, sizeof err) != 0 ||
+        config_get_long(cfg, "webhook_timeout_ms", 100, 600000, &wh_timeout, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "webhook_max_attempts", 1, 100, &wh_attempts, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "webhook_lookback", 0, 30L * 86400, &wh_lookback, err,
+                        sizeof err) != 0)
+        goto fail;
+    if (config_get_long(cfg, "link_ttl", 60, 30L * 86400, &link_ttl, err, sizeof err) != 0 ||
+        config_get_long(cfg, "sms_code_ttl", 0, 30L * 86400, &code_ttl, err, sizeof err) != 0)
+        goto fail;
+    const char *keys_file = config_get(cfg, "link_keys_file");
+    const char *console_url = config_get(cfg, "console_url");
+    if (keys_file != NULL && keys_file[0] != '\0') {
+        if (console_url == NULL || console_url[0] == '\0') {
+            snprintf(err, sizeof err, "link_keys_file is set but console_url is not: the links "
+                                      "would point nowhere");
+            goto fail;
+        }
+        keys = calloc(1, sizeof *keys);
+        if (keys == NULL || acklink_keys_load(keys_file, keys, err, sizeof err) != 0)
+            goto fail;
+    }
+    char public_url[1024] = "";
+    if (console_url != NULL) {
+        snprintf(public_url, sizeof public_url, "%s", console_url);
+        size_t ul = strlen(public_url);
+        while (ul > 0 && public_url[ul - 1] == '/')
+            public_url[--ul] = '\0';
+    }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
-    double rate, burst;
+    double rate, burst, esc_scale;
+    long esc_tick, esc_batch;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
         config_get_long(cfg, "smtp_timeout_ms", 100, 600000, &smtp_to, err, sizeof err) != 0 ||
@@ -162,8 +235,17 @@ int cmd_notifier(int argc, char **argv)
         config_get_long(cfg, "group_window_ms", 0, 3600000, &window, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_alerts", 1, 1000000, &max_alerts, err, sizeof err) != 0 ||
         config_get_double(cfg, "rate_per_min", 0, 1e9, &rate, err, sizeof err) != 0 ||
-        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0)
+        config_get_double(cfg, "rate_burst", 1, 1e9, &burst, err, sizeof err) != 0 ||
+        config_get_double(cfg, "escalation_scale", 1e-6, 1000, &esc_scale, err, sizeof err) !=
+            0 ||
+        config_get_long(cfg, "escalation_tick_ms", 1, 60000, &esc_tick, err, sizeof err) != 0 ||
+        config_get_long(cfg, "escalation_batch", 1, 100000, &esc_batch, err, sizeof err) != 0)
         goto fail;
+    const char *esc_on = config_get(cfg, "escalation");
+    if (strcmp(esc_on, "on") != 0 && strcmp(esc_on, "off") != 0) {
+        snprintf(err, sizeof err, "escalation must be on or off, not '%s'", esc_on);
+        goto fail;
+    }
     if (rmax < base) {
         snprintf(err, sizeof err, "retry_max_ms (%ld) must not be below retry_base_ms (%ld)",
                  rmax, base);
@@ -202,6 +284,26 @@ int cmd_notifier(int argc, char **argv)
                 .group_window_ms = window,
                 .max_jobs = (int)max_alerts,
                 .queue_cap = 256,
+                .ack = {public_url, keys, link_ttl, (int)code_ttl},
+            },
+        .webhook =
+            {
+                .poll_ms = strcmp(wh, "on") == 0 ? (int)wh_poll : 0,
+                .timeout_ms = wh_timeout,
+                .backoff_base_ms = base,
+                .backoff_max_ms = rmax,
+                .max_attempts = (int)wh_attempts,
+                .lookback_s = (int)wh_lookback,
+                .lease_s = (int)lease,
+                .ca_file = config_get(cfg, "webhook_ca_file"),
+            },
+        .escalation = strcmp(esc_on, "on") == 0,
+        .escalate =
+            {
+                .tick_ms = (int)esc_tick,
+                .scale = esc_scale,
+                .batch = (int)esc_batch,
+                .lease_s = (int)lease,
             },
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||
@@ -216,5 +318,8 @@ out:
     config_destroy(cfg);
     if (curl_ok)
         curl_global_cleanup();
+    if (keys != NULL)
+        memset(keys, 0, sizeof *keys);
+    free(keys);
     return rc;
 }

@@ -17,6 +17,9 @@ int cmd_mllp(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_dq(int argc, char **argv);
+int cmd_alerts(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 int cmd_users(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 

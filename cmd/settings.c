@@ -316,3 +316,17 @@ int cli_serve(const char *cmd, cli_role_fn run, const void *opt)
     ctx_destroy(stop);
     return rc;
 }
+
+PGconn *cli_pg_connect(const char *conninfo_flag, char *errstr, size_t errstr_size)
+{
+    char *env = NULL;
+    const char *conninfo = conninfo_flag;
+    if (conninfo == NULL) {
+        if (config_env_or_file("VIGIL_PG_CONNINFO", &env, errstr, errstr_size) != 0)
+            return NULL;
+        conninfo = env != NULL ? env : "";
+    }
+    PGconn *c = pg_connect(conninfo, errstr, errstr_size);
+    free(env);
+    return c;
+}

@@ -19,6 +19,7 @@
 #include "ctx.h"
 #include "deadletter.h"
 #include "group.h"
+#include "pg.h"
 
 #define CLI_SETTINGS_MAX 64
 
@@ -137,6 +138,11 @@ int cli_group_config(const struct config *cfg, struct group_config *c, char *err
 int cli_deadletter_config(const struct config *cfg, const struct group_config *consumer,
                           const char *component, struct deadletter_config *dc, char *errstr,
                           size_t errstr_size);
+
+/* Connects to PostgreSQL for a one-shot command: CONNINFO_FLAG (--conninfo)
+ * if not NULL, else VIGIL_PG_CONNINFO(_FILE), else libpq's PG* variables.
+ * NULL with errstr on failure. */
+PGconn *cli_pg_connect(const char *conninfo_flag, char *errstr, size_t errstr_size);
 
 /* Reports ERR as subcommand CMD's failure (stderr and the log). Returns 1. */
 int cli_fail(const char *cmd, const char *err);

@@ -4,13 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ack_page.h"
 #include "api_http.h"
 #include "httpd.h"
 #include "log.h"
+#include "sms_inbound.h"
 
 /* The console's modules, in registration order. Add a line per module;
  * each registers its own routes (route.h). */
 static const console_module_fn modules[] = {
+    ack_page_register,
+    sms_inbound_register,
     api_http_register, /* /api/v1/: sign-in, alerts, subjects (api.c) */
     NULL,
 };

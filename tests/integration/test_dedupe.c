@@ -66,7 +66,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     snprintf(a1, sizeof a1, "%s-we\"ird\\id,{x}", prefix); /* breaks naive literals */
     snprintf(a2, sizeof a2, "%s-NULL", prefix);
     const struct dedupe_key k[3] = {
-        {a0, "r-1", CHANNEL_EMAIL}, {a1, "NULL", CHANNEL_SMS}, {a2, "r \"q\"", CHANNEL_EMAIL}};
+        {a0, "r-1", CHANNEL_EMAIL, 0}, {a1, "NULL", CHANNEL_SMS, 0}, {a2, "r \"q\"", CHANNEL_EMAIL, 0}};
     enum dedupe_claim out[3];
     bool taken[3];
 
@@ -125,7 +125,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     snprintf(n1, sizeof n1, "%s-zz-new", prefix);
     snprintf(n2, sizeof n2, "%s-aa-new", prefix);
     const struct dedupe_key mixed[4] = {
-        {n1, "r-1", CHANNEL_SMS}, k[0], {n2, "r-1", CHANNEL_SMS}, k[1]};
+        {n1, "r-1", CHANNEL_SMS, 0}, k[0], {n2, "r-1", CHANNEL_SMS, 0}, k[1]};
     enum dedupe_claim mo[4];
     CHECK_EQ_INT(dedupe_claim_many(c, b, mixed, 4, 600, mo, NULL, err, sizeof err), 0);
     CHECK_EQ_INT(mo[0], DEDUPE_OWNED);
@@ -136,7 +136,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     /* the documented precondition: duplicate keys fail the whole batch */
     char d1[128];
     snprintf(d1, sizeof d1, "%s-dup", prefix);
-    const struct dedupe_key dup[2] = {{d1, "r-1", CHANNEL_SMS}, {d1, "r-1", CHANNEL_SMS}};
+    const struct dedupe_key dup[2] = {{d1, "r-1", CHANNEL_SMS, 0}, {d1, "r-1", CHANNEL_SMS, 0}};
     CHECK_EQ_INT(dedupe_claim_many(c, b, dup, 2, 600, mo, NULL, err, sizeof err), -1);
     CHECK_EQ_STR(row_value(c, ROW_SQL("state"), d1, "r-1", "sms", v, sizeof v), "");
 }
@@ -165,7 +165,7 @@ static void *race(void *arg)
         int idx[50];
         for (int i = 0; i < 50; i++) {
             idx[i] = r->reverse ? RACE_KEYS - 1 - (base + i) : base + i;
-            k[i] = (struct dedupe_key){r->ids[idx[i]], "racer", CHANNEL_EMAIL};
+            k[i] = (struct dedupe_key){r->ids[idx[i]], "racer", CHANNEL_EMAIL, 0};
         }
         enum dedupe_claim o[50];
         if (dedupe_claim_many(c, b, k, 50, 600, o, NULL, err, sizeof err) != 0) {

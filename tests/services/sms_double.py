@@ -8,6 +8,16 @@
     POST /_control/fail   form fields status (4xx/5xx) and seconds: for that
                           long, /v1/messages answers that status (seconds=0
                           ends the fault early)
+    POST /_control/inbound_config  form fields url, secret: where replies go
+                          (the console's POST /sms/inbound) and the shared secret
+                          that signs them
+    POST /_control/reply  form fields from, text [, signature]: a researcher's
+                          phone replies. The double POSTs, as a real gateway's
+                          inbound webhook does, From/To/Body/MessageSid form-encoded
+                          to the configured url with X-Vigil-Signature:
+                          sha256=<hex HMAC-SHA256 of the body under the secret>
+                          (or the given signature, for tests of a bad one), and
+                          answers {"status": <the console's status>, "body": "..."}
     GET  /healthz         200 "ok"
 
 Every request to /v1/messages is appended to --log as one JSON line:
@@ -32,7 +42,9 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY_BYTES = 64 * 1024
@@ -49,6 +61,8 @@ class Gateway:
         self.fail_status = 0
         self.fail_until = 0.0
         self.log = open(log_path, "a", encoding="utf-8")
+        self.inbound_url = None
+        self.inbound_secret = None
 
     def auth_ok(self, header):
         if not header or not header.startswith("Basic "):
@@ -148,6 +162,10 @@ class Handler(BaseHTTPRequestHandler):
             self._messages(gw, path)
         elif path == "/_control/fail":
             self._control_fail(gw)
+        elif path == "/_control/inbound_config":
+            self._inbound_config(gw)
+        elif path == "/_control/reply":
+            self._reply_from_phone(gw)
         else:
             self._reply(404, {"error": "not found"})
 
@@ -195,6 +213,48 @@ class Handler(BaseHTTPRequestHandler):
             return
         gw.set_fault(status, seconds)
         self._reply(200, {"status": status, "seconds": seconds})
+
+
+    def _inbound_config(self, gw):
+        fields, err = self._read_form()
+        if err or not fields.get("url", "").startswith("http") or not fields.get("secret"):
+            self._reply(400, {"error": "want url (http...) and secret"})
+            return
+        with gw.lock:
+            gw.inbound_url = fields["url"]
+            gw.inbound_secret = fields["secret"]
+        self._reply(200, {"url": fields["url"]})
+
+    def _reply_from_phone(self, gw):
+        fields, err = self._read_form()
+        if err or not fields.get("from") or "text" not in fields:
+            self._reply(400, {"error": "want from and text"})
+            return
+        with gw.lock:
+            url, secret = gw.inbound_url, gw.inbound_secret
+        if not url:
+            self._reply(409, {"error": "no inbound url configured (/_control/inbound_config)"})
+            return
+        body = urllib.parse.urlencode({
+            "From": fields["from"], "To": "vigil", "Body": fields["text"],
+            "MessageSid": "SM" + secrets.token_hex(16)}).encode("utf-8")
+        sig = fields.get("signature") or (
+            "sha256=" + hmac.new(secret.encode(), body, "sha256").hexdigest())
+        req = urllib.request.Request(url, data=body, method="POST", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Vigil-Signature": sig})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, text = r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode("utf-8", "replace")
+        except (urllib.error.URLError, OSError) as e:
+            self._reply(502, {"error": "inbound url unreachable: %s" % e})
+            return
+        gw.record({
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "path": "inbound", "fields": {"From": fields["from"], "Body": fields["text"]},
+            "status": status, "sid": None})
+        self._reply(200, {"status": status, "body": text})
 
 
 def write_atomic(path, text):

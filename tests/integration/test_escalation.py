@@ -1,0 +1,474 @@
+#!/usr/bin/python3
+"""The closed loop of issue #14 against the real PostgreSQL, Kafka, SMTP
+server and SMS double of scripts/services, with escalation deadlines
+compressed by the notifier's escalation_scale (policies keep minutes).
+
+  test_escalation.py timeline   a critical alert escalates tier 1 -> 2 -> 3 ->
+                                3 again; each page reaches the tier's people
+                                (SMTP spool); an acknowledgement stops it; the
+                                audit trail holds the events in order, with
+                                the deadlines kept; ack/resolve answers are
+                                idempotent and say which (the CLI and SQL)
+  test_escalation.py race       two notifiers fire the same 150 alerts' timers:
+                                every step exactly once (audit trail, the
+                                notification log, the spool), both counted in
+                                their metrics, the sum equal to the steps
+  test_escalation.py kill       SIGKILL of the only notifier just before a
+                                deadline; the deadline passes while none
+                                runs; after the restart the step fires once
+  test_escalation.py audit      the app role is refused UPDATE, DELETE and
+                                TRUNCATE on alert_events; `vigil audit
+                                verify` passes, then names the row a superuser
+                                edited, then the row a superuser deleted
+                                (restored afterwards)
+  test_escalation.py retract    an escalating alert is retracted (the worker's
+                                statements): the escalation stops and everyone
+                                paged so far -- tier 1 and tier 2 -- is told
+                                it was withdrawn
+"""
+import email
+import email.policy
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import vigil_harness as h  # noqa: E402
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "timeline"
+t = h.Checks()
+rid = h.run_id()
+LOG_DIR = tempfile.mkdtemp(prefix="escalation-test-")
+# 60 s policy deadlines x SCALE_FACTOR = the real deadline in the test
+SCALE_FACTOR = 0.05   # 3 s
+
+
+class Notifier(h.Worker):
+    def __init__(self, topic, scale=SCALE_FACTOR, settings=None):
+        self.log_path = os.path.join(LOG_DIR, "notifier-%d.log" % id(self))
+        self.log = open(self.log_path, "wb")
+        s = {"rate_per_min": "0", "lease": "3", "retry_base_ms": "200",
+             "retry_max_ms": "2000", "escalation_tick_ms": "100"}
+        s.update(settings or {})
+        args = [h.VIGIL, "notifier", "-t", topic, "-g", "esc-%s" % rid, "--http",
+                "127.0.0.1:0", "--grace", "10", "-b", h.bootstrap(),
+                "--pg", h.env("VIGIL_PG_CONNINFO"), "--smtp-url", h.env("VIGIL_SMTP_URL"),
+                "--sms-url", h.env("VIGIL_SMS_URL"), "--escalation-scale", str(scale),
+                "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000"]
+        for k, v in s.items():
+            args += ["-s", "%s=%s" % (k, v)]
+        e = dict(os.environ)
+        e["VIGIL_SMS_USER"] = h.env("VIGIL_SMS_USER")
+        e["VIGIL_SMS_PASSWORD_FILE"] = h.env("VIGIL_SMS_PASSWORD_FILE")
+        e.pop("VIGIL_SMS_PASSWORD", None)
+        self.proc = h.track(subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                             env=e))
+        self.port = None
+
+
+def vigil(*args, check=False):
+    p = subprocess.run([h.VIGIL] + list(args), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError("vigil %s: %s %s" % (" ".join(args), p.stdout, p.stderr))
+    return p
+
+
+# ---- the directory and the policy ----------------------------------------
+
+def directory(tier3=True):
+    """Study with a subscriber (tier 1), a safety physician (tier 2) and a
+    medical monitor (tier 3). Returns (study, {name: researcher id}, emails)."""
+    study = "%s-ST" % rid
+    ppl = {}
+    mails = {}
+    for i, name in enumerate(("coord", "safety", "monitor")):
+        r = "%s-%s" % (rid, name)
+        mail = "%s.%s@test.example" % (name, rid)
+        phone = "+1%03d%07d" % (300 + i, int(rid[-6:]) % 10000000)
+        h.query("INSERT INTO researchers (researcher_id, name, email, phone) VALUES "
+                "(%s, %s, %s, %s)", r, name, mail, phone)
+        ppl[name] = r
+        mails[mail] = r
+    h.query("INSERT INTO studies (study_id, name, safety_contact_researcher_id) VALUES "
+            "(%s, %s, %s)", study, "escalation test", ppl["safety"])
+    h.query("INSERT INTO sites (study_id, site_id, name) VALUES (%s, 'A', 'A')", study)
+    h.query("INSERT INTO subscriptions (researcher_id, study_id, min_severity, channels) "
+            "VALUES (%s, %s, 'critical', ARRAY['email', 'sms'])", ppl["coord"], study)
+    h.query("INSERT INTO study_roles (study_id, role, researcher_id) VALUES "
+            "(%s, 'medical_monitor', %s)", study, ppl["monitor"])
+    tiers = [{"targets": ["subscribers"], "channels": ["subscribed"], "ack_deadline": "1m"},
+             {"targets": ["role:safety_physician"], "channels": ["email"],
+              "ack_deadline": 60}]
+    if tier3:
+        tiers.append({"targets": ["role:medical_monitor"], "channels": ["email"],
+                      "ack_deadline": "1m"})
+    pol = {"study": study, "severity": "critical", "repeat_last": "1m", "tiers": tiers}
+    path = os.path.join(LOG_DIR, "policy.json")
+    with open(path, "w") as f:
+        json.dump(pol, f)
+    p = vigil("policy", "set", path)
+    t.check(p.returncode == 0, "vigil policy set: %s%s" % (p.stdout.strip(), p.stderr.strip()))
+    return study, ppl, mails
+
+
+def insert_alert(study, i, conn=None):
+    """What the worker's batch does (store_batch.c): INSERT into alerts."""
+    aid = "%s-a%05d" % (rid, i)
+    sql = ("INSERT INTO alerts (alert_id, rule_id, rule_version, severity, ctcae_grade, "
+           "study_id, site_id, subject_id, evidence, message, observed_at, detected_at) "
+           "VALUES (%s, 'k-high', 1, 'critical', 4, %s, 'A', %s, "
+           "'[{\"observation_id\":\"o1\",\"loinc\":\"2823-3\",\"value\":7.1,"
+           "\"unit\":\"mmol/L\",\"effective_ms\":1767225600000}]', "
+           "'Potassium 7.1 mmol/L (grade 4)', now(), now())")
+    if conn is None:
+        h.query(sql, aid, study, "P-%03d" % (i % 100))
+    else:
+        conn.cursor().execute(sql, (aid, study, "P-%03d" % (i % 100)))
+    return aid
+
+
+def events(aid=None, kinds=None):
+    rows = h.query("SELECT event_id, alert_id, kind, actor, detail, recorded_at "
+                   "FROM alert_events WHERE alert_id LIKE %s ORDER BY event_id",
+                   aid if aid else rid + "-%")
+    if kinds:
+        rows = [r for r in rows if r[2] in kinds]
+    return rows
+
+
+def steps_of(aid):
+    return [(r[4]["step"], r[4]["tier"]) for r in events(aid, ("paged", "escalated"))]
+
+
+def emails(mails):
+    """[(researcher, [alert ids], subject)] from the SMTP spool, this run's."""
+    spool = h.env("VIGIL_SMTP_SPOOL")
+    out = []
+    for e in h.read_jsonl(os.path.join(spool, "index.jsonl")):
+        rc = [mails[x] for x in e["rcpt_tos"] if x in mails]
+        if not rc:
+            continue
+        with open(os.path.join(spool, e["file"]), "rb") as mf:
+            msg = email.message_from_binary_file(mf, policy=email.policy.default)
+        ids = str(msg["X-Vigil-Alert-Ids"] or "").split()
+        for r in rc:
+            out.append((r, ids, str(msg["Subject"])))
+    return out
+
+
+def print_timeline(aid):
+    print("alert_events for %s:" % aid)
+    for eid, _, kind, actor, detail, at in events(aid):
+        print("  %6d %s %-20s %-28s %s" % (eid, at.strftime("%H:%M:%S.%f")[:-3], kind, actor,
+                                          json.dumps(detail, sort_keys=True)))
+
+
+# ---- timeline ---------------------------------------------------------------
+
+def run_timeline():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails = directory()
+    n = Notifier(topic)
+    aid = insert_alert(study, 1)
+    t0 = time.time()
+    # tier 1 at once, tier 2 after 3 s, tier 3 after 6 s, tier 3 again after 9 s
+    h.wait_until(lambda: len(steps_of(aid)) >= 4, 30 * h.SCALE, "four escalation steps")
+    p = vigil("alerts", "ack", aid, "--as", ppl["monitor"], "--note", "called the site")
+    t.check(p.returncode == 0 and "acknowledged" in p.stdout,
+            "ack by the medical monitor: %s" % p.stdout.strip())
+    st = steps_of(aid)
+    t.check(st[:4] == [(0, 1), (1, 2), (2, 3), (3, 3)],
+            "steps page tiers 1, 2, 3, then 3 again: %s" % st)
+    # the deadlines were kept: each step no sooner than 3 s after the last
+    ev = events(aid, ("paged", "escalated"))
+    gaps = [(ev[i + 1][5] - ev[i][5]).total_seconds() for i in range(min(3, len(ev) - 1))]
+    t.check(all(2.9 <= g <= 3.0 + 1.5 for g in gaps), "3 s between steps (+<1.5 s): %s" % gaps)
+    # pages reached the people of each tier, through the sender
+    def paged():
+        got = {}
+        for r, ids, _ in emails(mails):
+            if aid in ids:
+                got[r] = got.get(r, 0) + 1
+        return got
+    h.wait_until(lambda: paged().get(ppl["monitor"], 0) >= 2, 20 * h.SCALE, "tier 3 twice")
+    got = paged()
+    t.check(got.get(ppl["coord"]) == 1 and got.get(ppl["safety"]) == 1 and
+            got.get(ppl["monitor"]) == 2,
+            "emails: coordinator 1, safety physician 1, monitor 2 (the repeat): %s" % got)
+    rows = h.query("SELECT researcher_id, channel, step, state FROM notifications "
+                   "WHERE alert_id = %s ORDER BY step, researcher_id, channel", aid)
+    t.check([(r[0], r[1], r[2]) for r in rows] ==
+            [(ppl["coord"], "email", 0), (ppl["coord"], "sms", 0), (ppl["safety"], "email", 1),
+             (ppl["monitor"], "email", 2), (ppl["monitor"], "email", 3)],
+            "notification log keyed by step: %s" % rows)
+    mids = h.query("SELECT provider_message_id FROM notifications WHERE alert_id = %s "
+                   "AND channel = 'email'", aid)
+    t.check(len({m[0] for m in mids}) == len(mids) == 4,
+            "each email page has its own Message-ID: %s" % mids)
+    # after the acknowledgement: nothing more for two deadlines
+    n_steps = len(steps_of(aid))
+    time.sleep(6.5)
+    t.check(len(steps_of(aid)) == n_steps, "no step after the acknowledgement")
+    esc = h.query("SELECT state, stop_reason FROM escalations WHERE alert_id = %s", aid)
+    t.check(esc == [("stopped", "acknowledged")], "escalation stopped: %s" % esc)
+    # idempotent answers, CLI and SQL
+    ans = []
+    for args in (["ack", aid, "--as", ppl["safety"]],
+                 ["resolve", aid, "--as", ppl["safety"], "--category", "nope", "--note", "x"],
+                 ["resolve", aid, "--as", ppl["safety"], "--category", "clinically_managed",
+                  "--note", "potassium repleted"],
+                 ["resolve", aid, "--as", ppl["safety"], "--category", "lab_error",
+                  "--note", "again"],
+                 ["ack", aid, "--as", ppl["safety"]],
+                 ["ack", rid + "-nosuch", "--as", ppl["safety"]]):
+        p = vigil("alerts", *args)
+        ans.append((p.stdout.strip().rsplit(": ", 1)[-1], p.returncode))
+    t.check(ans == [("already_acknowledged", 3), ("bad_category", 3), ("resolved", 0),
+                    ("already_resolved", 3), ("already_resolved", 3), ("unknown_alert", 3)],
+            "ack/resolve answers: %s" % ans)
+    life = h.query("SELECT state, acknowledged_by, ack_channel, resolution_category "
+                   "FROM alert_lifecycle WHERE alert_id = %s", aid)
+    t.check(life == [("resolved", ppl["monitor"], "cli", "clinically_managed")],
+            "lifecycle: %s" % life)
+    kinds = [r[2] for r in events(aid)]
+    want = ["opened", "paged", "escalated", "escalated", "escalated", "acknowledged",
+            "ack_refused", "resolve_refused", "resolved", "resolve_refused", "ack_refused"]
+    t.check([k for k in kinds if not k.startswith("deliver")] == want,
+            "event order: %s" % kinds)
+    t.check(kinds.count("delivered") == 5, "5 deliveries audited: %s" % kinds)
+    t.check(kinds.index("acknowledged") > max(i for i, k in enumerate(kinds)
+                                             if k == "escalated"),
+            "acknowledged after the last escalation")
+    p = vigil("audit", "verify")
+    t.check(p.returncode == 0, "audit verify: %s" % p.stdout.strip())
+    tta = n.metric("vigil_alert_time_to_ack_seconds_count", 'severity="critical"')
+    h.wait_until(lambda: (n.metric("vigil_alert_time_to_ack_seconds_count",
+                                   'severity="critical"') or 0) >= 1, 10, "time-to-ack metric")
+    t.check((n.metric("vigil_escalation_deadline_breaches_total") or 0) >= 3,
+            "deadline breaches counted")
+    print("time to ack observed: %s" % tta)
+    print_timeline(aid)
+    t.check(n.stop() == 0, "notifier exits 0")
+
+
+# ---- race -------------------------------------------------------------------
+
+def run_race():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails = directory(tier3=False)
+    conn = h.pg()
+    conn.autocommit = False
+    ids = [insert_alert(study, i, conn) for i in range(150)]
+    conn.commit()
+    conn.close()
+    a = Notifier(topic, scale=0.03)  # 1.8 s deadlines
+    b = Notifier(topic, scale=0.03)
+    # steps 0, 1 (tier 2), 2 (tier 2 again) for every alert
+    def enough():
+        r = h.query("SELECT count(*) FROM escalations WHERE alert_id LIKE %s AND step >= 3",
+                    rid + "-%")
+        return r[0][0] == len(ids)
+    h.wait_until(enough, 60 * h.SCALE, "three steps for every alert")
+    h.query("SELECT vigil_alert_ack(alert_id, %s, 'cli', 'test', NULL) FROM alert_lifecycle "
+            "WHERE alert_id LIKE %s", ppl["safety"], rid + "-%")
+    time.sleep(1.0)
+    ev = events(None, ("paged", "escalated"))
+    per = {}
+    for e in ev:
+        k = (e[1], e[4]["step"])
+        per[k] = per.get(k, 0) + 1
+    dup = [k for k, v in per.items() if v > 1]
+    t.check(not dup, "every step once in the audit trail (%d steps, duplicates: %s)" %
+            (len(per), dup[:5]))
+    actors = {e[3] for e in ev}
+    t.check(len(actors) == 2, "both notifiers fired steps: %s" % sorted(actors))
+    sa = a.metric("vigil_escalation_steps_total") or 0
+    sb = b.metric("vigil_escalation_steps_total") or 0
+    t.check(sa + sb == len(ev) and sa > 0 and sb > 0,
+            "steps counted: %d + %d = %d audited" % (sa, sb, len(ev)))
+    # each page once in the log and in the spool
+    rows = h.query("SELECT alert_id, researcher_id, channel, step, count(*) FROM notifications "
+                   "WHERE alert_id LIKE %s GROUP BY alert_id, researcher_id, channel, step "
+                   "HAVING count(*) > 1", rid + "-%")
+    t.check(not rows, "notification rows unique per step")
+    def sent_all():
+        r = h.query("SELECT count(*) FROM notifications WHERE alert_id LIKE %s AND step > 0 "
+                    "AND state <> 'sent'", rid + "-%")
+        return r[0][0] == 0
+    h.wait_until(sent_all, 30 * h.SCALE, "escalation pages sent")
+    spool = {}
+    for r, aids, _ in emails(mails):
+        if r == ppl["safety"]:
+            for x in aids:
+                spool[x] = spool.get(x, 0) + 1
+    want = {}
+    for (aid, step), _ in per.items():
+        if step >= 1:
+            want[aid] = want.get(aid, 0) + 1
+    t.check(spool == want, "safety physician emails = tier-2 steps per alert (%d alerts, "
+            "%d emails; mismatches: %s)" % (len(want), sum(spool.values()),
+                                            [k for k in want if spool.get(k) != want[k]][:5]))
+    print("race: %d steps, notifier A %d, notifier B %d" % (len(ev), sa, sb))
+    a.stop()
+    b.stop()
+
+
+# ---- kill -------------------------------------------------------------------
+
+def run_kill():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails = directory(tier3=False)
+    n = Notifier(topic, scale=0.1)  # 6 s deadlines
+    aid = insert_alert(study, 1)
+    h.wait_until(lambda: len(steps_of(aid)) >= 1, 20 * h.SCALE, "step 0")
+    due = h.query("SELECT extract(epoch FROM due_at - now()) FROM escalations "
+                  "WHERE alert_id = %s", aid)[0][0]
+    n.proc.send_signal(signal.SIGKILL)
+    n.proc.wait()
+    n.log.close()
+    # the deadline passes while no notifier runs
+    time.sleep(float(due) + 2.0)
+    t.check(len(steps_of(aid)) == 1, "nothing fired while every notifier was down")
+    late = h.query("SELECT now() > due_at FROM escalations WHERE alert_id = %s", aid)[0][0]
+    t.check(late, "the deadline has passed")
+    n2 = Notifier(topic, scale=0.1)
+    h.wait_until(lambda: len(steps_of(aid)) >= 2, 20 * h.SCALE, "step 1 after the restart")
+    h.query("SELECT vigil_alert_ack(%s, %s, 'cli', 'test', NULL)", aid, ppl["safety"])
+    st = steps_of(aid)
+    t.check(st == [(0, 1), (1, 2)], "step 1 fired once after the restart: %s" % st)
+    lag = events(aid, ("escalated",))[0][4]["lag_ms"]
+    t.check(lag >= 2000, "it fired late (lag %s ms), not on time" % lag)
+    h.wait_until(lambda: h.query("SELECT state FROM notifications WHERE alert_id = %s AND "
+                                 "step = 1", aid) == [("sent",)], 20, "step-1 page sent")
+    got = [r for r, ids, _ in emails(mails) if aid in ids and r == ppl["safety"]]
+    t.check(len(got) == 1, "the safety physician paged once: %d" % len(got))
+    t.check(n2.stop() == 0, "notifier exits 0")
+
+
+# ---- audit ------------------------------------------------------------------
+
+def superuser(sql):
+    owner = subprocess.run(["stat", "-c", "%U", os.path.join(h.env("VIGIL_STATE_DIR"), "pg",
+                                                             "data")],
+                           capture_output=True, text=True).stdout.strip()
+    port = [x.split("=")[1] for x in h.env("VIGIL_PG_CONNINFO").split() if
+            x.startswith("port=")][0]
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+           os.path.join(h.env("VIGIL_STATE_DIR"), "pg", "run"), "-p", port, "-U", owner,
+           "-d", "vigil", "-c", sql]
+    if os.getuid() == 0 and owner != "root":
+        cmd = ["runuser", "-u", owner, "--"] + cmd
+    subprocess.run(cmd, check=True, capture_output=True, cwd="/")
+
+
+def run_audit():
+    h.migrate()
+    study, ppl, _ = directory(tier3=False)
+    aid = insert_alert(study, 1)
+    h.query("SELECT vigil_alert_ack(%s, %s, 'cli', 'test', 'seen')", aid, ppl["safety"])
+    import psycopg2
+    for sql in ("UPDATE alert_events SET actor = 'mallory' WHERE alert_id = '%s'" % aid,
+                "DELETE FROM alert_events WHERE alert_id = '%s'" % aid,
+                "TRUNCATE alert_events"):
+        try:
+            h.query(sql)
+            t.check(False, "app role refused: %s" % sql.split()[0])
+        except psycopg2.Error as e:
+            t.check(e.pgcode == "42501", "app role refused %s (%s)" % (sql.split()[0],
+                                                                     e.pgerror.strip()))
+    p = vigil("audit", "verify")
+    t.check(p.returncode == 0, "intact before: %s" % p.stdout.strip())
+    eid, detail = h.query("SELECT event_id, detail::text FROM alert_events WHERE alert_id = %s "
+                          "AND kind = 'acknowledged'", aid)[0]
+    superuser("UPDATE alert_events SET detail = detail || '{\"note\": \"forged\"}' "
+              "WHERE event_id = %d" % eid)
+    p = vigil("audit", "verify")
+    t.check(p.returncode == 1 and ("event %d:" % eid) in p.stdout and "edited" in p.stdout,
+            "edited row named: %s" % p.stdout.strip())
+    superuser("UPDATE alert_events SET detail = '%s' WHERE event_id = %d" %
+              (detail.replace("'", "''"), eid))
+    p = vigil("audit", "verify")
+    t.check(p.returncode == 0, "intact once restored: %s" % p.stdout.strip())
+    opened = h.query("SELECT event_id FROM alert_events WHERE alert_id = %s AND kind = 'opened'",
+                     aid)[0][0]
+    superuser("CREATE TABLE IF NOT EXISTS public.audit_test_keep AS SELECT * FROM alert_events "
+              "WHERE false; INSERT INTO public.audit_test_keep SELECT * FROM alert_events "
+              "WHERE event_id = %d; DELETE FROM alert_events WHERE event_id = %d" %
+              (opened, opened))
+    try:
+        p = vigil("audit", "verify")
+        t.check(p.returncode == 1 and ("event %d is missing" % opened) in p.stdout,
+                "deleted row named: %s" % p.stdout.strip())
+    finally:
+        superuser("INSERT INTO alert_events SELECT * FROM public.audit_test_keep WHERE "
+                  "event_id = %d; DROP TABLE public.audit_test_keep" % opened)
+    p = vigil("audit", "verify")
+    t.check(p.returncode == 0, "intact once restored: %s" % p.stdout.strip())
+
+
+# ---- retract ----------------------------------------------------------------
+
+def run_retract():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails = directory()
+    n = Notifier(topic, scale=0.05)
+    aid = insert_alert(study, 1)
+    h.wait_until(lambda: len(steps_of(aid)) >= 2, 20 * h.SCALE, "tier 2 paged")
+    h.wait_until(lambda: h.query("SELECT count(*) FROM notifications WHERE alert_id = %s "
+                                 "AND state = 'sent'", aid)[0][0] >= 3, 20, "pages sent")
+    # the worker's two statements for a retraction (store_batch.c), and the
+    # retraction alert on the topic as the worker publishes it
+    rx = aid + "-rx"
+    h.query("INSERT INTO alerts (alert_id, kind, rule_id, rule_version, severity, study_id, "
+            "site_id, subject_id, message, observed_at, detected_at, retracts_alert_id) "
+            "VALUES (%s, 'retraction', 'k-high', 1, 'critical', %s, 'A', 'P-001', "
+            "'withdrawn', now(), now(), %s)", rx, study, aid)
+    h.query("UPDATE alerts SET retracted = true, retracted_by = %s WHERE alert_id = %s",
+            rx, aid)
+    ra = dict(alert_id=rx, kind="retraction", rule_id="k-high", rule_version=1,
+              severity="critical", ctcae_grade=0, study_id=study, site_id="A",
+              subject_id="P-001", evidence=[], message="withdrawn",
+              observed_time=int(time.time() * 1000), detected_time=int(time.time() * 1000),
+              retracts_alert_id=aid)
+    h.produce(topic, [(b"k", v) for v in h.encode("alert", [ra])])
+    n_steps = len(steps_of(aid))
+    life = h.query("SELECT state FROM alert_lifecycle WHERE alert_id = %s", aid)
+    t.check(life == [("retracted",)], "lifecycle retracted: %s" % life)
+    esc = h.query("SELECT state, stop_reason FROM escalations WHERE alert_id = %s", aid)
+    t.check(esc == [("stopped", "retracted")], "escalation stopped: %s" % esc)
+
+    def told():
+        return {r for r, ids, _ in emails(mails) if rx in ids}
+    paged = {r[0] for r in h.query("SELECT researcher_id FROM notifications WHERE "
+                                   "alert_id = %s AND state = 'sent'", aid)}
+    t.check(paged >= {ppl["coord"], ppl["safety"]}, "tiers 1 and 2 were paged: %s" % paged)
+    h.wait_until(lambda: told() >= paged, 30 * h.SCALE, "withdrawal reached everyone paged")
+    t.check(told() == paged,
+            "withdrawn notice to exactly those paged: %s" % sorted(told()))
+    time.sleep(6.5)
+    t.check(len(steps_of(aid)) == n_steps, "no step after the retraction")
+    p = vigil("alerts", "ack", aid, "--as", ppl["safety"])
+    t.check(p.stdout.strip().endswith("retracted") and p.returncode == 3,
+            "ack of a retracted alert answers retracted: %s" % p.stdout.strip())
+    kinds = [r[2] for r in events(aid)]
+    t.check("retracted" in kinds and kinds.index("retracted") >
+            max(i for i, k in enumerate(kinds) if k in ("paged", "escalated")),
+            "retracted after the pages in the trail: %s" % kinds)
+    t.check(n.stop() == 0, "notifier exits 0")
+
+
+{"timeline": run_timeline, "race": run_race, "kill": run_kill, "audit": run_audit,
+ "retract": run_retract}[MODE]()
+t.done()

@@ -1,0 +1,5 @@
+# The webhook channel (issue #14): signatures verified by the independent
+# standardwebhooks package (scripts/setup installs it into .deps/py), a
+# receiver that fails twice then accepts, two notifier replicas, routing.
+vigil_script_test(webhook_delivery LABEL "integration;security" TIMEOUT 180
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_webhook.py)
