@@ -89,7 +89,10 @@ eq "studies pk" "$(pk studies)" study_id
 eq "sites pk" "$(pk sites)" study_id,site_id
 eq "researchers pk" "$(pk researchers)" researcher_id
 eq "subscriptions pk" "$(pk subscriptions)" subscription_id
-eq "notifications pk" "$(pk notifications)" alert_id,researcher_id,channel
+# 0011 adds the escalation step to the key (a repeated last tier pages again)
+eq "notifications pk" "$(pk notifications)" alert_id,researcher_id,channel,step
+eq "alert_events pk" "$(pk alert_events)" event_id
+eq "alert_lifecycle pk" "$(pk alert_lifecycle)" alert_id
 eq "schema_migrations pk" "$(pk schema_migrations)" version
 idx() { q $s "SELECT indexdef FROM pg_indexes WHERE schemaname = '$s' AND indexname = '$1'"; }
 case "$(idx subscriptions_researcher_study_site_key)" in
