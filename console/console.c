@@ -9,6 +9,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "sms_inbound.h"
+#include "web.h"
 
 /* The console's modules, in registration order. Add a line per module;
  * each registers its own routes (route.h). */
@@ -16,6 +17,7 @@ static const console_module_fn modules[] = {
     ack_page_register,
     sms_inbound_register,
     api_http_register, /* /api/v1/: sign-in, alerts, subjects (api.c) */
+    web_register,      /* /console/: the pages (web.c) */
     NULL,
 };
 

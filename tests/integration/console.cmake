@@ -8,3 +8,7 @@ vigil_script_test(console_limiter LABEL integration TIMEOUT 120
 # console/openapi.yaml against the real server: every path, method, status, body.
 vigil_script_test(console_openapi LABEL integration TIMEOUT 120
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_openapi.py)
+# The pages: served from the binary, CSP without unsafe-inline, no inline
+# code, labelled controls, text never turned into HTML; the page's API flow.
+vigil_script_test(console_pages LABEL "integration;security" TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_pages.py)

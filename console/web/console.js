@@ -1,0 +1,153 @@
+// vigil console: the pages' only script. Served from the binary as a file
+// (the Content-Security-Policy allows scripts from 'self' only, no inline
+// code). Every value from the server is put on the page with textContent,
+// never as HTML, so names, notes and evidence holding markup stay text.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  let csrf = sessionStorage.getItem("vigil_csrf") || "";
+  let cursor = null;
+  let current = null;
+  let timer = null;
+
+  async function api(method, path, body) {
+    const headers = { "Accept": "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+    const r = await fetch(path, { method, headers, credentials: "same-origin",
+                                  body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    return { status: r.status, data };
+  }
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function show(id) {
+    for (const s of ["signin", "queue", "alert"]) $(s).hidden = s !== id;
+  }
+
+  async function start() {
+    const r = await api("GET", "/api/v1/session");
+    if (r.status !== 200) { signedOut(); return; }
+    $("who").textContent = r.data.name || r.data.researcher_id;
+    $("nav").hidden = false;
+    route();
+  }
+
+  function signedOut() {
+    $("nav").hidden = true;
+    if (timer) clearInterval(timer);
+    show("signin");
+    $("email").focus();
+  }
+
+  function route() {
+    const m = location.hash.match(/^#alert\/(.+)$/);
+    if (m) openAlert(decodeURIComponent(m[1])); else openQueue();
+  }
+
+  async function openQueue() {
+    show("queue");
+    cursor = null;
+    $("queue-rows").replaceChildren();
+    await loadPage();
+    if (timer) clearInterval(timer);
+    // live updates by polling: the queue is reloaded every 15 s while shown
+    timer = setInterval(() => { if (!$("queue").hidden) { cursor = null; $("queue-rows").replaceChildren(); loadPage(); } }, 15000);
+  }
+
+  async function loadPage() {
+    const state = $("state").value;
+    let q = "/api/v1/alerts?limit=50" + (state ? "&state=" + encodeURIComponent(state) : "");
+    if (cursor) q += "&cursor=" + encodeURIComponent(cursor);
+    const r = await api("GET", q);
+    if (r.status === 401) { signedOut(); return; }
+    if (r.status !== 200) { $("updated").textContent = "could not load (" + r.status + ")"; return; }
+    for (const a of r.data.alerts) {
+      const tr = el("tr");
+      tr.tabIndex = 0;
+      const sev = el("td");
+      sev.append(el("span", a.severity, "sev-" + a.severity));
+      tr.append(sev, el("td", a.detected_at.replace("T", " ").slice(0, 16)),
+                el("td", a.study_id + " / " + a.site_id), el("td", a.subject_id),
+                el("td", a.message), el("td", a.state));
+      const go = () => { location.hash = "#alert/" + encodeURIComponent(a.alert_id); };
+      tr.addEventListener("click", go);
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+      $("queue-rows").append(tr);
+    }
+    cursor = r.data.next_cursor;
+    $("more").hidden = !cursor;
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  async function openAlert(id) {
+    show("alert");
+    current = id;
+    $("action-result").textContent = "";
+    const r = await api("GET", "/api/v1/alerts/" + encodeURIComponent(id));
+    if (r.status === 401) { signedOut(); return; }
+    if (r.status !== 200) { $("alert-h").textContent = "Alert not found"; return; }
+    const a = r.data;
+    $("alert-h").textContent = a.message;
+    const facts = $("alert-facts");
+    facts.replaceChildren();
+    for (const [k, v] of [["Severity", a.severity], ["State", a.state], ["Study", a.study_id],
+                          ["Site", a.site_id], ["Subject", a.subject_id], ["Rule", a.rule_id],
+                          ["Observed", a.observed_at], ["Detected", a.detected_at]]) {
+      facts.append(el("dt", k), el("dd", v));
+    }
+    const ev = $("evidence");
+    ev.replaceChildren();
+    for (const e of a.evidence) ev.append(el("li", [e.loinc, e.value, e.unit, e.effective_at].filter((x) => x !== undefined).join(" ")));
+    const n = $("notifications");
+    n.replaceChildren();
+    for (const x of a.notifications) n.append(el("li", x.channel + " to " + x.researcher_id + ": " + x.state + (x.sent_at ? " at " + x.sent_at : "") + (x.last_error ? " (" + x.last_error + ")" : "")));
+    const evs = $("events");
+    evs.replaceChildren();
+    for (const x of a.events) evs.append(el("li", x.recorded_at + " " + x.kind + " by " + x.actor));
+  }
+
+  async function change(action) {
+    const body = { note: $("note").value || undefined };
+    if (action === "resolve") body.category = $("category").value;
+    const r = await api("POST", "/api/v1/alerts/" + encodeURIComponent(current) + "/" + action, body);
+    $("action-result").textContent = r.status === 200 ? r.data.result : ((r.data && r.data.message) || ("failed: " + r.status));
+    if (r.status === 200) openAlert(current);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("signin-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("POST", "/api/v1/session", { email: $("email").value, password: $("password").value });
+      $("password").value = "";
+      if (r.status === 200) {
+        csrf = r.data.csrf_token;
+        sessionStorage.setItem("vigil_csrf", csrf);
+        $("signin-error").textContent = "";
+        start();
+      } else {
+        $("signin-error").textContent = (r.data && r.data.message) || ("sign-in failed: " + r.status);
+      }
+    });
+    $("signout").addEventListener("click", async () => {
+      await api("DELETE", "/api/v1/session");
+      csrf = "";
+      sessionStorage.removeItem("vigil_csrf");
+      signedOut();
+    });
+    $("state").addEventListener("change", openQueue);
+    $("more").addEventListener("click", loadPage);
+    $("back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
+    $("ack").addEventListener("click", () => change("ack"));
+    $("resolve").addEventListener("click", () => change("resolve"));
+    window.addEventListener("hashchange", route);
+    start();
+  });
+})();
