@@ -9,9 +9,8 @@
  * Settings (console_options): api_max_in_flight (0: pg_connections: a
  * request holding a slot then always finds a connection), api_max_heavy
  * (0: a quarter of that, at least 1), api_slot_wait_ms (0: 500). The
- * limiter only bounds what reaches it: libmicrohttpd's threads must
- * outnumber api_max_in_flight, or a thread blocked on a full limiter holds
- * up the other connections it serves (the chart sets threads to 4 × slots).
+ * console serves each connection on its own thread (console.c), so a
+ * request waiting here holds up no other connection.
  *
  * Thread-safety: the handler runs on every server thread at once.
  */

@@ -24,8 +24,10 @@ C = h.Checks()
 E = cl.Env("limit")
 E.seed()
 N = 4
-# Threads well above N + 200: a libmicrohttpd thread blocked on a full
-# limiter holds only its own connection.
+# The console serves each connection on its own thread, so a request
+# waiting for a slot holds up nothing else (with libmicrohttpd's thread pool
+# 7 % of these clients waited 2 x 500 ms: a second connection queued behind
+# a waiting one on the same thread).
 E.start(threads=240, pg_connections=N, extra_env={"VIGIL_CONSOLE_MAX_IN_FLIGHT": str(N),
                                                   "VIGIL_CONSOLE_MAX_HEAVY": "1"})
 cookie, csrf, _ = E.signin("admin")
@@ -102,7 +104,7 @@ print("limiter: N=%d, 200 clients over the limit: %s; latency min %.0f ms, p50 %
 C.check(codes.get(503) == 200, "all 200 answered 503 (got %s)" % codes)
 C.check(all(r[1] == "1" for r in res if r[0] == 503), "every 503 carries Retry-After: 1")
 C.check(min(lat) >= 0.45, "none refused before waiting ~500 ms (min %.0f ms)" % (min(lat) * 1000))
-C.check(mx < 1.5 * h.SCALE, "none waited much beyond 500 ms (max %.0f ms)" % (mx * 1000))
+C.check(mx < 0.9 * h.SCALE, "none waited much beyond 500 ms (max %.0f ms)" % (mx * 1000))
 after = metric("vigil_console_rejected_total", "/api/v1/alerts")
 C.check(after - before == 200, "vigil_console_rejected_total{route=/api/v1/alerts} rose by 200 (%g)" % (after - before))
 
