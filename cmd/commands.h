@@ -18,6 +18,8 @@ int cmd_migrate(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_dq(int argc, char **argv);
 int cmd_alerts(int argc, char **argv);
+/* vigil alerts list|show: ARGV[0] is "list" or "show" (cmd_alerts_view.c). */
+int cmd_alerts_view(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_users(int argc, char **argv);

@@ -339,7 +339,7 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
         api_error(resp, 400, "bad_request", "cursor is not one this server gave out");
         return;
     }
-    char limit1[16];
+    char limit1[24];
     snprintf(limit1, sizeof limit1, "%ld", limit + 1);
     const char *params[] = {who->researcher_id, token_param(who), study, site, sev, state,
                             since, until, cursor ? cts : NULL, cursor ? cid : NULL, limit1};

@@ -264,4 +264,19 @@ C.check(seen == ["page-%d" % i for i in range(7)] and pages == 3,
 st, _, b = E.request("GET", "/api/v1/alerts?state=resolved&study=S1", cookie=adm["cookie"])
 C.check(st == 200 and b["alerts"] and all(x["state"] == "resolved" for x in b["alerts"]), "state filter")
 
+# ---- vigil alerts list|show (operators: no console roles) ------------------------------
+import json as _json  # noqa: E402
+import subprocess  # noqa: E402
+r = subprocess.run([h.VIGIL, "alerts", "list", "--study", "S2", "--severity", "warning", "--json",
+                    "--limit", "3", "--conninfo", E.conninfo], capture_output=True, text=True)
+rows = [_json.loads(l) for l in r.stdout.splitlines()]
+C.check(r.returncode == 0 and [x["alert_id"] for x in rows] == ["page-0", "page-1", "page-2"],
+        "vigil alerts list --json: newest first, filtered, limited (%s)" % r.stdout[:200])
+r = subprocess.run([h.VIGIL, "alerts", "show", "m-resolve-admin-S1", "--conninfo", E.conninfo],
+                   capture_output=True, text=True)
+doc = _json.loads(r.stdout) if r.returncode == 0 else {}
+C.check(doc.get("state") == "resolved" and [e["kind"] for e in doc.get("events", [])] == ["opened", "resolved"]
+        and doc["lifecycle"]["resolution_note"] == cl.MARKUP, "vigil alerts show: lifecycle and events")
+r = subprocess.run([h.VIGIL, "alerts", "show", "no-such", "--conninfo", E.conninfo], capture_output=True)
+C.check(r.returncode == 3, "vigil alerts show of an unknown id exits 3")
 C.done()
