@@ -419,10 +419,10 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
 
     r = pg_query(conn,
                  "SELECT n.researcher_id, n.channel, n.state, n.attempts, " TS("n.created_at") ", "
-                 TS("n.sent_at") ", n.last_error FROM notifications n "
+                 TS("n.sent_at") ", n.last_error, n.step FROM notifications n "
                  "JOIN alerts a ON a.alert_id = n.alert_id "
                  "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
-                 "WHERE n.alert_id = $1 ORDER BY n.created_at, n.researcher_id, n.channel",
+                 "WHERE n.alert_id = $1 ORDER BY n.created_at, n.step, n.researcher_id, n.channel",
                  3, params, err, sizeof err);
     if (r == NULL) {
         json_decref(alert);
@@ -432,12 +432,13 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
     json_t *notes = json_array();
     for (int i = 0; i < PQntuples(r); i++)
         json_array_append_new(notes,
-                              json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "researcher_id",
+                              json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I}", "researcher_id",
                                         col_str(r, i, 0), "channel", col_str(r, i, 1), "state",
                                         col_str(r, i, 2), "attempts",
                                         (json_int_t)strtol(PQgetvalue(r, i, 3), NULL, 10),
                                         "created_at", col_str(r, i, 4), "sent_at", col_str(r, i, 5),
-                                        "last_error", col_str(r, i, 6)));
+                                        "last_error", col_str(r, i, 6), "step",
+                                        (json_int_t)strtol(PQgetvalue(r, i, 7), NULL, 10)));
     PQclear(r);
     json_object_set_new(alert, "notifications", notes);
 

@@ -144,6 +144,20 @@ C.check(E.request("GET", "/api/v1/session", cookie=c3)[0] == 401, "expired sessi
 E.sql("UPDATE console_sessions SET idle_until = now() - interval '1 second' "
       "WHERE session_hash = encode(sha256(%s::bytea), 'hex')", c1)
 C.check(E.request("GET", "/api/v1/session", cookie=c1)[0] == 401, "idle session: 401")
+# sliding idle deadline: written only when more than a minute old
+c5, _, _ = E.signin("viewer")
+H5 = "encode(sha256(%s::bytea), 'hex')"
+before = E.sql("SELECT idle_until FROM console_sessions WHERE session_hash = " + H5, c5)[0][0]
+E.request("GET", "/api/v1/session", cookie=c5)
+C.check(E.sql("SELECT idle_until FROM console_sessions WHERE session_hash = " + H5, c5)[0][0] == before,
+        "a fresh session's use writes nothing")
+E.sql("UPDATE console_sessions SET idle_until = now() + interval '30 seconds' WHERE session_hash = " + H5, c5)
+C.check(E.request("GET", "/api/v1/session", cookie=c5)[0] == 200, "a session close to idle still works")
+C.check(E.sql("SELECT idle_until > now() + interval '50 minutes' FROM console_sessions WHERE session_hash = "
+              + H5, c5)[0][0], "... and its idle deadline slides forward")
+C.check(E.sql("SELECT count(*) FROM console_sessions WHERE researcher_id = 'viewer' "
+              "AND (expires_at <= now() OR idle_until <= now())")[0][0] == 0,
+        "ended sessions of the account are gone after its next sign-in")
 # sign-out
 c4, k4, _ = E.signin("viewer")
 st, hd, _ = E.request("DELETE", "/api/v1/session", cookie=c4, csrf=k4)
