@@ -5,6 +5,7 @@ prints the summary. Reads the services from the VIGIL_* environment that
 
   demo_report.py seed --studies K --sites-per-study K
   demo_report.py progress --observations N --logs DIR --producer PID
+  demo_report.py researchers --logs DIR --console URL
   demo_report.py summary --logs DIR
 """
 import argparse
@@ -14,6 +15,8 @@ import os
 import re
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg2
@@ -129,6 +132,104 @@ def progress(args):
     return 1
 
 
+def http(method, url, data=None):
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def links_in_spool(spool, base):
+    """alert id -> the acknowledgement links the emails carried for it."""
+    out = {}
+    pat = re.compile(r"^  (\S+): (" + re.escape(base) + r"/ack/[A-Za-z0-9._-]+)\r?$", re.M)
+    for f in sorted(glob.glob(os.path.join(spool, "*.eml"))):
+        with open(f, errors="replace") as fh:
+            for aid, url in pat.findall(fh.read()):
+                out.setdefault(aid, []).append(url)
+    return out
+
+
+def researchers(args):
+    """Plays the researchers: every open critical alert but the newest is
+    acknowledged -- one by an SMS reply through the SMS double's inbound
+    endpoint, the rest through the link in their email, GET then POST as a
+    browser does -- and the newest is left alone, so it escalates to the
+    study's safety physician. Writes what happened to LOGS/loop.json."""
+    conn = db()
+    spool = os.environ["VIGIL_SMTP_SPOOL"]
+    sms_url = os.environ["VIGIL_SMS_URL"]
+    open_ = [r[0] for r in q(conn, "SELECT alert_id FROM alert_lifecycle WHERE state = 'open'"
+                                   " AND severity = 'critical' ORDER BY opened_at, alert_id")]
+    result = {"acked_link": 0, "acked_sms": 0, "left_open": None, "escalated": 0}
+    if not open_:
+        print("demo: no open critical alert to acknowledge", file=sys.stderr)
+    else:
+        left = open_[-1]
+        result["left_open"] = left
+        todo = open_[:-1]
+        # one by SMS: an alert whose SMS carried a reply code
+        with open(os.environ["VIGIL_SMS_LOG"]) as f:
+            texts = [json.loads(l) for l in f if l.strip()]
+        by_sms = None
+        for t in texts:
+            body = t.get("fields", {}).get("Body", "")
+            m = re.search(r"Reply ACK (\d+)", body)
+            ids = body.rsplit(" refs ", 1)[1].split(",") if " refs " in body else []
+            if t.get("status") == 201 and m and len(ids) == 1 and ids[0] in todo:
+                by_sms = (ids[0], t["fields"]["To"], m.group(1))
+                break
+        if by_sms:
+            data = urllib.parse.urlencode({"from": by_sms[1], "text": "ACK " + by_sms[2]})
+            with urllib.request.urlopen(sms_url.replace("/v1/messages", "/_control/reply"),
+                                        data=data.encode(), timeout=15) as r:
+                answer = json.loads(r.read())
+            print("demo: %s replied \"ACK %s\" by SMS: %s" % (by_sms[1], by_sms[2],
+                  answer["body"].strip()), file=sys.stderr)
+            if answer["status"] == 200 and "acknowledged" in answer["body"]:
+                result["acked_sms"] += 1
+            todo.remove(by_sms[0])
+        links = links_in_spool(spool, args.console)
+        shown = 0
+        for aid in todo:
+            for url in links.get(aid, [])[:1]:
+                st, page = http("GET", url)      # the confirmation page: changes nothing
+                shown += st == 200 and "<form" in page
+                st, page = http("POST", url, {"confirm": "1"})
+                if st == 200 and "Acknowledged" in page:
+                    result["acked_link"] += 1
+        print("demo: researchers acknowledged %d critical alerts through the email link "
+              "(%d confirmation pages shown first) and %d by SMS reply; %s left unacknowledged"
+              % (result["acked_link"], shown, result["acked_sms"], left), file=sys.stderr)
+        if args.escalation_wait > 0:
+            print("demo: waiting up to %ds for %s to escalate to the safety physician"
+                  % (args.escalation_wait, left), file=sys.stderr, flush=True)
+            end = time.monotonic() + args.escalation_wait
+            while time.monotonic() < end:
+                if q(conn, "SELECT 1 FROM alert_events WHERE alert_id = %s AND kind = "
+                           "'escalated'", left):
+                    break
+                time.sleep(0.5)
+        rows = q(conn, "SELECT to_char(recorded_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'), kind,"
+                       " actor, detail::text FROM alert_events WHERE alert_id = %s"
+                       " ORDER BY event_id", left)
+        print("demo: the audit trail of %s:" % left, file=sys.stderr)
+        for r in rows:
+            print("demo:   %s %-18s %-14s %s" % (r[0], r[1], r[2], r[3][:110]), file=sys.stderr)
+    # escalated: alerts that reached a tier after the first (the audit trail's
+    # 'escalated' events; none if this build's notifier does not escalate)
+    result["escalated"] = q(conn, "SELECT count(DISTINCT alert_id) FROM alert_events"
+                                  " WHERE kind = 'escalated'")[0][0]
+    result["acked"] = q(conn, "SELECT count(*) FROM alert_lifecycle"
+                              " WHERE acknowledged_at IS NOT NULL")[0][0]
+    with open(os.path.join(args.logs, "loop.json"), "w") as f:
+        json.dump(result, f)
+    return 0
+
+
 def summary(args):
     conn = db()
     spool = os.environ["VIGIL_SMTP_SPOOL"]
@@ -172,16 +273,29 @@ def summary(args):
         print("\n-- one SMS, as the gateway received it --")
         print("To: %s\nFrom: %s\n%s" % (t["fields"].get("To"), t["fields"].get("From"),
                                         t["fields"].get("Body")))
-    print("\nsummary observations=%d alerts=%d emails=%d sms=%d latency_p99_ms=%d"
-          % (obs, alerts, emails, sms, p99))
+    loop = {}
+    try:
+        with open(os.path.join(args.logs, "loop.json")) as f:
+            loop = json.load(f)
+    except OSError:
+        pass
+    by = q(conn, "SELECT coalesce(ack_channel, '?'), count(*) FROM alert_lifecycle"
+                 " WHERE acknowledged_at IS NOT NULL GROUP BY 1 ORDER BY 1")
+    print("acknowledged alerts by channel: %s" % (", ".join("%s %d" % r for r in by) or "none"))
+    print("\nsummary observations=%d alerts=%d emails=%d sms=%d latency_p99_ms=%d acked=%d "
+          "escalated=%d" % (obs, alerts, emails, sms, p99, loop.get("acked", 0),
+                             loop.get("escalated", 0)))
 
 
 ap = argparse.ArgumentParser()
-ap.add_argument("what", choices=["seed", "progress", "summary"])
+ap.add_argument("what", choices=["seed", "progress", "researchers", "summary"])
+ap.add_argument("--console", default="")
+ap.add_argument("--escalation-wait", type=int, default=90)
 ap.add_argument("--studies", type=int, default=2)
 ap.add_argument("--sites-per-study", type=int, default=3)
 ap.add_argument("--observations", type=int, default=0)
 ap.add_argument("--logs", default=".")
 ap.add_argument("--producer", type=int, default=0)
 a = ap.parse_args()
-sys.exit({"seed": seed, "progress": progress, "summary": summary}[a.what](a) or 0)
+sys.exit({"seed": seed, "progress": progress, "researchers": researchers,
+          "summary": summary}[a.what](a) or 0)

@@ -29,6 +29,15 @@ if [ -n "$state" ] && [ -f "$state/env" ]; then
   sms=$(grep -c '"status": 201' "$VIGIL_SMS_LOG" || true)
   [ "$(get sms)" = "$sms" ] && ok || bad "sms agree with the SMS double's log ($sms)"
   [ "$(get alerts)" -gt 0 ] && [ "$(get emails)" -gt 0 ] && [ "$(get sms)" -gt 0 ] && ok || bad "the demo raised alerts and sent both kinds"
+  # the closed loop: the researchers the demo plays acknowledged by link and
+  # by SMS reply, and the alert left alone escalated
+  [ "$(get acked)" = "$(sql "select count(*) from alert_lifecycle where acknowledged_at is not null")" ] && ok || bad "acked agrees with SQL"
+  [ "$(get acked)" -gt 1 ] && ok || bad "the demo acknowledged alerts"
+  [ "$(sql "select count(*) from alert_lifecycle where ack_channel = 'link'")" -gt 0 ] && ok || bad "acknowledged through the email link"
+  [ "$(sql "select count(*) from alert_lifecycle where ack_channel = 'sms_reply'")" = 1 ] && ok || bad "one acknowledged by SMS reply"
+  [ "$(get escalated)" = "$(sql "select count(distinct alert_id) from alert_events where kind = 'escalated'")" ] && ok || bad "escalated agrees with the audit trail"
+  [ "$(get escalated)" -ge 1 ] && ok || bad "the alert left unacknowledged escalated"
+  grep -q '^console http://127.0.0.1:[0-9]*$' "$out" && ok || bad "the console's address is printed"
   grep -q '^-- one email' "$out" && ok || bad "an email is shown"
   grep -q '^-- one SMS' "$out" && ok || bad "an SMS is shown"
   "$top/scripts/services" down "$state" >/dev/null 2>&1
@@ -36,7 +45,7 @@ if [ -n "$state" ] && [ -f "$state/env" ]; then
 else
   bad "the demo printed its state folder"
 fi
-leftover=$(pgrep -f "vigil (worker|notifier|produce)" | xargs -r ps -o args= -p 2>/dev/null | grep -c "$state" || true)
+leftover=$(pgrep -f "vigil (worker|notifier|produce|console)" | xargs -r ps -o args= -p 2>/dev/null | grep -c "$state" || true)
 [ "${leftover:-0}" = 0 ] && ok || bad "no vigil process of the demo left"
 rm -f "$out" "$out.err"
 echo "$pass passed, $fail failed"
