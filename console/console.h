@@ -1,6 +1,6 @@
 /*
  * console: `vigil console`, the researchers' web service. One process
- * serving, on libmicrohttpd's thread pool (common/httpd.c):
+ * serving, one thread per connection (common/httpd.c):
  *   GET /healthz, /readyz (PostgreSQL reachable), /metrics  (common/httpd.c)
  *   whatever the modules in console.c's module list register in the route
  *   table (route.h): the acknowledgement pages (ack_page.c), the SMS
@@ -26,7 +26,7 @@
 struct console_options {
     const char *conninfo;   /* libpq conninfo ("" : PG* variables) */
     const char *addr;       /* listen address, HOST:PORT (port 0: any free one) */
-    int threads;            /* libmicrohttpd's thread pool */
+    int threads;            /* unused: one thread per connection (console.c) */
     int pg_connections;     /* pool size; at least threads is sensible */
     const char *public_url; /* how researchers reach it (links), no trailing '/' */
     const char *link_keys_file;     /* "kid secret" lines: acknowledgement links */
