@@ -7,12 +7,15 @@
 #include <string.h>
 
 #include "ctx.h"
+#include "digest.h"
 #include "log.h"
 #include "pg.h"
 
 #define PG_RETRY_MS 1000
 #define GAUGES_EVERY_MS 2000
+#define DIGEST_EVERY_MS 60000 /* times escalation_scale */
 #define PAGES_MAX ROUTE_MAX_RECIPIENTS
+#define SUBMIT_WAIT_MS 5
 
 struct escalator {
     struct escalate_config cfg;
@@ -24,7 +27,7 @@ struct escalator {
     PGconn *pg;
     char ack_mark[64]; /* acknowledged_at of the last ack observed (text) */
     struct metric *m_steps, *m_breaches, *m_lag, *m_open_critical, *m_past_last,
-        *m_recovered, *m_handoff_failed;
+        *m_recovered, *m_handoff_failed, *m_digests;
     struct metric *m_tta[3]; /* time to acknowledge, by severity */
 };
 
@@ -129,7 +132,15 @@ static void hand(struct escalator *e, PGconn *c, const char *alert_id, int step,
         return;
     }
     struct job *j = sender_job_new_page(&a, step, to, n);
-    if (j == NULL || sender_submit(e->sender, j) != CHAN_OK) {
+    /* A full queue is backpressure: wait for the sender rather than fire
+     * more steps than it can send (their pages would only wait for the
+     * recovery lease). Closed (shutting down): the recovery hands it on. */
+    enum chan_status st = j != NULL ? sender_submit(e->sender, j) : CHAN_CLOSED;
+    while (st == CHAN_FULL && !ctx_done(e->stop)) {
+        ctx_wait(e->stop, deadline_after_ms(SUBMIT_WAIT_MS));
+        st = sender_submit(e->sender, j);
+    }
+    if (st != CHAN_OK) {
         sender_job_free(j);
         metric_add(e->m_handoff_failed, (uint64_t)n);
         log_msg(LOG_WARN, "escalate",
@@ -274,6 +285,9 @@ static void *escalate_main(void *arg)
     struct escalator *e = arg;
     deadline_t next_recover = deadline_after_ms(0);
     deadline_t next_gauges = deadline_after_ms(0);
+    deadline_t next_digest = deadline_after_ms(0);
+    struct digest_config dc = {e->cfg.email, e->cfg.actor, e->cfg.digest_hour,
+                               e->cfg.digest_min_age_s, e->cfg.lease_s};
     while (!ctx_done(e->stop)) {
         PGconn *c = conn(e);
         if (c == NULL) {
@@ -288,6 +302,16 @@ static void *escalate_main(void *arg)
         if (deadline_expired(next_gauges)) {
             observe(e, c);
             next_gauges = deadline_after_ms(GAUGES_EVERY_MS);
+        }
+        if (deadline_expired(next_digest)) {
+            char err[512];
+            int sent = digest_run(c, &dc, err, sizeof err);
+            if (sent < 0)
+                log_msg(LOG_WARN, "digest", "warning digests: %s", err);
+            else
+                metric_add(e->m_digests, (uint64_t)sent);
+            int64_t every = (int64_t)(DIGEST_EVERY_MS * e->cfg.scale);
+            next_digest = deadline_after_ms(every < 100 ? 100 : every);
         }
         if (rows >= e->cfg.batch)
             continue; /* more are due: no sleeping on them */
@@ -332,6 +356,8 @@ struct escalator *escalate_new(const struct escalate_config *cfg, struct sender 
     e->m_handoff_failed = metrics_counter(
         m, "vigil_escalation_handoff_failed_total",
         "Escalation pages not handed to the sender at once (recovered later)", NULL);
+    e->m_digests = metrics_counter(m, "vigil_warning_digests_sent_total",
+                                   "Daily digests of unacknowledged warnings sent", NULL);
     for (int s = 0; s < 3; s++) {
         char labels[64];
         snprintf(labels, sizeof labels, "severity=\"%s\"",

@@ -42,6 +42,7 @@
 
 #include <stddef.h>
 
+#include "email.h"
 #include "metrics.h"
 #include "send.h"
 
@@ -52,6 +53,10 @@ struct escalate_config {
     double scale;         /* deadline multiplier: 1 in production, e.g. 0.01 in tests */
     int batch;            /* steps per transaction */
     int lease_s;          /* an unsettled page is handed out again after this */
+    /* the daily warning digest (digest.h), sent from this thread */
+    const struct email_config *email; /* borrowed; NULL or no url: no digests */
+    int digest_hour;      /* UTC hour from which the day's digests go; -1: off */
+    int digest_min_age_s; /* warnings younger than this wait for the next day */
 };
 
 struct escalator;

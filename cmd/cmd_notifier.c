@@ -123,6 +123,12 @@ static const struct config_item items[] = {
      "how often due escalation timers are looked for", false},
     {"escalation_batch", "VIGIL_ESCALATION_BATCH", "500",
      "escalation steps fired per transaction", false},
+    {"digest_hour", "VIGIL_DIGEST_HOUR", "7",
+     "UTC hour from which each day's digest of unacknowledged warning alerts is emailed to "
+     "the researchers subscribed to them; -1: no digests",
+     false},
+    {"digest_min_age", "VIGIL_DIGEST_MIN_AGE", "3600",
+     "seconds a warning must have been open to be in a digest", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -222,7 +228,7 @@ int cmd_notifier(int argc, char **argv)
     }
     long grace, refresh, smtp_to, sms_to, conc, base, rmax, give_up, lease, window, max_alerts;
     double rate, burst, esc_scale;
-    long esc_tick, esc_batch;
+    long esc_tick, esc_batch, dg_hour, dg_age;
     if (config_get_long(cfg, "grace", 1, 3600, &grace, err, sizeof err) != 0 ||
         config_get_long(cfg, "directory_refresh", 1, 86400, &refresh, err, sizeof err) != 0 ||
         config_get_long(cfg, "smtp_timeout_ms", 100, 600000, &smtp_to, err, sizeof err) != 0 ||
@@ -239,7 +245,9 @@ int cmd_notifier(int argc, char **argv)
         config_get_double(cfg, "escalation_scale", 1e-6, 1000, &esc_scale, err, sizeof err) !=
             0 ||
         config_get_long(cfg, "escalation_tick_ms", 1, 60000, &esc_tick, err, sizeof err) != 0 ||
-        config_get_long(cfg, "escalation_batch", 1, 100000, &esc_batch, err, sizeof err) != 0)
+        config_get_long(cfg, "escalation_batch", 1, 100000, &esc_batch, err, sizeof err) != 0 ||
+        config_get_long(cfg, "digest_hour", -1, 23, &dg_hour, err, sizeof err) != 0 ||
+        config_get_long(cfg, "digest_min_age", 0, 7 * 86400, &dg_age, err, sizeof err) != 0)
         goto fail;
     const char *esc_on = config_get(cfg, "escalation");
     if (strcmp(esc_on, "on") != 0 && strcmp(esc_on, "off") != 0) {
@@ -304,6 +312,8 @@ int cmd_notifier(int argc, char **argv)
                 .scale = esc_scale,
                 .batch = (int)esc_batch,
                 .lease_s = (int)lease,
+                .digest_hour = (int)dg_hour,
+                .digest_min_age_s = (int)dg_age,
             },
     };
     if (cli_group_config(cfg, &opt.consumer, err, sizeof err) != 0 ||

@@ -4,7 +4,7 @@
 # trail's order; two notifiers racing (each step once); SIGKILL while a
 # deadline passes; the audit trail's append-only grants and `vigil audit
 # verify` against a superuser's edit and delete; a retraction stopping an
-# escalation and telling those paged.
+# escalation and telling those paged; the daily warning digest.
 set(_py /usr/bin/python3)
 set(_t ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 vigil_script_test(escalation_timeline LABEL integration TIMEOUT 120
@@ -15,5 +15,7 @@ vigil_script_test(escalation_kill LABEL fault TIMEOUT 120
   COMMAND ${_py} ${_t}/test_escalation.py kill)
 vigil_script_test(escalation_audit LABEL security TIMEOUT 60
   COMMAND ${_py} ${_t}/test_escalation.py audit)
+vigil_script_test(escalation_digest LABEL integration TIMEOUT 90
+  COMMAND ${_py} ${_t}/test_escalation.py digest)
 vigil_script_test(escalation_retract LABEL integration TIMEOUT 120
   COMMAND ${_py} ${_t}/test_escalation.py retract)

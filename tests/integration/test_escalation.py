@@ -21,6 +21,10 @@ compressed by the notifier's escalation_scale (policies keep minutes).
                                 verify` passes, then names the row a superuser
                                 edited, then the row a superuser deleted
                                 (restored afterwards)
+  test_escalation.py digest     warning alerts do not escalate; two notifiers
+                                send each subscriber one daily digest listing
+                                the warnings still open (not the acknowledged
+                                one), audited
   test_escalation.py retract    an escalating alert is retracted (the worker's
                                 statements): the escalation stops and everyone
                                 paged so far -- tier 1 and tier 2 -- is told
@@ -115,12 +119,12 @@ def directory(tier3=True):
     return study, ppl, mails
 
 
-def insert_alert(study, i, conn=None):
+def insert_alert(study, i, conn=None, severity="critical"):
     """What the worker's batch does (store_batch.c): INSERT into alerts."""
     aid = "%s-a%05d" % (rid, i)
     sql = ("INSERT INTO alerts (alert_id, rule_id, rule_version, severity, ctcae_grade, "
            "study_id, site_id, subject_id, evidence, message, observed_at, detected_at) "
-           "VALUES (%s, 'k-high', 1, 'critical', 4, %s, 'A', %s, "
+           "VALUES (%s, 'k-high', 1, '" + severity + "', 4, %s, 'A', %s, "
            "'[{\"observation_id\":\"o1\",\"loinc\":\"2823-3\",\"value\":7.1,"
            "\"unit\":\"mmol/L\",\"effective_ms\":1767225600000}]', "
            "'Potassium 7.1 mmol/L (grade 4)', now(), now())")
@@ -469,6 +473,48 @@ def run_retract():
     t.check(n.stop() == 0, "notifier exits 0")
 
 
-{"timeline": run_timeline, "race": run_race, "kill": run_kill, "audit": run_audit,
+def run_digest():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails = directory(tier3=False)
+    h.query("UPDATE subscriptions SET min_severity = 'warning' WHERE researcher_id = %s",
+            ppl["coord"])
+    ids = [insert_alert(study, i, severity="warning") for i in range(3)]
+    h.query("SELECT vigil_alert_ack(%s, %s, 'cli', 'test', NULL)", ids[1], ppl["coord"])
+    esc = h.query("SELECT count(*) FROM escalations WHERE alert_id = ANY(%s)", ids)[0][0]
+    t.check(esc == 0, "warnings have no escalation timer")
+    st = {"digest_hour": "0", "digest_min_age": "0"}
+    a = Notifier(topic, scale=0.02, settings=st)  # a digest look every 1.2 s
+    b = Notifier(topic, scale=0.02, settings=st)
+
+    def digests():
+        return [(r, subj) for r, _, subj in emails(mails) if subj.startswith("vigil digest")]
+    h.wait_until(lambda: digests(), 30 * h.SCALE, "a digest email")
+    time.sleep(4)  # three more looks by each notifier
+    d = digests()
+    t.check(d == [(ppl["coord"], "vigil digest: 2 unacknowledged warning alerts")],
+            "one digest, to the warning subscriber, of the 2 open warnings: %s" % d)
+    spool = h.env("VIGIL_SMTP_SPOOL")
+    body = ""
+    for e in h.read_jsonl(os.path.join(spool, "index.jsonl")):
+        if any(mails.get(x) == ppl["coord"] for x in e["rcpt_tos"]):
+            with open(os.path.join(spool, e["file"]), "rb") as mf:
+                msg = email.message_from_binary_file(mf, policy=email.policy.default)
+            if str(msg["Subject"]).startswith("vigil digest"):
+                body = msg.get_body(("plain",)).get_content()
+    t.check(ids[0] in body and ids[2] in body and ids[1] not in body,
+            "the digest lists the open warnings, not the acknowledged one")
+    row = h.query("SELECT state, attempts FROM warning_digests WHERE researcher_id = %s",
+                  ppl["coord"])
+    t.check(row == [("sent", 1)], "claimed once, sent: %s" % row)
+    ev = h.query("SELECT detail->>'researcher_id', detail->>'alerts' FROM alert_events "
+                 "WHERE kind = 'digest_sent' AND detail->>'researcher_id' = %s", ppl["coord"])
+    t.check(ev == [(ppl["coord"], "2")], "digest audited: %s" % ev)
+    a.stop()
+    b.stop()
+
+
+{"timeline": run_timeline, "digest": run_digest, "race": run_race, "kill": run_kill, "audit": run_audit,
  "retract": run_retract}[MODE]()
 t.done()
