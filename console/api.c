@@ -677,6 +677,118 @@ static void timeline_get(PGconn *conn, const struct api_request *req, const char
                            values[1], "analytes", analytes, "alerts", alerts, "truncated", truncated));
 }
 
+/* ---- audit export -------------------------------------------------------- */
+
+/* Appends V to the CSV line in *buf as one quoted field (RFC 4180: quotes
+ * doubled). A value a spreadsheet would run as a formula (=, +, -, @, tab,
+ * CR first) gets a leading apostrophe: the export is opened in Excel by
+ * study staff, and a resolution note is free text from anyone. */
+static bool csv_field(char **buf, size_t *len, size_t *cap, const char *v, bool last)
+{
+    size_t need = *len + 2 * strlen(v) + 5;
+    if (need > *cap) {
+        size_t nc = *cap * 2 > need ? *cap * 2 : need;
+        char *nb = realloc(*buf, nc);
+        if (nb == NULL)
+            return false;
+        *buf = nb;
+        *cap = nc;
+    }
+    char *w = *buf + *len;
+    *w++ = '"';
+    if (v[0] != '\0' && strchr("=+-@\t\r", v[0]) != NULL)
+        *w++ = '\'';
+    for (const char *p = v; *p; p++) {
+        if (*p == '"')
+            *w++ = '"';
+        *w++ = *p;
+    }
+    *w++ = '"';
+    if (last) {
+        *w++ = '\r';
+        *w++ = '\n';
+    } else {
+        *w++ = ',';
+    }
+    *len = (size_t)(w - *buf);
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+static void audit_csv(PGconn *conn, const struct api_request *req, const char *const *values,
+                      const struct auth_principal *who, struct api_response *resp)
+{
+    static const char *const allowed[] = {"since", "until", NULL};
+    char err[512];
+    const struct reqparse_query *q = req->query;
+    if (reqparse_query_only(q, allowed, err, sizeof err) < 0) {
+        api_error(resp, 400, "bad_request", err);
+        return;
+    }
+    const char *since = reqparse_query_get(q, "since"), *until = reqparse_query_get(q, "until");
+    if ((since && !reqparse_time_valid(since)) || (until && !reqparse_time_valid(until))) {
+        api_error(resp, 400, "bad_request", "since and until are RFC 3339 times");
+        return;
+    }
+    const char *p1[] = {values[0], who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn, "SELECT rank FROM console_study_roles($2, $3::bigint) WHERE study_id = $1",
+                           3, p1, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int rank = PQntuples(r) > 0 ? (int)strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    PQclear(r);
+    if (rank == 0) {
+        api_error(resp, 404, "not_found", "no such study among yours");
+        return;
+    }
+    if (rank < 3) {
+        api_error(resp, 403, "forbidden", "the audit export needs the study_admin role");
+        return;
+    }
+    char maxrows[16];
+    snprintf(maxrows, sizeof maxrows, "%d", API_EXPORT_MAX + 1);
+    const char *p2[] = {values[0], who->researcher_id, token_param(who), since, until, maxrows};
+    r = pg_query(conn,
+                 "SELECT e.event_id::text, " TS("e.recorded_at") ", e.alert_id, a.site_id, a.subject_id, "
+                 "e.kind, e.actor, e.detail::text, encode(e.row_hash, 'hex') "
+                 "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
+                 "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id AND sr.rank >= 3 "
+                 "WHERE a.study_id = $1 "
+                 "AND ($4::timestamptz IS NULL OR e.recorded_at >= $4::timestamptz) "
+                 "AND ($5::timestamptz IS NULL OR e.recorded_at < $5::timestamptz) "
+                 "ORDER BY e.event_id LIMIT $6::integer",
+                 6, p2, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    bool ok = buf != NULL;
+    static const char *const head[] = {"event_id", "recorded_at", "alert_id", "site_id", "subject_id",
+                                       "kind", "actor", "detail", "row_hash"};
+    if (ok)
+        buf[0] = '\0';
+    for (int c = 0; ok && c < 9; c++)
+        ok = csv_field(&buf, &len, &cap, head[c], c == 8);
+    int n = PQntuples(r);
+    resp->truncated = n > API_EXPORT_MAX;
+    for (int i = 0; ok && i < n && i < API_EXPORT_MAX; i++)
+        for (int c = 0; ok && c < 9; c++)
+            ok = csv_field(&buf, &len, &cap, PQgetvalue(r, i, c), c == 8);
+    PQclear(r);
+    if (!ok) {
+        free(buf);
+        api_error(resp, 503, "unavailable", "out of memory; narrow since/until");
+        return;
+    }
+    resp->status = 200;
+    resp->body = buf;
+    resp->content_type = "text/csv; charset=utf-8";
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static const struct api_route routes[] = {
@@ -688,6 +800,7 @@ static const struct api_route routes[] = {
     {"POST", "/api/v1/alerts/{id}/ack", LIMITER_GENERAL, true, true, alert_ack},
     {"POST", "/api/v1/alerts/{id}/resolve", LIMITER_GENERAL, true, true, alert_resolve},
     {"GET", "/api/v1/subjects/{study}/{subject}/timeline", LIMITER_HEAVY, true, false, timeline_get},
+    {"GET", "/api/v1/studies/{study}/audit.csv", LIMITER_HEAVY, true, false, audit_csv},
     {NULL, NULL, LIMITER_GENERAL, false, false, NULL},
 };
 

@@ -16,6 +16,7 @@
  *   POST   /api/v1/alerts/{id}/ack                responder+ (CSRF or API token)
  *   POST   /api/v1/alerts/{id}/resolve            responder+ (CSRF or API token)
  *   GET    /api/v1/subjects/{study}/{subject}/timeline   observations per analyte, alerts
+ *   GET    /api/v1/studies/{study}/audit.csv      the study's audit trail as CSV (study-admin)
  *
  * DESIGN. Authorisation is in SQL: every statement that reads or changes
  * study data joins console_study_roles(researcher, token) (0060), so rows of
@@ -42,6 +43,7 @@
 #define API_PAGE_DEFAULT 50
 #define API_PAGE_MAX 200
 #define API_TIMELINE_MAX 5000 /* observations in one timeline answer */
+#define API_EXPORT_MAX 100000 /* audit events in one CSV export */
 
 /* What the server hands over: borrowed for the call. */
 struct api_request {
@@ -57,9 +59,11 @@ struct api_request {
 
 struct api_response {
     int status;
-    char *body;              /* malloc'd JSON text, or NULL for no body */
-    char set_cookie[256];    /* a Set-Cookie value, or "" */
-    int retry_after;         /* seconds for Retry-After, or 0 */
+    char *body;               /* malloc'd text (JSON unless content_type says), or NULL */
+    const char *content_type; /* NULL: application/json; charset=utf-8 */
+    char set_cookie[256];     /* a Set-Cookie value, or "" */
+    int retry_after;          /* seconds for Retry-After, or 0 */
+    bool truncated;           /* an export stopped at its row bound: X-Vigil-Truncated: true */
 };
 
 /* Frees R's body and empties it. */

@@ -41,8 +41,11 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
 
 static void reply_json(struct httpd_response *out, const struct api_response *r)
 {
-    httpd_response_set(out, (unsigned)r->status, "application/json; charset=utf-8",
+    httpd_response_set(out, (unsigned)r->status,
+                       r->content_type ? r->content_type : "application/json; charset=utf-8",
                        r->body ? r->body : "");
+    if (r->truncated)
+        httpd_response_header(out, "X-Vigil-Truncated", "true");
     if (r->set_cookie[0])
         httpd_response_header(out, "Set-Cookie", r->set_cookie);
     if (r->retry_after > 0) {

@@ -89,6 +89,15 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
         C.check(len(b["analytes"]) == 1 and b["analytes"][0]["points"][0]["observation_id"] ==
                 ("obs-1" if study == "S1" else "obs-2") and len(b["alerts"]) >= 1 and
                 all(x["subject_id"] == subject for x in b["alerts"]), "%s timeline has its rows" % what)
+    # the audit export: study-admins (and the global admin) only
+    st, hd, b = E.request("GET", "/api/v1/studies/%s/audit.csv" % study, **kw)
+    cells += 1
+    exp = 401 if anon else (200 if visible and RANK[caller] >= 3 else (403 if visible else 404))
+    C.check(st == exp, "%s audit export: %d (got %d)" % (what, exp, st))
+    if st == 200:
+        C.check(hd["content-type"].startswith("text/csv") and b.startswith('"event_id","recorded_at"')
+                and ('"seen-%s"' % study) in b and ("seen-" + ("S2" if study == "S1" else "S1")) not in b,
+                "%s audit export: CSV of this study's events only" % what)
     # ack and resolve: a fresh alert each, and the database says what changed
     for action in ("ack", "resolve"):
         aid = "m-%s-%s-%s" % (action, caller, study)
@@ -106,8 +115,8 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
         if not may:
             C.check(events(aid) == ["opened"], "%s %s refused: no audit event but 'opened' (got %s)"
                     % (what, action, events(aid)))
-print("role matrix: %d callers x 2 studies x 5 endpoints = %d cells" % (len(callers), cells), flush=True)
-C.check(cells == len(callers) * 2 * 5, "matrix size")
+print("role matrix: %d callers x 2 studies x 6 endpoints = %d cells" % (len(callers), cells), flush=True)
+C.check(cells == len(callers) * 2 * 6, "matrix size")
 
 # ---- CSRF ----------------------------------------------------------------------
 r = callers["responder"]
@@ -260,6 +269,24 @@ c = __import__("http.client").client.HTTPConnection("127.0.0.1", E.port)
 c.request("GET", "/api/v1/alerts/m-resolve-admin-S1", headers={"Cookie": "__Host-vigil_session=" + adm["cookie"]})
 text = c.getresponse().read().decode()
 C.check("<" not in text and ">" not in text, "no raw angle bracket in the JSON text (\\u003c escapes)")
+
+# ---- the CSV export defuses formulas and quotes -------------------------------------------
+E.alert("csv-1", "S1")
+st, _, b = E.request("POST", "/api/v1/alerts/csv-1/resolve", {"category": "other", "note": "=HYPERLINK(\"x\")"},
+                     cookie=adm["cookie"], csrf=adm["csrf"])
+E.sql("SELECT vigil_audit_append('csv-1', 'note', '=cmd|calc', '{}'::jsonb)")
+st, hd, b = E.request("GET", "/api/v1/studies/S1/audit.csv", cookie=adm["cookie"])
+import csv as _csv  # noqa: E402
+import io as _io  # noqa: E402
+rows = list(_csv.reader(_io.StringIO(b)))
+note_rows = [r for r in rows if r[2] == "csv-1" and r[5] == "resolved"]
+C.check(len(note_rows) == 1 and '"note": "=HYPERLINK(\\"x\\")"' in note_rows[0][7],
+        "CSV: the note is inside the JSON detail, quoted (%s)" % (note_rows[0][7] if note_rows else rows[:2]))
+C.check(all(len(r) == 9 for r in rows) and not any(c.startswith(("=", "+", "@")) for r in rows for c in r),
+        "CSV: 9 columns on every row, no cell a spreadsheet would run as a formula")
+C.check(any(r[6] == "'=cmd|calc" for r in rows), "CSV: a formula-looking actor gets a leading apostrophe")
+st, _, _ = E.request("GET", "/api/v1/studies/S1/audit.csv?since=nope", cookie=adm["cookie"])
+C.check(st == 400, "CSV: malformed since: 400")
 
 # ---- keyset pagination -----------------------------------------------------------------
 for i in range(7):

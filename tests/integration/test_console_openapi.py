@@ -82,8 +82,12 @@ def call(template, method, path=None, **kw):
         return st, body
     resp = deref(resp)
     covered.add((template, method, st))
-    schema = resp.get("content", {}).get("application/json", {}).get("schema")
-    if schema is not None:
+    content = resp.get("content", {})
+    schema = content.get("application/json", {}).get("schema")
+    if "text/csv" in content:
+        C.check(hd.get("content-type", "").startswith("text/csv") and isinstance(body, str)
+                and body.startswith('"event_id"'), "%s %s %d is CSV" % (method, template, st))
+    elif schema is not None:
         probs = validate(body, schema, "%s %s %d" % (method, template, st))
         C.check(not probs, "body matches the schema: %s" % probs[:5])
     else:
@@ -142,6 +146,14 @@ call(TL, "GET", path="/api/v1/subjects/S1/SUBJ-1/timeline", cookie=cookie)
 call(TL, "GET", path="/api/v1/subjects/S1/SUBJ-1/timeline?since=yesterday", cookie=cookie)
 call(TL, "GET", path="/api/v1/subjects/S2/SUBJ-1/timeline", cookie=cookie)
 call(TL, "GET", path="/api/v1/subjects/S1/SUBJ-1/timeline")
+AU = "/api/v1/studies/{study}/audit.csv"
+E.users("grant", "--researcher", "study_admin", "--role", "study_admin", "--study", "S1")
+acookie, _, _ = E.signin("study_admin")
+call(AU, "GET", path="/api/v1/studies/S1/audit.csv", cookie=acookie)
+call(AU, "GET", path="/api/v1/studies/S1/audit.csv?since=x", cookie=acookie)
+call(AU, "GET", path="/api/v1/studies/S1/audit.csv")
+call(AU, "GET", path="/api/v1/studies/S1/audit.csv", cookie=cookie)
+call(AU, "GET", path="/api/v1/studies/S2/audit.csv", cookie=acookie)
 # sign out last (needs the CSRF token)
 call(S, "DELETE", cookie=cookie, csrf=csrf)
 
@@ -157,7 +169,8 @@ h.wait_until(lambda: "vigil_console_in_flight 1" in E.request("GET", "/metrics")
 for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"}), (S, "GET", S, None),
                                  (S, "DELETE", S, None), (A, "GET", A, None), (T, "GET", A + "/a2", None),
                                  (ACK, "POST", A + "/a2/ack", {}), (RES, "POST", A + "/a2/resolve", {"category": "other"}),
-                                 (TL, "GET", "/api/v1/subjects/S1/SUBJ-1/timeline", None)]:
+                                 (TL, "GET", "/api/v1/subjects/S1/SUBJ-1/timeline", None),
+                                 (AU, "GET", "/api/v1/studies/S1/audit.csv", None)]:
     call(tmpl, method, path=path, body=body, token=tok)
 lk.rollback()
 lk.close()
