@@ -80,7 +80,9 @@ void api_error(struct api_response *resp, int status, const char *code, const ch
  * server's text is logged by the caller's errstr, never sent. */
 static void db_error(struct api_response *resp, const char *err)
 {
-    if (strstr(err, "(SQLSTATE 22") != NULL)
+    if (strstr(err, "(SQLSTATE 23") != NULL)
+        api_error(resp, 422, "conflict", "the change does not fit the directory (unknown site?)");
+    else if (strstr(err, "(SQLSTATE 22") != NULL)
         api_error(resp, 400, "bad_request", "a parameter has a value the database refuses");
     else
         api_error(resp, 503, "unavailable", "the database is not available; retry later");
@@ -677,6 +679,136 @@ static void timeline_get(PGconn *conn, const struct api_request *req, const char
                            values[1], "analytes", analytes, "alerts", alerts, "truncated", truncated));
 }
 
+/* ---- subscriptions (self-service) ---------------------------------------- */
+
+static json_t *subscription_json(const PGresult *r, int i)
+{
+    json_t *channels = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+    return json_pack("{s:o, s:o, s:o, s:o}", "study_id", col_str(r, i, 0), "site_id", col_str(r, i, 1),
+                     "min_severity", col_str(r, i, 2), "channels", channels ? channels : json_array());
+}
+
+#define SUB_COLS "s.study_id, s.site_id, s.min_severity, to_json(s.channels)::text"
+
+static void subscriptions_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                              const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    (void)values;
+    char err[512];
+    const char *params[] = {who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn,
+                           "SELECT " SUB_COLS " FROM subscriptions s "
+                           "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = s.study_id "
+                           "WHERE s.researcher_id = $1 ORDER BY s.study_id, s.site_id NULLS FIRST",
+                           2, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(list, subscription_json(r, i));
+    PQclear(r);
+    respond_json(resp, 200, json_pack("{s:o}", "subscriptions", list));
+}
+
+/* PUT: the caller's own subscription to one study (one site, or every site
+ * when site_id is null), created or replaced. Only in a study the caller
+ * holds a role in; the notifier picks it up through its directory cache
+ * (LISTEN vigil_directory). */
+static void subscriptions_put(PGconn *conn, const struct api_request *req, const char *const *values,
+                              const struct auth_principal *who, struct api_response *resp)
+{
+    (void)values;
+    static const char *const severities[] = {"info", "warning", "critical", NULL};
+    char err[512];
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    if (body == NULL) {
+        api_error(resp, 400, "bad_request", err);
+        return;
+    }
+    const char *study = json_string_value(json_object_get(body, "study_id"));
+    json_t *site_j = json_object_get(body, "site_id");
+    const char *site = json_string_value(site_j);
+    const char *sev = json_string_value(json_object_get(body, "min_severity"));
+    json_t *ch = json_object_get(body, "channels");
+    bool ok = study && reqparse_id_valid(study) && (site_j == NULL || json_is_null(site_j) ||
+                                                    (site && reqparse_id_valid(site))) &&
+              sev && one_of(sev, severities) && json_is_array(ch) && json_array_size(ch) >= 1 &&
+              json_array_size(ch) <= 2;
+    bool email = false, sms = false;
+    for (size_t i = 0; ok && i < json_array_size(ch); i++) {
+        const char *c = json_string_value(json_array_get(ch, i));
+        bool *seen = c == NULL ? NULL : strcmp(c, "email") == 0 ? &email : strcmp(c, "sms") == 0 ? &sms : NULL;
+        ok = seen != NULL && !*seen;
+        if (ok)
+            *seen = true;
+    }
+    if (!ok) {
+        json_decref(body);
+        api_error(resp, 400, "bad_request",
+                  "study_id, site_id (or null: every site), min_severity (info, warning, critical) "
+                  "and channels (email and/or sms, once each) are required");
+        return;
+    }
+    const char *channels = email && sms ? "{email,sms}" : email ? "{email}" : "{sms}";
+    const char *params[] = {who->researcher_id, token_param(who), study, site, sev, channels};
+    PGresult *r = pg_query(conn,
+                           "INSERT INTO subscriptions AS s (researcher_id, study_id, site_id, min_severity, channels) "
+                           "SELECT $1, sr.study_id, $4, $5, $6::text[] FROM console_study_roles($1, $2::bigint) sr "
+                           "WHERE sr.study_id = $3 "
+                           "ON CONFLICT (researcher_id, study_id, (coalesce(site_id, ''))) DO UPDATE "
+                           "SET min_severity = EXCLUDED.min_severity, channels = EXCLUDED.channels "
+                           "RETURNING " SUB_COLS,
+                           6, params, err, sizeof err);
+    json_decref(body);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        api_error(resp, 404, "not_found", "no such study among yours");
+        return;
+    }
+    json_t *sub = subscription_json(r, 0);
+    PQclear(r);
+    respond_json(resp, 200, sub);
+}
+
+static void subscriptions_delete(PGconn *conn, const struct api_request *req,
+                                 const char *const *values, const struct auth_principal *who,
+                                 struct api_response *resp)
+{
+    (void)values;
+    static const char *const allowed[] = {"study", "site", NULL};
+    char err[512];
+    const struct reqparse_query *q = req->query;
+    const char *study = reqparse_query_get(q, "study"), *site = reqparse_query_get(q, "site");
+    if (reqparse_query_only(q, allowed, err, sizeof err) < 0 || study == NULL ||
+        !reqparse_id_valid(study) || (site && !reqparse_id_valid(site))) {
+        api_error(resp, 400, "bad_request", "study (and site, absent for every site) are required");
+        return;
+    }
+    const char *params[] = {who->researcher_id, token_param(who), study, site};
+    PGresult *r = pg_query(conn,
+                           "DELETE FROM subscriptions s USING console_study_roles($1, $2::bigint) sr "
+                           "WHERE sr.study_id = s.study_id AND s.researcher_id = $1 AND s.study_id = $3 "
+                           "AND coalesce(s.site_id, '') = coalesce($4::text, '') RETURNING 1",
+                           4, params, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int n = PQntuples(r);
+    PQclear(r);
+    if (n == 0)
+        api_error(resp, 404, "not_found", "no such subscription of yours");
+    else
+        resp->status = 204;
+}
+
 /* ---- audit export -------------------------------------------------------- */
 
 /* Appends V to the CSV line in *buf as one quoted field (RFC 4180: quotes
@@ -801,6 +933,9 @@ static const struct api_route routes[] = {
     {"POST", "/api/v1/alerts/{id}/resolve", LIMITER_GENERAL, true, true, alert_resolve},
     {"GET", "/api/v1/subjects/{study}/{subject}/timeline", LIMITER_HEAVY, true, false, timeline_get},
     {"GET", "/api/v1/studies/{study}/audit.csv", LIMITER_HEAVY, true, false, audit_csv},
+    {"GET", "/api/v1/subscriptions", LIMITER_GENERAL, true, false, subscriptions_get},
+    {"PUT", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_put},
+    {"DELETE", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_delete},
     {NULL, NULL, LIMITER_GENERAL, false, false, NULL},
 };
 

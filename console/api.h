@@ -17,6 +17,9 @@
  *   POST   /api/v1/alerts/{id}/resolve            responder+ (CSRF or API token)
  *   GET    /api/v1/subjects/{study}/{subject}/timeline   observations per analyte, alerts
  *   GET    /api/v1/studies/{study}/audit.csv      the study's audit trail as CSV (study-admin)
+ *   GET    /api/v1/subscriptions                  my subscriptions (in studies I hold a role in)
+ *   PUT    /api/v1/subscriptions                  create or replace one of mine (CSRF)
+ *   DELETE /api/v1/subscriptions?study=&site=     remove one of mine (CSRF)
  *
  * DESIGN. Authorisation is in SQL: every statement that reads or changes
  * study data joins console_study_roles(researcher, token) (0060), so rows of

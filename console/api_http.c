@@ -139,7 +139,7 @@ int api_http_register(struct console_app *app, void (**cleanup)(void *), void **
     }
     *cleanup = cleanup_fn;
     *cleanup_arg = ah;
-    static const char *const methods[] = {"GET", "POST", "DELETE"};
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (route_add(app->routes, methods[i], "/api/v1/", handle, ah, errstr, errstr_size) < 0)
             return -1;

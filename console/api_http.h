@@ -1,6 +1,6 @@
 /*
  * api_http: the JSON API (api.c) as a console module. Registers
- * /api/v1/ in the console's route table (GET, POST, DELETE) and, for each
+ * /api/v1/ in the console's route table (GET, POST, PUT, DELETE) and, for each
  * request: finds the API route, takes a limiter slot of its class (at most
  * 500 ms of waiting, else 503 + Retry-After), borrows a PostgreSQL
  * connection, runs the handler, and sends its JSON back with

@@ -270,6 +270,43 @@ c.request("GET", "/api/v1/alerts/m-resolve-admin-S1", headers={"Cookie": "__Host
 text = c.getresponse().read().decode()
 C.check("<" not in text and ">" not in text, "no raw angle bracket in the JSON text (\\u003c escapes)")
 
+# ---- subscriptions: self-service, own studies only ---------------------------------
+vw = callers["viewer"]
+SUB = "/api/v1/subscriptions"
+st, _, b = E.request("PUT", SUB, {"study_id": "S1", "site_id": None, "min_severity": "critical",
+                                  "channels": ["sms", "email"]}, cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 200 and b == {"study_id": "S1", "site_id": None, "min_severity": "critical",
+                            "channels": ["email", "sms"]}, "subscribe to my study, every site (got %d %s)" % (st, b))
+st, _, b = E.request("PUT", SUB, {"study_id": "S1", "site_id": None, "min_severity": "warning",
+                                  "channels": ["email"]}, cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 200 and b["min_severity"] == "warning", "PUT again replaces it")
+C.check(E.sql("SELECT count(*), min(min_severity) FROM subscriptions WHERE researcher_id = 'viewer'")[0] == (1, "warning"),
+        "one row, replaced, in PostgreSQL")
+st, _, _ = E.request("PUT", SUB, {"study_id": "S2", "site_id": None, "min_severity": "info", "channels": ["email"]},
+                     cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 404 and E.sql("SELECT count(*) FROM subscriptions WHERE study_id = 'S2'")[0][0] == 0,
+        "another study: 404, nothing written (got %d)" % st)
+st, _, _ = E.request("PUT", SUB, {"study_id": "S1", "site_id": "NO-SUCH-SITE", "min_severity": "info",
+                                  "channels": ["email"]}, cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 422, "unknown site: 422 (got %d)" % st)
+for bad in [{"study_id": "S1", "min_severity": "info", "channels": ["fax"]},
+            {"study_id": "S1", "min_severity": "info", "channels": ["email", "email"]},
+            {"study_id": "S1", "min_severity": "loud", "channels": ["email"]},
+            {"study_id": "S1", "min_severity": "info", "channels": []},
+            {"study_id": "S1'; --", "min_severity": "info", "channels": ["email"]}]:
+    st, _, _ = E.request("PUT", SUB, bad, cookie=vw["cookie"], csrf=vw["csrf"])
+    C.check(st == 400, "malformed subscription %s: 400 (got %d)" % (bad, st))
+st, _, _ = E.request("PUT", SUB, {"study_id": "S1", "min_severity": "info", "channels": ["email"]},
+                     cookie=vw["cookie"])
+C.check(st == 403, "subscription change without CSRF: 403 (got %d)" % st)
+st, _, b = E.request("GET", SUB, cookie=vw["cookie"])
+C.check(st == 200 and [x["study_id"] for x in b["subscriptions"]] == ["S1"], "GET lists mine (got %s)" % b)
+st, _, _ = E.request("DELETE", SUB + "?study=S1", cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 204 and E.sql("SELECT count(*) FROM subscriptions WHERE researcher_id = 'viewer'")[0][0] == 0,
+        "DELETE removes it (got %d)" % st)
+st, _, _ = E.request("DELETE", SUB + "?study=S1", cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 404, "DELETE of nothing: 404")
+
 # ---- the CSV export defuses formulas and quotes -------------------------------------------
 E.alert("csv-1", "S1")
 st, _, b = E.request("POST", "/api/v1/alerts/csv-1/resolve", {"category": "other", "note": "=HYPERLINK(\"x\")"},

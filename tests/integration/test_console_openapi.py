@@ -154,6 +154,21 @@ call(AU, "GET", path="/api/v1/studies/S1/audit.csv?since=x", cookie=acookie)
 call(AU, "GET", path="/api/v1/studies/S1/audit.csv")
 call(AU, "GET", path="/api/v1/studies/S1/audit.csv", cookie=cookie)
 call(AU, "GET", path="/api/v1/studies/S2/audit.csv", cookie=acookie)
+SB = "/api/v1/subscriptions"
+good = {"study_id": "S1", "site_id": "SITE-1", "min_severity": "warning", "channels": ["email"]}
+call(SB, "PUT", body=good, cookie=cookie, csrf=csrf)
+call(SB, "PUT", body=dict(good, channels=["pigeon"]), cookie=cookie, csrf=csrf)
+call(SB, "PUT", body=good)
+call(SB, "PUT", body=good, cookie=cookie)
+call(SB, "PUT", body=dict(good, study_id="S2"), cookie=cookie, csrf=csrf)
+call(SB, "PUT", body=dict(good, site_id="NOPE"), cookie=cookie, csrf=csrf)
+call(SB, "GET", cookie=cookie)
+call(SB, "GET")
+call(SB, "DELETE", path=SB + "?study=S1&site=SITE-1", cookie=cookie, csrf=csrf)
+call(SB, "DELETE", path=SB + "?study=S1&site=SITE-1", cookie=cookie, csrf=csrf)
+call(SB, "DELETE", path=SB, cookie=cookie, csrf=csrf)
+call(SB, "DELETE", path=SB + "?study=S1")
+call(SB, "DELETE", path=SB + "?study=S1", cookie=cookie)
 # sign out last (needs the CSRF token)
 call(S, "DELETE", cookie=cookie, csrf=csrf)
 
@@ -170,7 +185,9 @@ for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"
                                  (S, "DELETE", S, None), (A, "GET", A, None), (T, "GET", A + "/a2", None),
                                  (ACK, "POST", A + "/a2/ack", {}), (RES, "POST", A + "/a2/resolve", {"category": "other"}),
                                  (TL, "GET", "/api/v1/subjects/S1/SUBJ-1/timeline", None),
-                                 (AU, "GET", "/api/v1/studies/S1/audit.csv", None)]:
+                                 (AU, "GET", "/api/v1/studies/S1/audit.csv", None),
+                                 (SB, "GET", SB, None), (SB, "PUT", SB, good),
+                                 (SB, "DELETE", SB + "?study=S1", None)]:
     call(tmpl, method, path=path, body=body, token=tok)
 lk.rollback()
 lk.close()
