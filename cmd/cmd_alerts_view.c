@@ -39,13 +39,12 @@ static void usage(FILE *out)
 }
 
 #define STATE "coalesce(l.state, CASE WHEN a.retracted THEN 'retracted' WHEN a.kind = 'retraction' THEN 'closed' ELSE 'open' END)"
-#define UTC(c) "to_char(" c " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 static int list(PGconn *conn, const char *const *p, bool json)
 {
     char err[1024];
     PGresult *r = pg_query(conn,
-                           "SELECT " UTC("a.detected_at") ", a.severity, " STATE ", a.study_id, a.site_id, "
+                           "SELECT " "to_char(a.detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')" ", a.severity, " STATE ", a.study_id, a.site_id, "
                            "a.subject_id, a.alert_id, a.message, a.rule_id "
                            "FROM alerts a LEFT JOIN alert_lifecycle l ON l.alert_id = a.alert_id "
                            "WHERE ($1::text IS NULL OR a.study_id = $1) AND ($2::text IS NULL OR a.site_id = $2) "

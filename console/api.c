@@ -20,7 +20,9 @@
     "THEN 'closed' ELSE 'open' END)"
 #define ALERT_FROM "alerts a LEFT JOIN alert_lifecycle l ON l.alert_id = a.alert_id "
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+/* Times are answered as RFC 3339 in UTC with microseconds (the cursor
+ * round-trips them exactly): to_char(x AT TIME ZONE 'UTC', ...), written
+ * out at each use so every statement stays one literal (check_sql_params). */
 
 void api_response_clear(struct api_response *r)
 {
@@ -281,8 +283,8 @@ static bool parse_int(const char *s, long lo, long hi, long *out)
 
 #define ALERT_COLS                                                                          \
     "a.alert_id, a.kind, a.rule_id, a.rule_version, a.severity, a.ctcae_grade, a.study_id, " \
-    "a.site_id, a.subject_id, a.observation_id, a.message, " TS("a.observed_at") ", "      \
-    TS("a.detected_at") ", " STATE_SQL ", a.retracts_alert_id, a.retracted_by"
+    "a.site_id, a.subject_id, a.observation_id, a.message, " "to_char(a.observed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", "      \
+    "to_char(a.detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", " STATE_SQL ", a.retracts_alert_id, a.retracted_by"
 
 static json_t *alert_json(const PGresult *r, int i)
 {
@@ -399,8 +401,8 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
     char err[512];
     const char *params[] = {values[0], who->researcher_id, token_param(who)};
     PGresult *r = pg_query(conn,
-                           "SELECT " ALERT_COLS ", a.evidence::text, " TS("l.acknowledged_at") ", l.acknowledged_by, "
-                           "l.ack_channel, l.ack_note, " TS("l.resolved_at") ", l.resolved_by, l.resolution_category, "
+                           "SELECT " ALERT_COLS ", a.evidence::text, " "to_char(l.acknowledged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", l.acknowledged_by, "
+                           "l.ack_channel, l.ack_note, " "to_char(l.resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", l.resolved_by, l.resolution_category, "
                            "l.resolution_note FROM " ALERT_FROM
                            "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                            "WHERE a.alert_id = $1",
@@ -430,8 +432,8 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
     PQclear(r);
 
     r = pg_query(conn,
-                 "SELECT n.researcher_id, n.channel, n.state, n.attempts, " TS("n.created_at") ", "
-                 TS("n.sent_at") ", n.last_error, n.step FROM notifications n "
+                 "SELECT n.researcher_id, n.channel, n.state, n.attempts, " "to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", "
+                 "to_char(n.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", n.last_error, n.step FROM notifications n "
                  "JOIN alerts a ON a.alert_id = n.alert_id "
                  "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                  "WHERE n.alert_id = $1 ORDER BY n.created_at, n.step, n.researcher_id, n.channel",
@@ -456,7 +458,7 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
 
     /* The audit trail of this alert (0010's hash-chained alert_events). */
     r = pg_query(conn,
-                 "SELECT e.event_id, e.kind, e.actor, e.detail::text, " TS("e.recorded_at") " "
+                 "SELECT e.event_id, e.kind, e.actor, e.detail::text, " "to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" " "
                  "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
                  "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                  "WHERE e.alert_id = $1 ORDER BY e.event_id LIMIT 1000",
@@ -631,7 +633,7 @@ static void timeline_get(PGconn *conn, const struct api_request *req, const char
         return;
     }
     r = pg_query(conn,
-                 "SELECT o.loinc, o.observation_id, " TS("o.effective_at") ", o.value_norm, o.unit_norm, "
+                 "SELECT o.loinc, o.observation_id, " "to_char(o.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", o.value_norm, o.unit_norm, "
                  "o.ref_low_norm, o.ref_high_norm, o.value, o.unit, o.status, o.site_id "
                  "FROM observations o JOIN console_study_roles($3, $4::bigint) sr ON sr.study_id = o.study_id "
                  "WHERE o.study_id = $1 AND o.subject_id = $2 "
@@ -893,7 +895,7 @@ static void audit_csv(PGconn *conn, const struct api_request *req, const char *c
     snprintf(maxrows, sizeof maxrows, "%d", API_EXPORT_MAX + 1);
     const char *p2[] = {values[0], who->researcher_id, token_param(who), since, until, maxrows};
     r = pg_query(conn,
-                 "SELECT e.event_id::text, " TS("e.recorded_at") ", e.alert_id, a.site_id, a.subject_id, "
+                 "SELECT e.event_id::text, " "to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", e.alert_id, a.site_id, a.subject_id, "
                  "e.kind, e.actor, e.detail::text, encode(e.row_hash, 'hex') "
                  "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
                  "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id AND sr.rank >= 3 "
