@@ -29,7 +29,7 @@
   }
 
   function show(id) {
-    for (const s of ["signin", "queue", "alert"]) $(s).hidden = s !== id;
+    for (const s of ["signin", "queue", "alert", "subject"]) $(s).hidden = s !== id;
   }
 
   async function start() {
@@ -49,7 +49,10 @@
 
   function route() {
     const m = location.hash.match(/^#alert\/(.+)$/);
-    if (m) openAlert(decodeURIComponent(m[1])); else openQueue();
+    const sm = location.hash.match(/^#subject\/([^/]+)\/(.+)$/);
+    if (m) openAlert(decodeURIComponent(m[1]));
+    else if (sm) openSubject(decodeURIComponent(sm[1]), decodeURIComponent(sm[2]));
+    else openQueue();
   }
 
   async function openQueue() {
@@ -96,6 +99,7 @@
     if (r.status !== 200) { $("alert-h").textContent = "Alert not found"; return; }
     const a = r.data;
     $("alert-h").textContent = a.message;
+    $("subject-link").href = "#subject/" + encodeURIComponent(a.study_id) + "/" + encodeURIComponent(a.subject_id);
     const facts = $("alert-facts");
     facts.replaceChildren();
     for (const [k, v] of [["Severity", a.severity], ["State", a.state], ["Study", a.study_id],
@@ -112,6 +116,73 @@
     const evs = $("events");
     evs.replaceChildren();
     for (const x of a.events) evs.append(el("li", x.recorded_at + " " + x.kind + " by " + x.actor));
+  }
+
+  // A subject's results per analyte as SVG: values over time, the reference
+  // range as a band, out-of-range points in red, the subject's alerts as
+  // dashed lines. Built with createElementNS and attributes only (no markup
+  // strings, no inline styles: the CSP forbids them; colours are in CSS).
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const k in attrs) e.setAttribute(k, String(attrs[k]));
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+
+  function chart(an, alerts) {
+    const W = 600, H = 200, L = 50, R = 10, T = 10, B = 30;
+    const pts = an.points.filter((p) => p.value !== null);
+    const times = pts.map((p) => Date.parse(p.effective_at));
+    const vals = pts.map((p) => p.value);
+    const last = pts.length ? pts[pts.length - 1] : null;
+    const lo = last && last.ref_low !== null ? last.ref_low : null;
+    const hi = last && last.ref_high !== null ? last.ref_high : null;
+    let ymin = Math.min(...vals, lo !== null ? lo : Infinity), ymax = Math.max(...vals, hi !== null ? hi : -Infinity);
+    if (!isFinite(ymin) || !isFinite(ymax)) { ymin = 0; ymax = 1; }
+    if (ymin === ymax) { ymin -= 1; ymax += 1; }
+    let t0 = Math.min(...times), t1 = Math.max(...times);
+    if (t0 === t1) { t0 -= 86400000; t1 += 86400000; }
+    const x = (t) => L + (W - L - R) * (t - t0) / (t1 - t0);
+    const y = (v) => T + (H - T - B) * (1 - (v - ymin) / (ymax - ymin));
+    const s = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img" });
+    s.append(svg("title", {}, an.loinc + " (" + (an.unit || "") + "): " + pts.length + " results"));
+    if (lo !== null && hi !== null) s.append(svg("rect", { class: "band", x: L, width: W - L - R, y: y(hi), height: Math.max(1, y(lo) - y(hi)) }));
+    s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+    s.append(svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
+    s.append(svg("text", { x: 2, y: T + 10 }, ymax.toPrecision(3)));
+    s.append(svg("text", { x: 2, y: H - B }, ymin.toPrecision(3)));
+    s.append(svg("text", { x: L, y: H - 8 }, new Date(t0).toISOString().slice(0, 10)));
+    s.append(svg("text", { x: W - R - 70, y: H - 8 }, new Date(t1).toISOString().slice(0, 10)));
+    for (const a of alerts) {
+      const t = Date.parse(a.observed_at);
+      if (t < t0 || t > t1) continue;
+      const l = svg("line", { class: "alert", x1: x(t), x2: x(t), y1: T, y2: H - B });
+      l.append(svg("title", {}, a.severity + ": " + a.message));
+      s.append(l);
+    }
+    s.append(svg("polyline", { class: "line", points: pts.map((p, i) => x(times[i]) + "," + y(p.value)).join(" ") }));
+    pts.forEach((p, i) => {
+      const out = (p.ref_low !== null && p.value < p.ref_low) || (p.ref_high !== null && p.value > p.ref_high);
+      const c = svg("circle", { class: out ? "point out" : "point", cx: x(times[i]), cy: y(p.value), r: 4 });
+      c.append(svg("title", {}, p.effective_at + ": " + p.value + " " + (an.unit || "")));
+      s.append(c);
+    });
+    return s;
+  }
+
+  async function openSubject(study, subject) {
+    show("subject");
+    $("subject-h").textContent = "Subject " + subject + " (" + study + ")";
+    const r = await api("GET", "/api/v1/subjects/" + encodeURIComponent(study) + "/" + encodeURIComponent(subject) + "/timeline");
+    if (r.status === 401) { signedOut(); return; }
+    const box = $("charts");
+    box.replaceChildren();
+    if (r.status !== 200) { $("subject-note").textContent = "could not load (" + r.status + ")"; return; }
+    $("subject-note").textContent = r.data.analytes.length + " analytes, " + r.data.alerts.length + " alerts" + (r.data.truncated ? " (first 5000 results only)" : "");
+    for (const an of r.data.analytes) {
+      box.append(el("h3", an.loinc + (an.unit ? " (" + an.unit + ")" : "")), chart(an, r.data.alerts));
+    }
   }
 
   async function change(action) {
@@ -145,6 +216,7 @@
     $("state").addEventListener("change", openQueue);
     $("more").addEventListener("click", loadPage);
     $("back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
+    $("subject-back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
     $("ack").addEventListener("click", () => change("ack"));
     $("resolve").addEventListener("click", () => change("resolve"));
     window.addEventListener("hashchange", route);
