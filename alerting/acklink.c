@@ -65,6 +65,10 @@ long acklink_b64url_decode(const char *in, size_t len, unsigned char *out, size_
                 return -1;
             v |= (uint32_t)x << (18 - 6 * k);
         }
+        /* the unused low bits of a last partial group must be zero: one
+         * encoding per value, so no two strings are the same token */
+        if ((k == 2 && (v & 0xffff) != 0) || (k == 3 && (v & 0xff) != 0))
+            return -1;
         out[o++] = (unsigned char)(v >> 16);
         if (k > 2)
             out[o++] = (unsigned char)(v >> 8);

@@ -90,7 +90,8 @@ enum acklink_status acklink_verify(const struct acklink_keys *k, const char *tok
 
 /* Unpadded base64url of IN into OUT (NUL-terminated). Returns the length
  * or 0 when OUT is too small. Decode: returns the decoded length, or -1 on
- * a character outside the alphabet, a bad length, or no room. */
+ * a character outside the alphabet, a bad length, non-zero unused bits in
+ * the last character (a second spelling of the same bytes), or no room. */
 size_t acklink_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outsz);
 long acklink_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outsz);
 

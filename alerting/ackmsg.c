@@ -14,12 +14,23 @@ static bool links_on(const struct ackmsg_config *cfg)
            cfg->public_url[0] != '\0';
 }
 
+static size_t link(const struct ackmsg_config *cfg, const char *alert_id, const char *researcher,
+                   int64_t now_s, char *out, size_t outsz);
+
 static bool signal_alerts(const struct alert *const *a, int n)
 {
     for (int i = 0; i < n; i++)
         if (a[i]->kind != ALERT_SIGNAL)
             return false;
     return n > 0;
+}
+
+size_t ackmsg_link(const struct ackmsg_config *cfg, const char *alert_id, const char *researcher,
+                   int64_t now_s, char *out, size_t outsz)
+{
+    if (!links_on(cfg))
+        return 0;
+    return link(cfg, alert_id, researcher, now_s, out, outsz);
 }
 
 /* PUBLIC_URL/ack/TOKEN into OUT. Returns its length or 0. */

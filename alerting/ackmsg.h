@@ -25,6 +25,12 @@ struct ackmsg_config {
     int code_ttl_s;                  /* an SMS reply code's lifetime; 0: no codes */
 };
 
+/* One acknowledgement link, PUBLIC_URL/ack/TOKEN, for ALERT_ID and
+ * RESEARCHER into OUT (for messages built elsewhere, e.g. the warning
+ * digest). Returns its length, or 0 when links are off or it does not fit. */
+size_t ackmsg_link(const struct ackmsg_config *cfg, const char *alert_id, const char *researcher,
+                   int64_t now_s, char *out, size_t outsz);
+
 /* Inserts, before BODY's signature ("\n-- \n"; at the end if none), a
  * section with one acknowledgement link per alert of A[0..N-1] for
  * RESEARCHER. BODY is NUL-terminated in BODYSZ bytes; a section that does

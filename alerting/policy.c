@@ -9,6 +9,9 @@
 
 #define FILE_MAX (1 << 20)
 #define DEPTH_MAX 16
+/* Nodes converted, aliases counted each time they are followed: an alias
+ * bomb (anchors of anchors) is refused instead of expanded. */
+#define NODES_MAX 100000
 
 /* ---- YAML (and so JSON) to a jansson tree -------------------------------- */
 
@@ -30,9 +33,9 @@ static json_t *scalar_json(const yaml_node_t *n)
     return json_stringn(v, n->data.scalar.length);
 }
 
-static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth)
+static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *budget)
 {
-    if (n == NULL || depth > DEPTH_MAX)
+    if (n == NULL || depth > DEPTH_MAX || --*budget < 0)
         return NULL;
     switch (n->type) {
     case YAML_SCALAR_NODE:
@@ -41,7 +44,7 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth)
         json_t *a = json_array();
         for (yaml_node_item_t *it = n->data.sequence.items.start;
              a != NULL && it < n->data.sequence.items.top; it++) {
-            json_t *v = node_json(doc, yaml_document_get_node(doc, *it), depth + 1);
+            json_t *v = node_json(doc, yaml_document_get_node(doc, *it), depth + 1, budget);
             if (v == NULL || json_array_append_new(a, v) != 0) {
                 json_decref(a);
                 return NULL;
@@ -54,7 +57,8 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth)
         for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
              o != NULL && p < n->data.mapping.pairs.top; p++) {
             yaml_node_t *k = yaml_document_get_node(doc, p->key);
-            json_t *v = node_json(doc, yaml_document_get_node(doc, p->value), depth + 1);
+            json_t *v = node_json(doc, yaml_document_get_node(doc, p->value), depth + 1,
+                                  budget);
             if (k == NULL || k->type != YAML_SCALAR_NODE || v == NULL ||
                 json_object_set_new(o, (const char *)k->data.scalar.value, v) != 0) {
                 json_decref(v);
@@ -307,11 +311,12 @@ int policy_load_text(const char *name, const char *text, size_t len, struct poli
         yaml_parser_delete(&parser);
         return -1;
     }
-    json_t *root = node_json(&doc, yaml_document_get_root_node(&doc), 0);
+    long budget = NODES_MAX;
+    json_t *root = node_json(&doc, yaml_document_get_root_node(&doc), 0, &budget);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     if (root == NULL) {
-        snprintf(errstr, errstr_size, "%s: empty, too deep, or not a mapping of policies", name);
+        snprintf(errstr, errstr_size, "%s: empty, too deep, too large, or not a mapping of policies", name);
         return -1;
     }
     const json_t *list = json_object_get(root, "policies");

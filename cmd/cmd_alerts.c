@@ -36,7 +36,7 @@ static void usage(FILE *out)
             "  -h, --help       print this help\n\n"
             "exit status: 0 acknowledged/resolved now, 3 nothing changed (the answer says\n"
             "why: already done, retracted, unknown alert, bad category), 1 failure,\n"
-            "2 bad usage\n");
+            "2 bad usage (including --as naming no active researcher)\n");
 }
 
 enum { OPT_AS = 256, OPT_NOTE, OPT_CATEGORY, OPT_CONNINFO };
@@ -103,7 +103,21 @@ int cmd_alerts(int argc, char **argv)
         fprintf(stderr, "vigil alerts: %s\n", err);
         return 1;
     }
-    PGresult *r;
+    /* Attributable (21 CFR 11.10(e)): the actor must be someone the
+     * directory knows, or the trail would name nobody. */
+    const char *pr[] = {as};
+    PGresult *r = pg_query(conn, "SELECT active FROM researchers WHERE researcher_id = $1", 1,
+                           pr, err, sizeof err);
+    if (r == NULL || PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        fprintf(stderr, "vigil alerts: %s\n",
+                r == NULL ? err
+                : PQntuples(r) != 1 ? "--as names no researcher in the directory"
+                                    : "--as names an inactive researcher");
+        PQclear(r);
+        PQfinish(conn);
+        return r == NULL ? 1 : 2;
+    }
+    PQclear(r);
     if (resolve) {
         const char *p[] = {id, as, category, note, "cli", origin};
         r = pg_query(conn, "SELECT vigil_alert_resolve($1, $2, $3, $4, $5, $6)", 6, p, err,

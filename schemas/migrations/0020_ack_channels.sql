@@ -38,7 +38,7 @@ CREATE TABLE sms_ack_codes (
 CREATE UNIQUE INDEX sms_ack_codes_delivery_key ON sms_ack_codes (delivery_key);
 
 -- Returns the code of the SMS delivery DELIVERY_KEY, issuing one on the
--- first call: random 4 digits, unique for PHONE among its unexpired codes
+-- first call (and again once it expired): random 4 digits, unique for PHONE among its unexpired codes
 -- (an expired code of that phone is reused), 6 digits if 4 keep colliding.
 CREATE FUNCTION vigil_sms_code_issue(p_phone text, p_researcher_id text, p_alert_ids text[],
                                      p_delivery_key text, p_ttl_s integer)
@@ -47,10 +47,14 @@ DECLARE
     v_code text;
     v_try  integer := 0;
 BEGIN
-    SELECT code INTO v_code FROM sms_ack_codes WHERE delivery_key = p_delivery_key;
+    SELECT code INTO v_code FROM sms_ack_codes
+    WHERE delivery_key = p_delivery_key AND expires_at > now();
     IF FOUND THEN
         RETURN v_code;
     END IF;
+    -- a page repeated after its code expired (an escalation's last tier
+    -- repeats until acknowledged) gets a fresh code
+    DELETE FROM sms_ack_codes WHERE delivery_key = p_delivery_key;
     LOOP
         v_try := v_try + 1;
         IF v_try > 40 THEN

@@ -7,3 +7,6 @@ vigil_script_test(ack_links LABEL "integration;security" TIMEOUT 180
   COMMAND ${_py} ${_t}/test_ack.py links)
 vigil_script_test(ack_sms LABEL "integration;security" TIMEOUT 180
   COMMAND ${_py} ${_t}/test_ack.py sms)
+# vigil console's operations endpoints and route table over real HTTP.
+vigil_script_test(console_ops LABEL integration TIMEOUT 120
+  COMMAND ${_py} ${_t}/test_console_ops.py)

@@ -83,8 +83,9 @@ class Setup:
         self.base = "http://127.0.0.1:%d" % self.port
         self.study = "%s-S" % rid
         self.r1, self.r2 = "%s-ana" % rid, "%s-ben" % rid
-        self.phone1 = "+44%010d" % (int(rid[-8:]) % 10**10)
-        self.phone2 = "+45%010d" % (int(rid[-8:]) % 10**10)
+        digits = int(re.sub(r"\D", "", rid) or "0") % 10**10
+        self.phone1 = "+44%010d" % digits
+        self.phone2 = "+45%010d" % digits
         h.query("INSERT INTO researchers (researcher_id, name, email, phone) VALUES "
                 "(%s, 'Ana', %s, %s), (%s, 'Ben', %s, %s)",
                 self.r1, "ana.%s@test.example" % rid, self.phone1,
@@ -155,7 +156,11 @@ class Setup:
         """The acknowledgement links in the emails that carried alert AID."""
         spool = h.env("VIGIL_SMTP_SPOOL")
         out = []
+        mine = {"ana.%s@test.example" % self.rid, "ben.%s@test.example" % self.rid}
         for e in h.read_jsonl(os.path.join(spool, "index.jsonl")):
+            # the spool is shared with every other test: open this run's mail only
+            if not mine.intersection(e.get("rcpt_tos", [])):
+                continue
             with open(os.path.join(spool, e["file"]), "rb") as f:
                 text = f.read().decode("utf-8", "replace")
             if aid in text and "X-Vigil-Alert-Ids" in text:

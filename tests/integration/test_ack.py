@@ -22,7 +22,8 @@ end against the services of scripts/services, `vigil notifier` and
                       (403), an unknown code (404), a malformed text (400)
                       change nothing and are audited; "ACK <code>" from
                       the paged phone acknowledges (channel 'sms_reply',
-                      origin the number); again: "already", nothing more.
+                      origin the number); again: "already", nothing more;
+                      an expired code (410) changes nothing, audited.
 """
 import base64
 import json
@@ -47,7 +48,8 @@ def run_links():
     s = A.Setup(rid)
     try:
         a1, subj1 = s.alert(1)
-        links = h.wait_until(lambda: s.email_links(a1), 60, "the alert email with its link")
+        links = h.wait_until(lambda: s.email_links(a1), 60, "the alert email with its link",
+                             interval=0.2)
         t.check(links and len(links) == 1, "one acknowledgement link in the email: %r" % links)
         if not links:
             return
@@ -188,7 +190,7 @@ def run_sms():
                 timeout=5) as r:
             t.check(r.status == 200, "the double knows where replies go")
         a1, _ = s.alert(1)
-        sms = h.wait_until(lambda: s.sms_to(s.phone1), 60, "the alert SMS")
+        sms = h.wait_until(lambda: s.sms_to(s.phone1), 60, "the alert SMS", interval=0.2)
         t.check(sms and len(sms) == 1, "one SMS to the paged phone")
         if not sms:
             return
@@ -224,6 +226,37 @@ def run_sms():
         st, body = reply(s.phone1, "ACK " + code)
         t.check(st == 200 and "already" in body, "the same reply again: already (%r)" % body)
         t.check(len(s.events("acknowledged", ev)) == 1, "still one acknowledgement event")
+
+        # an expired code: refused, the alert stays open
+        a2, _ = s.alert(2)
+        sms2 = h.wait_until(lambda: [x for x in s.sms_to(s.phone1) if x.rstrip().endswith(a2)],
+                            60, "the second alert's SMS", interval=0.2)
+        m2 = re.search(r"Reply ACK (\d{4,8})", sms2[0]) if sms2 else None
+        t.check(m2 is not None and m2.group(1) != code, "a new SMS, a new code")
+        if m2:
+            h.query("UPDATE sms_ack_codes SET expires_at = now() - interval '1 second' "
+                    "WHERE phone = %s AND code = %s", s.phone1, m2.group(1))
+            ev = s.last_event_id()
+            st, body = reply(s.phone1, "ACK " + m2.group(1))
+            ref = s.events("sms_reply_refused", ev)
+            t.check(st == 410 and "expired" in body, "an expired code: 410 (%r)" % body)
+            t.check(len(ref) == 1 and ref[0][3]["reason"] == "expired_code",
+                    "the expired code's refusal audited")
+            t.check(s.state(a2)[0] == "open", "the alert of the expired code is still open")
+
+        # the code of one delivery: the same on a retry, a fresh one once expired
+        key = rid + "-delivery"
+        issue = ("SELECT vigil_sms_code_issue(%s, %s, ARRAY[%s], %s, 60)")
+        c1 = h.query(issue, s.phone2, s.r2, a2, key)[0][0]
+        c2 = h.query(issue, s.phone2, s.r2, a2, key)[0][0]
+        h.query("UPDATE sms_ack_codes SET expires_at = now() - interval '1 second' "
+                "WHERE delivery_key = %s", key)
+        c3 = h.query(issue, s.phone2, s.r2, a2, key)[0][0]
+        live = h.query("SELECT count(*) FROM sms_ack_codes WHERE delivery_key = %s "
+                       "AND expires_at > now()", key)[0][0]
+        t.check(c1 == c2 and live == 1 and re.fullmatch(r"\d{4}", c3 or ""),
+                "a retried SMS keeps its code; an expired one is issued anew (%s %s %s)"
+                % (c1, c2, c3))
     finally:
         s.stop()
 

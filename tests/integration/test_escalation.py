@@ -236,6 +236,23 @@ def run_timeline():
     t.check(ans == [("already_acknowledged", 3), ("bad_category", 3), ("resolved", 0),
                     ("already_resolved", 3), ("already_resolved", 3), ("unknown_alert", 3)],
             "ack/resolve answers: %s" % ans)
+    p = vigil("alerts", "ack", aid, "--as", rid + "-nobody")
+    t.check(p.returncode == 2 and "no researcher" in p.stderr,
+            "ack as someone not in the directory refused: %s" % p.stderr.strip())
+    # policy set refuses what the directory cannot honour, naming it
+    bad = os.path.join(LOG_DIR, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("study: %s\nseverity: critical\ntiers:\n"
+                "  - {targets: [researcher:%s-ghost], channels: [email], ack_deadline: 15m}\n"
+                "  - {targets: [role:investigator], channels: [email], ack_deadline: 15m}\n"
+                % (study, rid))
+    p = vigil("policy", "set", bad)
+    t.check(p.returncode == 1 and "researcher:%s-ghost" % rid in p.stderr and
+            "role:investigator" in p.stderr, "policy set names the problems: %s" %
+            p.stderr.strip())
+    p = vigil("policy", "show", "--study", study)
+    t.check(p.returncode == 0 and "tier 3: role:medical_monitor" in p.stdout and
+            ppl["monitor"] + "/email" in p.stdout, "policy show: %s" % p.stdout.strip())
     life = h.query("SELECT state, acknowledged_by, ack_channel, resolution_category "
                    "FROM alert_lifecycle WHERE alert_id = %s", aid)
     t.check(life == [("resolved", ppl["monitor"], "cli", "clinically_managed")],
@@ -384,12 +401,19 @@ def run_audit():
     for sql in ("UPDATE alert_events SET actor = 'mallory' WHERE alert_id = '%s'" % aid,
                 "DELETE FROM alert_events WHERE alert_id = '%s'" % aid,
                 "TRUNCATE alert_events"):
+        # in a transaction rolled back: if the protection were gone, the
+        # statement must still not wipe the shared trail
+        conn = h.pg()
+        conn.autocommit = False
         try:
-            h.query(sql)
+            conn.cursor().execute(sql)
             t.check(False, "app role refused: %s" % sql.split()[0])
         except psycopg2.Error as e:
             t.check(e.pgcode == "42501", "app role refused %s (%s)" % (sql.split()[0],
                                                                      e.pgerror.strip()))
+        finally:
+            conn.rollback()
+            conn.close()
     p = vigil("audit", "verify")
     t.check(p.returncode == 0, "intact before: %s" % p.stdout.strip())
     eid, detail = h.query("SELECT event_id, detail::text FROM alert_events WHERE alert_id = %s "
