@@ -30,6 +30,10 @@
  * console, links -- since the last look; each replica observes them all,
  * so aggregate with max, not sum, across replicas).
  *
+ * The same thread sends the daily warning digest (digest.h) about once a
+ * minute (times scale), and a step pages the tier of the policy in force
+ * when it fires (a policy changed mid-escalation applies from the next step).
+ *
  * Rejected: timers in memory with a Kafka delay topic (lost or duplicated
  * on rebalance; the issue asks for PostgreSQL); leases with an expiry
  * column for the step itself (a row lock held for one short transaction is

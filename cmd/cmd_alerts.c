@@ -6,6 +6,7 @@
  * can tell "acknowledged" from "already_acknowledged".
  */
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,9 @@ int cmd_alerts(int argc, char **argv)
 
     char err[1024], origin[300], host[256] = "?";
     gethostname(host, sizeof host - 1);
-    const char *user = getenv("USER");
+    /* the OS account, not $USER: the environment is the caller's to set */
+    struct passwd *pw = getpwuid(getuid());
+    const char *user = pw != NULL ? pw->pw_name : NULL;
     snprintf(origin, sizeof origin, "%s@%s", user != NULL ? user : "?", host);
     PGconn *conn = cli_pg_connect(conninfo, err, sizeof err);
     if (conn == NULL) {

@@ -7,6 +7,7 @@
  * reaches today.
  */
 #include <getopt.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,7 +206,8 @@ static int set(PGconn *c, const char *file)
         }
         char host[128] = "?", actor[192];
         gethostname(host, sizeof host - 1);
-        const char *user = getenv("USER");
+        struct passwd *pw = getpwuid(getuid());
+        const char *user = pw != NULL ? pw->pw_name : NULL;
         snprintf(actor, sizeof actor, "cli:%s@%s", user != NULL ? user : "?", host);
         const char *pa[] = {actor, id};
         if (pg_command(c,
