@@ -36,6 +36,12 @@ static const struct config_item items[] = {
      "of those, timelines and exports at once; 0: a quarter of max_in_flight", false},
     {"slot_wait_ms", "VIGIL_CONSOLE_SLOT_WAIT_MS", "500",
      "how long an API request waits for a slot before 503 + Retry-After", false},
+    {"trusted_proxies", "VIGIL_CONSOLE_TRUSTED_PROXIES", NULL,
+     "trusted-proxy mode (single sign-on): comma-separated addresses of the authenticating "
+     "proxy (oauth2-proxy...) whose identity header is believed; unset: off",
+     false},
+    {"proxy_user_header", "VIGIL_CONSOLE_PROXY_USER_HEADER", "X-Forwarded-Email",
+     "the header in which a trusted proxy names the user (their console e-mail)", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -106,6 +112,8 @@ int cmd_console(int argc, char **argv)
         .api_max_in_flight = (int)inflight,
         .api_max_heavy = (int)heavy,
         .api_slot_wait_ms = (int)waitms,
+        .trusted_proxies = config_get(cfg, "trusted_proxies"),
+        .proxy_user_header = config_get(cfg, "proxy_user_header"),
     };
     rc = cli_serve("console", run, &opt);
 out:

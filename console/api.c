@@ -196,7 +196,7 @@ static void session_get(PGconn *conn, const struct api_request *req, const char 
     PQclear(r);
     respond_json(resp, 200,
                  json_pack("{s:s, s:o, s:s, s:b, s:o}", "researcher_id", who->researcher_id, "name",
-                           name, "via", who->kind == AUTH_TOKEN ? "token" : "session", "admin",
+                           name, "via", who->kind == AUTH_TOKEN ? "token" : who->kind == AUTH_PROXY ? "proxy" : "session", "admin",
                            admin, "studies", studies));
 }
 
@@ -537,6 +537,8 @@ static void alert_change(PGconn *conn, const struct api_request *req, const char
     else
         snprintf(origin, sizeof origin, "session");
     const char *channel = who->kind == AUTH_TOKEN ? "api" : "console";
+    if (who->kind == AUTH_PROXY)
+        snprintf(origin, sizeof origin, "proxy");
     const char *params[] = {values[0], who->researcher_id, token_param(who), note, origin, category, channel};
     PGresult *r;
     if (resolve)
@@ -1006,7 +1008,9 @@ void api_handle(PGconn *conn, const struct api_route *route,
     memset(resp, 0, sizeof *resp);
     if (route->needs_auth) {
         enum auth_result ar;
-        if (req->authorization != NULL) {
+        if (req->proxy_user != NULL) {
+            ar = auth_proxy(conn, req->proxy_user, &who, err, sizeof err);
+        } else if (req->authorization != NULL) {
             ar = auth_token(conn, req->authorization, &who, err, sizeof err);
         } else {
             char cookie[SECRET_TOKEN_LEN + 2];

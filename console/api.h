@@ -56,6 +56,8 @@ struct api_request {
     const char *cookie;               /* Cookie header, or NULL */
     const char *csrf;                 /* X-CSRF-Token header, or NULL */
     const char *authorization;        /* Authorization header, or NULL */
+    const char *proxy_user;           /* the trusted proxy's identity header (the server
+                                         checked the peer is a trusted proxy), or NULL */
     const char *body;                 /* request body, or NULL */
     size_t body_len;
 };

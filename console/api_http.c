@@ -12,10 +12,29 @@
 #include "api.h"
 #include "log.h"
 
+#define PROXIES_MAX 16
+
 struct api_http {
     struct pgpool *pool;
     struct limiter *limiter;
+    /* trusted-proxy mode: peers whose identity header is believed */
+    char proxies[PROXIES_MAX][64];
+    int nproxies;
+    char proxy_header[64];
 };
+
+/* The identity the request carries through a trusted proxy, or NULL: the
+ * header is believed only from a configured peer address, and ignored (not
+ * an error) from anyone else, who could have set it themselves. */
+static const char *proxy_user(const struct api_http *ah, const struct httpd_request *hreq)
+{
+    if (ah->nproxies == 0 || hreq->client == NULL)
+        return NULL;
+    for (int i = 0; i < ah->nproxies; i++)
+        if (strcmp(ah->proxies[i], hreq->client) == 0)
+            return httpd_request_header(hreq, ah->proxy_header);
+    return NULL;
+}
 
 struct query_fill {
     struct reqparse_query *q;
@@ -96,6 +115,7 @@ static void handle(void *arg, const struct httpd_request *hreq, struct httpd_res
             .cookie = httpd_request_header(hreq, "Cookie"),
             .csrf = httpd_request_header(hreq, "X-CSRF-Token"),
             .authorization = httpd_request_header(hreq, "Authorization"),
+            .proxy_user = proxy_user(ah, hreq),
             .body = hreq->body,
             .body_len = hreq->body_len,
         };
@@ -139,6 +159,32 @@ int api_http_register(struct console_app *app, void (**cleanup)(void *), void **
     }
     *cleanup = cleanup_fn;
     *cleanup_arg = ah;
+    if (o->trusted_proxies != NULL && o->trusted_proxies[0] != '\0') {
+        const char *hdr = o->proxy_user_header ? o->proxy_user_header : "X-Forwarded-Email";
+        if (strlen(hdr) == 0 || strlen(hdr) >= sizeof ah->proxy_header) {
+            snprintf(errstr, errstr_size, "proxy_user_header '%s' is empty or too long", hdr);
+            return -1;
+        }
+        memcpy(ah->proxy_header, hdr, strlen(hdr) + 1);
+        const char *p = o->trusted_proxies;
+        while (*p) {
+            size_t len = strcspn(p, ", ");
+            if (len > 0) {
+                if (ah->nproxies == PROXIES_MAX || len >= sizeof ah->proxies[0]) {
+                    snprintf(errstr, errstr_size, "trusted_proxies: at most %d addresses of up to 63 characters",
+                             PROXIES_MAX);
+                    return -1;
+                }
+                memcpy(ah->proxies[ah->nproxies], p, len);
+                ah->proxies[ah->nproxies][len] = '\0';
+                ah->nproxies++;
+            }
+            p += len;
+            p += strspn(p, ", ");
+        }
+        log_msg(LOG_INFO, "console", "trusted-proxy mode: %s from %d address(es) identifies the user",
+                ah->proxy_header, ah->nproxies);
+    }
     static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (route_add(app->routes, methods[i], "/api/v1/", handle, ah, errstr, errstr_size) < 0)

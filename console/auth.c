@@ -218,10 +218,36 @@ enum auth_result auth_token(PGconn *conn, const char *authorization, struct auth
     return AUTH_OK;
 }
 
+enum auth_result auth_proxy(PGconn *conn, const char *email, struct auth_principal *p,
+                            char *errstr, size_t errstr_size)
+{
+    memset(p, 0, sizeof *p);
+    if (email == NULL || email[0] == '\0' || strlen(email) > 254)
+        return AUTH_DENIED;
+    const char *params[] = {email};
+    PGresult *r = pg_query(conn,
+                           "SELECT c.researcher_id FROM console_credentials c "
+                           "JOIN researchers r ON r.researcher_id = c.researcher_id AND r.active "
+                           "WHERE c.email = lower($1) AND NOT c.disabled",
+                           1, params, errstr, errstr_size);
+    if (r == NULL)
+        return AUTH_ERROR;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return AUTH_DENIED;
+    }
+    p->kind = AUTH_PROXY;
+    snprintf(p->researcher_id, sizeof p->researcher_id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return AUTH_OK;
+}
+
 bool auth_csrf_ok(const struct auth_principal *p, const char *csrf_header)
 {
     if (p->kind == AUTH_TOKEN)
         return true;
+    if (p->kind == AUTH_PROXY)
+        return csrf_header != NULL && strcmp(csrf_header, "proxy") == 0;
     if (p->kind != AUTH_SESSION || !secret_token_valid(csrf_header))
         return false;
     char h[SECRET_DIGEST_LEN + 1];

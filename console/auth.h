@@ -49,7 +49,7 @@
 #define AUTH_LOCK_SECONDS 900
 #define AUTH_ID_MAX 201
 
-enum auth_kind { AUTH_NONE = 0, AUTH_SESSION, AUTH_TOKEN };
+enum auth_kind { AUTH_NONE = 0, AUTH_SESSION, AUTH_TOKEN, AUTH_PROXY };
 
 /* The caller of one request. researcher_id is empty for AUTH_NONE. */
 struct auth_principal {
@@ -100,9 +100,20 @@ enum auth_result auth_session(PGconn *conn, const char *cookie, struct auth_prin
 enum auth_result auth_token(PGconn *conn, const char *authorization, struct auth_principal *p,
                             char *errstr, size_t errstr_size);
 
+/* Fills *p for the researcher whose sign-in e-mail is EMAIL, as asserted
+ * by a trusted authenticating proxy (the caller checked the proxy's
+ * address). Returns AUTH_OK, AUTH_DENIED (no such account, disabled,
+ * inactive) or AUTH_ERROR. */
+enum auth_result auth_proxy(PGconn *conn, const char *email, struct auth_principal *p,
+                            char *errstr, size_t errstr_size);
+
 /* True when a state change by P may proceed: P is an API token (a script
- * sends no ambient cookie, so it cannot be forged cross-site), or P is a
- * session and CSRF_HEADER is that session's CSRF token. */
+ * sends no ambient cookie, so it cannot be forged cross-site); P is a
+ * session and CSRF_HEADER is that session's CSRF token; or P came through
+ * the trusted proxy and CSRF_HEADER is "proxy" (the proxy's own cookie is
+ * ambient, so a forged cross-site request would carry it; a custom header
+ * cannot be sent cross-site without a CORS preflight, which the console
+ * never grants). */
 bool auth_csrf_ok(const struct auth_principal *p, const char *csrf_header);
 
 /* Deletes P's session. Returns 0 or -1 with errstr set. */

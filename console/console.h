@@ -35,6 +35,9 @@ struct console_options {
     int api_max_in_flight;          /* API requests in flight; 0: pg_connections */
     int api_max_heavy;              /* of which timelines/exports; 0: a quarter */
     int api_slot_wait_ms;           /* wait for a slot before 503; 0: 500 */
+    const char *trusted_proxies;    /* comma-separated peer addresses whose identity
+                                       header is believed; NULL/"": none (mode off) */
+    const char *proxy_user_header;  /* that header, e.g. X-Forwarded-Email */
 };
 
 /* What a module gets to register into. Borrowed for the console's life. */

@@ -12,3 +12,6 @@ vigil_script_test(console_openapi LABEL integration TIMEOUT 120
 # code, labelled controls, text never turned into HTML; the page's API flow.
 vigil_script_test(console_pages LABEL "integration;security" TIMEOUT 60
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_pages.py)
+# Trusted-proxy mode: the identity header only from the proxy's address.
+vigil_script_test(console_proxy LABEL "integration;security" TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_proxy.py)

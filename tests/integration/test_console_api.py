@@ -173,6 +173,8 @@ st, hd, _ = E.request("DELETE", "/api/v1/session", cookie=c4, csrf=k4)
 C.check(st == 204 and "Max-Age=0" in hd.get("set-cookie", ""), "sign-out: 204, cookie cleared")
 C.check(E.request("GET", "/api/v1/session", cookie=c4)[0] == 401, "signed-out session: 401")
 C.check(E.request("GET", "/api/v1/session", cookie="A" * 43)[0] == 401, "made-up session: 401")
+C.check(E.request("GET", "/api/v1/session", headers={"X-Forwarded-Email": "admin@example.org"})[0] == 401,
+        "an identity header is ignored when no trusted proxy is configured")
 
 # ---- backoff and lockout --------------------------------------------------------
 E.alert("lock-1", "S1")
