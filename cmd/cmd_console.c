@@ -42,6 +42,13 @@ static const struct config_item items[] = {
      false},
     {"proxy_user_header", "VIGIL_CONSOLE_PROXY_USER_HEADER", "X-Forwarded-Email",
      "the header in which a trusted proxy names the user (their console e-mail)", false},
+    {"smtp_url", "VIGIL_SMTP_URL", NULL,
+     "SMTP server for password reset e-mails (smtp:// or smtps://); unset: reset by e-mail off",
+     false},
+    {"smtp_from", "VIGIL_SMTP_FROM", "vigil@localhost", "sender of password reset e-mails", false},
+    {"smtp_user", "VIGIL_SMTP_USER", NULL, "SMTP AUTH user; unset: no AUTH", false},
+    {"smtp_password", "VIGIL_SMTP_PASSWORD", NULL, "SMTP AUTH password", true},
+    {"smtp_tls", "VIGIL_SMTP_TLS", "try", "off, try (STARTTLS if offered) or require", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -114,6 +121,11 @@ int cmd_console(int argc, char **argv)
         .api_slot_wait_ms = (int)waitms,
         .trusted_proxies = config_get(cfg, "trusted_proxies"),
         .proxy_user_header = config_get(cfg, "proxy_user_header"),
+        .smtp_url = config_get(cfg, "smtp_url"),
+        .smtp_from = config_get(cfg, "smtp_from"),
+        .smtp_user = config_get(cfg, "smtp_user"),
+        .smtp_password = config_get(cfg, "smtp_password"),
+        .smtp_tls = config_get(cfg, "smtp_tls"),
     };
     rc = cli_serve("console", run, &opt);
 out:

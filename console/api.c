@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "email.h"
+#include "log.h"
 #include "password.h"
 #include "pg.h"
 
@@ -823,6 +826,172 @@ static void subscriptions_delete(PGconn *conn, const struct api_request *req,
         resp->status = 204;
 }
 
+/* ---- password reset by e-mail ------------------------------------------- */
+
+/* Sends the reset link to RCPT. Returns 0 or -1 with errstr set. Runs on
+ * the request's thread, bounded by the SMTP timeout, inside the sign-in
+ * limiter pool. */
+static int reset_mail(const struct api_context *ctx, const char *rcpt, const char *token,
+                      char *errstr, size_t errstr_size)
+{
+    char body[1024], msg[EMAIL_MAX], mid[300], key[128];
+    snprintf(body, sizeof body,
+             "Someone (you, we hope) asked to set a new password for the vigil console.\n\n"
+             "Set a new password here, within %d minutes; the link works once:\n\n"
+             "%s/console/#reset/%s\n\n"
+             "If you did not ask, ignore this message: your password stays as it is.\n",
+             API_RESET_TTL_S / 60, ctx->public_url ? ctx->public_url : "", token);
+    snprintf(key, sizeof key, "reset-%s", token);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    email_message_id(key, ctx->smtp_from, mid, sizeof mid);
+    struct email_headers h = {.from = ctx->smtp_from, .to = rcpt,
+                              .subject = "vigil console: set a new password", .message_id = mid,
+                              .date_ms = now_ms, .alert_ids = ""};
+    size_t len = email_format(&h, body, msg, sizeof msg);
+    if (len == 0) {
+        snprintf(errstr, errstr_size, "could not format the reset message");
+        return -1;
+    }
+    struct email_config cfg = {.url = ctx->smtp_url, .from = ctx->smtp_from, .user = ctx->smtp_user,
+                               .password = ctx->smtp_password,
+                               .tls = ctx->smtp_tls ? ctx->smtp_tls : "try", .timeout_ms = 15000};
+    CURL *easy = curl_easy_init();
+    struct email_upload up;
+    memset(&up, 0, sizeof up);
+    int rc = -1;
+    if (easy == NULL) {
+        snprintf(errstr, errstr_size, "out of memory");
+    } else if (email_easy_setup(easy, &cfg, rcpt, msg, len, &up, errstr, errstr_size) == 0) {
+        CURLcode cc = curl_easy_perform(easy);
+        if (cc == CURLE_OK)
+            rc = 0;
+        else
+            snprintf(errstr, errstr_size, "could not send the reset message: %s", curl_easy_strerror(cc));
+    }
+    email_upload_free(&up);
+    curl_easy_cleanup(easy);
+    memset(msg, 0, sizeof msg);
+    return rc;
+}
+
+/* Always 202 with the same body, whether the account exists or not: the
+ * answer must not tell an attacker which e-mails have accounts. At most
+ * API_RESET_PER_HOUR messages per account and hour. */
+static void reset_request(PGconn *conn, const struct api_request *req, const char *const *values,
+                          const struct auth_principal *who, struct api_response *resp)
+{
+    (void)values;
+    (void)who;
+    char err[512];
+    const struct api_context *ctx = req->ctx;
+    if (ctx == NULL || ctx->smtp_url == NULL || ctx->smtp_url[0] == '\0') {
+        api_error(resp, 503, "unavailable", "password reset by e-mail is not configured here");
+        resp->retry_after = 3600;
+        return;
+    }
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    const char *email = body ? json_string_value(json_object_get(body, "email")) : NULL;
+    if (email == NULL || strlen(email) > 254) {
+        json_decref(body);
+        api_error(resp, 400, "bad_request", body ? "email (a string) is required" : err);
+        return;
+    }
+    char tok[SECRET_TOKEN_LEN + 1], th[SECRET_DIGEST_LEN + 1], ttl[16], per[16];
+    secret_token(tok);
+    secret_digest(tok, th);
+    snprintf(ttl, sizeof ttl, "%d", API_RESET_TTL_S);
+    snprintf(per, sizeof per, "%d", API_RESET_PER_HOUR);
+    const char *params[] = {email, th, ttl, per};
+    /* One statement: the account, its recent resets and the new row, so
+     * two requests at once cannot both slip under the hourly bound by much
+     * (they may: one extra message at worst, which is harmless). */
+    PGresult *r = pg_query(conn,
+                           "INSERT INTO console_password_resets (token_hash, researcher_id, expires_at) "
+                           "SELECT $2, c.researcher_id, now() + $3::integer * interval '1 second' "
+                           "FROM console_credentials c JOIN researchers r ON r.researcher_id = c.researcher_id "
+                           "AND r.active WHERE c.email = lower($1) AND NOT c.disabled "
+                           "AND (SELECT count(*) FROM console_password_resets p WHERE p.researcher_id = c.researcher_id "
+                           "AND p.created_at > now() - interval '1 hour') < $4::integer "
+                           "RETURNING researcher_id, (SELECT email FROM console_credentials x "
+                           "WHERE x.researcher_id = console_password_resets.researcher_id)",
+                           4, params, err, sizeof err);
+    json_decref(body);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) == 1 && reset_mail(ctx, PQgetvalue(r, 0, 1), tok, err, sizeof err) < 0)
+        log_msg(LOG_WARN, "console", "password reset for %s: %s", PQgetvalue(r, 0, 0), err);
+    PQclear(r);
+    sodium_memzero(tok, sizeof tok);
+    respond_json(resp, 202, json_pack("{s:s}", "result", "if the address has an account, a link is on its way"));
+}
+
+static void reset_confirm(PGconn *conn, const struct api_request *req, const char *const *values,
+                          const struct auth_principal *who, struct api_response *resp)
+{
+    (void)values;
+    (void)who;
+    char err[512];
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    const char *tok = body ? json_string_value(json_object_get(body, "token")) : NULL;
+    json_t *pw = body ? json_object_get(body, "password") : NULL;
+    if (tok == NULL || !json_is_string(pw)) {
+        json_decref(body);
+        api_error(resp, 400, "bad_request", body ? "token and password (strings) are required" : err);
+        return;
+    }
+    if (password_check(json_string_value(pw), json_string_length(pw), err, sizeof err) < 0) {
+        json_decref(body);
+        api_error(resp, 400, "weak_password", err);
+        return;
+    }
+    char hash[PASSWORD_HASH_MAX], th[SECRET_DIGEST_LEN + 1];
+    bool valid = secret_token_valid(tok);
+    if (valid)
+        secret_digest(tok, th);
+    int hr = valid ? password_hash(json_string_value(pw), json_string_length(pw), hash, err, sizeof err) : 0;
+    json_decref(body);
+    if (!valid) {
+        api_error(resp, 410, "invalid_link", "this link is not valid: used, expired or never issued");
+        return;
+    }
+    if (hr < 0) {
+        api_error(resp, 503, "unavailable", "out of memory");
+        return;
+    }
+    const char *params[] = {th, hash};
+    /* One statement: spend the link (and every other open link of the
+     * account), set the password, clear the lockout, end the sessions. */
+    PGresult *r = pg_query(conn,
+                           "WITH t AS (UPDATE console_password_resets SET used_at = now() "
+                           "WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() "
+                           "RETURNING researcher_id), "
+                           "o AS (UPDATE console_password_resets SET used_at = now() "
+                           "WHERE researcher_id IN (SELECT researcher_id FROM t) AND used_at IS NULL "
+                           "AND token_hash <> $1), "
+                           "c AS (UPDATE console_credentials SET password_hash = $2, failed_count = 0, "
+                           "locked_until = NULL, password_changed_at = now() "
+                           "WHERE researcher_id IN (SELECT researcher_id FROM t) AND NOT disabled "
+                           "RETURNING researcher_id), "
+                           "d AS (DELETE FROM console_sessions WHERE researcher_id IN (SELECT researcher_id FROM c)) "
+                           "SELECT researcher_id FROM c",
+                           2, params, err, sizeof err);
+    sodium_memzero(hash, sizeof hash);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int n = PQntuples(r);
+    PQclear(r);
+    if (n != 1)
+        api_error(resp, 410, "invalid_link", "this link is not valid: used, expired or never issued");
+    else
+        resp->status = 204;
+}
+
 /* ---- audit export -------------------------------------------------------- */
 
 /* Appends V to the CSV line in *buf as one quoted field (RFC 4180: quotes
@@ -947,6 +1116,8 @@ static const struct api_route routes[] = {
     {"POST", "/api/v1/alerts/{id}/resolve", LIMITER_GENERAL, true, true, alert_resolve},
     {"GET", "/api/v1/subjects/{study}/{subject}/timeline", LIMITER_HEAVY, true, false, timeline_get},
     {"GET", "/api/v1/studies/{study}/audit.csv", LIMITER_HEAVY, true, false, audit_csv},
+    {"POST", "/api/v1/password-reset", LIMITER_SIGNIN, false, false, reset_request},
+    {"POST", "/api/v1/password-reset/confirm", LIMITER_SIGNIN, false, false, reset_confirm},
     {"GET", "/api/v1/subscriptions", LIMITER_GENERAL, true, false, subscriptions_get},
     {"PUT", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_put},
     {"DELETE", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_delete},

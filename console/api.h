@@ -20,6 +20,8 @@
  *   GET    /api/v1/subscriptions                  my subscriptions (in studies I hold a role in)
  *   PUT    /api/v1/subscriptions                  create or replace one of mine (CSRF)
  *   DELETE /api/v1/subscriptions?study=&site=     remove one of mine (CSRF)
+ *   POST   /api/v1/password-reset                 e-mail a single-use link (always 202)
+ *   POST   /api/v1/password-reset/confirm         a new password with that link's token
  *
  * DESIGN. Authorisation is in SQL: every statement that reads or changes
  * study data joins console_study_roles(researcher, token) (0060), so rows of
@@ -47,9 +49,20 @@
 #define API_PAGE_MAX 200
 #define API_TIMELINE_MAX 5000 /* observations in one timeline answer */
 #define API_EXPORT_MAX 100000 /* audit events in one CSV export */
+#define API_RESET_TTL_S 1800  /* a password reset link's life */
+#define API_RESET_PER_HOUR 3  /* reset e-mails per account and hour */
+
+/* What the API needs of the console's settings: borrowed, lives as long
+ * as the server. */
+struct api_context {
+    const char *public_url; /* links in e-mails: PUBLIC_URL/console/#reset/TOKEN */
+    const char *smtp_url;   /* NULL: password reset by e-mail off */
+    const char *smtp_from, *smtp_user, *smtp_password, *smtp_tls;
+};
 
 /* What the server hands over: borrowed for the call. */
 struct api_request {
+    const struct api_context *ctx;
     const char *method;               /* "GET", "POST", ... */
     const char *path;                 /* decoded path, no query */
     const struct reqparse_query *query;

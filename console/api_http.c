@@ -15,6 +15,7 @@
 #define PROXIES_MAX 16
 
 struct api_http {
+    struct api_context ctx;
     struct pgpool *pool;
     struct limiter *limiter;
     /* trusted-proxy mode: peers whose identity header is believed */
@@ -109,6 +110,7 @@ static void handle(void *arg, const struct httpd_request *hreq, struct httpd_res
         api_error(&resp, 503, "unavailable", "the database is not available; retry later");
     } else {
         struct api_request req = {
+            .ctx = &ah->ctx,
             .method = hreq->method,
             .path = hreq->path,
             .query = &q,
@@ -151,6 +153,10 @@ int api_http_register(struct console_app *app, void (**cleanup)(void *), void **
         return -1;
     }
     ah->pool = app->pool;
+    ah->ctx = (struct api_context){.public_url = o->public_url, .smtp_url = o->smtp_url,
+                                   .smtp_from = o->smtp_from ? o->smtp_from : "vigil@localhost",
+                                   .smtp_user = o->smtp_user, .smtp_password = o->smtp_password,
+                                   .smtp_tls = o->smtp_tls};
     ah->limiter = limiter_new(app->metrics, (unsigned)n, (unsigned)heavy, (unsigned)signin, wait);
     if (ah->limiter == NULL) {
         free(ah);

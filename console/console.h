@@ -38,6 +38,8 @@ struct console_options {
     const char *trusted_proxies;    /* comma-separated peer addresses whose identity
                                        header is believed; NULL/"": none (mode off) */
     const char *proxy_user_header;  /* that header, e.g. X-Forwarded-Email */
+    /* password reset e-mails (smtp_url NULL: reset by e-mail off) */
+    const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *smtp_tls;
 };
 
 /* What a module gets to register into. Borrowed for the console's life. */

@@ -29,10 +29,11 @@
   }
 
   function show(id) {
-    for (const s of ["signin", "queue", "alert", "subject"]) $(s).hidden = s !== id;
+    for (const s of ["signin", "queue", "alert", "subject", "reset"]) $(s).hidden = s !== id;
   }
 
   async function start() {
+    if (/^#reset\//.test(location.hash)) { show("reset"); $("new-password").focus(); return; }
     const r = await api("GET", "/api/v1/session");
     if (r.status !== 200) { signedOut(); return; }
     $("who").textContent = r.data.name || r.data.researcher_id;
@@ -206,6 +207,18 @@
       } else {
         $("signin-error").textContent = (r.data && r.data.message) || ("sign-in failed: " + r.status);
       }
+    });
+    $("forgot").addEventListener("click", async () => {
+      const r = await api("POST", "/api/v1/password-reset", { email: $("email").value });
+      $("signin-error").textContent = r.status === 202 ? "If that address has an account, a link is on its way." : ((r.data && r.data.message) || ("failed: " + r.status));
+    });
+    $("reset-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const token = location.hash.replace(/^#reset\//, "");
+      const r = await api("POST", "/api/v1/password-reset/confirm", { token, password: $("new-password").value });
+      $("new-password").value = "";
+      if (r.status === 204) { $("reset-result").textContent = "Done: sign in with the new password."; location.hash = ""; signedOut(); }
+      else $("reset-result").textContent = (r.data && r.data.message) || ("failed: " + r.status);
     });
     $("signout").addEventListener("click", async () => {
       await api("DELETE", "/api/v1/session");

@@ -15,3 +15,6 @@ vigil_script_test(console_pages LABEL "integration;security" TIMEOUT 60
 # Trusted-proxy mode: the identity header only from the proxy's address.
 vigil_script_test(console_proxy LABEL "integration;security" TIMEOUT 60
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_proxy.py)
+# Password reset by an e-mailed single-use link, through the real SMTP server.
+vigil_script_test(console_reset LABEL "integration;security" TIMEOUT 90
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_reset.py)

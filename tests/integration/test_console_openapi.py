@@ -100,7 +100,9 @@ def call(template, method, path=None, **kw):
 E = cl.Env("openapi")
 E.seed()
 E.start(threads=16, pg_connections=2, extra_env={"VIGIL_CONSOLE_MAX_IN_FLIGHT": "1",
-                                                 "VIGIL_CONSOLE_SLOT_WAIT_MS": "100"})
+                                                 "VIGIL_CONSOLE_SLOT_WAIT_MS": "100",
+                                                 "VIGIL_SMTP_URL": h.env("VIGIL_SMTP_URL"),
+                                                 "VIGIL_SMTP_TLS": "off"})
 E.alert("a1", "S1")
 E.alert("a2", "S1")
 E.alert("a3", "S2")
@@ -169,6 +171,15 @@ call(SB, "DELETE", path=SB + "?study=S1&site=SITE-1", cookie=cookie, csrf=csrf)
 call(SB, "DELETE", path=SB, cookie=cookie, csrf=csrf)
 call(SB, "DELETE", path=SB + "?study=S1")
 call(SB, "DELETE", path=SB + "?study=S1", cookie=cookie)
+PR, PC = "/api/v1/password-reset", "/api/v1/password-reset/confirm"
+call(PR, "POST", body={"email": "nobody@example.org"})
+call(PR, "POST", body="{")
+tokr = "B" * 43
+E.sql("INSERT INTO console_password_resets (token_hash, researcher_id, expires_at) "
+      "VALUES (encode(sha256(%s::bytea), 'hex'), 'study_admin', now() + interval '10 minutes')", tokr)
+call(PC, "POST", body={"token": tokr, "password": "short"})
+call(PC, "POST", body={"token": "C" * 43, "password": cl.PASSWORD + "?"})
+call(PC, "POST", body={"token": tokr, "password": cl.PASSWORD + "?"})
 # sign out last (needs the CSRF token)
 call(S, "DELETE", cookie=cookie, csrf=csrf)
 
@@ -187,7 +198,9 @@ for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"
                                  (TL, "GET", "/api/v1/subjects/S1/SUBJ-1/timeline", None),
                                  (AU, "GET", "/api/v1/studies/S1/audit.csv", None),
                                  (SB, "GET", SB, None), (SB, "PUT", SB, good),
-                                 (SB, "DELETE", SB + "?study=S1", None)]:
+                                 (SB, "DELETE", SB + "?study=S1", None),
+                                 (PR, "POST", PR, {"email": "x@y"}),
+                                 (PC, "POST", PC, {"token": "D" * 43, "password": cl.PASSWORD})]:
     call(tmpl, method, path=path, body=body, token=tok)
 lk.rollback()
 lk.close()
