@@ -341,6 +341,22 @@ while True:
         break
 C.check(seen == ["page-%d" % i for i in range(7)] and pages == 3,
         "keyset pages of 3: every alert once, newest first (got %s in %d pages)" % (seen, pages))
+# a state's queue pages by when each alert's lifecycle opened (insertion order)
+seen2, cursor2, pages2, first_cursor = [], None, 0, cursor
+while True:
+    q = "/api/v1/alerts?study=S2&severity=warning&state=open&limit=3" + ("&cursor=" + cursor2 if cursor2 else "")
+    st, _, b = E.request("GET", q, cookie=adm["cookie"])
+    pages2 += 1
+    seen2 += [x["alert_id"] for x in b["alerts"]]
+    if pages2 == 1:
+        first_cursor = b["next_cursor"]
+    cursor2 = b["next_cursor"]
+    if not cursor2 or pages2 > 5:
+        break
+C.check(seen2 == ["page-%d" % i for i in reversed(range(7))] and pages2 == 3,
+        "the open queue in keyset pages: every alert once, last opened first (got %s)" % seen2)
+st, _, _ = E.request("GET", "/api/v1/alerts?study=S2&limit=3&cursor=" + first_cursor, cookie=adm["cookie"])
+C.check(st == 400, "a state queue's cursor on the unfiltered list: 400 (got %d)" % st)
 st, _, b = E.request("GET", "/api/v1/alerts?state=resolved&study=S1", cookie=adm["cookie"])
 C.check(st == 200 and b["alerts"] and all(x["state"] == "resolved" for x in b["alerts"]), "state filter")
 
