@@ -214,6 +214,18 @@ C.check(E.request("GET", "/api/v1/session", cookie=cd)[0] == 401, "disabled: ses
 C.check(E.request("GET", "/api/v1/alerts", token=tok2)[0] == 401, "disabled: its API tokens stop")
 C.check(E.request("POST", "/api/v1/session", {"email": "study_admin@example.org", "password": cl.PASSWORD})[0] == 401,
         "disabled: sign-in refused")
+C.check(E.users("enable", "--researcher", "study_admin").returncode == 0, "vigil users enable")
+ce, ke, _ = E.signin("study_admin")
+C.check(E.request("GET", "/api/v1/alerts/seen-S1", cookie=ce)[0] == 200, "enabled again: signs in and sees S1")
+C.check(E.users("revoke", "--researcher", "study_admin", "--study", "S1").returncode == 0, "vigil users revoke")
+C.check(E.request("GET", "/api/v1/alerts/seen-S1", cookie=ce)[0] == 404,
+        "a revoked grant takes effect on the next request of a live session")
+C.check(E.users("revoke", "--researcher", "study_admin", "--study", "S1").returncode == 1,
+        "revoking what is not granted fails")
+C.check(E.users("grant", "--researcher", "study_admin", "--role", "admin", "--study", "S1").returncode == 2,
+        "admin is global: --study refused")
+C.check(E.users("create", "--researcher", "nobody-such", password=cl.PASSWORD).returncode == 1,
+        "create for a researcher not in the directory fails")
 E.sql("UPDATE console_api_tokens SET expires_at = now() - interval '1 second' WHERE researcher_id = 'responder'")
 C.check(E.request("GET", "/api/v1/alerts", token=tok)[0] == 401, "expired token: 401")
 C.check(E.request("GET", "/api/v1/alerts", token="vgt_" + "A" * 43)[0] == 401, "unknown token: 401")
