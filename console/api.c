@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "email.h"
@@ -1197,6 +1198,19 @@ void api_handle(PGconn *conn, const struct api_route *route,
     struct auth_principal who;
     memset(&who, 0, sizeof who);
     memset(resp, 0, sizeof *resp);
+    /* A body must be declared JSON. Besides saying what it is, this keeps
+     * HTML forms out: a cross-site form can post only form encodings or
+     * text/plain, and anything else needs a CORS preflight, which the
+     * console never grants. So sign-in and reset requests (no session yet,
+     * hence no CSRF token) cannot be forged from another site either. */
+    if (req->body_len > 0) {
+        const char *ct = req->content_type;
+        size_t n = strlen("application/json");
+        if (ct == NULL || strncasecmp(ct, "application/json", n) != 0 || (ct[n] != '\0' && ct[n] != ';')) {
+            api_error(resp, 415, "unsupported_media_type", "send the body as application/json");
+            return;
+        }
+    }
     if (route->needs_auth) {
         enum auth_result ar;
         if (req->proxy_user != NULL) {

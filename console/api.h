@@ -71,6 +71,7 @@ struct api_request {
     const char *authorization;        /* Authorization header, or NULL */
     const char *proxy_user;           /* the trusted proxy's identity header (the server
                                          checked the peer is a trusted proxy), or NULL */
+    const char *content_type;         /* Content-Type header, or NULL */
     const char *body;                 /* request body, or NULL */
     size_t body_len;
 };

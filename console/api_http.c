@@ -118,6 +118,7 @@ static void handle(void *arg, const struct httpd_request *hreq, struct httpd_res
             .csrf = httpd_request_header(hreq, "X-CSRF-Token"),
             .authorization = httpd_request_header(hreq, "Authorization"),
             .proxy_user = proxy_user(ah, hreq),
+            .content_type = httpd_request_header(hreq, "Content-Type"),
             .body = hreq->body,
             .body_len = hreq->body_len,
         };

@@ -149,7 +149,7 @@ class Env:
         data = None
         if body is not None:
             data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-            hd["Content-Type"] = "application/json"
+            hd.setdefault("Content-Type", "application/json")
         c.request(method, path, body=data, headers=hd)
         r = c.getresponse()
         raw = r.read()

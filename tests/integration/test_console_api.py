@@ -272,6 +272,19 @@ C.check(E.sql("SELECT count(*) FROM alerts")[0][0] > 0, "the alerts table is sti
 C.check(E.request("GET", "/api/v1/nope", cookie=adm["cookie"])[0] == 404, "unknown API path: 404")
 C.check(E.request("PUT", "/api/v1/alerts", cookie=adm["cookie"])[0] in (404, 405), "unknown method: 405")
 
+# ---- a cross-site HTML form cannot sign in (login CSRF) or change anything -----
+for ct in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"):
+    st, _, _ = E.request("POST", "/api/v1/session", body='{"email":"admin@example.org","password":"%s"}' % cl.PASSWORD,
+                         headers={"Content-Type": ct})
+    C.check(st == 415, "sign-in with %s: 415 (got %d)" % (ct, st))
+E.alert("ct-1", "S1")
+st, _, _ = E.request("POST", "/api/v1/alerts/ct-1/ack", body='{"note":"x"}', cookie=adm["cookie"], csrf=adm["csrf"],
+                     headers={"Content-Type": "text/plain"})
+C.check(st == 415 and E.sql("SELECT state FROM alert_lifecycle WHERE alert_id = 'ct-1'")[0][0] == "open",
+        "ack with a text/plain body: 415, nothing changed (got %d)" % st)
+st, _, _ = E.request("POST", "/api/v1/alerts/ct-1/ack", cookie=adm["cookie"], csrf=adm["csrf"])
+C.check(st == 200, "ack without a body needs no content type (got %d)" % st)
+
 # ---- markup stays data ---------------------------------------------------------------
 st, hd, b = E.request("GET", "/api/v1/session", cookie=adm["cookie"])
 C.check(b["name"] == cl.MARKUP and hd["content-type"].startswith("application/json") and

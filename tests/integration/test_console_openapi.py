@@ -180,6 +180,11 @@ E.sql("INSERT INTO console_password_resets (token_hash, researcher_id, expires_a
 call(PC, "POST", body={"token": tokr, "password": "short"})
 call(PC, "POST", body={"token": "C" * 43, "password": cl.PASSWORD + "?"})
 call(PC, "POST", body={"token": tokr, "password": cl.PASSWORD + "?"})
+# a body not declared JSON: 415 wherever a body is taken
+for tmpl, method, path in [(S, "POST", S), (ACK, "POST", A + "/a2/ack"), (RES, "POST", A + "/a2/resolve"),
+                           (SB, "PUT", SB), (PR, "POST", PR), (PC, "POST", PC)]:
+    call(tmpl, method, path=path, body='{"a": 1}', cookie=cookie, csrf=csrf,
+         headers={"Content-Type": "text/plain"})
 # sign out last (needs the CSRF token)
 call(S, "DELETE", cookie=cookie, csrf=csrf)
 
