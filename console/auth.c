@@ -80,7 +80,7 @@ enum auth_result auth_signin(PGconn *conn, const char *email, const char *passwo
     char rid[AUTH_ID_MAX];
     snprintf(rid, sizeof rid, "%s", PQgetvalue(r, 0, 0));
     bool inactive = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-    int locked = atoi(PQgetvalue(r, 0, 3));
+    int locked = (int)strtol(PQgetvalue(r, 0, 3), NULL, 10);
     bool ok = false;
     if (locked == 0)
         ok = password_verify(PQgetvalue(r, 0, 1), password, password_len);
