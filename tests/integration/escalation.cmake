@@ -17,5 +17,7 @@ vigil_script_test(escalation_audit LABEL security TIMEOUT 60
   COMMAND ${_py} ${_t}/test_escalation.py audit)
 vigil_script_test(escalation_digest LABEL integration TIMEOUT 90
   COMMAND ${_py} ${_t}/test_escalation.py digest)
+vigil_script_test(escalation_lockorder LABEL fault TIMEOUT 60
+  COMMAND ${_py} ${_t}/test_escalation.py lockorder)
 vigil_script_test(escalation_retract LABEL integration TIMEOUT 120
   COMMAND ${_py} ${_t}/test_escalation.py retract)

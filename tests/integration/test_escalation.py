@@ -26,6 +26,11 @@ compressed by the notifier's escalation_scale (policies keep minutes).
                                 send each subscriber one daily digest listing
                                 the warnings still open (not the acknowledged
                                 one), audited
+  test_escalation.py lockorder  a worker batch that appends then retracts an
+                                alert whose timer a notifier is firing at that
+                                moment: both commit, no deadlock (migration
+                                0014's lock order; before it, PostgreSQL
+                                aborted one of them)
   test_escalation.py retract    an escalating alert is retracted (the worker's
                                 statements): the escalation stops and everyone
                                 paged so far -- tier 1 and tier 2 -- is told
@@ -556,6 +561,61 @@ def run_digest():
     b.stop()
 
 
-{"timeline": run_timeline, "digest": run_digest, "race": run_race, "kill": run_kill, "audit": run_audit,
+def run_lockorder():
+    import threading
+    import psycopg2
+    h.migrate()
+    study, ppl, _ = directory(tier3=False)
+    x = insert_alert(study, 1)
+    # its timer the first due (the shared database may hold other due ones)
+    h.query("UPDATE escalations SET due_at = now() - interval '1 day' WHERE alert_id = %s", x)
+    worker = h.pg()
+    worker.autocommit = False
+    wc = worker.cursor()
+    # the worker's batch: a new alert appended ('opened': the chain head)...
+    wc.execute("INSERT INTO alerts (alert_id, rule_id, rule_version, severity, study_id, "
+               "site_id, subject_id, message, observed_at, detected_at) VALUES (%s, 'k', 1, "
+               "'warning', %s, 'A', 'P-9', 'm', now(), now())", (rid + "-y", study))
+    fire = h.pg()
+    fire_pid = fire.get_backend_pid()
+    result = {}
+
+    def notifier():
+        try:
+            cur = fire.cursor()
+            cur.execute("SELECT alert_id, step FROM vigil_escalation_fire(1000, 1, 'test')")
+            result["fired"] = cur.fetchall()
+        except psycopg2.Error as e:
+            result["error"] = e.pgcode
+    th = threading.Thread(target=notifier)
+    th.start()
+    h.wait_until(lambda: h.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                 fire_pid) == [("Lock",)], 10, "the notifier waits for a lock")
+    # ... then, in the same batch, the retraction of the alert being fired
+    err = None
+    try:
+        wc.execute("INSERT INTO alerts (alert_id, kind, rule_id, rule_version, severity, "
+                   "study_id, site_id, subject_id, message, observed_at, detected_at, "
+                   "retracts_alert_id) VALUES (%s, 'retraction', 'k', 1, 'critical', %s, 'A', "
+                   "'P-001', 'm', now(), now(), %s)", (x + "-rx", study, x))
+        wc.execute("UPDATE alerts SET retracted = true, retracted_by = %s WHERE alert_id = %s",
+                   (x + "-rx", x))
+        worker.commit()
+    except psycopg2.Error as e:
+        err = e.pgcode
+        worker.rollback()
+    th.join(30)
+    t.check(err is None, "the worker's batch committed (error: %s)" % err)
+    t.check("error" not in result, "the notifier's step did not fail (error: %s)" %
+            result.get("error"))
+    st = h.query("SELECT state FROM alert_lifecycle WHERE alert_id = %s", x)
+    t.check(st == [("retracted",)], "the alert is retracted: %s" % st)
+    steps = [r for r in result.get("fired", []) if r[0] == x]
+    t.check(steps == [], "the retracted alert's timer was not fired: %s" % steps)
+    worker.close()
+    fire.close()
+
+
+{"timeline": run_timeline, "digest": run_digest, "lockorder": run_lockorder, "race": run_race, "kill": run_kill, "audit": run_audit,
  "retract": run_retract}[MODE]()
 t.done()
