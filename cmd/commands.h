@@ -23,6 +23,7 @@ int cmd_alerts_view(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_users(int argc, char **argv);
+int cmd_directory(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Prints "vigil CMD: MESSAGE" on one line, then usage(stderr); returns 2.

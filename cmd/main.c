@@ -28,6 +28,7 @@ static const struct command commands[] = {
     {"alerts", cmd_alerts, "acknowledge or resolve an alert: `vigil alerts ack ID --as R`"},
     {"audit", cmd_audit, "check the alert audit trail's hash chain: `vigil audit verify`"},
     {"policy", cmd_policy, "escalation policies: `vigil policy show|set|check`"},
+    {"directory", cmd_directory, "import researchers, studies, sites, subscriptions: `vigil directory import FILE`"},
     {"users", cmd_users, "console accounts: `vigil users create|reset|disable|grant|token`"},
     {"version", cmd_version, "print vigil's version and its libraries'"},
     {NULL, NULL, NULL},

@@ -18,3 +18,6 @@ vigil_script_test(console_proxy LABEL "integration;security" TIMEOUT 60
 # Password reset by an e-mailed single-use link, through the real SMTP server.
 vigil_script_test(console_reset LABEL "integration;security" TIMEOUT 90
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_reset.py)
+# vigil directory import: CSV, idempotent, all or nothing, errors name the line.
+vigil_script_test(directory_import LABEL integration TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_directory_import.py)
