@@ -56,8 +56,10 @@ static const struct config_item items[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: vigil console [OPTIONS]\n\n"
-                 "The researchers' web service: acknowledgement pages for the links in\n"
-                 "alert emails and SMS, the SMS gateway's inbound webhook, /healthz,\n"
+                 "The researchers' web service: the pages (/console/) and the JSON API\n"
+                 "(/api/v1: sign-in, alerts, acknowledge/resolve, timelines, subscriptions,\n"
+                 "audit export; console/openapi.yaml), acknowledgement pages for the links\n"
+                 "in alert emails and SMS, the SMS gateway's inbound webhook, /healthz,\n"
                  "/readyz (PostgreSQL reachable) and /metrics.\n\n"
                  "options (each overrides the setting of the same name):\n"
                  "      --listen ADDR      address to listen on (HOST:PORT)\n"
