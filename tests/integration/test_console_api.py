@@ -229,6 +229,14 @@ C.check(E.users("create", "--researcher", "nobody-such", password=cl.PASSWORD).r
 E.sql("UPDATE console_api_tokens SET expires_at = now() - interval '1 second' WHERE researcher_id = 'responder'")
 C.check(E.request("GET", "/api/v1/alerts", token=tok)[0] == 401, "expired token: 401")
 C.check(E.request("GET", "/api/v1/alerts", token="vgt_" + "A" * 43)[0] == 401, "unknown token: 401")
+# a token is scoped to its studies even when its researcher sees more
+tok_adm_s1 = E.users("token", "--researcher", "admin", "--study", "S1", "--role", "responder").stdout.strip()
+st, _, b = E.request("GET", "/api/v1/alerts?limit=200", token=tok_adm_s1)
+C.check(st == 200 and b["alerts"] and all(x["study_id"] == "S1" for x in b["alerts"]),
+        "a global admin's token scoped to S1 lists S1 only")
+C.check(E.request("GET", "/api/v1/alerts/seen-S2", token=tok_adm_s1)[0] == 404 and
+        E.request("GET", "/api/v1/studies/S1/audit.csv", token=tok_adm_s1)[0] == 403,
+        "... sees no S2 alert, and its role cap (responder) refuses the audit export")
 C.check(E.sql("SELECT count(*) FROM console_api_tokens WHERE token_hash LIKE 'vgt%%'")[0][0] == 0,
         "tokens are stored as digests")
 
