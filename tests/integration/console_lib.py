@@ -132,7 +132,6 @@ class Env:
             except (OSError, ValueError):
                 return None
         self.port = h.wait_until(ready, 20, "the console's port file")
-        st, _, _ = self.request("GET", "/readyz")
         h.wait_until(lambda: self.request("GET", "/readyz")[0] == 200, 20, "console ready")
         return self.port
 

@@ -5,6 +5,7 @@ idle, signed out, fixation), backoff and lockout, disabled accounts, API
 tokens and their caps, bad input (SQL metacharacters, over-long and
 malformed values: 4xx, never 5xx), markup returned as inert JSON strings,
 and keyset pagination."""
+import http.client
 import itertools
 import os
 import sys
@@ -139,7 +140,7 @@ C.check(all(x in setc for x in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/
 C.check(E.sql("SELECT count(*) FROM console_sessions WHERE session_hash = %s", c1)[0][0] == 0,
         "the session id is not stored in clear")
 # fixation: signing in while presenting a session id replaces it
-c2, _, _ = (lambda s: (s[0], s[1], s[2]))(E.signin("viewer"))
+c2, _, _ = E.signin("viewer")
 st, hd, b = E.request("POST", "/api/v1/session", {"email": "viewer@example.org", "password": cl.PASSWORD},
                       cookie=c2)
 c3 = hd["set-cookie"].split(";")[0].split("=", 1)[1]
@@ -300,7 +301,7 @@ C.check(b["name"] == cl.MARKUP and hd["content-type"].startswith("application/js
 st, hd, raw = E.request("GET", "/api/v1/alerts/m-resolve-admin-S1", cookie=adm["cookie"])
 C.check(raw["resolution"]["note"] == cl.MARKUP and raw["evidence"][0]["value"] == cl.MARKUP,
         "resolution notes and evidence with markup: the same strings back")
-c = __import__("http.client").client.HTTPConnection("127.0.0.1", E.port)
+c = http.client.HTTPConnection("127.0.0.1", E.port)
 c.request("GET", "/api/v1/alerts/m-resolve-admin-S1", headers={"Cookie": "__Host-vigil_session=" + adm["cookie"]})
 text = c.getresponse().read().decode()
 C.check("<" not in text and ">" not in text, "no raw angle bracket in the JSON text (\\u003c escapes)")

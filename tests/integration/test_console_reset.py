@@ -38,7 +38,6 @@ def token_of(msg):
     return m.group(1) if m else None
 
 
-cookie, csrf, _ = (lambda: (None, None, None))()
 st, hd, b = E.request("POST", "/api/v1/session", {"email": addr, "password": cl.PASSWORD})
 old_cookie = hd.get("set-cookie", "").split(";")[0].split("=", 1)[-1]
 C.check(st == 200, "signed in with the old password")
