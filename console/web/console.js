@@ -29,14 +29,17 @@
   }
 
   function show(id) {
-    for (const s of ["signin", "queue", "alert", "subject", "reset"]) $(s).hidden = s !== id;
+    for (const s of ["signin", "queue", "alert", "subject", "reset", "subscriptions"]) $(s).hidden = s !== id;
   }
+
+  let myStudies = [];
 
   async function start() {
     if (/^#reset\//.test(location.hash)) { show("reset"); $("new-password").focus(); return; }
     const r = await api("GET", "/api/v1/session");
     if (r.status !== 200) { signedOut(); return; }
     $("who").textContent = r.data.name || r.data.researcher_id;
+    myStudies = r.data.studies.map((x) => x.study_id);
     $("nav").hidden = false;
     route();
   }
@@ -51,7 +54,8 @@
   function route() {
     const m = location.hash.match(/^#alert\/(.+)$/);
     const sm = location.hash.match(/^#subject\/([^/]+)\/(.+)$/);
-    if (m) openAlert(decodeURIComponent(m[1]));
+    if (location.hash === "#subscriptions") openSubscriptions();
+    else if (m) openAlert(decodeURIComponent(m[1]));
     else if (sm) openSubject(decodeURIComponent(sm[1]), decodeURIComponent(sm[2]));
     else openQueue();
   }
@@ -186,6 +190,36 @@
     }
   }
 
+  // Self-service subscriptions: the caller's own rows, in their studies.
+  async function openSubscriptions() {
+    show("subscriptions");
+    const sel = $("sub-study");
+    sel.replaceChildren();
+    for (const st of myStudies) { const o = el("option", st); o.value = st; sel.append(o); }
+    const r = await api("GET", "/api/v1/subscriptions");
+    if (r.status === 401) { signedOut(); return; }
+    const rows = $("subs-rows");
+    rows.replaceChildren();
+    if (r.status !== 200) return;
+    for (const x of r.data.subscriptions) {
+      const tr = el("tr");
+      const del = el("button", "Remove");
+      del.type = "button";
+      del.setAttribute("aria-label", "Remove " + x.study_id + " " + (x.site_id || "every site"));
+      del.addEventListener("click", async () => {
+        const q = "?study=" + encodeURIComponent(x.study_id) + (x.site_id ? "&site=" + encodeURIComponent(x.site_id) : "");
+        const d = await api("DELETE", "/api/v1/subscriptions" + q);
+        $("subs-result").textContent = d.status === 204 ? "removed" : ((d.data && d.data.message) || ("failed: " + d.status));
+        openSubscriptions();
+      });
+      const td = el("td");
+      td.append(del);
+      tr.append(el("td", x.study_id), el("td", x.site_id || "every site"), el("td", x.min_severity),
+                el("td", x.channels.join(", ")), td);
+      rows.append(tr);
+    }
+  }
+
   async function change(action) {
     const body = { note: $("note").value || undefined };
     if (action === "resolve") body.category = $("category").value;
@@ -227,6 +261,17 @@
       signedOut();
     });
     $("state").addEventListener("change", openQueue);
+    $("nav-queue").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; route(); });
+    $("subs-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const channels = [];
+      if ($("sub-email").checked) channels.push("email");
+      if ($("sub-sms").checked) channels.push("sms");
+      const r = await api("PUT", "/api/v1/subscriptions", { study_id: $("sub-study").value,
+        site_id: $("sub-site").value || null, min_severity: $("sub-severity").value, channels });
+      $("subs-result").textContent = r.status === 200 ? "saved" : ((r.data && r.data.message) || ("failed: " + r.status));
+      if (r.status === 200) openSubscriptions();
+    });
     $("more").addEventListener("click", loadPage);
     $("back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
     $("subject-back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
