@@ -1013,6 +1013,213 @@ static void reset_confirm(PGconn *conn, const struct api_request *req, const cha
         resp->status = 204;
 }
 
+/* ---- study administration (study-admins) ------------------------------- */
+
+/* The caller's rank in STUDY (0: none), or -1 with resp filled on a
+ * database failure. */
+static int study_rank(PGconn *conn, const struct auth_principal *who, const char *study,
+                      struct api_response *resp)
+{
+    char err[512];
+    const char *p[] = {study, who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn, "SELECT rank FROM console_study_roles($2, $3::bigint) WHERE study_id = $1",
+                           3, p, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return -1;
+    }
+    int rank = PQntuples(r) > 0 ? (int)strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    PQclear(r);
+    return rank;
+}
+
+/* 404 for a study the caller holds no role in, 403 below study_admin;
+ * returns true when the caller may administer STUDY. */
+static bool study_admin_ok(PGconn *conn, const struct auth_principal *who, const char *study,
+                           struct api_response *resp)
+{
+    int rank = study_rank(conn, who, study, resp);
+    if (rank < 0)
+        return false;
+    if (rank == 0)
+        api_error(resp, 404, "not_found", "no such study among yours");
+    else if (rank < 3)
+        api_error(resp, 403, "forbidden", "administering a study needs the study_admin role");
+    return rank >= 3;
+}
+
+static void sites_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                      const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    char err[512];
+    const char *p[] = {values[0], who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn,
+                           "SELECT s.site_id, s.name, sr.rank FROM console_study_roles($2, $3::bigint) sr "
+                           "LEFT JOIN sites s ON s.study_id = sr.study_id WHERE sr.study_id = $1 "
+                           "ORDER BY s.site_id",
+                           3, p, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        api_error(resp, 404, "not_found", "no such study among yours");
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        if (!PQgetisnull(r, i, 0))
+            json_array_append_new(list, json_pack("{s:o, s:o}", "site_id", col_str(r, i, 0), "name",
+                                                  col_str(r, i, 1)));
+    PQclear(r);
+    respond_json(resp, 200, json_pack("{s:s, s:o}", "study_id", values[0], "sites", list));
+}
+
+static void site_put(PGconn *conn, const struct api_request *req, const char *const *values,
+                     const struct auth_principal *who, struct api_response *resp)
+{
+    char err[512];
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    const char *name = body ? json_string_value(json_object_get(body, "name")) : NULL;
+    if (name == NULL || name[0] == '\0' || strlen(name) > 200) {
+        json_decref(body);
+        api_error(resp, 400, "bad_request", body ? "name (1-200 bytes) is required" : err);
+        return;
+    }
+    if (!study_admin_ok(conn, who, values[0], resp)) {
+        json_decref(body);
+        return;
+    }
+    const char *p[] = {values[0], values[1], name, who->researcher_id, token_param(who)};
+    /* The rank is checked again in the statement: a grant revoked since
+     * the check above changes nothing. */
+    PGresult *r = pg_query(conn,
+                           "INSERT INTO sites (study_id, site_id, name) "
+                           "SELECT sr.study_id, $2, $3 FROM console_study_roles($4, $5::bigint) sr "
+                           "WHERE sr.study_id = $1 AND sr.rank >= 3 "
+                           "ON CONFLICT (study_id, site_id) DO UPDATE SET name = EXCLUDED.name "
+                           "RETURNING site_id, name",
+                           5, p, err, sizeof err);
+    json_decref(body);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        api_error(resp, 403, "forbidden", "administering a study needs the study_admin role");
+        return;
+    }
+    json_t *site = json_pack("{s:s, s:o, s:o}", "study_id", values[0], "site_id", col_str(r, 0, 0),
+                             "name", col_str(r, 0, 1));
+    PQclear(r);
+    respond_json(resp, 200, site);
+}
+
+static void study_people_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                             const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    char err[512];
+    if (!study_admin_ok(conn, who, values[0], resp))
+        return;
+    const char *p[] = {values[0], who->researcher_id, token_param(who)};
+    /* Who holds a role in the study or subscribes to it. */
+    PGresult *r = pg_query(conn,
+                           "SELECT r.researcher_id, r.name, r.email, r.active, g.role, "
+                           "EXISTS (SELECT 1 FROM subscriptions s WHERE s.researcher_id = r.researcher_id "
+                           "AND s.study_id = $1) "
+                           "FROM researchers r "
+                           "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = $1 AND sr.rank >= 3 "
+                           "LEFT JOIN console_grants g ON g.researcher_id = r.researcher_id AND g.study_id = $1 "
+                           "WHERE g.role IS NOT NULL OR EXISTS (SELECT 1 FROM subscriptions s "
+                           "WHERE s.researcher_id = r.researcher_id AND s.study_id = $1) "
+                           "ORDER BY r.researcher_id LIMIT 10000",
+                           3, p, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:b, s:o, s:b}", "researcher_id",
+                                              col_str(r, i, 0), "name", col_str(r, i, 1), "email",
+                                              col_str(r, i, 2), "active",
+                                              strcmp(PQgetvalue(r, i, 3), "t") == 0, "role",
+                                              col_str(r, i, 4), "subscribed",
+                                              strcmp(PQgetvalue(r, i, 5), "t") == 0));
+    PQclear(r);
+    respond_json(resp, 200, json_pack("{s:s, s:o}", "study_id", values[0], "researchers", list));
+}
+
+/* A study-admin grants viewer, responder or study_admin in their study
+ * (never the global admin role), or removes a grant. */
+static void grant_put(PGconn *conn, const struct api_request *req, const char *const *values,
+                      const struct auth_principal *who, struct api_response *resp)
+{
+    static const char *const roles[] = {"viewer", "responder", "study_admin", NULL};
+    char err[512];
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    const char *role = body ? json_string_value(json_object_get(body, "role")) : NULL;
+    if (role == NULL || !one_of(role, roles)) {
+        json_decref(body);
+        api_error(resp, 400, "bad_request", body ? "role is viewer, responder or study_admin" : err);
+        return;
+    }
+    if (!study_admin_ok(conn, who, values[0], resp)) {
+        json_decref(body);
+        return;
+    }
+    const char *p[] = {values[0], values[1], role, who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn,
+                           "INSERT INTO console_grants (researcher_id, study_id, role) "
+                           "SELECT $2, sr.study_id, $3 FROM console_study_roles($4, $5::bigint) sr "
+                           "WHERE sr.study_id = $1 AND sr.rank >= 3 "
+                           "ON CONFLICT (researcher_id, coalesce(study_id, '')) DO UPDATE "
+                           "SET role = EXCLUDED.role, granted_at = now() RETURNING role",
+                           5, p, err, sizeof err);
+    json_decref(body);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int n = PQntuples(r);
+    PQclear(r);
+    if (n != 1) {
+        api_error(resp, 403, "forbidden", "administering a study needs the study_admin role");
+        return;
+    }
+    respond_json(resp, 200, json_pack("{s:s, s:s, s:s}", "study_id", values[0], "researcher_id",
+                                      values[1], "role", role));
+}
+
+static void grant_delete(PGconn *conn, const struct api_request *req, const char *const *values,
+                         const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    char err[512];
+    if (!study_admin_ok(conn, who, values[0], resp))
+        return;
+    const char *p[] = {values[0], values[1], who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(conn,
+                           "DELETE FROM console_grants g USING console_study_roles($3, $4::bigint) sr "
+                           "WHERE sr.study_id = $1 AND sr.rank >= 3 AND g.study_id = $1 "
+                           "AND g.researcher_id = $2 RETURNING 1",
+                           4, p, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    int n = PQntuples(r);
+    PQclear(r);
+    if (n == 0)
+        api_error(resp, 404, "not_found", "no such grant in this study");
+    else
+        resp->status = 204;
+}
+
 /* ---- audit export -------------------------------------------------------- */
 
 /* Appends V to the CSV line in *buf as one quoted field (RFC 4180: quotes
@@ -1139,6 +1346,11 @@ static const struct api_route routes[] = {
     {"GET", "/api/v1/studies/{study}/audit.csv", LIMITER_HEAVY, true, false, audit_csv},
     {"POST", "/api/v1/password-reset", LIMITER_SIGNIN, false, false, reset_request},
     {"POST", "/api/v1/password-reset/confirm", LIMITER_SIGNIN, false, false, reset_confirm},
+    {"GET", "/api/v1/studies/{study}/sites", LIMITER_GENERAL, true, false, sites_get},
+    {"PUT", "/api/v1/studies/{study}/sites/{site}", LIMITER_GENERAL, true, true, site_put},
+    {"GET", "/api/v1/studies/{study}/researchers", LIMITER_GENERAL, true, false, study_people_get},
+    {"PUT", "/api/v1/studies/{study}/grants/{researcher}", LIMITER_GENERAL, true, true, grant_put},
+    {"DELETE", "/api/v1/studies/{study}/grants/{researcher}", LIMITER_GENERAL, true, true, grant_delete},
     {"GET", "/api/v1/subscriptions", LIMITER_GENERAL, true, false, subscriptions_get},
     {"PUT", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_put},
     {"DELETE", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_delete},

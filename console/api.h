@@ -17,6 +17,11 @@
  *   POST   /api/v1/alerts/{id}/resolve            responder+ (CSRF or API token)
  *   GET    /api/v1/subjects/{study}/{subject}/timeline   observations per analyte, alerts
  *   GET    /api/v1/studies/{study}/audit.csv      the study's audit trail as CSV (study-admin)
+ *   GET    /api/v1/studies/{study}/sites          the study's sites (viewer+)
+ *   PUT    /api/v1/studies/{study}/sites/{site}   create or rename a site (study_admin)
+ *   GET    /api/v1/studies/{study}/researchers    who holds a role or subscribes (study_admin)
+ *   PUT    /api/v1/studies/{study}/grants/{researcher}  grant a role in the study (study_admin)
+ *   DELETE /api/v1/studies/{study}/grants/{researcher}  remove it (study_admin)
  *   GET    /api/v1/subscriptions                  my subscriptions (in studies I hold a role in)
  *   PUT    /api/v1/subscriptions                  create or replace one of mine (CSRF)
  *   DELETE /api/v1/subscriptions?study=&site=     remove one of mine (CSRF)

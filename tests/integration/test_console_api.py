@@ -99,6 +99,23 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
         C.check(hd["content-type"].startswith("text/csv") and b.startswith('"event_id","recorded_at"')
                 and ('"seen-%s"' % study) in b and ("seen-" + ("S2" if study == "S1" else "S1")) not in b,
                 "%s audit export: CSV of this study's events only" % what)
+    # study administration: a site and a grant (study-admins and the admin)
+    may_admin = visible and RANK[caller] >= 3
+    site_id = "NEW-%s" % caller
+    st, _, _ = E.request("PUT", "/api/v1/studies/%s/sites/%s" % (study, site_id), body={"name": cl.MARKUP},
+                         csrf=a.get("csrf"), **kw)
+    cells += 1
+    exp = 401 if anon else (200 if may_admin else (403 if visible else 404))
+    C.check(st == exp, "%s site PUT: %d (got %d)" % (what, exp, st))
+    C.check(E.sql("SELECT count(*) FROM sites WHERE site_id = %s AND study_id = %s", site_id, study)[0][0]
+            == (1 if may_admin else 0), "%s site PUT: written only when allowed" % what)
+    st, _, _ = E.request("PUT", "/api/v1/studies/%s/grants/none" % study, body={"role": "study_admin"},
+                         csrf=a.get("csrf"), **kw)
+    cells += 1
+    C.check(st == exp, "%s grant PUT: %d (got %d)" % (what, exp, st))
+    got = E.sql("SELECT role FROM console_grants WHERE researcher_id = 'none' AND study_id = %s", study)
+    C.check(bool(got) == may_admin, "%s grant PUT: written only when allowed (%s)" % (what, got))
+    E.sql("DELETE FROM console_grants WHERE researcher_id = 'none'")
     # ack and resolve: a fresh alert each, and the database says what changed
     for action in ("ack", "resolve"):
         aid = "m-%s-%s-%s" % (action, caller, study)
@@ -116,8 +133,34 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
         if not may:
             C.check(events(aid) == ["opened"], "%s %s refused: no audit event but 'opened' (got %s)"
                     % (what, action, events(aid)))
-print("role matrix: %d callers x 2 studies x 6 endpoints = %d cells" % (len(callers), cells), flush=True)
-C.check(cells == len(callers) * 2 * 6, "matrix size")
+print("role matrix: %d callers x 2 studies x 8 endpoints = %d cells" % (len(callers), cells), flush=True)
+C.check(cells == len(callers) * 2 * 8, "matrix size")
+
+# ---- study administration: what a study-admin may and may not do ---------------
+sa = callers["study_admin"]
+st, _, b = E.request("GET", "/api/v1/studies/S1/researchers", cookie=sa["cookie"])
+C.check(st == 200 and {"viewer", "responder", "study_admin"} <= {x["researcher_id"] for x in b["researchers"]}
+        and all(x["name"] == cl.MARKUP for x in b["researchers"]), "a study-admin lists the study's people")
+st, _, _ = E.request("PUT", "/api/v1/studies/S1/grants/none", body={"role": "admin"},
+                     cookie=sa["cookie"], csrf=sa["csrf"])
+C.check(st == 400 and not E.sql("SELECT 1 FROM console_grants WHERE researcher_id = 'none'"),
+        "a study-admin cannot grant the global admin role (got %d)" % st)
+st, _, _ = E.request("PUT", "/api/v1/studies/S1/grants/nobody-such", body={"role": "viewer"},
+                     cookie=sa["cookie"], csrf=sa["csrf"])
+C.check(st == 422, "a grant to a researcher not in the directory: 422 (got %d)" % st)
+st, _, _ = E.request("PUT", "/api/v1/studies/S1/grants/none", body={"role": "viewer"},
+                     cookie=sa["cookie"], csrf=sa["csrf"])
+st2, _, _ = E.request("PUT", "/api/v1/studies/S1/grants/none", body={"role": "responder"},
+                      cookie=sa["cookie"], csrf=sa["csrf"])
+C.check(st == 200 and st2 == 200 and E.sql("SELECT role FROM console_grants WHERE researcher_id = 'none'")
+        == [("responder",)], "grant, then change the role: one row")
+st, _, _ = E.request("DELETE", "/api/v1/studies/S1/grants/none", cookie=sa["cookie"], csrf=sa["csrf"])
+st2, _, _ = E.request("DELETE", "/api/v1/studies/S1/grants/none", cookie=sa["cookie"], csrf=sa["csrf"])
+C.check(st == 204 and st2 == 404, "remove a grant, then nothing to remove (got %d %d)" % (st, st2))
+st, _, b = E.request("GET", "/api/v1/studies/S1/sites", cookie=callers["viewer"]["cookie"])
+C.check(st == 200 and any(x["site_id"] == "SITE-1" for x in b["sites"]), "a viewer lists the study's sites")
+C.check(E.request("GET", "/api/v1/studies/S2/sites", cookie=callers["viewer"]["cookie"])[0] == 404,
+        "another study's sites: 404")
 
 # ---- CSRF ----------------------------------------------------------------------
 r = callers["responder"]

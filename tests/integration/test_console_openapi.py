@@ -150,7 +150,7 @@ call(TL, "GET", path="/api/v1/subjects/S2/SUBJ-1/timeline", cookie=cookie)
 call(TL, "GET", path="/api/v1/subjects/S1/SUBJ-1/timeline")
 AU = "/api/v1/studies/{study}/audit.csv"
 E.users("grant", "--researcher", "study_admin", "--role", "study_admin", "--study", "S1")
-acookie, _, _ = E.signin("study_admin")
+acookie, acsrf, _ = E.signin("study_admin")
 call(AU, "GET", path="/api/v1/studies/S1/audit.csv", cookie=acookie)
 call(AU, "GET", path="/api/v1/studies/S1/audit.csv?since=x", cookie=acookie)
 call(AU, "GET", path="/api/v1/studies/S1/audit.csv")
@@ -180,9 +180,37 @@ E.sql("INSERT INTO console_password_resets (token_hash, researcher_id, expires_a
 call(PC, "POST", body={"token": tokr, "password": "short"})
 call(PC, "POST", body={"token": "C" * 43, "password": cl.PASSWORD + "?"})
 call(PC, "POST", body={"token": tokr, "password": cl.PASSWORD + "?"})
+# the reset above set study_admin's password anew and ended its sessions
+acookie, acsrf, _ = E.signin("study_admin", password=cl.PASSWORD + "?")
+ST, STS, STR, GR = ("/api/v1/studies/{study}/sites", "/api/v1/studies/{study}/sites/{site}",
+                    "/api/v1/studies/{study}/researchers", "/api/v1/studies/{study}/grants/{researcher}")
+call(ST, "GET", path="/api/v1/studies/S1/sites", cookie=cookie)
+call(ST, "GET", path="/api/v1/studies/S1/sites")
+call(ST, "GET", path="/api/v1/studies/S2/sites", cookie=cookie)
+call(STS, "PUT", path="/api/v1/studies/S1/sites/SITE-9", body={"name": "Nine"}, cookie=acookie, csrf=acsrf)
+call(STS, "PUT", path="/api/v1/studies/S1/sites/SITE-9", body={"name": ""}, cookie=acookie, csrf=acsrf)
+call(STS, "PUT", path="/api/v1/studies/S1/sites/SITE-9", body={"name": "Nine"})
+call(STS, "PUT", path="/api/v1/studies/S1/sites/SITE-9", body={"name": "Nine"}, cookie=cookie, csrf=csrf)
+call(STS, "PUT", path="/api/v1/studies/S2/sites/SITE-9", body={"name": "Nine"}, cookie=acookie, csrf=acsrf)
+call(STR, "GET", path="/api/v1/studies/S1/researchers", cookie=acookie)
+call(STR, "GET", path="/api/v1/studies/S1/researchers")
+call(STR, "GET", path="/api/v1/studies/S1/researchers", cookie=cookie)
+call(STR, "GET", path="/api/v1/studies/S2/researchers", cookie=acookie)
+call(GR, "PUT", path="/api/v1/studies/S1/grants/none", body={"role": "viewer"}, cookie=acookie, csrf=acsrf)
+call(GR, "PUT", path="/api/v1/studies/S1/grants/none", body={"role": "admin"}, cookie=acookie, csrf=acsrf)
+call(GR, "PUT", path="/api/v1/studies/S1/grants/none", body={"role": "viewer"})
+call(GR, "PUT", path="/api/v1/studies/S1/grants/none", body={"role": "viewer"}, cookie=cookie, csrf=csrf)
+call(GR, "PUT", path="/api/v1/studies/S2/grants/none", body={"role": "viewer"}, cookie=acookie, csrf=acsrf)
+call(GR, "PUT", path="/api/v1/studies/S1/grants/nobody-such", body={"role": "viewer"}, cookie=acookie, csrf=acsrf)
+call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=acookie, csrf=acsrf)
+call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=acookie, csrf=acsrf)
+call(GR, "DELETE", path="/api/v1/studies/S1/grants/none")
+call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=cookie, csrf=csrf)
 # a body not declared JSON: 415 wherever a body is taken
 for tmpl, method, path in [(S, "POST", S), (ACK, "POST", A + "/a2/ack"), (RES, "POST", A + "/a2/resolve"),
-                           (SB, "PUT", SB), (PR, "POST", PR), (PC, "POST", PC)]:
+                           (SB, "PUT", SB), (PR, "POST", PR), (PC, "POST", PC),
+                           (STS, "PUT", "/api/v1/studies/S1/sites/SITE-9"),
+                           (GR, "PUT", "/api/v1/studies/S1/grants/none")]:
     call(tmpl, method, path=path, body='{"a": 1}', cookie=cookie, csrf=csrf,
          headers={"Content-Type": "text/plain"})
 # sign out last (needs the CSRF token)
@@ -205,7 +233,12 @@ for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"
                                  (SB, "GET", SB, None), (SB, "PUT", SB, good),
                                  (SB, "DELETE", SB + "?study=S1", None),
                                  (PR, "POST", PR, {"email": "x@y"}),
-                                 (PC, "POST", PC, {"token": "D" * 43, "password": cl.PASSWORD})]:
+                                 (PC, "POST", PC, {"token": "D" * 43, "password": cl.PASSWORD}),
+                                 (ST, "GET", "/api/v1/studies/S1/sites", None),
+                                 (STS, "PUT", "/api/v1/studies/S1/sites/X", {"name": "x"}),
+                                 (STR, "GET", "/api/v1/studies/S1/researchers", None),
+                                 (GR, "PUT", "/api/v1/studies/S1/grants/none", {"role": "viewer"}),
+                                 (GR, "DELETE", "/api/v1/studies/S1/grants/none", None)]:
     call(tmpl, method, path=path, body=body, token=tok)
 lk.rollback()
 lk.close()
