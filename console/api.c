@@ -1168,6 +1168,11 @@ static void grant_put(PGconn *conn, const struct api_request *req, const char *c
         api_error(resp, 400, "bad_request", body ? "role is viewer, responder or study_admin" : err);
         return;
     }
+    /* role points into BODY, which is released before the answer is built:
+     * keep the (validated, short) value. */
+    char role_copy[16];
+    snprintf(role_copy, sizeof role_copy, "%s", role);
+    role = role_copy;
     if (!study_admin_ok(conn, who, values[0], resp)) {
         json_decref(body);
         return;
