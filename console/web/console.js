@@ -29,10 +29,11 @@
   }
 
   function show(id) {
-    for (const s of ["signin", "queue", "alert", "subject", "reset", "subscriptions"]) $(s).hidden = s !== id;
+    for (const s of ["signin", "queue", "alert", "subject", "reset", "subscriptions", "admin"]) $(s).hidden = s !== id;
   }
 
   let myStudies = [];
+  let adminStudies = [];
 
   async function start() {
     if (/^#reset\//.test(location.hash)) { show("reset"); $("new-password").focus(); return; }
@@ -40,6 +41,8 @@
     if (r.status !== 200) { signedOut(); return; }
     $("who").textContent = r.data.name || r.data.researcher_id;
     myStudies = r.data.studies.map((x) => x.study_id);
+    adminStudies = r.data.studies.filter((x) => x.role === "study_admin").map((x) => x.study_id);
+    $("nav-admin").hidden = adminStudies.length === 0;
     $("nav").hidden = false;
     route();
   }
@@ -55,6 +58,7 @@
     const m = location.hash.match(/^#alert\/(.+)$/);
     const sm = location.hash.match(/^#subject\/([^/]+)\/(.+)$/);
     if (location.hash === "#subscriptions") openSubscriptions();
+    else if (location.hash === "#admin") openAdmin();
     else if (m) openAlert(decodeURIComponent(m[1]));
     else if (sm) openSubject(decodeURIComponent(sm[1]), decodeURIComponent(sm[2]));
     else openQueue();
@@ -220,6 +224,47 @@
     }
   }
 
+  // Study administration for study-admins: sites and who holds which role.
+  function adminStudy() { return $("admin-study").value; }
+  function adminSay(r, okStatus, okText) {
+    $("admin-result").textContent = r.status === okStatus ? okText : ((r.data && r.data.message) || ("failed: " + r.status));
+  }
+
+  async function openAdmin() {
+    show("admin");
+    const sel = $("admin-study");
+    if (sel.options.length !== adminStudies.length) {
+      sel.replaceChildren();
+      for (const st of adminStudies) { const o = el("option", st); o.value = st; sel.append(o); }
+    }
+    const study = encodeURIComponent(adminStudy());
+    const s = await api("GET", "/api/v1/studies/" + study + "/sites");
+    if (s.status === 401) { signedOut(); return; }
+    $("admin-sites").replaceChildren(...(s.status === 200 ? s.data.sites.map((x) => el("li", x.site_id + ": " + x.name)) : []));
+    const p = await api("GET", "/api/v1/studies/" + study + "/researchers");
+    const rows = $("admin-people");
+    rows.replaceChildren();
+    if (p.status !== 200) return;
+    for (const x of p.data.researchers) {
+      const td = el("td");
+      if (x.role) {
+        const b = el("button", "Remove role");
+        b.type = "button";
+        b.setAttribute("aria-label", "Remove the role of " + x.researcher_id);
+        b.addEventListener("click", async () => {
+          const r = await api("DELETE", "/api/v1/studies/" + study + "/grants/" + encodeURIComponent(x.researcher_id));
+          adminSay(r, 204, "removed");
+          openAdmin();
+        });
+        td.append(b);
+      }
+      const tr = el("tr");
+      tr.append(el("td", x.researcher_id), el("td", x.name), el("td", x.role || "-"),
+                el("td", x.subscribed ? "yes" : "no"), td);
+      rows.append(tr);
+    }
+  }
+
   async function change(action) {
     const body = { note: $("note").value || undefined };
     if (action === "resolve") body.category = $("category").value;
@@ -262,6 +307,21 @@
     });
     $("state").addEventListener("change", openQueue);
     $("nav-queue").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; route(); });
+    $("admin-study").addEventListener("change", openAdmin);
+    $("site-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("PUT", "/api/v1/studies/" + encodeURIComponent(adminStudy()) + "/sites/" +
+                          encodeURIComponent($("site-id").value), { name: $("site-name").value });
+      adminSay(r, 200, "site saved");
+      if (r.status === 200) openAdmin();
+    });
+    $("grant-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("PUT", "/api/v1/studies/" + encodeURIComponent(adminStudy()) + "/grants/" +
+                          encodeURIComponent($("grant-researcher").value), { role: $("grant-role").value });
+      adminSay(r, 200, "role granted");
+      if (r.status === 200) openAdmin();
+    });
     $("subs-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       const channels = [];
