@@ -57,11 +57,14 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *
         for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
              o != NULL && p < n->data.mapping.pairs.top; p++) {
             yaml_node_t *k = yaml_document_get_node(doc, p->key);
+            if (k == NULL || k->type != YAML_SCALAR_NODE) {
+                json_decref(o);
+                return NULL;
+            }
             json_t *v = node_json(doc, yaml_document_get_node(doc, p->value), depth + 1,
                                   budget);
-            if (k == NULL || k->type != YAML_SCALAR_NODE || v == NULL ||
-                json_object_set_new(o, (const char *)k->data.scalar.value, v) != 0) {
-                json_decref(v);
+            /* _set_new takes V even when it fails (and frees it then) */
+            if (v == NULL || json_object_set_new(o, (const char *)k->data.scalar.value, v) != 0) {
                 json_decref(o);
                 return NULL;
             }
