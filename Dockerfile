@@ -15,7 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config \
       librdkafka-dev libavro-dev libpq-dev libcurl4-openssl-dev \
-      libmicrohttpd-dev libyaml-dev libjansson-dev libssl-dev libglib2.0-dev \
+      libmicrohttpd-dev libyaml-dev libjansson-dev libssl-dev libglib2.0-dev libsodium-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree: CMakeLists.txt configures tests/ and bench/ too (only the
@@ -29,7 +29,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       librdkafka1 libavro23 libpq5 libcurl4 libmicrohttpd12 libyaml-0-2 libjansson4 \
-      libssl3 libglib2.0-0 \
+      libssl3 libglib2.0-0 libsodium23 \
       ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 vigil \

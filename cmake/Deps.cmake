@@ -24,7 +24,9 @@ set(_vigil_deps
   # process-global TZ).
   "libcrypto;libssl-dev"
   "libssl;libssl-dev"
-  "glib-2.0;libglib2.0-dev")
+  "glib-2.0;libglib2.0-dev"
+  # vigil console: Argon2id password hashes, random tokens (libsodium)
+  "libsodium;libsodium-dev")
 
 set(_i 0)
 list(LENGTH _vigil_deps _n)

@@ -18,7 +18,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: vigil alerts ack ID --as RESEARCHER [--note TEXT]\n"
+            "usage: vigil alerts list|show ...   (vigil alerts list --help)\n"
+            "       vigil alerts ack ID --as RESEARCHER [--note TEXT]\n"
             "       vigil alerts resolve ID --as RESEARCHER --category C --note TEXT\n\n"
             "Acknowledges or resolves alert ID on behalf of RESEARCHER, records it in the\n"
             "audit trail (alert_events) with channel 'cli' and this host as origin, and\n"
@@ -49,6 +50,9 @@ int cmd_alerts(int argc, char **argv)
                                          {"conninfo", required_argument, NULL, OPT_CONNINFO},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
+    /* list and show read; cmd_alerts_view.c has them */
+    if (argc >= 2 && (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0))
+        return cmd_alerts_view(argc - 1, argv + 1);
     const char *as = NULL, *note = NULL, *category = NULL, *conninfo = NULL;
     opterr = 0;
     int c;

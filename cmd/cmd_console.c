@@ -13,7 +13,9 @@ static const struct config_item items[] = {
      "libpq conninfo; empty: libpq's PG* variables (PGPASSFILE for the password)", true},
     {"listen", "VIGIL_CONSOLE_ADDR", "127.0.0.1:8080",
      "address the console listens on (HOST:PORT; port 0: any free port)", false},
-    {"threads", "VIGIL_CONSOLE_THREADS", "4", "request threads (libmicrohttpd's pool)", false},
+    {"threads", "VIGIL_CONSOLE_THREADS", "4",
+     "unused since the console serves each connection on its own thread (kept for old settings)",
+     false},
     {"pg_connections", "VIGIL_CONSOLE_PG_CONNECTIONS", "4",
      "PostgreSQL connections the request threads share", false},
     {"public_url", "VIGIL_CONSOLE_PUBLIC_URL", "http://127.0.0.1:8080",
@@ -28,6 +30,25 @@ static const struct config_item items[] = {
      true},
     {"port_file", "VIGIL_CONSOLE_PORT_FILE", NULL,
      "write the port listened on to this file once serving (tests, port 0)", false},
+    {"max_in_flight", "VIGIL_CONSOLE_MAX_IN_FLIGHT", "0",
+     "API requests served at once (the limiter); 0: pg_connections. Keep threads above it", false},
+    {"max_heavy", "VIGIL_CONSOLE_MAX_HEAVY", "0",
+     "of those, timelines and exports at once; 0: a quarter of max_in_flight", false},
+    {"slot_wait_ms", "VIGIL_CONSOLE_SLOT_WAIT_MS", "500",
+     "how long an API request waits for a slot before 503 + Retry-After", false},
+    {"trusted_proxies", "VIGIL_CONSOLE_TRUSTED_PROXIES", NULL,
+     "trusted-proxy mode (single sign-on): comma-separated addresses of the authenticating "
+     "proxy (oauth2-proxy...) whose identity header is believed; unset: off",
+     false},
+    {"proxy_user_header", "VIGIL_CONSOLE_PROXY_USER_HEADER", "X-Forwarded-Email",
+     "the header in which a trusted proxy names the user (their console e-mail)", false},
+    {"smtp_url", "VIGIL_SMTP_URL", NULL,
+     "SMTP server for password reset e-mails (smtp:// or smtps://); unset: reset by e-mail off",
+     false},
+    {"smtp_from", "VIGIL_SMTP_FROM", "vigil@localhost", "sender of password reset e-mails", false},
+    {"smtp_user", "VIGIL_SMTP_USER", NULL, "SMTP AUTH user; unset: no AUTH", false},
+    {"smtp_password", "VIGIL_SMTP_PASSWORD", NULL, "SMTP AUTH password", true},
+    {"smtp_tls", "VIGIL_SMTP_TLS", "try", "off, try (STARTTLS if offered) or require", false},
     {"log_level", "VIGIL_LOG_LEVEL", "info", "debug, info, warn or error", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -35,8 +56,10 @@ static const struct config_item items[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: vigil console [OPTIONS]\n\n"
-                 "The researchers' web service: acknowledgement pages for the links in\n"
-                 "alert emails and SMS, the SMS gateway's inbound webhook, /healthz,\n"
+                 "The researchers' web service: the pages (/console/) and the JSON API\n"
+                 "(/api/v1: sign-in, alerts, acknowledge/resolve, timelines, subscriptions,\n"
+                 "audit export; console/openapi.yaml), acknowledgement pages for the links\n"
+                 "in alert emails and SMS, the SMS gateway's inbound webhook, /healthz,\n"
                  "/readyz (PostgreSQL reachable) and /metrics.\n\n"
                  "options (each overrides the setting of the same name):\n"
                  "      --listen ADDR      address to listen on (HOST:PORT)\n"
@@ -71,9 +94,12 @@ int cmd_console(int argc, char **argv)
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
         return cli_fail("console", err);
-    long threads, pgconns;
+    long threads, pgconns, inflight, heavy, waitms;
     if (config_get_long(cfg, "threads", 1, 256, &threads, err, sizeof err) != 0 ||
-        config_get_long(cfg, "pg_connections", 1, 256, &pgconns, err, sizeof err) != 0) {
+        config_get_long(cfg, "pg_connections", 1, 256, &pgconns, err, sizeof err) != 0 ||
+        config_get_long(cfg, "max_in_flight", 0, 1024, &inflight, err, sizeof err) != 0 ||
+        config_get_long(cfg, "max_heavy", 0, 1024, &heavy, err, sizeof err) != 0 ||
+        config_get_long(cfg, "slot_wait_ms", 1, 60000, &waitms, err, sizeof err) != 0) {
         rc = cli_fail("console", err);
         goto out;
     }
@@ -92,6 +118,16 @@ int cmd_console(int argc, char **argv)
         .link_keys_file = config_get(cfg, "link_keys_file"),
         .sms_inbound_secret = config_get(cfg, "sms_inbound_secret"),
         .port_file = config_get(cfg, "port_file"),
+        .api_max_in_flight = (int)inflight,
+        .api_max_heavy = (int)heavy,
+        .api_slot_wait_ms = (int)waitms,
+        .trusted_proxies = config_get(cfg, "trusted_proxies"),
+        .proxy_user_header = config_get(cfg, "proxy_user_header"),
+        .smtp_url = config_get(cfg, "smtp_url"),
+        .smtp_from = config_get(cfg, "smtp_from"),
+        .smtp_user = config_get(cfg, "smtp_user"),
+        .smtp_password = config_get(cfg, "smtp_password"),
+        .smtp_tls = config_get(cfg, "smtp_tls"),
     };
     rc = cli_serve("console", run, &opt);
 out:

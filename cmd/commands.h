@@ -18,8 +18,12 @@ int cmd_migrate(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
 int cmd_dq(int argc, char **argv);
 int cmd_alerts(int argc, char **argv);
+/* vigil alerts list|show: ARGV[0] is "list" or "show" (cmd_alerts_view.c). */
+int cmd_alerts_view(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_users(int argc, char **argv);
+int cmd_directory(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Prints "vigil CMD: MESSAGE" on one line, then usage(stderr); returns 2.

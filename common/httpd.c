@@ -358,6 +358,10 @@ struct httpd *httpd_start_opts(const char *addr, struct metrics *m, httpd_ready_
     unsigned per_ip = h->opt.per_ip_limit ? h->opt.per_ip_limit : HTTPD_PER_IP_LIMIT;
     unsigned threads = h->opt.threads > 1 ? h->opt.threads : 1;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
+    if (h->opt.thread_per_connection) {
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
+        threads = 1; /* a pool and a thread per connection exclude each other */
+    }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     h->daemon = MHD_start_daemon(

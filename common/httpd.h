@@ -93,6 +93,12 @@ struct httpd_options {
     size_t max_body;       /* larger bodies are answered 413; 0: 64 KiB */
     unsigned conn_limit;   /* 0: 64 */
     unsigned per_ip_limit; /* 0: 16 */
+    /* true: every connection gets its own thread (threads is then ignored;
+     * conn_limit bounds the threads). A handler that blocks (waiting for
+     * a limiter slot, a stalled PostgreSQL) then holds up its own
+     * connection only; in a pool, a thread's other accepted connections
+     * (even /healthz) wait behind it. */
+    bool thread_per_connection;
 };
 
 /* As httpd_start, with OPT (borrowed for the server's life; NULL: defaults,

@@ -1,6 +1,6 @@
 /*
  * console: `vigil console`, the researchers' web service. One process
- * serving, on libmicrohttpd's thread pool (common/httpd.c):
+ * serving, one thread per connection (common/httpd.c):
  *   GET /healthz, /readyz (PostgreSQL reachable), /metrics  (common/httpd.c)
  *   whatever the modules in console.c's module list register in the route
  *   table (route.h): the acknowledgement pages (ack_page.c), the SMS
@@ -26,12 +26,20 @@
 struct console_options {
     const char *conninfo;   /* libpq conninfo ("" : PG* variables) */
     const char *addr;       /* listen address, HOST:PORT (port 0: any free one) */
-    int threads;            /* libmicrohttpd's thread pool */
+    int threads;            /* unused: one thread per connection (console.c) */
     int pg_connections;     /* pool size; at least threads is sensible */
     const char *public_url; /* how researchers reach it (links), no trailing '/' */
     const char *link_keys_file;     /* "kid secret" lines: acknowledgement links */
     const char *sms_inbound_secret; /* the SMS gateway's shared secret; NULL: inbound off */
     const char *port_file;          /* if set, the bound port is written there */
+    int api_max_in_flight;          /* API requests in flight; 0: pg_connections */
+    int api_max_heavy;              /* of which timelines/exports; 0: a quarter */
+    int api_slot_wait_ms;           /* wait for a slot before 503; 0: 500 */
+    const char *trusted_proxies;    /* comma-separated peer addresses whose identity
+                                       header is believed; NULL/"": none (mode off) */
+    const char *proxy_user_header;  /* that header, e.g. X-Forwarded-Email */
+    /* password reset e-mails (smtp_url NULL: reset by e-mail off) */
+    const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *smtp_tls;
 };
 
 /* What a module gets to register into. Borrowed for the console's life. */

@@ -38,6 +38,10 @@ if [ -n "$state" ] && [ -f "$state/env" ]; then
   [ "$(get escalated)" = "$(sql "select count(distinct alert_id) from alert_events where kind = 'escalated'")" ] && ok || bad "escalated agrees with the audit trail"
   [ "$(get escalated)" -ge 1 ] && ok || bad "the alert left unacknowledged escalated"
   grep -q '^console http://127.0.0.1:[0-9]*$' "$out" && ok || bad "the console's address is printed"
+  grep -q '^console_login http://127.0.0.1:[0-9]*/console/ safety-001@hospital.example [^ ]*$' "$out" && ok ||
+    bad "a console login is printed"
+  [ "$(sql "select count(*) from console_grants where researcher_id = 'SAFETY-001' and role = 'responder'")" = 1 ] &&
+    ok || bad "the demo login is a responder"
   grep -q '^-- one email' "$out" && ok || bad "an email is shown"
   grep -q '^-- one SMS' "$out" && ok || bad "an SMS is shown"
   "$top/scripts/services" down "$state" >/dev/null 2>&1

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 
-DIRS = ("common", "consumer", "alerting", "cmd")
+DIRS = ("common", "consumer", "alerting", "cmd", "console")
 
 # name -> index of the SQL argument (0-based)
 BASE_CALLS = {

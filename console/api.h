@@ -1,0 +1,125 @@
+/*
+ * api: the console's JSON API under /api/v1, as functions from a request to
+ * a response, independent of the HTTP server (which adapts libmicrohttpd's
+ * connection to struct api_request and sends struct api_response back).
+ *
+ *   api_route_find()   the route for a method and path, with its path values
+ *   api_handle()       authenticate, authorise, run one route's handler
+ *   api_response_clear()
+ *
+ * Routes (console/openapi.yaml describes each, with its statuses):
+ *   POST   /api/v1/session                        sign in (e-mail, password)
+ *   GET    /api/v1/session                        who am I, my studies and roles, CSRF token
+ *   DELETE /api/v1/session                        sign out (CSRF)
+ *   GET    /api/v1/alerts                         alerts of my studies, filtered, keyset pages
+ *   GET    /api/v1/alerts/{id}                    one alert, evidence, notifications, events
+ *   POST   /api/v1/alerts/{id}/ack                responder+ (CSRF or API token)
+ *   POST   /api/v1/alerts/{id}/resolve            responder+ (CSRF or API token)
+ *   GET    /api/v1/subjects/{study}/{subject}/timeline   observations per analyte, alerts
+ *   GET    /api/v1/studies/{study}/audit.csv      the study's audit trail as CSV (study-admin)
+ *   GET    /api/v1/studies/{study}/sites          the study's sites (viewer+)
+ *   PUT    /api/v1/studies/{study}/sites/{site}   create or rename a site (study_admin)
+ *   GET    /api/v1/studies/{study}/researchers    who holds a role or subscribes (study_admin)
+ *   PUT    /api/v1/studies/{study}/grants/{researcher}  grant a role in the study (study_admin)
+ *   DELETE /api/v1/studies/{study}/grants/{researcher}  remove it (study_admin)
+ *   GET    /api/v1/subscriptions                  my subscriptions (in studies I hold a role in)
+ *   PUT    /api/v1/subscriptions                  create or replace one of mine (CSRF)
+ *   DELETE /api/v1/subscriptions?study=&site=     remove one of mine (CSRF)
+ *   POST   /api/v1/password-reset                 e-mail a single-use link (always 202)
+ *   POST   /api/v1/password-reset/confirm         a new password with that link's token
+ *
+ * DESIGN. Authorisation is in SQL: every statement that reads or changes
+ * study data joins console_study_roles(researcher, token) (0060), so rows of
+ * a study the caller may not see are never fetched. An alert or a subject
+ * of another study answers 404, as one that does not exist: a caller cannot
+ * probe for another study's ids. Seeing an alert but lacking the rank to
+ * change it answers 403. Errors are JSON {"error": code, "message": text}
+ * and never carry PostgreSQL's text (it may quote values).
+ *
+ * Thread-safety: api_handle may run on many threads at once, each with its
+ * own PGconn.
+ */
+#ifndef VIGIL_CONSOLE_API_H
+#define VIGIL_CONSOLE_API_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "auth.h"
+#include "limiter.h"
+#include "reqparse.h"
+
+#define API_PAGE_DEFAULT 50
+#define API_PAGE_MAX 200
+#define API_TIMELINE_MAX 5000 /* observations in one timeline answer */
+#define API_EXPORT_MAX 100000 /* audit events in one CSV export */
+#define API_RESET_TTL_S 1800  /* a password reset link's life */
+#define API_RESET_PER_HOUR 3  /* reset e-mails per account and hour */
+
+/* What the API needs of the console's settings: borrowed, lives as long
+ * as the server. */
+struct api_context {
+    const char *public_url; /* links in e-mails: PUBLIC_URL/console/#reset/TOKEN */
+    const char *smtp_url;   /* NULL: password reset by e-mail off */
+    const char *smtp_from, *smtp_user, *smtp_password, *smtp_tls;
+};
+
+/* What the server hands over: borrowed for the call. */
+struct api_request {
+    const struct api_context *ctx;
+    const char *method;               /* "GET", "POST", ... */
+    const char *path;                 /* decoded path, no query */
+    const struct reqparse_query *query;
+    const char *cookie;               /* Cookie header, or NULL */
+    const char *csrf;                 /* X-CSRF-Token header, or NULL */
+    const char *authorization;        /* Authorization header, or NULL */
+    const char *proxy_user;           /* the trusted proxy's identity header (the server
+                                         checked the peer is a trusted proxy), or NULL */
+    const char *content_type;         /* Content-Type header, or NULL */
+    const char *body;                 /* request body, or NULL */
+    size_t body_len;
+};
+
+struct api_response {
+    int status;
+    char *body;               /* malloc'd text (JSON unless content_type says), or NULL */
+    const char *content_type; /* NULL: application/json; charset=utf-8 */
+    char set_cookie[256];     /* a Set-Cookie value, or "" */
+    int retry_after;          /* seconds for Retry-After, or 0 */
+    bool truncated;           /* an export stopped at its row bound: X-Vigil-Truncated: true */
+};
+
+/* Frees R's body and empties it. */
+void api_response_clear(struct api_response *r);
+
+#define API_PATH_VALUES 2
+
+struct api_route {
+    const char *method;
+    const char *pattern;        /* "/api/v1/alerts/{id}/ack": the metrics label too */
+    enum limiter_class cls;
+    bool needs_auth;
+    bool changes_state;         /* needs CSRF (session) or an API token */
+    void (*handle)(PGconn *conn, const struct api_request *req, const char *const *values,
+                   const struct auth_principal *who, struct api_response *resp);
+};
+
+/* Finds the route for METHOD and PATH and writes its {..} values into
+ * values (API_PATH_VALUES buffers of REQPARSE_ID_MAX + 1 bytes). Returns the
+ * route, or NULL with *status 404 (no such path) or 405 (path exists, not
+ * with this method). */
+const struct api_route *api_route_find(const char *method, const char *path,
+                                       char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1],
+                                       int *status);
+
+/* Runs ROUTE for REQ on CONN, filling RESP. Does not take a limiter slot:
+ * the server wraps the call in limiter_enter/leave with ROUTE's class. */
+void api_handle(PGconn *conn, const struct api_route *route,
+                char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1], const struct api_request *req,
+                struct api_response *resp);
+
+/* Fills RESP with a JSON error {"error": CODE, "message": MESSAGE}. */
+void api_error(struct api_response *resp, int status, const char *code, const char *message);
+
+#endif

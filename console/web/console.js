@@ -1,0 +1,343 @@
+// vigil console: the pages' only script. Served from the binary as a file
+// (the Content-Security-Policy allows scripts from 'self' only, no inline
+// code). Every value from the server is put on the page with textContent,
+// never as HTML, so names, notes and evidence holding markup stay text.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  let csrf = sessionStorage.getItem("vigil_csrf") || "";
+  let cursor = null;
+  let current = null;
+  let timer = null;
+
+  async function api(method, path, body) {
+    const headers = { "Accept": "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+    const r = await fetch(path, { method, headers, credentials: "same-origin",
+                                  body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    return { status: r.status, data };
+  }
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function show(id) {
+    for (const s of ["signin", "queue", "alert", "subject", "reset", "subscriptions", "admin"]) $(s).hidden = s !== id;
+  }
+
+  let myStudies = [];
+  let adminStudies = [];
+
+  async function start() {
+    if (/^#reset\//.test(location.hash)) { show("reset"); $("new-password").focus(); return; }
+    const r = await api("GET", "/api/v1/session");
+    if (r.status !== 200) { signedOut(); return; }
+    $("who").textContent = r.data.name || r.data.researcher_id;
+    myStudies = r.data.studies.map((x) => x.study_id);
+    adminStudies = r.data.studies.filter((x) => x.role === "study_admin").map((x) => x.study_id);
+    $("nav-admin").hidden = adminStudies.length === 0;
+    $("nav").hidden = false;
+    route();
+  }
+
+  function signedOut() {
+    $("nav").hidden = true;
+    if (timer) clearInterval(timer);
+    show("signin");
+    $("email").focus();
+  }
+
+  function route() {
+    const m = location.hash.match(/^#alert\/(.+)$/);
+    const sm = location.hash.match(/^#subject\/([^/]+)\/(.+)$/);
+    if (location.hash === "#subscriptions") openSubscriptions();
+    else if (location.hash === "#admin") openAdmin();
+    else if (m) openAlert(decodeURIComponent(m[1]));
+    else if (sm) openSubject(decodeURIComponent(sm[1]), decodeURIComponent(sm[2]));
+    else openQueue();
+  }
+
+  async function openQueue() {
+    show("queue");
+    cursor = null;
+    $("queue-rows").replaceChildren();
+    await loadPage();
+    if (timer) clearInterval(timer);
+    // live updates by polling: the queue is reloaded every 15 s while shown
+    timer = setInterval(() => { if (!$("queue").hidden) { cursor = null; $("queue-rows").replaceChildren(); loadPage(); } }, 15000);
+  }
+
+  async function loadPage() {
+    const state = $("state").value;
+    let q = "/api/v1/alerts?limit=50" + (state ? "&state=" + encodeURIComponent(state) : "");
+    if (cursor) q += "&cursor=" + encodeURIComponent(cursor);
+    const r = await api("GET", q);
+    if (r.status === 401) { signedOut(); return; }
+    if (r.status !== 200) { $("updated").textContent = "could not load (" + r.status + ")"; return; }
+    for (const a of r.data.alerts) {
+      const tr = el("tr");
+      tr.tabIndex = 0;
+      const sev = el("td");
+      sev.append(el("span", a.severity, "sev-" + a.severity));
+      tr.append(sev, el("td", a.detected_at.replace("T", " ").slice(0, 16)),
+                el("td", a.study_id + " / " + a.site_id), el("td", a.subject_id),
+                el("td", a.message), el("td", a.state));
+      const go = () => { location.hash = "#alert/" + encodeURIComponent(a.alert_id); };
+      tr.addEventListener("click", go);
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+      $("queue-rows").append(tr);
+    }
+    cursor = r.data.next_cursor;
+    $("more").hidden = !cursor;
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  async function openAlert(id) {
+    show("alert");
+    current = id;
+    $("action-result").textContent = "";
+    const r = await api("GET", "/api/v1/alerts/" + encodeURIComponent(id));
+    if (r.status === 401) { signedOut(); return; }
+    if (r.status !== 200) { $("alert-h").textContent = "Alert not found"; return; }
+    const a = r.data;
+    $("alert-h").textContent = a.message;
+    $("subject-link").href = "#subject/" + encodeURIComponent(a.study_id) + "/" + encodeURIComponent(a.subject_id);
+    const facts = $("alert-facts");
+    facts.replaceChildren();
+    for (const [k, v] of [["Severity", a.severity], ["State", a.state], ["Study", a.study_id],
+                          ["Site", a.site_id], ["Subject", a.subject_id], ["Rule", a.rule_id],
+                          ["Observed", a.observed_at], ["Detected", a.detected_at]]) {
+      facts.append(el("dt", k), el("dd", v));
+    }
+    const ev = $("evidence");
+    ev.replaceChildren();
+    for (const e of a.evidence) ev.append(el("li", [e.loinc, e.value, e.unit, e.effective_at].filter((x) => x !== undefined).join(" ")));
+    const n = $("notifications");
+    n.replaceChildren();
+    for (const x of a.notifications) n.append(el("li", x.channel + " to " + x.researcher_id + ": " + x.state + (x.sent_at ? " at " + x.sent_at : "") + (x.last_error ? " (" + x.last_error + ")" : "")));
+    const evs = $("events");
+    evs.replaceChildren();
+    for (const x of a.events) evs.append(el("li", x.recorded_at + " " + x.kind + " by " + x.actor));
+  }
+
+  // A subject's results per analyte as SVG: values over time, the reference
+  // range as a band, out-of-range points in red, the subject's alerts as
+  // dashed lines. Built with createElementNS and attributes only (no markup
+  // strings, no inline styles: the CSP forbids them; colours are in CSS).
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const k in attrs) e.setAttribute(k, String(attrs[k]));
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+
+  function chart(an, alerts) {
+    const W = 600, H = 200, L = 50, R = 10, T = 10, B = 30;
+    const pts = an.points.filter((p) => p.value !== null);
+    const times = pts.map((p) => Date.parse(p.effective_at));
+    const vals = pts.map((p) => p.value);
+    const last = pts.length ? pts[pts.length - 1] : null;
+    const lo = last && last.ref_low !== null ? last.ref_low : null;
+    const hi = last && last.ref_high !== null ? last.ref_high : null;
+    let ymin = Math.min(...vals, lo !== null ? lo : Infinity), ymax = Math.max(...vals, hi !== null ? hi : -Infinity);
+    if (!isFinite(ymin) || !isFinite(ymax)) { ymin = 0; ymax = 1; }
+    if (ymin === ymax) { ymin -= 1; ymax += 1; }
+    let t0 = Math.min(...times), t1 = Math.max(...times);
+    if (t0 === t1) { t0 -= 86400000; t1 += 86400000; }
+    const x = (t) => L + (W - L - R) * (t - t0) / (t1 - t0);
+    const y = (v) => T + (H - T - B) * (1 - (v - ymin) / (ymax - ymin));
+    const s = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img" });
+    s.append(svg("title", {}, an.loinc + " (" + (an.unit || "") + "): " + pts.length + " results"));
+    if (lo !== null && hi !== null) s.append(svg("rect", { class: "band", x: L, width: W - L - R, y: y(hi), height: Math.max(1, y(lo) - y(hi)) }));
+    s.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+    s.append(svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
+    s.append(svg("text", { x: 2, y: T + 10 }, ymax.toPrecision(3)));
+    s.append(svg("text", { x: 2, y: H - B }, ymin.toPrecision(3)));
+    s.append(svg("text", { x: L, y: H - 8 }, new Date(t0).toISOString().slice(0, 10)));
+    s.append(svg("text", { x: W - R - 70, y: H - 8 }, new Date(t1).toISOString().slice(0, 10)));
+    for (const a of alerts) {
+      const t = Date.parse(a.observed_at);
+      if (t < t0 || t > t1) continue;
+      const l = svg("line", { class: "alert", x1: x(t), x2: x(t), y1: T, y2: H - B });
+      l.append(svg("title", {}, a.severity + ": " + a.message));
+      s.append(l);
+    }
+    s.append(svg("polyline", { class: "line", points: pts.map((p, i) => x(times[i]) + "," + y(p.value)).join(" ") }));
+    pts.forEach((p, i) => {
+      const out = (p.ref_low !== null && p.value < p.ref_low) || (p.ref_high !== null && p.value > p.ref_high);
+      const c = svg("circle", { class: out ? "point out" : "point", cx: x(times[i]), cy: y(p.value), r: 4 });
+      c.append(svg("title", {}, p.effective_at + ": " + p.value + " " + (an.unit || "")));
+      s.append(c);
+    });
+    return s;
+  }
+
+  async function openSubject(study, subject) {
+    show("subject");
+    $("subject-h").textContent = "Subject " + subject + " (" + study + ")";
+    const r = await api("GET", "/api/v1/subjects/" + encodeURIComponent(study) + "/" + encodeURIComponent(subject) + "/timeline");
+    if (r.status === 401) { signedOut(); return; }
+    const box = $("charts");
+    box.replaceChildren();
+    if (r.status !== 200) { $("subject-note").textContent = "could not load (" + r.status + ")"; return; }
+    $("subject-note").textContent = r.data.analytes.length + " analytes, " + r.data.alerts.length + " alerts" + (r.data.truncated ? " (first 5000 results only)" : "");
+    for (const an of r.data.analytes) {
+      box.append(el("h3", an.loinc + (an.unit ? " (" + an.unit + ")" : "")), chart(an, r.data.alerts));
+    }
+  }
+
+  // Self-service subscriptions: the caller's own rows, in their studies.
+  async function openSubscriptions() {
+    show("subscriptions");
+    const sel = $("sub-study");
+    sel.replaceChildren();
+    for (const st of myStudies) { const o = el("option", st); o.value = st; sel.append(o); }
+    const r = await api("GET", "/api/v1/subscriptions");
+    if (r.status === 401) { signedOut(); return; }
+    const rows = $("subs-rows");
+    rows.replaceChildren();
+    if (r.status !== 200) return;
+    for (const x of r.data.subscriptions) {
+      const tr = el("tr");
+      const del = el("button", "Remove");
+      del.type = "button";
+      del.setAttribute("aria-label", "Remove " + x.study_id + " " + (x.site_id || "every site"));
+      del.addEventListener("click", async () => {
+        const q = "?study=" + encodeURIComponent(x.study_id) + (x.site_id ? "&site=" + encodeURIComponent(x.site_id) : "");
+        const d = await api("DELETE", "/api/v1/subscriptions" + q);
+        $("subs-result").textContent = d.status === 204 ? "removed" : ((d.data && d.data.message) || ("failed: " + d.status));
+        openSubscriptions();
+      });
+      const td = el("td");
+      td.append(del);
+      tr.append(el("td", x.study_id), el("td", x.site_id || "every site"), el("td", x.min_severity),
+                el("td", x.channels.join(", ")), td);
+      rows.append(tr);
+    }
+  }
+
+  // Study administration for study-admins: sites and who holds which role.
+  function adminStudy() { return $("admin-study").value; }
+  function adminSay(r, okStatus, okText) {
+    $("admin-result").textContent = r.status === okStatus ? okText : ((r.data && r.data.message) || ("failed: " + r.status));
+  }
+
+  async function openAdmin() {
+    show("admin");
+    const sel = $("admin-study");
+    if (sel.options.length !== adminStudies.length) {
+      sel.replaceChildren();
+      for (const st of adminStudies) { const o = el("option", st); o.value = st; sel.append(o); }
+    }
+    const study = encodeURIComponent(adminStudy());
+    const s = await api("GET", "/api/v1/studies/" + study + "/sites");
+    if (s.status === 401) { signedOut(); return; }
+    $("admin-sites").replaceChildren(...(s.status === 200 ? s.data.sites.map((x) => el("li", x.site_id + ": " + x.name)) : []));
+    const p = await api("GET", "/api/v1/studies/" + study + "/researchers");
+    const rows = $("admin-people");
+    rows.replaceChildren();
+    if (p.status !== 200) return;
+    for (const x of p.data.researchers) {
+      const td = el("td");
+      if (x.role) {
+        const b = el("button", "Remove role");
+        b.type = "button";
+        b.setAttribute("aria-label", "Remove the role of " + x.researcher_id);
+        b.addEventListener("click", async () => {
+          const r = await api("DELETE", "/api/v1/studies/" + study + "/grants/" + encodeURIComponent(x.researcher_id));
+          adminSay(r, 204, "removed");
+          openAdmin();
+        });
+        td.append(b);
+      }
+      const tr = el("tr");
+      tr.append(el("td", x.researcher_id), el("td", x.name), el("td", x.role || "-"),
+                el("td", x.subscribed ? "yes" : "no"), td);
+      rows.append(tr);
+    }
+  }
+
+  async function change(action) {
+    const body = { note: $("note").value || undefined };
+    if (action === "resolve") body.category = $("category").value;
+    const r = await api("POST", "/api/v1/alerts/" + encodeURIComponent(current) + "/" + action, body);
+    $("action-result").textContent = r.status === 200 ? r.data.result : ((r.data && r.data.message) || ("failed: " + r.status));
+    if (r.status === 200) openAlert(current);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("signin-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("POST", "/api/v1/session", { email: $("email").value, password: $("password").value });
+      $("password").value = "";
+      if (r.status === 200) {
+        csrf = r.data.csrf_token;
+        sessionStorage.setItem("vigil_csrf", csrf);
+        $("signin-error").textContent = "";
+        start();
+      } else {
+        $("signin-error").textContent = (r.data && r.data.message) || ("sign-in failed: " + r.status);
+      }
+    });
+    $("forgot").addEventListener("click", async () => {
+      const r = await api("POST", "/api/v1/password-reset", { email: $("email").value });
+      $("signin-error").textContent = r.status === 202 ? "If that address has an account, a link is on its way." : ((r.data && r.data.message) || ("failed: " + r.status));
+    });
+    $("reset-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const token = location.hash.replace(/^#reset\//, "");
+      const r = await api("POST", "/api/v1/password-reset/confirm", { token, password: $("new-password").value });
+      $("new-password").value = "";
+      if (r.status === 204) { $("reset-result").textContent = "Done: sign in with the new password."; location.hash = ""; signedOut(); }
+      else $("reset-result").textContent = (r.data && r.data.message) || ("failed: " + r.status);
+    });
+    $("signout").addEventListener("click", async () => {
+      await api("DELETE", "/api/v1/session");
+      csrf = "";
+      sessionStorage.removeItem("vigil_csrf");
+      signedOut();
+    });
+    $("state").addEventListener("change", openQueue);
+    $("nav-queue").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; route(); });
+    $("admin-study").addEventListener("change", openAdmin);
+    $("site-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("PUT", "/api/v1/studies/" + encodeURIComponent(adminStudy()) + "/sites/" +
+                          encodeURIComponent($("site-id").value), { name: $("site-name").value });
+      adminSay(r, 200, "site saved");
+      if (r.status === 200) openAdmin();
+    });
+    $("grant-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("PUT", "/api/v1/studies/" + encodeURIComponent(adminStudy()) + "/grants/" +
+                          encodeURIComponent($("grant-researcher").value), { role: $("grant-role").value });
+      adminSay(r, 200, "role granted");
+      if (r.status === 200) openAdmin();
+    });
+    $("subs-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const channels = [];
+      if ($("sub-email").checked) channels.push("email");
+      if ($("sub-sms").checked) channels.push("sms");
+      const r = await api("PUT", "/api/v1/subscriptions", { study_id: $("sub-study").value,
+        site_id: $("sub-site").value || null, min_severity: $("sub-severity").value, channels });
+      $("subs-result").textContent = r.status === 200 ? "saved" : ((r.data && r.data.message) || ("failed: " + r.status));
+      if (r.status === 200) openSubscriptions();
+    });
+    $("more").addEventListener("click", loadPage);
+    $("back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
+    $("subject-back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
+    $("ack").addEventListener("click", () => change("ack"));
+    $("resolve").addEventListener("click", () => change("resolve"));
+    window.addEventListener("hashchange", route);
+    start();
+  });
+})();

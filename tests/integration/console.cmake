@@ -1,0 +1,23 @@
+# vigil console's JSON API against the real PostgreSQL: role matrix, CSRF,
+# sessions, lockout, tokens, bad input, markup, pagination.
+vigil_script_test(console_api LABEL "integration;security" TIMEOUT 180
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_api.py)
+# The limiter: 200 clients over the limit get 503 + Retry-After in ~500 ms.
+vigil_script_test(console_limiter LABEL integration TIMEOUT 120
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_limiter.py)
+# console/openapi.yaml against the real server: every path, method, status, body.
+vigil_script_test(console_openapi LABEL integration TIMEOUT 120
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_openapi.py)
+# The pages: served from the binary, CSP without unsafe-inline, no inline
+# code, labelled controls, text never turned into HTML; the page's API flow.
+vigil_script_test(console_pages LABEL "integration;security" TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_pages.py)
+# Trusted-proxy mode: the identity header only from the proxy's address.
+vigil_script_test(console_proxy LABEL "integration;security" TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_proxy.py)
+# Password reset by an e-mailed single-use link, through the real SMTP server.
+vigil_script_test(console_reset LABEL "integration;security" TIMEOUT 90
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_reset.py)
+# vigil directory import: CSV, idempotent, all or nothing, errors name the line.
+vigil_script_test(directory_import LABEL integration TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_directory_import.py)
