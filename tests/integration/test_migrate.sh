@@ -117,6 +117,31 @@ VIGIL_PG_CONNINFO=$(in_schema $s) "$v" migrate --status >"$tmp/st1" 2>"$tmp/err"
 eq "status applied lines" "$(grep -c '^applied ' "$tmp/st1")" "$n"
 eq "status summary" "$(tail -1 "$tmp/st1")" "$n applied, 0 pending"
 
+# --- 0015: alerts stored before the lifecycle existed get one --------------
+# An alert inserted with the lifecycle trigger off stands for one stored
+# before 0010; 0015 is then applied again (its record removed) and must
+# give it an open lifecycle row, a retracted one its state, an 'opened'
+# event naming the migration, no escalation timer, and a chain that holds.
+bf=bf-$$
+q $s "ALTER TABLE alerts DISABLE TRIGGER alerts_lifecycle_open;
+      INSERT INTO alerts (alert_id, rule_id, rule_version, severity, study_id, site_id, subject_id,
+                          message, observed_at, detected_at, retracted, retracted_by)
+      VALUES ('$bf-open', 'k-high', 1, 'critical', 'ST', 'S1', 'P-1', 'm', now(), now(), false, NULL),
+             ('$bf-gone', 'k-high', 1, 'critical', 'ST', 'S1', 'P-1', 'm', now(), now(), true, '$bf-r');
+      ALTER TABLE alerts ENABLE TRIGGER alerts_lifecycle_open;
+      DELETE FROM schema_migrations WHERE name = '0015_lifecycle_backfill'" >/dev/null 2>"$tmp/err" \
+  && ok || bad "pre-0010 alerts inserted: $(cat "$tmp/err")"
+eq "no lifecycle before the backfill" "$(q $s "SELECT count(*) FROM alert_lifecycle WHERE alert_id LIKE '$bf-%'")" 0
+"$v" migrate --conninfo "$(in_schema $s)" >"$tmp/outb" 2>"$tmp/err"; eq "backfill run exit ($(cat "$tmp/err"))" $? 0
+eq "backfill applied" "$(cat "$tmp/outb")" "applied 0015_lifecycle_backfill"
+eq "backfilled states" "$(q $s "SELECT string_agg(alert_id || '=' || state, ',' ORDER BY alert_id) FROM alert_lifecycle WHERE alert_id LIKE '$bf-%'")" \
+  "$bf-gone=retracted,$bf-open=open"
+eq "backfilled events" "$(q $s "SELECT string_agg(alert_id || ':' || kind || ':' || actor, ',' ORDER BY alert_id) FROM alert_events WHERE alert_id LIKE '$bf-%'")" \
+  "$bf-gone:opened:migration:0015_lifecycle_backfill,$bf-open:opened:migration:0015_lifecycle_backfill"
+eq "no timers for backfilled alerts" "$(q $s "SELECT count(*) FROM escalations WHERE alert_id LIKE '$bf-%'")" 0
+eq "a backfilled alert can be acknowledged" "$(q $s "SELECT vigil_alert_ack('$bf-open', 'R1', 'cli', 'test', NULL)")" acknowledged
+eq "backfill again: nothing twice" "$(q $s "DELETE FROM schema_migrations WHERE name = '0015_lifecycle_backfill'" >/dev/null; "$v" migrate --conninfo "$(in_schema $s)" >/dev/null 2>&1; q $s "SELECT count(*) FROM alert_events WHERE alert_id LIKE '$bf-%' AND kind = 'opened'")" 2
+
 # --- idempotent rows ---------------------------------------------------------
 obs="INSERT INTO observations (observation_id, study_id, site_id, subject_id, loinc, value, unit,
        effective_at, issued_at, status, revision)
