@@ -34,9 +34,12 @@ static void record(PGconn *c, const struct digest_config *cfg, const char *day, 
         log_msg(LOG_WARN, "digest", "could not record the digest to %s: %s", who, e);
 }
 
-/* Writes the body for alert ids IDS into OUT. Returns 0 or -1 (database). */
-static int body(PGconn *c, const char *day, const char *ids, int n, char *out, size_t outsz,
-                char *errstr, size_t errstr_size)
+/* Writes the body for alert ids IDS, to researcher WHO, into OUT: each
+ * alert with its own acknowledgement link when links are on. Returns 0 or
+ * -1 (database). */
+static int body(PGconn *c, const struct digest_config *cfg, const char *who, const char *day,
+                const char *ids, int n, char *out, size_t outsz, char *errstr,
+                size_t errstr_size)
 {
     const char *p[] = {ids};
     PGresult *r = pg_query(c,
@@ -52,15 +55,23 @@ static int body(PGconn *c, const char *day, const char *ids, int n, char *out, s
                                 "%d warning alert%s still unacknowledged, as of %s (UTC):\n\n", n,
                                 n == 1 ? " is" : "s are", day);
     int listed = 0;
-    for (int i = 0; i < PQntuples(r) && o + 600 < outsz && o < BODY_MAX; i++, listed++)
+    int64_t now_s = kafka_now_ms() / 1000;
+    for (int i = 0; i < PQntuples(r) && o + 600 + ACKLINK_TOKEN_MAX < outsz && o < BODY_MAX;
+         i++, listed++) {
         o += (size_t)snprintf(out + o, outsz - o, "- %s UTC  %s/%s/%s: %s [alert %s]\n",
                               PQgetvalue(r, i, 5), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
                               PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 0));
+        char url[1024 + ACKLINK_TOKEN_MAX];
+        if (cfg->ack != NULL && o < outsz &&
+            ackmsg_link(cfg->ack, PQgetvalue(r, i, 0), who, now_s, url, sizeof url) > 0)
+            o += (size_t)snprintf(out + o, outsz - o, "  Acknowledge: %s\n", url);
+    }
     if (listed < n && o + 100 < outsz)
         o += (size_t)snprintf(out + o, outsz - o, "... and %d more\n", n - listed);
     if (o + 200 < outsz)
         snprintf(out + o, outsz - o,
-                 "\nAcknowledge each in the console, or: vigil alerts ack ALERT --as YOU\n"
+                 "\nAcknowledge each by its link, in the console, or: vigil alerts ack ALERT "
+                 "--as YOU\n"
                  "Warnings do not escalate; this digest comes once a day.\n");
     PQclear(r);
     return 0;
@@ -131,7 +142,7 @@ int digest_run(PGconn *c, const struct digest_config *cfg, char *errstr, size_t 
         const char *ids = PQgetvalue(r, i, 2);
         int n = atoi(PQgetvalue(r, i, 3));
         char error[512] = "", subject[128], key[256];
-        if (body(c, day, ids, n, text, sizeof text, error, sizeof error) == 0) {
+        if (body(c, cfg, who, day, ids, n, text, sizeof text, error, sizeof error) == 0) {
             snprintf(subject, sizeof subject, "vigil digest: %d unacknowledged warning alert%s",
                      n, n == 1 ? "" : "s");
             snprintf(key, sizeof key, "digest|%s|%s", day, who);

@@ -12,11 +12,13 @@
 
 #include <stddef.h>
 
+#include "ackmsg.h"
 #include "email.h"
 #include "pg.h"
 
 struct digest_config {
     const struct email_config *email; /* borrowed; NULL: no digests */
+    const struct ackmsg_config *ack;  /* borrowed; NULL or links off: no links */
     const char *actor;                /* audit trail */
     int hour_utc;                     /* from this hour of the UTC day on; -1: off */
     int min_age_s;                    /* warnings younger than this wait for tomorrow */

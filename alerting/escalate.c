@@ -286,8 +286,12 @@ static void *escalate_main(void *arg)
     deadline_t next_recover = deadline_after_ms(0);
     deadline_t next_gauges = deadline_after_ms(0);
     deadline_t next_digest = deadline_after_ms(0);
-    struct digest_config dc = {e->cfg.email, e->cfg.actor, e->cfg.digest_hour,
-                               e->cfg.digest_min_age_s, e->cfg.lease_s};
+    struct digest_config dc = {.email = e->cfg.email,
+                               .ack = e->cfg.ack,
+                               .actor = e->cfg.actor,
+                               .hour_utc = e->cfg.digest_hour,
+                               .min_age_s = e->cfg.digest_min_age_s,
+                               .lease_s = e->cfg.lease_s};
     while (!ctx_done(e->stop)) {
         PGconn *c = conn(e);
         if (c == NULL) {

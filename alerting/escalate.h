@@ -59,6 +59,7 @@ struct escalate_config {
     int lease_s;          /* an unsettled page is handed out again after this */
     /* the daily warning digest (digest.h), sent from this thread */
     const struct email_config *email; /* borrowed; NULL or no url: no digests */
+    const struct ackmsg_config *ack;  /* borrowed: the digest's acknowledgement links */
     int digest_hour;      /* UTC hour from which the day's digests go; -1: off */
     int digest_min_age_s; /* warnings younger than this wait for the next day */
 };

@@ -216,6 +216,7 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
         snprintf(actor, sizeof actor, "notifier:%s:%ld", host, (long)getpid());
         ec.conninfo = opt->conninfo;
         ec.email = &opt->send.email;
+        ec.ack = &opt->send.ack;
         n->actor = strdup(actor); /* escalate keeps the pointer */
         if (n->actor == NULL) {
             snprintf(errstr, errstr_size, "out of memory");

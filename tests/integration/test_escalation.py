@@ -544,7 +544,11 @@ def run_digest():
     h.query("SELECT vigil_alert_ack(%s, %s, 'cli', 'test', NULL)", ids[1], ppl["coord"])
     esc = h.query("SELECT count(*) FROM escalations WHERE alert_id = ANY(%s)", ids)[0][0]
     t.check(esc == 0, "warnings have no escalation timer")
-    st = {"digest_hour": "0", "digest_min_age": "0"}
+    keys = os.path.join(LOG_DIR, "link-keys")
+    with open(keys, "w") as f:
+        f.write("dg1 digest-test-secret-%s\n" % rid)
+    st = {"digest_hour": "0", "digest_min_age": "0",
+          "console_url": "https://console.example/", "link_keys_file": keys}
     a = Notifier(topic, scale=0.02, settings=st)  # a digest look every 1.2 s
     b = Notifier(topic, scale=0.02, settings=st)
 
@@ -565,6 +569,12 @@ def run_digest():
                 body = msg.get_body(("plain",)).get_content()
     t.check(ids[0] in body and ids[2] in body and ids[1] not in body,
             "the digest lists the open warnings, not the acknowledged one")
+    # each listed warning is followed by its own acknowledgement link
+    lines = body.splitlines()
+    links = [lines[i + 1] for i, l in enumerate(lines[:-1]) if "[alert " in l]
+    t.check(len(links) == 2 and all(x.startswith("  Acknowledge: https://console.example/ack/")
+                                    for x in links) and links[0] != links[1],
+            "an acknowledgement link under each warning: %s" % links)
     row = h.query("SELECT state, attempts FROM warning_digests WHERE researcher_id = %s",
                   ppl["coord"])
     t.check(row == [("sent", 1)], "claimed once, sent: %s" % row)
