@@ -86,6 +86,25 @@ static void sb_put_clean(struct sb *b, const char *s)
     sb_putn(b, tmp, n);
 }
 
+size_t notice_escalation(const struct alert *a, int step, int short_form, char *out,
+                         size_t outsz)
+{
+    if (outsz > 0)
+        out[0] = '\0';
+    if (step <= 0 || a->kind != ALERT_SIGNAL || outsz == 0)
+        return 0;
+    if (short_form) {
+        int n = snprintf(out, outsz, "ESCALATED: ");
+        return n < 0 || (size_t)n >= outsz ? (out[0] = '\0', 0) : (size_t)n;
+    }
+    char when[32];
+    notice_time(a->detected_ms, when, sizeof when);
+    int n = snprintf(out, outsz,
+                     "ESCALATED (step %d): not acknowledged since detected at %s.\n\n", step,
+                     when);
+    return n < 0 || (size_t)n >= outsz ? (out[0] = '\0', 0) : (size_t)n;
+}
+
 size_t notice_time(int64_t ms, char *out, size_t outsz)
 {
     time_t t = (time_t)(ms / 1000);

@@ -39,6 +39,15 @@ size_t notice_body(const struct alert *const *a, int n, char *out, size_t outsz)
  * refs ID[,ID...]". */
 size_t notice_sms(const struct alert *const *a, int n, char *out, size_t outsz);
 
+/* The preface of an escalation page (STEP > 0) of signal A, so whoever
+ * it reaches knows it was not acknowledged by those paged before them:
+ * "ESCALATED (step N): not acknowledged since detected at TIME.\n\n" for
+ * an email body, or with SHORT "ESCALATED: " for a subject or an SMS.
+ * Returns the length written; 0 (OUT "") when STEP <= 0 or A is a
+ * retraction. */
+size_t notice_escalation(const struct alert *a, int step, int short_form, char *out,
+                         size_t outsz);
+
 /* Formats MS (Unix epoch milliseconds) as "2025-01-31T12:34Z". */
 size_t notice_time(int64_t ms, char *out, size_t outsz);
 

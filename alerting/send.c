@@ -879,8 +879,13 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
     if (m->ch == CHANNEL_EMAIL) {
         char subject[512], ids[NOTICE_MAX_ALERTS * (ALERT_ID_MAX + 1) + 1], key[1024], msgid[300];
         char *body = s->body;
-        notice_subject(alerts, m->n, subject, sizeof subject);
-        notice_body(alerts, m->n, body, sizeof s->body);
+        int step = m->m[0]->job->step;
+        /* an escalation page says so first: its reader was not the first
+         * one paged, and nobody has acknowledged */
+        size_t ps = notice_escalation(alerts[0], step, 1, subject, sizeof subject);
+        notice_subject(alerts, m->n, subject + ps, sizeof subject - ps);
+        size_t pb = notice_escalation(alerts[0], step, 0, body, sizeof s->body);
+        notice_body(alerts, m->n, body + pb, sizeof s->body - pb);
         ackmsg_email(&s->cfg.ack, alerts, m->n, m->researcher, kafka_now_ms() / 1000, body,
                      sizeof s->body);
         size_t o = 0;
@@ -889,7 +894,6 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
                                   alerts[i]->alert_id);
         /* a repeated escalation page is a new message: a mail client that
          * saw the last one must not hide it as a duplicate */
-        int step = m->m[0]->job->step;
         if (step > 0)
             snprintf(key, sizeof key, "%s|%s|email|step %d", ids, m->researcher, step);
         else
@@ -909,7 +913,8 @@ static bool msg_begin(struct sender *s, struct outmsg *m)
         char text[NOTICE_SMS_MAX + 1], ack[NOTICE_SMS_MAX / 2];
         size_t al = ackmsg_sms(&s->cfg.ack, pg(s), alerts, m->n, m->researcher, m->address,
                                kafka_now_ms() / 1000, ack, sizeof ack);
-        notice_sms(alerts, m->n, text, sizeof text - al); /* room kept: never cut off */
+        size_t pe = notice_escalation(alerts[0], m->m[0]->job->step, 1, text, sizeof text);
+        notice_sms(alerts, m->n, text + pe, sizeof text - al - pe); /* room kept: never cut off */
         ackmsg_sms_insert(text, sizeof text, ack);
         m->provider_id[0] = '\0';
         if (sms_easy_setup(m->easy, &s->cfg.sms, m->address, text, &m->req, err, sizeof err))

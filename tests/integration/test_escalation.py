@@ -219,6 +219,14 @@ def run_timeline():
             [(ppl["coord"], "email", 0), (ppl["coord"], "sms", 0), (ppl["safety"], "email", 1),
              (ppl["monitor"], "email", 2), (ppl["monitor"], "email", 3)],
             "notification log keyed by step: %s" % rows)
+    # an escalation page says so; the first page does not
+    subj = {}
+    for r, ids, sj in emails(mails):
+        if aid in ids:
+            subj.setdefault(r, []).append(sj.startswith("ESCALATED: "))
+    t.check(subj.get(ppl["coord"]) == [False] and subj.get(ppl["safety"]) == [True] and
+            subj.get(ppl["monitor"]) == [True, True],
+            "escalation pages' subjects start ESCALATED, the first page's does not: %s" % subj)
     mids = h.query("SELECT provider_message_id FROM notifications WHERE alert_id = %s "
                    "AND channel = 'email'", aid)
     t.check(len({m[0] for m in mids}) == len(mids) == 4,

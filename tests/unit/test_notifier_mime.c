@@ -198,7 +198,7 @@ static void test_notice(void)
     struct alert a2 = sample("alert-2", SEV_WARNING);
     const struct alert *one[] = {&a1};
     const struct alert *two[] = {&a2, &a1};
-    char s[512], b[EMAIL_MAX], sms[NOTICE_SMS_MAX + 1];
+    char s[512], b[EMAIL_MAX], sms[NOTICE_SMS_MAX + 1], small_pre[16];
     notice_subject(one, 1, s, sizeof s);
     CHECK_EQ_STR(s, "[vigil] CRITICAL: S1/BERLIN/P-0042 alt-3xuln (CTCAE grade 3)");
     notice_subject(two, 2, s, sizeof s);
@@ -241,6 +241,15 @@ static void test_notice(void)
     CHECK(strstr(b, "The alert alert-1 sent earlier") != NULL);
     notice_sms(pr, 1, sms, sizeof sms);
     CHECK(strstr(sms, "alert alert-1 withdrawn") != NULL);
+    /* an escalation page's preface; none for the first page or a retraction */
+    CHECK_EQ_INT(notice_escalation(&a1, 0, 0, b, sizeof b), 0);
+    CHECK_EQ_STR(b, "");
+    CHECK_EQ_INT(notice_escalation(&r, 2, 0, b, sizeof b), 0);
+    notice_escalation(&a1, 2, 0, b, sizeof b);
+    CHECK_EQ_STR(b, "ESCALATED (step 2): not acknowledged since detected at 2025-02-04T10:03Z.\n\n");
+    notice_escalation(&a1, 1, 1, s, sizeof s);
+    CHECK_EQ_STR(s, "ESCALATED: ");
+    CHECK_EQ_INT(notice_escalation(&a1, 1, 0, small_pre, sizeof small_pre), 0);
     /* cutting never splits a UTF-8 character */
     struct alert u = sample("u-1", SEV_INFO);
     u.message[0] = '\0';
