@@ -95,7 +95,14 @@ size_t ackmsg_sms(const struct ackmsg_config *cfg, PGconn *c, const struct alert
         char ttl[16], err[512] = "unexpected answer";
         snprintf(ttl, sizeof ttl, "%d", cfg->code_ttl_s);
         const char *params[] = {phone, researcher, pg_textarray_str(arr), key, ttl};
-        PGresult *r = pg_query(c, "SELECT vigil_sms_code_issue($1, $2, $3::text[], $4, $5::int)",
+        /* The sender's connection commits without waiting for the WAL
+         * flush; a code is different: once it is in an SMS it must survive
+         * a PostgreSQL crash, or the researcher's reply finds no code.
+         * set_config(..., true) holds for this statement's transaction,
+         * whose commit then waits for the flush. */
+        PGresult *r = pg_query(c,
+                               "SELECT vigil_sms_code_issue($1, $2, $3::text[], $4, $5::int), "
+                               "set_config('synchronous_commit', 'on', true)",
                                5, params, err, sizeof err);
         if (r != NULL && PQntuples(r) == 1) {
             int w = snprintf(out, outsz, " Reply ACK %s", PQgetvalue(r, 0, 0));
