@@ -8,7 +8,6 @@
  */
 #include <getopt.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "commands.h"
 #include "policy.h"
+#include "policy_store.h"
 #include "settings.h"
 
 #define POLICIES_MAX 64
@@ -61,84 +61,6 @@ static int check(const char *file)
     return 0;
 }
 
-static void text_array_append(char *buf, size_t size, const char *v)
-{
-    size_t used = strlen(buf);
-    snprintf(buf + used, size - used, "%s\"", used > 1 ? "," : "");
-    used = strlen(buf);
-    for (; *v && used + 3 < size; v++) {
-        if (*v == '"' || *v == '\\')
-            buf[used++] = '\\';
-        buf[used++] = *v;
-    }
-    buf[used] = '\0';
-    snprintf(buf + used, size - used, "\"");
-}
-
-/* Appends "policy K+1: MESSAGE" as a line of ERR. */
-static void add_problem(char *err, size_t errsz, int k, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add_problem(char *err, size_t errsz, int k, const char *fmt, ...)
-{
-    size_t used = strlen(err);
-    if (used + 1 >= errsz)
-        return;
-    snprintf(err + used, errsz - used, "%spolicy %d: ", used ? "\n" : "", k + 1);
-    used = strlen(err);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + used, errsz - used, fmt, ap);
-    va_end(ap);
-}
-#define PROBLEM(...) (bad++, add_problem(err, errsz, k, __VA_ARGS__))
-
-/* Directory checks for POL on C; every problem into err. Returns the count. */
-static int directory_check(PGconn *c, const struct policy *pol, int k, char *err, size_t errsz)
-{
-    int bad = 0;
-    char e[512];
-
-    const char *p2[] = {pol->study, pol->site};
-    PGresult *r = pg_query(c,
-                           "SELECT EXISTS (SELECT 1 FROM studies WHERE study_id = $1), "
-                           "$2 = '' OR EXISTS (SELECT 1 FROM sites WHERE study_id = $1 "
-                           "AND site_id = $2)",
-                           2, p2, e, sizeof e);
-    if (r == NULL) {
-        PROBLEM("%s", e);
-        return bad;
-    }
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
-        PROBLEM("study '%s' is not in the directory", pol->study);
-    else if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
-        PROBLEM("site '%s' is not a site of study '%s'", pol->site, pol->study);
-    PQclear(r);
-    for (int t = 0; t < pol->ntiers; t++)
-        for (int g = 0; g < pol->tiers[t].ntargets; g++) {
-            const char *tg = pol->tiers[t].targets[g];
-            const char *p3[] = {pol->study, pol->site, tg};
-            r = pg_query(c,
-                         "SELECT CASE WHEN $3 = 'subscribers' THEN true "
-                         "WHEN $3 LIKE 'researcher:%' THEN EXISTS (SELECT 1 FROM researchers "
-                         "WHERE researcher_id = substr($3, 12) AND active) "
-                         "ELSE EXISTS (SELECT 1 FROM vigil_tier_recipients($1, "
-                         "nullif($2, ''), 'critical', ARRAY[$3], ARRAY['email', 'sms'])) END",
-                         3, p3, e, sizeof e);
-            if (r == NULL) {
-                PROBLEM("%s", e);
-                continue;
-            }
-            if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
-                PROBLEM("tier %d: target '%s' reaches nobody (%s)", t + 1, tg,
-                        strncmp(tg, "researcher:", 11) == 0
-                            ? "no such active researcher"
-                            : "nobody holds that role at this study/site: add them to "
-                              "study_roles");
-            PQclear(r);
-        }
-    return bad;
-}
-
 static int set(PGconn *c, const char *file)
 {
     static struct policy pol[POLICIES_MAX];
@@ -149,88 +71,23 @@ static int set(PGconn *c, const char *file)
         return 1;
     }
     err[0] = '\0';
-    int bad = 0;
-    for (int k = 0; k < n; k++)
-        bad += directory_check(c, &pol[k], k, err, sizeof err);
-    if (bad > 0) {
+    if (policy_store_check(c, pol, n, err, sizeof err) > 0) {
         fprintf(stderr, "%s:\n%s\n", file, err);
         return 1;
     }
-    char e[1024];
-    if (pg_command(c, "BEGIN", 0, NULL, e, sizeof e) != 0)
-        goto fail;
-    for (int k = 0; k < n; k++) {
-        const struct policy *p = &pol[k];
-        char rep[16], digest[8];
-        snprintf(rep, sizeof rep, "%d", p->repeat_last_s);
-        snprintf(digest, sizeof digest, "%s", p->digest ? "true" : "false");
-        const char *pp[] = {p->study, p->site, p->severity, rep, digest};
-        if (pg_command(c,
-                       "DELETE FROM escalation_policies WHERE study_id = $1 "
-                       "AND coalesce(site_id, '') = $2 AND severity = $3",
-                       3, pp, e, sizeof e) != 0)
-            goto fail;
-        PGresult *r = pg_query(c,
-                               "INSERT INTO escalation_policies (study_id, site_id, severity, "
-                               "repeat_last_s, digest) VALUES ($1, nullif($2, ''), $3, $4, $5) "
-                               "RETURNING policy_id",
-                               5, pp, e, sizeof e);
-        if (r == NULL)
-            goto fail;
-        char id[32];
-        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-        for (int t = 0; t < p->ntiers; t++) {
-            const struct policy_tier *tr = &p->tiers[t];
-            char targets[POLICY_TARGETS_MAX * (POLICY_TARGET_MAX + 4) + 4] = "{";
-            for (int g = 0; g < tr->ntargets; g++)
-                text_array_append(targets, sizeof targets, tr->targets[g]);
-            strcat(targets, "}");
-            char channels[64] = "{";
-            if (tr->email)
-                text_array_append(channels, sizeof channels, "email");
-            if (tr->sms)
-                text_array_append(channels, sizeof channels, "sms");
-            if (tr->subscribed)
-                text_array_append(channels, sizeof channels, "subscribed");
-            strcat(channels, "}");
-            char tier[16], dl[16];
-            snprintf(tier, sizeof tier, "%d", t + 1);
-            snprintf(dl, sizeof dl, "%d", tr->ack_deadline_s);
-            const char *pt[] = {id, tier, targets, channels, dl};
-            if (pg_command(c,
-                           "INSERT INTO escalation_tiers (policy_id, tier, targets, channels, "
-                           "ack_deadline_s) VALUES ($1, $2, $3, $4, $5)",
-                           5, pt, e, sizeof e) != 0)
-                goto fail;
-        }
-        char host[128] = "?", actor[192];
-        gethostname(host, sizeof host - 1);
-        struct passwd *pw = getpwuid(getuid());
-        const char *user = pw != NULL ? pw->pw_name : NULL;
-        snprintf(actor, sizeof actor, "cli:%s@%s", user != NULL ? user : "?", host);
-        const char *pa[] = {actor, id};
-        if (pg_command(c,
-                       "SELECT vigil_audit_append(NULL, 'policy_set', $1, "
-                       "(SELECT jsonb_build_object('study_id', p.study_id, 'site_id', p.site_id, "
-                       "'severity', p.severity, 'repeat_last_s', p.repeat_last_s, 'digest', "
-                       "p.digest, 'tiers', coalesce((SELECT jsonb_agg(jsonb_build_object("
-                       "'tier', t.tier, 'targets', t.targets, 'channels', t.channels, "
-                       "'ack_deadline_s', t.ack_deadline_s) ORDER BY t.tier) FROM "
-                       "escalation_tiers t WHERE t.policy_id = p.policy_id), '[]')) "
-                       "FROM escalation_policies p WHERE p.policy_id = $2::bigint))",
-                       2, pa, e, sizeof e) != 0)
-            goto fail;
-        printf("set: study %s%s%s %s: %d tiers\n", p->study, p->site[0] ? " site " : "",
-               p->site, p->severity, p->ntiers);
+    char host[128] = "?", actor[192];
+    gethostname(host, sizeof host - 1);
+    struct passwd *pw = getpwuid(getuid());
+    const char *user = pw != NULL ? pw->pw_name : NULL;
+    snprintf(actor, sizeof actor, "cli:%s@%s", user != NULL ? user : "?", host);
+    if (policy_store_set(c, pol, n, actor, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil policy set: %s\n", err);
+        return 1;
     }
-    if (pg_command(c, "COMMIT", 0, NULL, e, sizeof e) != 0)
-        goto fail;
+    for (int k = 0; k < n; k++)
+        printf("set: study %s%s%s %s: %d tiers\n", pol[k].study, pol[k].site[0] ? " site " : "",
+               pol[k].site, pol[k].severity, pol[k].ntiers);
     return 0;
-fail:
-    fprintf(stderr, "vigil policy set: %s\n", e);
-    pg_command(c, "ROLLBACK", 0, NULL, err, sizeof err);
-    return 1;
 }
 
 static int show(PGconn *c, const char *study, const char *site)

@@ -1,0 +1,28 @@
+/*
+ * policy_store: escalation policies (policy.h) against the directory and
+ * into the tables of migration 0010 -- what `vigil policy set` and the
+ * console's PUT /api/v1/studies/{study}/policies both do, written once.
+ */
+#ifndef VIGIL_POLICY_STORE_H
+#define VIGIL_POLICY_STORE_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "policy.h"
+
+/* Checks POL[0..N-1] against the directory on C: the study and site exist,
+ * every target reaches somebody today (an active researcher, or a holder
+ * of the role at that study/site). Appends each problem to PROBLEMS as a
+ * "policy K: ..." line (NUL-terminated, PROBLEMS_SIZE bytes; the caller
+ * starts it empty). Returns the number of problems (0: all fit). */
+int policy_store_check(PGconn *c, const struct policy *pol, int n, char *problems,
+                       size_t problems_size);
+
+/* Replaces, in one transaction, the policies of POL[0..N-1]'s (study,
+ * site, severity) with them, each change an audit event 'policy_set' by
+ * ACTOR. Returns 0, or -1 with errstr (the transaction rolled back). */
+int policy_store_set(PGconn *c, const struct policy *pol, int n, const char *actor, char *errstr,
+                     size_t errstr_size);
+
+#endif
