@@ -14,6 +14,8 @@
 #include "log.h"
 #include "password.h"
 #include "pg.h"
+#include "policy.h"
+#include "policy_store.h"
 
 /* An alert's lifecycle state as the console shows it: alert_lifecycle's
  * (0010), else what the alert row says (a signal not yet given a lifecycle
@@ -1118,6 +1120,114 @@ static void site_put(PGconn *conn, const struct api_request *req, const char *co
     respond_json(resp, 200, site);
 }
 
+/* ---- escalation policies (issue #14's, administered here) ------------- */
+
+/* The study's own policies (study-wide and per site, by severity); where
+ * none is set the built-in defaults apply (defaults: true). Viewer or
+ * above: responders should know who is paged after them. */
+static void policies_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                         const struct auth_principal *who, struct api_response *resp)
+{
+    (void)req;
+    char err[512];
+    int rank = study_rank(conn, who, values[0], resp);
+    if (rank < 0)
+        return;
+    if (rank == 0) {
+        api_error(resp, 404, "not_found", "no such study among yours");
+        return;
+    }
+    const char *p[] = {values[0], who->researcher_id, token_param(who)};
+    PGresult *r = pg_query(
+        conn,
+        "SELECT coalesce(json_agg(json_build_object('site_id', ep.site_id, 'severity', "
+        "ep.severity, 'repeat_last_s', ep.repeat_last_s, 'digest', ep.digest, 'tiers', "
+        "coalesce((SELECT json_agg(json_build_object('tier', t.tier, 'targets', t.targets, "
+        "'channels', t.channels, 'ack_deadline_s', t.ack_deadline_s) ORDER BY t.tier) "
+        "FROM escalation_tiers t WHERE t.policy_id = ep.policy_id), '[]')) "
+        "ORDER BY ep.site_id NULLS FIRST, ep.severity)::text, '[]') "
+        "FROM escalation_policies ep JOIN console_study_roles($2, $3::bigint) sr "
+        "ON sr.study_id = ep.study_id AND sr.rank >= 1 WHERE ep.study_id = $1",
+        3, p, err, sizeof err);
+    if (r == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    json_error_t je;
+    json_t *list = json_loads(PQgetvalue(r, 0, 0), 0, &je);
+    PQclear(r);
+    if (list == NULL) {
+        api_error(resp, 503, "unavailable", "could not read the policies");
+        return;
+    }
+    respond_json(resp, 200,
+                 json_pack("{s:s, s:b, s:o}", "study_id", values[0], "defaults",
+                           json_array_size(list) == 0, "policies", list));
+}
+
+static void policy_put_run(PGconn *conn, const struct api_request *req, const char *const *values,
+                           const struct auth_principal *who, struct api_response *resp,
+                           struct policy *pol, int max, char *problems, size_t problems_size);
+
+/* Sets policies of the study: the body is one policy or {"policies":
+ * [...]} in the form of `vigil policy set` (policy.h), every one naming
+ * this study; each replaces the policy of its (site, severity). Invalid
+ * policies (400) and policies the directory cannot honour (422: a target
+ * nobody holds) change nothing; the problems are listed. Study-admin. */
+static void policies_put(PGconn *conn, const struct api_request *req, const char *const *values,
+                         const struct auth_principal *who, struct api_response *resp)
+{
+    enum { POLICIES_PUT_MAX = 16 };
+    char problems[4096] = "";
+    if (!study_admin_ok(conn, who, values[0], resp))
+        return;
+    if (req->body == NULL || req->body_len == 0) {
+        api_error(resp, 400, "bad_request", "a policy (JSON) is required");
+        return;
+    }
+    /* about 25 KiB each: on the heap, not on a connection thread's stack */
+    struct policy *pol = calloc(POLICIES_PUT_MAX, sizeof *pol);
+    if (pol == NULL) {
+        api_error(resp, 503, "unavailable", "out of memory");
+        return;
+    }
+    policy_put_run(conn, req, values, who, resp, pol, POLICIES_PUT_MAX, problems,
+                   sizeof problems);
+    free(pol);
+}
+
+static void policy_put_run(PGconn *conn, const struct api_request *req, const char *const *values,
+                           const struct auth_principal *who, struct api_response *resp,
+                           struct policy *pol, int max, char *problems, size_t problems_size)
+{
+    int n = policy_load_text("body", req->body, req->body_len, pol, max, problems,
+                             problems_size);
+    if (n <= 0) {
+        api_error(resp, 400, "bad_request", n == 0 ? "no policy in the body" : problems);
+        return;
+    }
+    for (int k = 0; k < n; k++)
+        if (strcmp(pol[k].study, values[0]) != 0) {
+            snprintf(problems, problems_size, "policy %d is of study '%.64s', not of '%.64s'",
+                     k + 1, pol[k].study, values[0]);
+            api_error(resp, 400, "bad_request", problems);
+            return;
+        }
+    problems[0] = '\0';
+    if (policy_store_check(conn, pol, n, problems, problems_size) > 0) {
+        api_error(resp, 422, "conflict", problems);
+        return;
+    }
+    char actor[300], err[512];
+    snprintf(actor, sizeof actor, "console:%s%s%s", who->researcher_id,
+             who->token_id[0] ? ":token:" : "", who->token_id);
+    if (policy_store_set(conn, pol, n, actor, err, sizeof err) != 0) {
+        db_error(resp, err);
+        return;
+    }
+    respond_json(resp, 200, json_pack("{s:s, s:i}", "study_id", values[0], "set", n));
+}
+
 static void study_people_get(PGconn *conn, const struct api_request *req, const char *const *values,
                              const struct auth_principal *who, struct api_response *resp)
 {
@@ -1356,6 +1466,8 @@ static const struct api_route routes[] = {
     {"GET", "/api/v1/studies/{study}/researchers", LIMITER_GENERAL, true, false, study_people_get},
     {"PUT", "/api/v1/studies/{study}/grants/{researcher}", LIMITER_GENERAL, true, true, grant_put},
     {"DELETE", "/api/v1/studies/{study}/grants/{researcher}", LIMITER_GENERAL, true, true, grant_delete},
+    {"GET", "/api/v1/studies/{study}/policies", LIMITER_GENERAL, true, false, policies_get},
+    {"PUT", "/api/v1/studies/{study}/policies", LIMITER_GENERAL, true, true, policies_put},
     {"GET", "/api/v1/subscriptions", LIMITER_GENERAL, true, false, subscriptions_get},
     {"PUT", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_put},
     {"DELETE", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_delete},

@@ -162,6 +162,52 @@ C.check(st == 200 and any(x["site_id"] == "SITE-1" for x in b["sites"]), "a view
 C.check(E.request("GET", "/api/v1/studies/S2/sites", cookie=callers["viewer"]["cookie"])[0] == 404,
         "another study's sites: 404")
 
+# ---- escalation policies: every caller, own study and another -----------------------
+def policy_rows(study):
+    return E.sql("SELECT p.site_id, p.severity, t.tier, t.targets, t.channels, t.ack_deadline_s "
+                 "FROM escalation_policies p JOIN escalation_tiers t USING (policy_id) "
+                 "WHERE p.study_id = %s ORDER BY p.site_id NULLS FIRST, p.severity, t.tier", study)
+
+
+POL = {"study": "S1", "severity": "critical", "repeat_last": "15m",
+       "tiers": [{"targets": ["subscribers"], "channels": ["subscribed"], "ack_deadline": "15m"},
+                 {"targets": ["researcher:responder"], "channels": ["email"], "ack_deadline": "10m"}]}
+for caller, how in callers.items():
+    for study in ("S1", "S2"):
+        body = dict(POL, study=study, tiers=[dict(POL["tiers"][0]),
+                                             dict(POL["tiers"][1], ack_deadline="%dm" % (11 + RANK[caller]))])
+        before = policy_rows(study)
+        st, _, b = E.request("PUT", "/api/v1/studies/%s/policies" % study, body=body, **how)
+        allowed = RANK[caller] >= 3 and (caller == "admin" or study == "S1")
+        after = policy_rows(study)
+        if allowed:
+            C.check(st == 200 and b["set"] == 1 and [r[2] for r in after] == [1, 2] and
+                    after[1][5] == 60 * (11 + RANK[caller]),
+                    "policy PUT by %s on %s: set (%d, %s)" % (caller, study, st, after))
+        else:
+            C.check(st in (401, 403, 404) and after == before,
+                    "policy PUT by %s on %s: refused, nothing changed (%d)" % (caller, study, st))
+        st, _, b = E.request("GET", "/api/v1/studies/%s/policies" % study, **how)
+        if sees(caller, study):
+            C.check(st == 200 and len(b["policies"]) == len({(r[0], r[1]) for r in policy_rows(study)}),
+                    "policy GET by %s on %s (%d)" % (caller, study, st))
+        else:
+            C.check(st in (401, 404), "policy GET by %s on %s: refused (%d)" % (caller, study, st))
+ev = E.sql("SELECT actor, detail->>'study_id' FROM alert_events WHERE kind = 'policy_set' "
+           "AND actor LIKE 'console:%%' ORDER BY event_id")
+C.check(("console:study_admin", "S1") in ev and ("console:admin", "S2") in ev,
+        "a policy set through the console is audited with its researcher: %s" % ev)
+before = policy_rows("S1")
+for bad, want in ((dict(POL, tiers=[]), 400),
+                  (dict(POL, tiers=[{"targets": ["role:medical_monitor"], "channels": ["email"],
+                                     "ack_deadline": "15m"}]), 422),
+                  (dict(POL, study="S2"), 400),
+                  (dict(POL, tiers=[dict(POL["tiers"][0], ack_deadline="5s")]), 400)):
+    st, _, b = E.request("PUT", "/api/v1/studies/S1/policies", body=bad,
+                         cookie=sa["cookie"], csrf=sa["csrf"])
+    C.check(st == want and policy_rows("S1") == before and b.get("message"),
+            "an invalid policy: %d with the problem (%s), nothing changed" % (st, b.get("message")))
+
 # ---- CSRF ----------------------------------------------------------------------
 r = callers["responder"]
 E.alert("csrf-1", "S1")

@@ -206,11 +206,27 @@ call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=acookie, csrf=a
 call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=acookie, csrf=acsrf)
 call(GR, "DELETE", path="/api/v1/studies/S1/grants/none")
 call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=cookie, csrf=csrf)
+PO = "/api/v1/studies/{study}/policies"
+pol = {"study": "S1", "severity": "critical", "repeat_last": "15m",
+       "tiers": [{"targets": ["subscribers"], "channels": ["subscribed"], "ack_deadline": "15m"},
+                 {"targets": ["researcher:responder"], "channels": ["email"], "ack_deadline": "10m"}]}
+call(PO, "GET", path="/api/v1/studies/S1/policies", cookie=cookie)
+call(PO, "GET", path="/api/v1/studies/S1/policies")
+call(PO, "GET", path="/api/v1/studies/S2/policies", cookie=cookie)
+call(PO, "PUT", path="/api/v1/studies/S1/policies", body=pol, cookie=acookie, csrf=acsrf)
+call(PO, "PUT", path="/api/v1/studies/S1/policies", body=dict(pol, tiers=[]), cookie=acookie, csrf=acsrf)
+call(PO, "PUT", path="/api/v1/studies/S1/policies",
+     body=dict(pol, tiers=[{"targets": ["role:medical_monitor"], "channels": ["email"],
+                            "ack_deadline": "15m"}]), cookie=acookie, csrf=acsrf)
+call(PO, "PUT", path="/api/v1/studies/S1/policies", body=pol)
+call(PO, "PUT", path="/api/v1/studies/S1/policies", body=pol, cookie=cookie, csrf=csrf)
+call(PO, "PUT", path="/api/v1/studies/S2/policies", body=dict(pol, study="S2"), cookie=acookie, csrf=acsrf)
 # a body not declared JSON: 415 wherever a body is taken
 for tmpl, method, path in [(S, "POST", S), (ACK, "POST", A + "/a2/ack"), (RES, "POST", A + "/a2/resolve"),
                            (SB, "PUT", SB), (PR, "POST", PR), (PC, "POST", PC),
                            (STS, "PUT", "/api/v1/studies/S1/sites/SITE-9"),
-                           (GR, "PUT", "/api/v1/studies/S1/grants/none")]:
+                           (GR, "PUT", "/api/v1/studies/S1/grants/none"),
+                           (PO, "PUT", "/api/v1/studies/S1/policies")]:
     call(tmpl, method, path=path, body='{"a": 1}', cookie=cookie, csrf=csrf,
          headers={"Content-Type": "text/plain"})
 # sign out last (needs the CSRF token)
@@ -238,7 +254,9 @@ for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"
                                  (STS, "PUT", "/api/v1/studies/S1/sites/X", {"name": "x"}),
                                  (STR, "GET", "/api/v1/studies/S1/researchers", None),
                                  (GR, "PUT", "/api/v1/studies/S1/grants/none", {"role": "viewer"}),
-                                 (GR, "DELETE", "/api/v1/studies/S1/grants/none", None)]:
+                                 (GR, "DELETE", "/api/v1/studies/S1/grants/none", None),
+                                 (PO, "GET", "/api/v1/studies/S1/policies", None),
+                                 (PO, "PUT", "/api/v1/studies/S1/policies", pol)]:
     call(tmpl, method, path=path, body=body, token=tok)
 lk.rollback()
 lk.close()
