@@ -66,8 +66,9 @@ opts.add_argument("--user-data-dir=" + profile)
 opts.add_argument("--window-size=1280,1000")
 opts.add_argument("--disable-gpu")
 opts.add_argument("--disable-dev-shm-usage")
-if os.geteuid() == 0:
-    # chromium refuses to start its sandbox as root; only then
+if os.geteuid() == 0 or os.environ.get("VIGIL_CHROMIUM_NO_SANDBOX") == "1":
+    # chromium refuses to start its sandbox as root; only then (or when a
+    # container without user namespaces says so)
     opts.add_argument("--no-sandbox")
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 driver = None
