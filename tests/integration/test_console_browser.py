@@ -100,6 +100,14 @@ try:
             "return Array.from(document.querySelectorAll('#queue-rows tr'),"
             "  (tr) => Array.from(tr.cells, (td) => td.textContent));")
 
+    # the queue reloads itself every 15 s: find and click the row in one
+    # script so the row clicked is never one just replaced
+    def click_row(text):
+        C.check(driver.execute_script(
+            "const tr = Array.from(document.querySelectorAll('#queue-rows tr'))"
+            "  .find((r) => r.textContent.includes(arguments[0]));"
+            "if (!tr) return false; tr.click(); return true;", text), "a queue row with %r to click" % text)
+
     # sign in through the form
     driver.get(base + "/console/")
     until(EC.visibility_of_element_located((By.ID, "email")), "the sign-in form")
@@ -115,10 +123,7 @@ try:
     driver.save_screenshot(os.path.join(ART, "queue.png"))
 
     # open the alert by its row and acknowledge it with the button
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#queue-rows tr"):
-        if "potassium" in tr.text:
-            tr.click()
-            break
+    click_row("potassium")
     until(EC.text_to_be_present_in_element((By.ID, "alert-h"), "potassium 6.3"), "the alert's page")
     until(lambda d: state_of_alert() == "open", "the alert's state shown as open")
     C.check("#alert/b1" in driver.current_url, "the alert's page is #alert/b1: %s" % driver.current_url)
@@ -142,10 +147,7 @@ try:
           "the whole queue shows b1 acknowledged")
 
     # the subject's page: the chart
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#queue-rows tr"):
-        if "potassium" in tr.text:
-            tr.click()
-            break
+    click_row("potassium")
     until(lambda d: "#alert/b1" in d.current_url and state_of_alert() == "acknowledged",
           "the alert's page again")
     driver.find_element(By.ID, "subject-link").click()
