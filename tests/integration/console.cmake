@@ -21,3 +21,8 @@ vigil_script_test(console_reset LABEL "integration;security" TIMEOUT 90
 # vigil directory import: CSV, idempotent, all or nothing, errors name the line.
 vigil_script_test(directory_import LABEL integration TIMEOUT 60
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_directory_import.py)
+# The pages in a real browser (headless chromium + Selenium): sign in, the
+# queue, acknowledge with the button, the subject's SVG chart, no CSP error;
+# screenshots in build/artifacts/console/.
+vigil_script_test(console_browser LABEL integration TIMEOUT 180
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_browser.py)
