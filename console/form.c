@@ -2,40 +2,14 @@
 
 #include <string.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "reqparse.h"
 
-/* Decodes [S, S+N) into OUT. Returns the length or -2. */
+/* Decodes [S, S+N) into OUT (control characters kept: an SMS body may
+ * hold a line break). Returns the length or -2. */
 static long decode(const char *s, size_t n, char *out, size_t outsz)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            if (i + 2 >= n)
-                return -2;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -2;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= outsz)
-            return -2;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return (long)o;
+    long r = reqparse_urldecode(s, n, out, outsz, true);
+    return r < 0 ? -2 : r;
 }
 
 long form_field(const char *body, size_t len, const char *name, char *out, size_t outsz)

@@ -20,11 +20,11 @@ static int hexval(char c)
     return -1;
 }
 
-/* Decodes IN[0..len) into out (room for len + 1). Returns the decoded
- * length, or -1 on a malformed escape or a control character. */
-static long decode(const char *in, size_t len, char *out)
+long reqparse_urldecode(const char *in, size_t len, char *out, size_t outsz, bool controls_ok)
 {
     size_t o = 0;
+    if (outsz == 0)
+        return -1;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
         if (c == '+') {
@@ -38,12 +38,19 @@ static long decode(const char *in, size_t len, char *out)
             c = (unsigned char)(h * 16 + l);
             i += 2;
         }
-        if (c < 0x20 || c == 0x7f)
+        if (c == '\0' || (!controls_ok && (c < 0x20 || c == 0x7f)) || o + 1 >= outsz)
             return -1;
         out[o++] = (char)c;
     }
     out[o] = '\0';
     return (long)o;
+}
+
+/* Decodes IN[0..len) into out (room for len + 1), control characters
+ * refused. Returns the decoded length, or -1. */
+static long decode(const char *in, size_t len, char *out)
+{
+    return reqparse_urldecode(in, len, out, len + 1, false);
 }
 
 static bool name_valid(const char *s)

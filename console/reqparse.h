@@ -35,6 +35,13 @@ struct reqparse_query {
     char *buf; /* owns the decoded strings */
 };
 
+/* Decodes application/x-www-form-urlencoded IN[0..LEN) ('+' is a space,
+ * %XX a byte) into OUT (OUTSZ bytes, NUL-terminated). A malformed escape,
+ * a NUL, a result that does not fit, or (unless CONTROLS_OK) a control
+ * character: -1. Returns the decoded length. The one decoder of query
+ * strings and of form bodies (form.h). */
+long reqparse_urldecode(const char *in, size_t len, char *out, size_t outsz, bool controls_ok);
+
 /* Parses RAW (the part after '?', NULL or "" for none) into Q. Names must be
  * [a-z_]{1,32}; a name may appear once; values are percent-decoded ('+' is a
  * space) and may not contain control characters. Returns 0, or -1 with
