@@ -201,6 +201,12 @@ def release(mode):
         "notifier": {"group": "cw-n-" + rid, "port": free_port(),
                      "smtp": {"url": h.env("VIGIL_SMTP_URL"), "tls": "off"},
                      "sms": {"url": sms_url, "user": h.env("VIGIL_SMS_USER")}},
+        # The console on a free port (pods share the host's network), with
+        # acknowledgement links (the notifier signs with the key file the
+        # console verifies with) and the SMS webhook, so every file it and
+        # the notifier are given is mounted and read.
+        "console": {"port": free_port(), "ackLinks": True, "smsInbound": True,
+                    "publicUrl": "https://console.example.org"},
     }
     if mode == "env":
         values["secrets"] = {"mode": "env"}
@@ -211,7 +217,9 @@ def release(mode):
             "Deployments (%s)" % (mode, sorted(wl)))
     secrets = {SECRET: {"pg-conninfo": conninfo_for(schema).encode(),
                         "sms-password": sms_password.encode(),
-                        "smtp-password": b"unused"}}
+                        "smtp-password": b"unused",
+                        "link-keys": ("cw1 %s\n" % os.urandom(16).hex()).encode(),
+                        "sms-inbound-secret": os.urandom(16).hex().encode()}}
     logdir = tempfile.mkdtemp(prefix="chart-wiring-")
     pods = []
 
