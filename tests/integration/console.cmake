@@ -21,3 +21,7 @@ vigil_script_test(console_reset LABEL "integration;security" TIMEOUT 90
 # vigil directory import: CSV, idempotent, all or nothing, errors name the line.
 vigil_script_test(directory_import LABEL integration TIMEOUT 60
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_directory_import.py)
+# The live queue: Server-Sent Events of the caller's studies only, heartbeats,
+# a bound on open streams, a clean end on SIGTERM.
+vigil_script_test(console_stream LABEL "integration;security" TIMEOUT 90
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_stream.py)
