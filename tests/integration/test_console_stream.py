@@ -127,7 +127,7 @@ C.check(third.status == 200 and over.status == 503 and over.headers.get("retry-a
 # A stream whose client went away gives its place back.
 third.close()
 again = h.wait_until(lambda: (lambda s: s if s.status == 200 else s.close())(Stream(cookie=viewer_cookie)),
-                     10, "a place freed by a closed stream")
+                     10, "a place freed by a closed stream", interval=0.5)
 C.check(again is not None, "a closed stream's place is given back")
 st, _, text = E.request("GET", "/metrics")
 C.check("vigil_console_alert_streams" in text, "/metrics has vigil_console_alert_streams")
