@@ -5,8 +5,9 @@ inserted; within a few seconds the stream carries exactly the S1 alert (the
 filter is the caller's studies, in SQL). Also: no session is 401 and no
 stream; a global admin's stream carries both studies; heartbeat comments
 arrive while nothing happens; streams beyond VIGIL_CONSOLE_MAX_STREAMS are
-503 with Retry-After; SIGTERM ends open streams cleanly (the console exits
-0 promptly and the client sees the end of the stream).
+503 with Retry-After; the page uses EventSource with polling as its
+fallback; SIGTERM ends open streams cleanly (the console exits 0 promptly
+and the client sees the end of the stream).
 """
 import http.client
 import json
@@ -135,6 +136,12 @@ C.check("vigil_console_alert_streams" in text, "/metrics has vigil_console_alert
 # Ordinary API requests still work with streams open (they hold no slot).
 st, _, body = E.request("GET", "/api/v1/alerts?state=open", cookie=viewer_cookie)
 C.check(st == 200, "the alert list answers while streams are open (%d)" % st)
+
+# The page served from the binary listens to the stream and keeps polling
+# as the fallback.
+st, _, js = E.request("GET", "/console/console.js")
+C.check(st == 200 and 'new EventSource("/api/v1/alerts/stream")' in js and "setInterval" in js
+        and "EventSource.CLOSED" in js, "the page uses EventSource and falls back to polling")
 
 # SIGTERM: open streams end, the console exits 0 promptly.
 t0 = time.monotonic()
