@@ -1455,7 +1455,7 @@ PGresult *api_alerts_opened(PGconn *conn, const struct auth_principal *who, cons
     snprintf(lb, sizeof lb, "%d", lookback_ms);
     snprintf(lim, sizeof lim, "%d", limit);
     const char *params[] = {who->researcher_id, token_param(who), start, newest, lb, lim};
-    return pg_query(conn, LIST_OPENED, 6, params, errstr, errstr_size);
+    return pg_query(conn, "" LIST_OPENED, 6, params, errstr, errstr_size);
 }
 
 json_t *api_alert_json(const PGresult *r, int row)
