@@ -208,6 +208,9 @@ def release(mode):
         "console": {"port": free_port(), "ackLinks": True, "smsInbound": True,
                     "publicUrl": "https://console.example.org"},
     }
+    # The image under test (VIGIL_IMAGE), as the chart would name it.
+    repo, _, tag = IMAGE.rpartition(":")
+    values["image"] = {"repository": repo, "tag": tag}
     if mode == "env":
         values["secrets"] = {"mode": "env"}
     objects = render(values)
@@ -307,6 +310,17 @@ def release(mode):
         t.check(sent is not None, "[%s] the notifier sent every critical alert by SMS (%d of %d) "
                 "and email (%d of %d)" % (mode, len(sms), len(alert_ids), len(mails),
                                           len(alert_ids)))
+        # console.ackLinks: the notifier got the console's public URL and the
+        # mounted link keys, so its messages carry signed links to the console.
+        spool = h.env("VIGIL_SMTP_SPOOL")
+        linked = 0
+        for e in h.read_jsonl(os.path.join(spool, "index.jsonl")):
+            with open(os.path.join(spool, e["file"]), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            if any(a in text for a in alert_ids) and "https://console.example.org/ack/" in text:
+                linked += 1
+        t.check(linked > 0, "[%s] the notifier's e-mails carry acknowledgement links to the "
+                "console's public URL (%d e-mails)" % (mode, linked))
 
         # ---- 4. SIGTERM, as a rollout does ---------------------------------
         ends = {p: hi for p, hi in _ends(topic, 12).items()}
