@@ -105,6 +105,7 @@ E.alert("live-S2", "S2", message="other study")
 got = h.wait_until(lambda: "live-S1" in v.ids() or None, 10, "the S1 alert on the viewer's stream")
 took = time.monotonic() - t0
 C.check(got, "the viewer's stream carries the S1 alert within %.1f s" % took)
+print("figure console_stream_latency %.2f s (insert to event, 1 s polls)" % took, flush=True)
 h.wait_until(lambda: {"live-S1", "live-S2"} <= set(a.ids()) or None, 10, "both alerts on the admin's stream")
 C.check({"live-S1", "live-S2"} <= set(a.ids()), "the admin's stream carries both studies' alerts: %s" % a.ids())
 # Two more polls: nothing of S2 arrives late, the S1 alert is not repeated.

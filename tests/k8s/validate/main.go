@@ -9,6 +9,11 @@
 // replicas never above the topic's partitions, credentials never in a
 // ConfigMap or a literal env value, a drain grace shorter than the pod's
 // termination grace, and the migration Job as a pre-install/pre-upgrade hook.
+// The console (component console) is held to the same pod promises without a
+// topic bound, must have a Service and a PodDisruptionBudget of its own and
+// an HPA that keeps two replicas; an Ingress must serve TLS for every host
+// and route only the console's public paths (/console/, /api/v1/, /ack/,
+// /sms/inbound) by Prefix or Exact, never /metrics, /healthz or /readyz.
 // With -secret-files (the chart's secrets.mode files), no container takes an
 // environment variable from a Secret at all: every credential is a file.
 //
