@@ -36,6 +36,10 @@ static const struct config_item items[] = {
      "of those, timelines and exports at once; 0: a quarter of max_in_flight", false},
     {"slot_wait_ms", "VIGIL_CONSOLE_SLOT_WAIT_MS", "500",
      "how long an API request waits for a slot before 503 + Retry-After", false},
+    {"max_streams", "VIGIL_CONSOLE_MAX_STREAMS", "32",
+     "live alert queue streams (Server-Sent Events, GET /api/v1/alerts/stream) open at once; "
+     "beyond, 503 and the page polls. Keep it well below the 256 connections",
+     false},
     {"trusted_proxies", "VIGIL_CONSOLE_TRUSTED_PROXIES", NULL,
      "trusted-proxy mode (single sign-on): comma-separated addresses of the authenticating "
      "proxy (oauth2-proxy...) whose identity header is believed; unset: off",
@@ -94,12 +98,13 @@ int cmd_console(int argc, char **argv)
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
         return cli_fail("console", err);
-    long threads, pgconns, inflight, heavy, waitms;
+    long threads, pgconns, inflight, heavy, waitms, streams;
     if (config_get_long(cfg, "threads", 1, 256, &threads, err, sizeof err) != 0 ||
         config_get_long(cfg, "pg_connections", 1, 256, &pgconns, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_in_flight", 0, 1024, &inflight, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_heavy", 0, 1024, &heavy, err, sizeof err) != 0 ||
-        config_get_long(cfg, "slot_wait_ms", 1, 60000, &waitms, err, sizeof err) != 0) {
+        config_get_long(cfg, "slot_wait_ms", 1, 60000, &waitms, err, sizeof err) != 0 ||
+        config_get_long(cfg, "max_streams", 1, 200, &streams, err, sizeof err) != 0) {
         rc = cli_fail("console", err);
         goto out;
     }
@@ -128,6 +133,7 @@ int cmd_console(int argc, char **argv)
         .smtp_user = config_get(cfg, "smtp_user"),
         .smtp_password = config_get(cfg, "smtp_password"),
         .smtp_tls = config_get(cfg, "smtp_tls"),
+        .max_streams = (int)streams,
     };
     rc = cli_serve("console", run, &opt);
 out:

@@ -121,6 +121,22 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t outsz)
                   (socklen_t)outsz);
 }
 
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct httpd_response *resp = cls;
+    ssize_t n = resp->stream(resp->stream_arg, buf, max);
+    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+static void stream_done(void *cls)
+{
+    struct httpd_response *resp = cls;
+    if (resp->stream_free != NULL)
+        resp->stream_free(resp->stream_arg);
+    free(resp);
+}
+
 /* A request for the role's handler: collect the body (bounded), then call
  * it once the upload is over. */
 static enum MHD_Result handle_role(struct httpd *h, struct MHD_Connection *conn, const char *url,
@@ -184,14 +200,29 @@ static enum MHD_Result handle_role(struct httpd *h, struct MHD_Connection *conn,
         resp->status = MHD_HTTP_NOT_FOUND;
         resp->content_type = NULL;
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(resp->len, resp->body ? resp->body : (char *)"",
-                                        resp->body ? MHD_RESPMEM_MUST_FREE
-                                                   : MHD_RESPMEM_PERSISTENT);
-    if (r == NULL) {
+    struct MHD_Response *r;
+    bool streamed = resp->stream != NULL;
+    if (streamed) {
         free(resp->body);
-        free(resp);
-        return MHD_NO;
+        resp->body = NULL;
+        /* resp lives until stream_done: the callback reads it */
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, resp,
+                                              stream_done);
+        if (r == NULL) {
+            if (resp->stream_free != NULL)
+                resp->stream_free(resp->stream_arg);
+            free(resp);
+            return MHD_NO;
+        }
+    } else {
+        r = MHD_create_response_from_buffer(resp->len, resp->body ? resp->body : (char *)"",
+                                            resp->body ? MHD_RESPMEM_MUST_FREE
+                                                       : MHD_RESPMEM_PERSISTENT);
+        if (r == NULL) {
+            free(resp->body);
+            free(resp);
+            return MHD_NO;
+        }
     }
     MHD_add_response_header(r, "Content-Type",
                             resp->content_type ? resp->content_type : text);
@@ -205,7 +236,8 @@ static enum MHD_Result handle_role(struct httpd *h, struct MHD_Connection *conn,
         MHD_add_response_header(r, resp->header_name[i], resp->header_value[i]);
     enum MHD_Result rc = MHD_queue_response(conn, resp->status, r);
     MHD_destroy_response(r);
-    free(resp);
+    if (!streamed)
+        free(resp);
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "metrics.h"
 
@@ -72,6 +73,16 @@ struct httpd_response {
     int nheaders;
     char header_name[HTTPD_MAX_HEADERS][64];
     char header_value[HTTPD_MAX_HEADERS][512];
+    /* A streamed body (Server-Sent Events) instead of body: when set, the
+     * answer has no length and its bytes come from stream(stream_arg, buf,
+     * max), called on the connection's thread until it returns -1 (end);
+     * it may block (thread_per_connection only) but must return within a
+     * few seconds, with bytes or -1, and must end once the role stops.
+     * stream_free(stream_arg) runs when the connection is done, whether
+     * the stream ended or the client went away. */
+    ssize_t (*stream)(void *arg, char *buf, size_t max);
+    void (*stream_free)(void *arg);
+    void *stream_arg;
 };
 
 /* Adds a response header (copied, truncated). Ignored past HTTPD_MAX_HEADERS. */

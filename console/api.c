@@ -1519,11 +1519,66 @@ const struct api_route *api_route_find(const char *method, const char *path,
     return NULL;
 }
 
+int api_authenticate(PGconn *conn, const struct api_request *req, struct auth_principal *who,
+                     struct api_response *resp)
+{
+    char err[512];
+    enum auth_result ar;
+    if (req->proxy_user != NULL) {
+        ar = auth_proxy(conn, req->proxy_user, who, err, sizeof err);
+    } else if (req->authorization != NULL) {
+        ar = auth_token(conn, req->authorization, who, err, sizeof err);
+    } else {
+        char cookie[SECRET_TOKEN_LEN + 2];
+        int c = reqparse_cookie_get(req->cookie, AUTH_COOKIE, cookie, sizeof cookie);
+        ar = auth_session(conn, c == 1 ? cookie : NULL, who, err, sizeof err);
+    }
+    if (ar == AUTH_ERROR) {
+        db_error(resp, err);
+        return -1;
+    }
+    if (ar != AUTH_OK) {
+        api_error(resp, 401, "unauthenticated", "sign in, or send a valid API token");
+        return -1;
+    }
+    return 0;
+}
+
+/* Open alerts of the caller's studies whose lifecycle opened after $3 and
+ * after $4 minus the look-back (in ms, $5): the live queue's poll. Forward
+ * on 0063's (state, opened_at, alert_id) index. Column 16 is opened_at,
+ * 17 the look-back's lower bound (for the caller's dedupe window). */
+#define LIST_OPENED                                                                             \
+    "SELECT " ALERT_COLS ", to_char(l.opened_at AT TIME ZONE 'UTC', "                          \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                                                      \
+    "to_char(($4::timestamptz - $5::integer * interval '1 millisecond') AT TIME ZONE 'UTC', "   \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM alert_lifecycle l "                                \
+    "JOIN alerts a ON a.alert_id = l.alert_id "                                                \
+    "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = l.study_id "                 \
+    "WHERE l.state = 'open' AND l.opened_at > $3::timestamptz "                                \
+    "AND l.opened_at > $4::timestamptz - $5::integer * interval '1 millisecond' "              \
+    "ORDER BY l.opened_at, l.alert_id LIMIT $6::integer"
+
+PGresult *api_alerts_opened(PGconn *conn, const struct auth_principal *who, const char *start,
+                            const char *newest, int lookback_ms, int limit, char *errstr,
+                            size_t errstr_size)
+{
+    char lb[24], lim[24];
+    snprintf(lb, sizeof lb, "%d", lookback_ms);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {who->researcher_id, token_param(who), start, newest, lb, lim};
+    return pg_query(conn, "" LIST_OPENED, 6, params, errstr, errstr_size);
+}
+
+json_t *api_alert_json(const PGresult *r, int row)
+{
+    return alert_json(r, row);
+}
+
 void api_handle(PGconn *conn, const struct api_route *route,
                 char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1], const struct api_request *req,
                 struct api_response *resp)
 {
-    char err[512];
     struct auth_principal who;
     memset(&who, 0, sizeof who);
     memset(resp, 0, sizeof *resp);
@@ -1541,24 +1596,8 @@ void api_handle(PGconn *conn, const struct api_route *route,
         }
     }
     if (route->needs_auth) {
-        enum auth_result ar;
-        if (req->proxy_user != NULL) {
-            ar = auth_proxy(conn, req->proxy_user, &who, err, sizeof err);
-        } else if (req->authorization != NULL) {
-            ar = auth_token(conn, req->authorization, &who, err, sizeof err);
-        } else {
-            char cookie[SECRET_TOKEN_LEN + 2];
-            int c = reqparse_cookie_get(req->cookie, AUTH_COOKIE, cookie, sizeof cookie);
-            ar = auth_session(conn, c == 1 ? cookie : NULL, &who, err, sizeof err);
-        }
-        if (ar == AUTH_ERROR) {
-            db_error(resp, err);
+        if (api_authenticate(conn, req, &who, resp) != 0)
             return;
-        }
-        if (ar != AUTH_OK) {
-            api_error(resp, 401, "unauthenticated", "sign in, or send a valid API token");
-            return;
-        }
         if (route->changes_state && !auth_csrf_ok(&who, req->csrf)) {
             api_error(resp, 403, "csrf", "missing or wrong X-CSRF-Token header");
             return;

@@ -42,6 +42,7 @@
 #ifndef VIGIL_CONSOLE_API_H
 #define VIGIL_CONSOLE_API_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -118,6 +119,25 @@ const struct api_route *api_route_find(const char *method, const char *path,
 void api_handle(PGconn *conn, const struct api_route *route,
                 char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1], const struct api_request *req,
                 struct api_response *resp);
+
+/* Who REQ is (proxy identity, API token or session cookie, in that
+ * order). Returns 0 with *WHO filled, or -1 with RESP filled (401, or 503
+ * when PostgreSQL failed). */
+int api_authenticate(PGconn *conn, const struct api_request *req, struct auth_principal *who,
+                     struct api_response *resp);
+
+/* The live queue's poll (alert_stream.c): open alerts of WHO's studies
+ * (filtered in SQL) whose lifecycle opened after START and after NEWEST
+ * minus LOOKBACK_MS, oldest first, at most LIMIT. Columns 0-15 are
+ * api_alert_json's, 16 opened_at, 17 the look-back's lower bound (both
+ * RFC 3339 UTC with microseconds, so they compare as text). NULL with
+ * errstr on failure; the caller PQclears. */
+PGresult *api_alerts_opened(PGconn *conn, const struct auth_principal *who, const char *start,
+                            const char *newest, int lookback_ms, int limit, char *errstr,
+                            size_t errstr_size);
+
+/* Row ROW of api_alerts_opened as the alert JSON the list answers. */
+json_t *api_alert_json(const PGresult *r, int row);
 
 /* Fills RESP with a JSON error {"error": CODE, "message": MESSAGE}. */
 void api_error(struct api_response *resp, int status, const char *code, const char *message);

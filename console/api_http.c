@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert_stream.h"
 #include "api.h"
 #include "log.h"
+#include "pg.h"
 
 #define PROXIES_MAX 16
 
@@ -22,6 +24,7 @@ struct api_http {
     char proxies[PROXIES_MAX][64];
     int nproxies;
     char proxy_header[64];
+    struct alert_stream_hub *streams;
 };
 
 /* The identity the request carries through a trusted proxy, or NULL: the
@@ -75,9 +78,99 @@ static void reply_json(struct httpd_response *out, const struct api_response *r)
     }
 }
 
+static struct api_request request_of(const struct api_http *ah, const struct httpd_request *hreq,
+                                     const struct reqparse_query *q)
+{
+    return (struct api_request){
+        .ctx = &ah->ctx,
+        .method = hreq->method,
+        .path = hreq->path,
+        .query = q,
+        .cookie = httpd_request_header(hreq, "Cookie"),
+        .csrf = httpd_request_header(hreq, "X-CSRF-Token"),
+        .authorization = httpd_request_header(hreq, "Authorization"),
+        .proxy_user = proxy_user(ah, hreq),
+        .content_type = httpd_request_header(hreq, "Content-Type"),
+        .body = hreq->body,
+        .body_len = hreq->body_len,
+    };
+}
+
+/* GET /api/v1/alerts/stream: authenticated like every API request (under
+ * a limiter slot, which is released once the stream is set up: an open
+ * stream is bounded by the hub's own count, not by the request slots),
+ * then Server-Sent Events (alert_stream.c). */
+static void stream(struct api_http *ah, const struct httpd_request *hreq,
+                   struct httpd_response *out)
+{
+    struct api_response resp = {0};
+    if (strcmp(hreq->method, "GET") != 0 && strcmp(hreq->method, "HEAD") != 0) {
+        api_error(&resp, 405, "method_not_allowed", "this path does not take that method");
+        reply_json(out, &resp);
+        httpd_response_header(out, "Allow", "GET, HEAD");
+        api_response_clear(&resp);
+        return;
+    }
+    struct limiter_slot slot;
+    if (!limiter_enter(ah->limiter, LIMITER_GENERAL, ALERT_STREAM_PATH, &slot)) {
+        resp.retry_after = LIMITER_RETRY_AFTER_S;
+        api_error(&resp, 503, "busy", "the console is busy; retry shortly");
+        reply_json(out, &resp);
+        api_response_clear(&resp);
+        return;
+    }
+    char err[256];
+    char start[64] = "";
+    struct auth_principal who;
+    memset(&who, 0, sizeof who);
+    PGconn *conn = pgpool_get(ah->pool, 1000, err, sizeof err);
+    if (conn == NULL) {
+        api_error(&resp, 503, "unavailable", "the database is not available; retry later");
+    } else {
+        struct api_request req = request_of(ah, hreq, NULL);
+        if (api_authenticate(conn, &req, &who, &resp) == 0) {
+            PGresult *r = pg_query(conn,
+                                   "SELECT to_char(now() AT TIME ZONE 'UTC', "
+                                   "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                                   0, NULL, err, sizeof err);
+            if (r != NULL && PQntuples(r) == 1)
+                snprintf(start, sizeof start, "%s", PQgetvalue(r, 0, 0));
+            else
+                api_error(&resp, 503, "unavailable", "the database is not available; retry later");
+            PQclear(r);
+        }
+        pgpool_put(ah->pool, conn, PQstatus(conn) != CONNECTION_OK);
+    }
+    limiter_leave(&slot);
+    if (resp.status != 0) {
+        reply_json(out, &resp);
+        api_response_clear(&resp);
+        return;
+    }
+    struct alert_stream *s = alert_stream_open(ah->streams, &who, start);
+    if (s == NULL) {
+        resp.retry_after = 5;
+        api_error(&resp, 503, "busy", "too many live queue streams; poll /api/v1/alerts instead");
+        reply_json(out, &resp);
+        api_response_clear(&resp);
+        return;
+    }
+    out->status = 200;
+    out->content_type = "text/event-stream; charset=utf-8";
+    /* nginx (the usual ingress) buffers answers unless told not to */
+    httpd_response_header(out, "X-Accel-Buffering", "no");
+    out->stream = alert_stream_read;
+    out->stream_free = alert_stream_free;
+    out->stream_arg = s;
+}
+
 static void handle(void *arg, const struct httpd_request *hreq, struct httpd_response *out)
 {
     struct api_http *ah = arg;
+    if (strcmp(hreq->path, ALERT_STREAM_PATH) == 0) {
+        stream(ah, hreq, out);
+        return;
+    }
     struct api_response resp = {0};
     char values[API_PATH_VALUES][REQPARSE_ID_MAX + 1] = {{0}};
     int status;
@@ -109,19 +202,7 @@ static void handle(void *arg, const struct httpd_request *hreq, struct httpd_res
         log_msg(LOG_WARN, "console", "no PostgreSQL connection for %s: %s", route->pattern, err);
         api_error(&resp, 503, "unavailable", "the database is not available; retry later");
     } else {
-        struct api_request req = {
-            .ctx = &ah->ctx,
-            .method = hreq->method,
-            .path = hreq->path,
-            .query = &q,
-            .cookie = httpd_request_header(hreq, "Cookie"),
-            .csrf = httpd_request_header(hreq, "X-CSRF-Token"),
-            .authorization = httpd_request_header(hreq, "Authorization"),
-            .proxy_user = proxy_user(ah, hreq),
-            .content_type = httpd_request_header(hreq, "Content-Type"),
-            .body = hreq->body,
-            .body_len = hreq->body_len,
-        };
+        struct api_request req = request_of(ah, hreq, &q);
         api_handle(conn, route, values, &req, &resp);
         pgpool_put(ah->pool, conn, PQstatus(conn) != CONNECTION_OK);
     }
@@ -134,6 +215,7 @@ static void handle(void *arg, const struct httpd_request *hreq, struct httpd_res
 static void cleanup_fn(void *arg)
 {
     struct api_http *ah = arg;
+    alert_stream_hub_destroy(ah->streams);
     limiter_destroy(ah->limiter);
     free(ah);
 }
@@ -159,7 +241,10 @@ int api_http_register(struct console_app *app, void (**cleanup)(void *), void **
                                    .smtp_user = o->smtp_user, .smtp_password = o->smtp_password,
                                    .smtp_tls = o->smtp_tls};
     ah->limiter = limiter_new(app->metrics, (unsigned)n, (unsigned)heavy, (unsigned)signin, wait);
-    if (ah->limiter == NULL) {
+    ah->streams = alert_stream_hub_new(o->max_streams, app->pool, app->stop, app->metrics);
+    if (ah->limiter == NULL || ah->streams == NULL) {
+        limiter_destroy(ah->limiter);
+        alert_stream_hub_destroy(ah->streams);
         free(ah);
         snprintf(errstr, errstr_size, "out of memory");
         return -1;

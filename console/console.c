@@ -55,7 +55,7 @@ int console_run(const struct console_options *opt, struct ctx *stop, atomic_bool
     (void)reload;
     int rc = -1;
     struct readiness rd = {.pg_ok = false};
-    struct console_app app = {.opt = opt};
+    struct console_app app = {.opt = opt, .stop = stop};
     void (*cleanup[MODULE_MAX])(void *) = {0};
     void *cleanup_arg[MODULE_MAX] = {0};
     int nmod = 0;

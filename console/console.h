@@ -40,6 +40,7 @@ struct console_options {
     const char *proxy_user_header;  /* that header, e.g. X-Forwarded-Email */
     /* password reset e-mails (smtp_url NULL: reset by e-mail off) */
     const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *smtp_tls;
+    int max_streams; /* live queue streams (Server-Sent Events) at once; 0: 32 */
 };
 
 /* What a module gets to register into. Borrowed for the console's life. */
@@ -48,6 +49,7 @@ struct console_app {
     struct route_table *routes;
     struct pgpool *pool;
     struct metrics *metrics;
+    struct ctx *stop; /* cancelled when the console stops: long answers (streams) end */
 };
 
 /* A module: registers its routes (and allocates its state) into APP;

@@ -9,6 +9,7 @@
   let cursor = null;
   let current = null;
   let timer = null;
+  let live = null; // the EventSource of /api/v1/alerts/stream, while it works
 
   async function api(method, path, body) {
     const headers = { "Accept": "application/json" };
@@ -50,6 +51,7 @@
   function signedOut() {
     $("nav").hidden = true;
     if (timer) clearInterval(timer);
+    if (live) { live.close(); live = null; }
     show("signin");
     $("email").focus();
   }
@@ -70,8 +72,34 @@
     $("queue-rows").replaceChildren();
     await loadPage();
     if (timer) clearInterval(timer);
-    // live updates by polling: the queue is reloaded every 15 s while shown
-    timer = setInterval(() => { if (!$("queue").hidden) { cursor = null; $("queue-rows").replaceChildren(); loadPage(); } }, 15000);
+    const reload = () => { cursor = null; $("queue-rows").replaceChildren(); loadPage(); };
+    // Live updates: new alerts arrive as Server-Sent Events and reload the
+    // first page at once. Polling stays as the fallback (every 15 s while
+    // the stream is not open: no EventSource, or refused with 503/401) and,
+    // every 60 s, for changes made by others (acknowledged, resolved).
+    startLive(reload);
+    let ticks = 0;
+    timer = setInterval(() => {
+      ticks++;
+      if ($("queue").hidden) return;
+      if (live && live.readyState === EventSource.OPEN && ticks % 4 !== 0) return;
+      reload();
+    }, 15000);
+  }
+
+  function startLive(reload) {
+    if (live || typeof EventSource === "undefined") return;
+    live = new EventSource("/api/v1/alerts/stream");
+    let pending = null;
+    live.addEventListener("alert", () => {
+      if ($("queue").hidden || pending) return;
+      pending = setTimeout(() => { pending = null; reload(); }, 300);
+    });
+    live.addEventListener("error", () => {
+      // CLOSED: refused (the browser does not retry a 503 or 401); the
+      // interval polls instead. CONNECTING: the browser reconnects itself.
+      if (live && live.readyState === EventSource.CLOSED) live = null;
+    });
   }
 
   async function loadPage() {

@@ -26,3 +26,7 @@ vigil_script_test(directory_import LABEL integration TIMEOUT 60
 # screenshots in build/artifacts/console/.
 vigil_script_test(console_browser LABEL integration TIMEOUT 180
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_browser.py)
+# The live queue: Server-Sent Events of the caller's studies only, heartbeats,
+# a bound on open streams, a clean end on SIGTERM.
+vigil_script_test(console_stream LABEL "integration;security" TIMEOUT 90
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_stream.py)

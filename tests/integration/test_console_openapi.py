@@ -97,6 +97,24 @@ def call(template, method, path=None, **kw):
     return st, body
 
 
+def stream_call(template, cookie):
+    """GET of a text/event-stream path: the status, the content type and
+    the stream's first bytes (it never ends on its own), then close."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", E.port, timeout=10)
+    c.request("GET", template, headers={"Cookie": "__Host-vigil_session=" + cookie})
+    r = c.getresponse()
+    first = r.readline() if r.status == 200 else b""
+    c.close()
+    op = SPEC["paths"].get(template, {}).get("get")
+    listed = op is not None and "text/event-stream" in op["responses"].get(str(r.status), {}).get("content", {})
+    if C.check(listed and r.getheader("Content-Type", "").startswith("text/event-stream")
+               and first.startswith((b"retry:", b":", b"event:")),
+               "GET %s %d is an event stream, as listed (%s, %r)" % (template, r.status,
+                                                                   r.getheader("Content-Type"), first)):
+        covered.add((template, "GET", r.status))
+
+
 E = cl.Env("openapi")
 E.seed()
 E.start(threads=16, pg_connections=2, extra_env={"VIGIL_CONSOLE_MAX_IN_FLIGHT": "1",
@@ -128,6 +146,9 @@ call(S, "DELETE")
 call(A, "GET", path=A + "?limit=1", cookie=cookie)
 call(A, "GET", path=A + "?limit=0", cookie=cookie)
 call(A, "GET")
+SSE = "/api/v1/alerts/stream"
+stream_call(SSE, cookie)
+call(SSE, "GET")
 call(T, "GET", path=A + "/a1", cookie=cookie)
 call(T, "GET", path=A + "/a3", cookie=cookie)
 call(T, "GET", path=A + "/a1")
@@ -243,6 +264,7 @@ holder.start()
 h.wait_until(lambda: "vigil_console_in_flight 1" in E.request("GET", "/metrics")[2], 10, "slot held")
 for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"}), (S, "GET", S, None),
                                  (S, "DELETE", S, None), (A, "GET", A, None), (T, "GET", A + "/a2", None),
+                                 (SSE, "GET", SSE, None),
                                  (ACK, "POST", A + "/a2/ack", {}), (RES, "POST", A + "/a2/resolve", {"category": "other"}),
                                  (TL, "GET", "/api/v1/subjects/S1/SUBJ-1/timeline", None),
                                  (AU, "GET", "/api/v1/studies/S1/audit.csv", None),

@@ -201,7 +201,16 @@ def release(mode):
         "notifier": {"group": "cw-n-" + rid, "port": free_port(),
                      "smtp": {"url": h.env("VIGIL_SMTP_URL"), "tls": "off"},
                      "sms": {"url": sms_url, "user": h.env("VIGIL_SMS_USER")}},
+        # The console on a free port (pods share the host's network), with
+        # acknowledgement links (the notifier signs with the key file the
+        # console verifies with) and the SMS webhook, so every file it and
+        # the notifier are given is mounted and read.
+        "console": {"port": free_port(), "ackLinks": True, "smsInbound": True,
+                    "publicUrl": "https://console.example.org"},
     }
+    # The image under test (VIGIL_IMAGE), as the chart would name it.
+    repo, _, tag = IMAGE.rpartition(":")
+    values["image"] = {"repository": repo, "tag": tag}
     if mode == "env":
         values["secrets"] = {"mode": "env"}
     objects = render(values)
@@ -211,7 +220,9 @@ def release(mode):
             "Deployments (%s)" % (mode, sorted(wl)))
     secrets = {SECRET: {"pg-conninfo": conninfo_for(schema).encode(),
                         "sms-password": sms_password.encode(),
-                        "smtp-password": b"unused"}}
+                        "smtp-password": b"unused",
+                        "link-keys": ("cw1 %s\n" % os.urandom(16).hex()).encode(),
+                        "sms-inbound-secret": os.urandom(16).hex().encode()}}
     logdir = tempfile.mkdtemp(prefix="chart-wiring-")
     pods = []
 
@@ -299,6 +310,17 @@ def release(mode):
         t.check(sent is not None, "[%s] the notifier sent every critical alert by SMS (%d of %d) "
                 "and email (%d of %d)" % (mode, len(sms), len(alert_ids), len(mails),
                                           len(alert_ids)))
+        # console.ackLinks: the notifier got the console's public URL and the
+        # mounted link keys, so its messages carry signed links to the console.
+        spool = h.env("VIGIL_SMTP_SPOOL")
+        linked = 0
+        for e in h.read_jsonl(os.path.join(spool, "index.jsonl")):
+            with open(os.path.join(spool, e["file"]), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            if any(a in text for a in alert_ids) and "https://console.example.org/ack/" in text:
+                linked += 1
+        t.check(linked > 0, "[%s] the notifier's e-mails carry acknowledgement links to the "
+                "console's public URL (%d e-mails)" % (mode, linked))
 
         # ---- 4. SIGTERM, as a rollout does ---------------------------------
         ends = {p: hi for p, hi in _ends(topic, 12).items()}

@@ -125,11 +125,33 @@ valid() {
 # -secret-files: with secrets.mode files (the default) no env var of any
 # container may come from a Secret: every credential is a mounted file.
 valid default -secret-files -- 
-valid all-features -secret-files -expect ScaledObject,ServiceMonitor,NetworkPolicy,PodDisruptionBudget,HorizontalPodAutoscaler,Job,Service,ServiceAccount -- -f "$all_values"
+valid all-features -secret-files -expect ScaledObject,ServiceMonitor,NetworkPolicy,PodDisruptionBudget,HorizontalPodAutoscaler,Job,Service,ServiceAccount,Ingress -- -f "$all_values"
 valid secrets-as-env -- -f "$all_values" --set secrets.mode=env
 valid no-autoscaling -secret-files -- --set worker.autoscaling.enabled=false --set worker.replicas=12
 valid external-rules -secret-files -- --set rules.existingConfigMap=study-rules
 valid mllp-plain -secret-files -expect Service,PodDisruptionBudget -- --set mllp.enabled=true
+valid console-off -secret-files -- --set console.enabled=false -f "$all_values"
+valid console-fixed-replicas -secret-files -expect Ingress -- --set console.autoscaling.enabled=false \
+  --set console.ingress.enabled=true --set console.ingress.host=vigil.example.org --set console.ingress.tls.secretName=vigil-tls
+
+# The console is on by default (Deployment, Service, PDB, HPA) and off when
+# console.enabled=false, leaving nothing of it behind.
+if grep -q 'component: console' "$tmp/default.yaml" &&
+   [ "$(grep -c '^# Source: vigil/templates/console-' "$tmp/default.yaml")" = 4 ] &&
+   ! grep -q 'component: console' "$tmp/console-off.yaml" &&
+   ! grep -q 'VIGIL_LINK_KEYS_FILE' "$tmp/console-off.yaml"; then
+  ok "console: Deployment, Service, PDB and HPA by default, nothing of it with console.enabled=false"
+else
+  bad "console: want 4 console templates by default and none (nor link keys in the notifier) when disabled"
+fi
+# With console.ackLinks the notifier signs links to the console's public URL
+# with the same key file the console verifies them with.
+if [ "$(grep -c 'value: /var/run/secrets/vigil/link-keys/link-keys' "$tmp/all-features.yaml")" = 2 ] &&
+   [ "$(grep -c 'value: "https://vigil.example.org"' "$tmp/all-features.yaml")" = 2 ]; then
+  ok "console.ackLinks: console and notifier share the link keys file and the public URL"
+else
+  bad "console.ackLinks: want VIGIL_LINK_KEYS_FILE and VIGIL_CONSOLE_PUBLIC_URL in both the console and the notifier"
+fi
 
 # The files-mode check must catch secretKeyRefs in a real rendering: the
 # secrets.mode=env one has one per credential, each must be named.
@@ -177,6 +199,11 @@ refuses tls-without-secret 'kafka.tls.existingSecret' --set kafka.tls.enabled=tr
 refuses mllp-tls-without-secret 'mllp.tls.existingSecret' --set mllp.enabled=true --set mllp.tls.enabled=true
 refuses mllp-grace-not-shorter 'mllp.terminationGracePeriodSeconds \(25\) must be longer than mllp.grace' \
   --set mllp.enabled=true --set mllp.terminationGracePeriodSeconds=25
+refuses console-ingress-no-host 'console.ingress.host' --set console.ingress.enabled=true --set console.ingress.tls.secretName=t
+refuses console-ingress-no-tls 'console.ingress.tls.secretName' --set console.ingress.enabled=true --set console.ingress.host=vigil.example.org
+refuses console-links-no-url 'console.ackLinks needs console.publicUrl' --set console.ackLinks=true
+refuses console-hpa-min-above-max 'console.autoscaling.minReplicas \(7\) exceeds' --set console.autoscaling.minReplicas=7
+refuses console-unknown-value "additional properties 'hots' not allowed" --set console.ingress.hots=x
 refuses mllp-secret-in-settings "propertyName 'pg_conninfo'" --set mllp.enabled=true --set mllp.settings.pg_conninfo=host=db
 
 # NOTES.txt renders and names what an SRE must create (helm template does not
@@ -254,7 +281,12 @@ mutant loopback-http "s.replace('\"0.0.0.0:9100\"', '\"127.0.0.1:9100\"')"
 mutant no-memory-limit "s.replace('limits:\n              memory: 1Gi', 'limits:\n              cpu: 1', 1)"
 mutant rules-subpath "s.replace('mountPath: /etc/vigil/rules\n', 'mountPath: /etc/vigil/rules/rules.yaml\n              subPath: rules.yaml\n', 1)"
 mutant rules-not-mounted "s.replace('mountPath: /etc/vigil/rules\n', 'mountPath: /etc/vigil/other\n', 1)"
-mutant hpa-above-partitions "s.replace('maxReplicas: 6', 'maxReplicas: 13', 1)"
+# The worker's HPA (the console's, first in the rendering, has no partition bound).
+mutant hpa-above-partitions "(lambda i: s[:i] + s[i:].replace('maxReplicas: 6', 'maxReplicas: 13', 1))(s.index('# Source: vigil/templates/hpa.yaml'))" \
+  base 'maxReplicas 13 exceeds the 12 partitions'
+# Since the console (rendered first of the Deployments) exists, the mutants
+# above that change the first match catch its breakage; the generic checks
+# they exercise apply to every Deployment alike.
 mutant short-termination-grace "s.replace('terminationGracePeriodSeconds: 40', 'terminationGracePeriodSeconds: 20', 1)"
 mutant password-in-configmap "s.replace('    log_level: info\n', '    log_level: info\n    pg_conninfo: host=db user=vigil password=hunter2\n', 1)"
 mutant literal-secret-env "s.replace('- name: VIGIL_PG_CONNINFO_FILE\n              value: /var/run/secrets/vigil/credentials/pg-conninfo', '- name: VIGIL_PG_CONNINFO\n              value: host=db password=hunter2', 1)"
@@ -290,6 +322,42 @@ mutant migrate-conninfo-secretkeyref \
 mutant migrate-conninfo-not-mounted \
   "(lambda o: s[:s.rindex(o)] + s[s.rindex(o) + len(o):])('            - name: credentials\n              mountPath: /var/run/secrets/vigil/credentials\n              readOnly: true\n')" \
   all-features 'Job .* env VIGIL_PG_CONNINFO_FILE: must name a file of a mounted Secret' -secret-files
+# The console: probes, loopback, a budget of its own, its credentials as
+# files, an autoscaler that never leaves one replica; and an Ingress that
+# routes only the public paths, over TLS.
+console_at() { # OLD NEW [TEMPLATE]: first OLD after the console template's start
+  echo "(lambda i: s[:i] + s[i:].replace($1, $2, 1))(s.index('# Source: vigil/templates/console-${3:-deployment}.yaml'))"
+}
+mutant console-no-readiness "$(console_at "'readinessProbe:'" "'startupProbe:'")" \
+  base 'Deployment vigil-console container console: no HTTP readiness probe'
+mutant console-readiness-path "$(console_at "'path: /readyz'" "'path: /healthz'")" \
+  base 'Deployment vigil-console container console: readiness probe path'
+mutant console-loopback "$(console_at "'\"0.0.0.0:8080\"'" "'\"127.0.0.1:8080\"'")" \
+  base 'Deployment vigil-console container console: HTTP address .* loopback-only'
+mutant console-pdb-selects-all "$(console_at "'\n      app.kubernetes.io/component: console'" "''" pdb)" \
+  base 'PodDisruptionBudget vigil-console: selects the console and'
+mutant console-conninfo-secretkeyref \
+  "$(console_at "$(file_env VIGIL_PG_CONNINFO pg-conninfo)" "$(ref VIGIL_PG_CONNINFO pg-conninfo)")" \
+  all-features 'Deployment vigil-console container console env VIGIL_PG_CONNINFO: takes its value from secretKeyRef' -secret-files
+mutant console-sms-secret-secretkeyref \
+  "$(console_at "$(file_env VIGIL_SMS_INBOUND_SECRET sms-inbound-secret)" "$(ref VIGIL_SMS_INBOUND_SECRET sms-inbound-secret)")" \
+  all-features 'env VIGIL_SMS_INBOUND_SECRET: takes its value from secretKeyRef' -secret-files
+mutant console-hpa-one "$(console_at "'minReplicas: 3'" "'minReplicas: 1'" hpa)" \
+  all-features 'HorizontalPodAutoscaler vigil-console: minReplicas must be at least 2'
+mutant ingress-exposes-metrics "s.replace('- path: /ack/', '- path: /metrics', 1)" \
+  all-features 'Ingress vigil-console path "/metrics": exposes /metrics'
+mutant ingress-root "s.replace('- path: /console/', '- path: /', 1)" \
+  all-features 'Ingress vigil-console path "/": exposes /metrics'
+mutant ingress-healthz "s.replace('- path: /ack/', '- path: /healthz', 1)" \
+  all-features 'exposes /healthz'
+mutant ingress-regex-path "s.replace('pathType: Prefix', 'pathType: ImplementationSpecific', 1)" \
+  all-features 'pathType ImplementationSpecific'
+mutant ingress-no-tls "s.replace('  tls:\n    - hosts:\n        - \"vigil.example.org\"\n      secretName: vigil-console-tls\n', '', 1)" \
+  all-features 'Ingress vigil-console: no tls'
+mutant ingress-other-host "s.replace('- host: \"vigil.example.org\"', '- host: \"other.example.org\"', 1)" \
+  all-features 'host "other.example.org" has no tls entry'
+mutant ingress-to-worker "s.replace('                name: vigil-console\n                port:\n                  name: http', '                name: vigil-worker-metrics\n                port:\n                  name: metrics', 1)" \
+  all-features 'Service vigil-worker-metrics does not select \(only\) the console'
 mutant envfrom-secret \
   "s.replace('          env:\n', '          envFrom:\n            - secretRef:\n                name: vigil-credentials\n          env:\n', 1)" \
   all-features 'envFrom Secret vigil-credentials' -secret-files

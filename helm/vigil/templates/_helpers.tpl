@@ -149,6 +149,21 @@ fails with a message that names the values to change.
 {{- if and $v.kafka.sasl.enabled (not $v.kafka.sasl.username) -}}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.username" -}}
 {{- end -}}
+{{- if $v.console.enabled -}}
+{{- $c := $v.console -}}
+{{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
+{{- fail (printf "console.autoscaling.minReplicas (%d) exceeds console.autoscaling.maxReplicas (%d)" (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
+{{- end -}}
+{{- if and $c.ingress.enabled (not $c.ingress.host) -}}
+{{- fail "console.ingress.enabled needs console.ingress.host: the name researchers reach the console by" -}}
+{{- end -}}
+{{- if and $c.ingress.enabled (not $c.ingress.tls.secretName) -}}
+{{- fail "console.ingress.enabled needs console.ingress.tls.secretName: the console's session cookies are Secure and its sign-in takes passwords, so it is served over TLS only" -}}
+{{- end -}}
+{{- if and $c.ackLinks (not (include "vigil.consolePublicUrl" $)) -}}
+{{- fail "console.ackLinks needs console.publicUrl (or console.ingress.host): the links in messages point there" -}}
+{{- end -}}
+{{- end -}}
 {{- if and $v.worker.keda.enabled $v.worker.autoscaling.enabled -}}
 {{- fail "worker.keda.enabled and worker.autoscaling.enabled are both set: KEDA creates its own HPA and two would fight over the worker Deployment; disable worker.autoscaling" -}}
 {{- end -}}
@@ -184,10 +199,10 @@ fails with a message that names the values to change.
 
 {{/*
 Credentials of a vigil pod, as a JSON list of [VARIABLE, secret key]:
-(list $ "worker"|"notifier"|"migration"). One list feeds both the
+(list $ "worker"|"notifier"|"console"|"migration"). One list feeds both the
 environment (vigil.secretEnv) and the files mode's projected volume
 (vigil.secretItems), so a VAR_FILE never names a key that is not mounted.
-The migration Job needs only the database.
+The migration Job needs only the database; the console no Kafka.
 */}}
 {{- define "vigil.secretPairs" -}}
 {{- $root := index . 0 -}}
@@ -203,7 +218,15 @@ The migration Job needs only the database.
 {{- $secrets = append $secrets (list "VIGIL_SMS_PASSWORD" $s.smsPasswordKey) -}}
 {{- end -}}
 {{- end -}}
-{{- if and $root.Values.kafka.sasl.enabled (ne $component "migration") -}}
+{{- if eq $component "console" -}}
+{{- if and $n.smtp.url $n.smtp.user -}}
+{{- $secrets = append $secrets (list "VIGIL_SMTP_PASSWORD" $s.smtpPasswordKey) -}}
+{{- end -}}
+{{- if $root.Values.console.smsInbound -}}
+{{- $secrets = append $secrets (list "VIGIL_SMS_INBOUND_SECRET" $s.smsInboundSecretKey) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $root.Values.kafka.sasl.enabled (ne $component "migration") (ne $component "console") -}}
 {{- $secrets = append $secrets (list "VIGIL_KAFKA_PROP_SASL_PASSWORD" $root.Values.kafka.sasl.passwordKey) -}}
 {{- end -}}
 {{- toJson $secrets -}}
@@ -238,4 +261,34 @@ process environment; env: secretKeyRef variables.
 - key: {{ index . 1 }}
   path: {{ index . 1 }}
 {{- end }}
+{{- end -}}
+
+{{/* The console's address as researchers reach it: console.publicUrl, else
+https://console.ingress.host when the ingress is on; empty otherwise. */}}
+{{- define "vigil.consolePublicUrl" -}}
+{{- $c := .Values.console -}}
+{{- if $c.publicUrl -}}
+{{- $c.publicUrl | trimSuffix "/" -}}
+{{- else if and $c.ingress.enabled $c.ingress.host -}}
+{{- printf "https://%s" $c.ingress.host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the notifier signs acknowledgement links (and the console
+verifies them): console and console.ackLinks on. */}}
+{{- define "vigil.ackLinks" -}}
+{{- if and .Values.console.enabled .Values.console.ackLinks }}true{{ end -}}
+{{- end -}}
+
+{{/* The acknowledgement link keys: a file in both secrets modes (vigil reads
+them from a path, VIGIL_LINK_KEYS_FILE), mounted on their own so the files
+mode's credentials volume keeps one item per VAR_FILE. */}}
+{{- define "vigil.linkKeysVolume" -}}
+- name: link-keys
+  secret:
+    secretName: {{ .Values.secrets.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.secrets.linkKeysKey }}
+        path: {{ .Values.secrets.linkKeysKey }}
 {{- end -}}

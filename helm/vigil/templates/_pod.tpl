@@ -2,7 +2,8 @@
 The Deployment of a long-running component (worker or notifier):
 (list $ "worker") or (list $ "notifier"). Both are Kafka consumers that serve
 /metrics, /healthz and /readyz on one port and read their credentials from
-secrets.existingSecret; only the worker mounts the rules.
+secrets.existingSecret; only the worker mounts the rules, only the notifier
+the acknowledgement link keys (when console.ackLinks is on).
 */}}
 {{- define "vigil.deployment" -}}
 {{- $root := index . 0 -}}
@@ -85,6 +86,13 @@ spec:
             {{- else }}
             - name: VIGIL_NOTIFIER_HTTP_ADDR
               value: "0.0.0.0:{{ $c.port }}"
+            {{- if include "vigil.ackLinks" $root }}
+            # Signed acknowledgement links in messages, pointing at the console.
+            - name: VIGIL_CONSOLE_PUBLIC_URL
+              value: {{ include "vigil.consolePublicUrl" $root | quote }}
+            - name: VIGIL_LINK_KEYS_FILE
+              value: /var/run/secrets/vigil/link-keys/{{ $v.secrets.linkKeysKey }}
+            {{- end }}
             {{- end }}
             - name: VIGIL_GRACE
               value: {{ $c.grace | quote }}
@@ -132,6 +140,11 @@ spec:
               mountPath: /var/run/secrets/vigil/kafka-tls
               readOnly: true
             {{- end }}
+            {{- if and (eq $component "notifier") (include "vigil.ackLinks" $root) }}
+            - name: link-keys
+              mountPath: /var/run/secrets/vigil/link-keys
+              readOnly: true
+            {{- end }}
             - name: tmp
               mountPath: /tmp
       volumes:
@@ -156,6 +169,9 @@ spec:
           secret:
             secretName: {{ $v.kafka.tls.existingSecret }}
             defaultMode: 0440
+        {{- end }}
+        {{- if and (eq $component "notifier") (include "vigil.ackLinks" $root) }}
+        {{- include "vigil.linkKeysVolume" $root | nindent 8 }}
         {{- end }}
         - name: tmp
           emptyDir:

@@ -9,6 +9,11 @@
 // replicas never above the topic's partitions, credentials never in a
 // ConfigMap or a literal env value, a drain grace shorter than the pod's
 // termination grace, and the migration Job as a pre-install/pre-upgrade hook.
+// The console (component console) is held to the same pod promises without a
+// topic bound, must have a Service and a PodDisruptionBudget of its own and
+// an HPA that keeps two replicas; an Ingress must serve TLS for every host
+// and route only the console's public paths (/console/, /api/v1/, /ack/,
+// /sms/inbound) by Prefix or Exact, never /metrics, /healthz or /readyz.
 // With -secret-files (the chart's secrets.mode files), no container takes an
 // environment variable from a Secret at all: every credential is a file.
 //
@@ -81,6 +86,7 @@ type manifests struct {
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs            []*policyv1.PodDisruptionBudget
 	netpols         []*networkingv1.NetworkPolicy
+	ingresses       []*networkingv1.Ingress
 	scaledObjects   []*scaledObject
 	serviceMonitors []*serviceMonitor
 	kinds           map[string]int
@@ -231,6 +237,8 @@ func (m *manifests) add(obj runtime.Object) {
 		m.pdbs = append(m.pdbs, o)
 	case *networkingv1.NetworkPolicy:
 		m.netpols = append(m.netpols, o)
+	case *networkingv1.Ingress:
+		m.ingresses = append(m.ingresses, o)
 	}
 }
 
@@ -251,6 +259,8 @@ func checkAll(r *report, m *manifests, vigil string) {
 	checkServices(r, m)
 	checkPDBs(r, m)
 	checkNetworkPolicies(r, m)
+	checkConsole(r, m)
+	checkIngresses(r, m)
 	if vigil != "" {
 		checkAgainstBinary(r, m, vigil)
 	}
@@ -408,19 +418,26 @@ func checkConsumerDeployment(r *report, d *appsv1.Deployment) {
 	r.check(err == nil && !sel.Empty() && sel.Matches(labels.Set(d.Spec.Template.Labels)),
 		"%s: selector must be non-empty and match its own pod template", where)
 
-	if p, ok := partitions(r, d); ok && d.Spec.Replicas != nil {
-		r.check(*d.Spec.Replicas <= p, "%s: replicas %d exceed the topic's %d partitions", where, *d.Spec.Replicas, p)
+	// The console is neither consumer nor producer: no topic bounds it.
+	if !isConsole(d) {
+		if p, ok := partitions(r, d); ok && d.Spec.Replicas != nil {
+			r.check(*d.Spec.Replicas <= p, "%s: replicas %d exceed the topic's %d partitions", where, *d.Spec.Replicas, p)
+		}
 	}
-	httpEnv := map[string]string{"worker": "VIGIL_HTTP_ADDR", "notifier": "VIGIL_NOTIFIER_HTTP_ADDR"}[component]
+	httpEnv := map[string]string{"worker": "VIGIL_HTTP_ADDR", "notifier": "VIGIL_NOTIFIER_HTTP_ADDR", "console": "VIGIL_CONSOLE_ADDR"}[component]
+	httpFlag := "http"
+	if isConsole(d) {
+		httpFlag = "listen"
+	}
 	for i := range spec.Containers {
 		c := &spec.Containers[i]
 		cw := fmt.Sprintf("%s container %s", where, c.Name)
 		// The HTTP address must listen beyond loopback, on the probed port.
-		addr, ok := flagValue(c, "http")
+		addr, ok := flagValue(c, httpFlag)
 		if !ok && httpEnv != "" {
 			addr, ok = envValue(c, httpEnv)
 		}
-		r.check(ok, "%s: no --http flag or %s: vigil would listen on 127.0.0.1 only and every probe would fail", cw, httpEnv)
+		r.check(ok, "%s: no --%s flag or %s: vigil would listen on 127.0.0.1 only and every probe would fail", cw, httpFlag, httpEnv)
 		host, port := addr, ""
 		if i := strings.LastIndex(addr, ":"); i >= 0 {
 			host, port = addr[:i], addr[i+1:]
@@ -630,6 +647,9 @@ func checkScaling(r *report, m *manifests) {
 			continue
 		}
 		scaledBy[d.Name] = append(scaledBy[d.Name], where)
+		if isConsole(d) {
+			continue
+		}
 		if p, ok := partitions(r, d); ok {
 			r.check(h.Spec.MaxReplicas <= p, "%s: maxReplicas %d exceeds the %d partitions of %s", where, h.Spec.MaxReplicas, p, d.Annotations[topicAnnotation])
 		}
@@ -951,4 +971,150 @@ func checkNetworkPolicies(r *report, m *manifests) {
 			r.check(dns, "%s: restricts egress without allowing DNS: Kafka and PostgreSQL names would not resolve", where)
 		}
 	}
+}
+
+func isConsole(d *appsv1.Deployment) bool {
+	return d.Labels[componentLabel] == "console"
+}
+
+// checkConsole: the console Deployment runs `vigil console`, is reached
+// through a Service, and has a PodDisruptionBudget that selects its pods
+// and no other Deployment's (one budget over two fleets lets a drain take
+// all of one); a console HPA scales on a metric, within min <= max.
+func checkConsole(r *report, m *manifests) {
+	d := m.deployment("console")
+	if d == nil {
+		for _, in := range m.ingresses {
+			r.check(false, "Ingress %s: rendered without a console Deployment", in.Name)
+		}
+		return
+	}
+	where := "Deployment " + d.Name
+	runs := false
+	for _, c := range d.Spec.Template.Spec.Containers {
+		args := append(append([]string{}, c.Command...), c.Args...)
+		runs = runs || (len(args) > 0 && args[0] == "console")
+	}
+	r.check(runs, "%s: no container runs `vigil console`", where)
+	served := false
+	for _, s := range m.services {
+		for _, sd := range m.podsMatching(labels.SelectorFromSet(s.Spec.Selector)) {
+			served = served || (len(s.Spec.Selector) > 0 && sd.Name == d.Name)
+		}
+	}
+	r.check(served, "%s: no Service selects the console's pods", where)
+	budgeted := false
+	for _, p := range m.pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err != nil || sel.Empty() {
+			continue
+		}
+		ds := m.podsMatching(sel)
+		for _, pd := range ds {
+			if pd.Name == d.Name {
+				budgeted = true
+				r.check(len(ds) == 1, "PodDisruptionBudget %s: selects the console and %d other Deployment(s): one budget over several fleets", p.Name, len(ds)-1)
+			}
+		}
+	}
+	r.check(budgeted, "%s: no PodDisruptionBudget selects the console's pods", where)
+	for _, h := range m.hpas {
+		if h.Spec.ScaleTargetRef.Name != d.Name {
+			continue
+		}
+		hw := "HorizontalPodAutoscaler " + h.Name
+		r.check(h.Spec.MinReplicas != nil && *h.Spec.MinReplicas >= 2,
+			"%s: minReplicas must be at least 2: one console replica is an outage at every drain", hw)
+	}
+}
+
+// The paths the console serves to the outside world (pages, API,
+// acknowledgement pages, SMS gateway webhook): an Ingress routes these and
+// nothing else. /metrics, /healthz and /readyz are internal.
+var consolePublicPaths = []string{"/console/", "/api/v1/", "/ack/", "/sms/inbound"}
+var consoleInternalPaths = []string{"/metrics", "/healthz", "/readyz"}
+
+// checkIngresses: every Ingress serves TLS for each host it routes, routes
+// only the console's public paths (a Prefix path that is a prefix of
+// /metrics, "/" included, would publish the metrics), by Prefix or Exact,
+// to a rendered Service port that reaches the console's http port.
+func checkIngresses(r *report, m *manifests) {
+	for _, in := range m.ingresses {
+		where := "Ingress " + in.Name
+		r.check(in.Spec.DefaultBackend == nil, "%s: a defaultBackend routes every path, /metrics included", where)
+		tlsHosts := map[string]bool{}
+		for _, t := range in.Spec.TLS {
+			r.check(t.SecretName != "", "%s: a tls entry without secretName", where)
+			for _, h := range t.Hosts {
+				tlsHosts[h] = true
+			}
+		}
+		r.check(len(in.Spec.TLS) > 0, "%s: no tls: passwords and session cookies would cross the network in clear", where)
+		r.check(len(in.Spec.Rules) > 0, "%s: no rules", where)
+		for _, rule := range in.Spec.Rules {
+			r.check(rule.Host != "", "%s: a rule without host (matches every name, and no certificate covers it)", where)
+			r.check(rule.Host == "" || tlsHosts[rule.Host], "%s: host %q has no tls entry", where, rule.Host)
+			if rule.HTTP == nil {
+				r.check(false, "%s: rule for %q has no http paths", where, rule.Host)
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				pw := fmt.Sprintf("%s path %q", where, p.Path)
+				pt := networkingv1.PathTypeImplementationSpecific
+				if p.PathType != nil {
+					pt = *p.PathType
+				}
+				r.check(pt == networkingv1.PathTypePrefix || pt == networkingv1.PathTypeExact,
+					"%s: pathType %s: only Prefix or Exact say which paths are exposed", pw, pt)
+				for _, internal := range consoleInternalPaths {
+					exposes := p.Path == internal || (pt != networkingv1.PathTypeExact && prefixMatches(p.Path, internal))
+					r.check(!exposes, "%s: exposes %s through the Ingress", pw, internal)
+				}
+				public := false
+				for _, pub := range consolePublicPaths {
+					public = public || p.Path == pub || (strings.HasSuffix(pub, "/") && strings.HasPrefix(p.Path, pub))
+				}
+				r.check(public, "%s: not one of the console's public paths %v", pw, consolePublicPaths)
+				checkIngressBackend(r, m, pw, p.Backend)
+			}
+		}
+	}
+}
+
+// prefixMatches: a Kubernetes Prefix path matches target (element-wise:
+// "/" and "/metrics" match /metrics, "/met" does not).
+func prefixMatches(prefix, target string) bool {
+	prefix = strings.TrimSuffix(prefix, "/")
+	return prefix == "" || target == prefix || strings.HasPrefix(target, prefix+"/")
+}
+
+func checkIngressBackend(r *report, m *manifests, pw string, b networkingv1.IngressBackend) {
+	r.check(b.Service != nil, "%s: backend is not a Service", pw)
+	if b.Service == nil {
+		return
+	}
+	var svc *corev1.Service
+	for _, s := range m.services {
+		if s.Name == b.Service.Name {
+			svc = s
+		}
+	}
+	r.check(svc != nil, "%s: backend Service %s is not rendered", pw, b.Service.Name)
+	if svc == nil {
+		return
+	}
+	var port *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		sp := &svc.Spec.Ports[i]
+		if (b.Service.Port.Name != "" && sp.Name == b.Service.Port.Name) || (b.Service.Port.Number != 0 && sp.Port == b.Service.Port.Number) {
+			port = sp
+		}
+	}
+	r.check(port != nil, "%s: Service %s has no port %s%d", pw, svc.Name, b.Service.Port.Name, b.Service.Port.Number)
+	ds := m.podsMatching(labels.SelectorFromSet(svc.Spec.Selector))
+	console := len(ds) > 0
+	for _, d := range ds {
+		console = console && isConsole(d)
+	}
+	r.check(console, "%s: Service %s does not select (only) the console's pods", pw, svc.Name)
 }
