@@ -74,9 +74,11 @@
     if (timer) clearInterval(timer);
     const reload = () => { cursor = null; $("queue-rows").replaceChildren(); loadPage(); };
     // Live updates: new alerts arrive as Server-Sent Events and reload the
-    // first page at once. Polling stays as the fallback (every 15 s while
-    // the stream is not open: no EventSource, or refused with 503/401) and,
-    // every 60 s, for changes made by others (acknowledged, resolved).
+    // first page at once; others' acknowledgements, resolutions and
+    // retractions arrive as "change" events and update or drop their row
+    // (applyChange). Polling stays as the fallback (every 15 s while the
+    // stream is not open: no EventSource, or refused with 503/401) and
+    // every 60 s besides.
     startLive(reload);
     let ticks = 0;
     timer = setInterval(() => {
@@ -95,11 +97,35 @@
       if ($("queue").hidden || pending) return;
       pending = setTimeout(() => { pending = null; reload(); }, 300);
     });
+    live.addEventListener("change", (m) => {
+      let d = null;
+      try { d = JSON.parse(m.data); } catch (e) { return; }
+      applyChange(d);
+    });
+    // A reconnect may have missed events in between: reload once open again.
+    let opened = false;
+    live.addEventListener("open", () => {
+      if (opened && !$("queue").hidden) reload();
+      opened = true;
+    });
     live.addEventListener("error", () => {
       // CLOSED: refused (the browser does not retry a 503 or 401); the
       // interval polls instead. CONNECTING: the browser reconnects itself.
       if (live && live.readyState === EventSource.CLOSED) live = null;
     });
+  }
+
+  // A lifecycle change from the stream: the row of that alert (if shown)
+  // gets the new state, or leaves when the queue shows another state.
+  function applyChange(d) {
+    if (!d || typeof d.alert_id !== "string" || typeof d.state !== "string") return;
+    const want = $("state").value;
+    for (const tr of Array.from($("queue-rows").rows)) {
+      if (tr.dataset.alertId !== d.alert_id) continue;
+      if (want && d.state !== want) tr.remove();
+      else tr.cells[5].textContent = d.state;
+    }
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString() + ": " + d.alert_id + " " + d.state;
   }
 
   async function loadPage() {
@@ -112,6 +138,7 @@
     for (const a of r.data.alerts) {
       const tr = el("tr");
       tr.tabIndex = 0;
+      tr.dataset.alertId = a.alert_id;
       const sev = el("td");
       sev.append(el("span", a.severity, "sev-" + a.severity));
       tr.append(sev, el("td", a.detected_at.replace("T", " ").slice(0, 16)),
@@ -127,10 +154,11 @@
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   }
 
-  async function openAlert(id) {
+  // KEEP: leave the status line as it is (the refresh after an action).
+  async function openAlert(id, keep) {
     show("alert");
     current = id;
-    $("action-result").textContent = "";
+    if (!keep) $("action-result").textContent = "";
     const r = await api("GET", "/api/v1/alerts/" + encodeURIComponent(id));
     if (r.status === 401) { signedOut(); return; }
     if (r.status !== 200) { $("alert-h").textContent = "Alert not found"; return; }
@@ -298,7 +326,7 @@
     if (action === "resolve") body.category = $("category").value;
     const r = await api("POST", "/api/v1/alerts/" + encodeURIComponent(current) + "/" + action, body);
     $("action-result").textContent = r.status === 200 ? r.data.result : ((r.data && r.data.message) || ("failed: " + r.status));
-    if (r.status === 200) openAlert(current);
+    if (r.status === 200) openAlert(current, true);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
