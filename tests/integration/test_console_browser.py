@@ -4,11 +4,19 @@ by Selenium through chromium-driver, against a real `vigil console`.
 A responder signs in through the page's form, sees the open-alert queue,
 opens an alert, acknowledges it with the button (the page sends the CSRF
 token it got at sign-in), sees the alert's state become acknowledged and
-the open queue drop it, then opens the subject's page and checks that the
+the open queue drop it; another user's acknowledgement (command line)
+drops a row through the live stream's change event, a resolution updates
+one in place; then opens the subject's page and checks that the
 SVG chart is drawn: one circle per result, out-of-range ones marked, the
-reference band, the alert line. The browser's console must hold no
+reference band, the alert line. Escalation policies: the responder sees
+them in words and no control to change them (a site id holding markup
+stays text); a study_admin changes a tier's deadline in the form, and the
+database then holds it with a policy_set audit event by that admin; a
+policy the validator refuses shows its message under the form and changes
+nothing. After Acknowledge the status line still says so once the alert's
+state is refreshed. The browser's console must hold no
 Content-Security-Policy violation (nor any other error). Screenshots of the
-queue, the alert and the chart are saved under build/artifacts/console/
+queue, the alert, the chart and the policy editor (policy.png) are saved under build/artifacts/console/
 (the directory is printed). Every wait is a WebDriverWait with a deadline.
 
 Never skipped: without chromium or chromium-driver the test fails and says
@@ -166,9 +174,23 @@ try:
     # back to the queue: the open queue drops it, "all" shows it acknowledged
     driver.find_element(By.ID, "back").click()
     until(lambda d: [r[4] for r in queue_rows()] == ["sodium low"], "the open queue without b1")
+    # someone else acknowledges b2 (the command line): the live stream's
+    # change event drops its row at once, without a reload (the page's
+    # status line names the change; a reload would only say "updated")
+    r = subprocess.run([h.VIGIL, "alerts", "ack", "b2", "--as", "admin", "--conninfo", E.conninfo],
+                       capture_output=True, text=True)
+    C.check(r.returncode == 0, "b2 acknowledged by another user: %s" % r.stderr)
+    until(lambda d: queue_rows() == [] and "b2 acknowledged" in d.find_element(By.ID, "updated").text,
+          "the open queue drops b2 on the stream's change event")
     Select(driver.find_element(By.ID, "state")).select_by_value("")
     until(lambda d: ["potassium 6.3 above 5.1", "acknowledged"] in [[r[4], r[5]] for r in queue_rows()],
           "the whole queue shows b1 acknowledged")
+    # ...and, shown with every state, a change updates the row in place
+    r = subprocess.run([h.VIGIL, "alerts", "resolve", "b2", "--as", "admin", "--category", "other", "--note",
+                        "done", "--conninfo", E.conninfo], capture_output=True, text=True)
+    until(lambda d: ["sodium low", "resolved"] in [[r[4], r[5]] for r in queue_rows()]
+          and "b2 resolved" in d.find_element(By.ID, "updated").text,
+          "the whole queue shows b2 resolved from the stream")
 
     # the subject's page: the chart
     click_row("potassium")
