@@ -19,6 +19,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "msgbuf.h"
+
 struct directory_file {
     struct directory_record *rec;
     int n, cap;
@@ -132,39 +134,26 @@ int directory_file_add(struct directory_file *f, const struct directory_record *
 struct reader {
     struct directory_file *f;
     yaml_document_t *doc;
-    char *err;
-    size_t errsz, used;
-    int problems;
+    struct msgbuf m;
 };
 
+/* A problem with the node AT, named by its line. */
 static void problem(struct reader *r, const yaml_node_t *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void problem(struct reader *r, const yaml_node_t *at, const char *fmt, ...)
 {
-    r->problems++;
-    if (r->used + 1 >= r->errsz)
-        return;
-    int k = snprintf(r->err + r->used, r->errsz - r->used, "%sline %zu: ", r->used ? "\n" : "",
-                     at->start_mark.line + 1);
-    if (k > 0)
-        r->used += (size_t)k < r->errsz - r->used ? (size_t)k : r->errsz - r->used - 1;
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, "line %zu: ", at->start_mark.line + 1);
     va_list ap;
     va_start(ap, fmt);
-    k = vsnprintf(r->err + r->used, r->errsz - r->used, fmt, ap);
+    msgbuf_vaddf(&r->m, prefix, fmt, ap);
     va_end(ap);
-    if (k > 0)
-        r->used += (size_t)k < r->errsz - r->used ? (size_t)k : r->errsz - r->used - 1;
 }
 
 /* Appends TEXT (already "line N: ..." lines) as problems. */
 static void problems_add(struct reader *r, const char *text)
 {
-    r->problems++;
-    if (r->used + 1 >= r->errsz)
-        return;
-    int k = snprintf(r->err + r->used, r->errsz - r->used, "%s%s", r->used ? "\n" : "", text);
-    if (k > 0)
-        r->used += (size_t)k < r->errsz - r->used ? (size_t)k : r->errsz - r->used - 1;
+    msgbuf_addf(&r->m, "", "%s", text);
 }
 
 /* A scalar's text, or NULL for a YAML null (~, null, nothing); *BAD set
@@ -241,7 +230,7 @@ static void entry(struct reader *r, const struct shape *sh, yaml_node_t *n)
     }
     const char *v[6] = {NULL};
     const yaml_node_t *vn[6] = {NULL};
-    int before = r->problems;
+    int before = r->m.n;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(r->doc, p->key);
         yaml_node_t *val = yaml_document_get_node(r->doc, p->value);
@@ -275,13 +264,13 @@ static void entry(struct reader *r, const struct shape *sh, yaml_node_t *n)
     for (int i = 0; i < 6 && sh->keys[i] != NULL; i++)
         if ((sh->required >> i & 1u) && v[i] == NULL && vn[i] == NULL)
             problem(r, n, "an entry of %s needs %s", sh->section, sh->keys[i]);
-        else if ((sh->required >> i & 1u) && v[i] == NULL && r->problems == before)
+        else if ((sh->required >> i & 1u) && v[i] == NULL && r->m.n == before)
             problem(r, vn[i], "%s must not be empty", sh->keys[i]);
     const char *sev = sh->kind == DIRECTORY_SUBSCRIPTION ? v[3] : NULL;
     if (sev != NULL && strcmp(sev, "info") != 0 && strcmp(sev, "warning") != 0 &&
         strcmp(sev, "critical") != 0)
         problem(r, vn[3], "min_severity '%s' is not info, warning or critical", sev);
-    if (r->problems > before)
+    if (r->m.n > before)
         return;
     struct directory_record rec = {.kind = sh->kind, .line = (long)n->start_mark.line + 1};
     switch (sh->kind) {
@@ -380,7 +369,8 @@ int directory_file_parse_yaml(struct directory_file *f, const char *text, size_t
         return -1;
     }
     yaml_parser_delete(&parser);
-    struct reader r = {f, &doc, errstr, errstr_size, 0, 0};
+    struct reader r = {.f = f, .doc = &doc};
+    msgbuf_init(&r.m, errstr, errstr_size);
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root == NULL || root->type != YAML_MAPPING_NODE) {
         if (root == NULL)
@@ -422,5 +412,5 @@ int directory_file_parse_yaml(struct directory_file *f, const char *text, size_t
         lines[np++] = f->rec[i].line;
     }
     yaml_document_delete(&doc);
-    return r.problems > 0 ? -1 : 0;
+    return r.m.n > 0 ? -1 : 0;
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "msgbuf.h"
+
 #define FILE_MAX (1 << 20)
 #define DEPTH_MAX 16
 /* Nodes converted, aliases counted each time they are followed: an alias
@@ -118,9 +120,7 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *
 /* ---- validation ---------------------------------------------------------- */
 
 struct problems {
-    char *buf;
-    size_t size, used;
-    int n;
+    struct msgbuf m;
     const char *name;
     int index;
     const struct marks *marks; /* non-NULL: prefix "line N: " instead */
@@ -131,23 +131,16 @@ struct problems {
 static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void problem(struct problems *p, const char *fmt, ...)
 {
-    p->n++;
-    if (p->used + 1 >= p->size)
-        return;
+    char prefix[POLICY_ID_MAX + 300];
     int line = p->marks != NULL ? mark_line(p->marks, p->at) : 0;
-    int k = p->marks != NULL
-                ? snprintf(p->buf + p->used, p->size - p->used, "%sline %d: policy: ",
-                           p->used > 0 ? "\n" : "", line > 0 ? line : p->line)
-                : snprintf(p->buf + p->used, p->size - p->used, "%s%s: policy %d: ",
-                           p->used > 0 ? "\n" : "", p->name, p->index + 1);
-    if (k > 0)
-        p->used += (size_t)k < p->size - p->used ? (size_t)k : p->size - p->used - 1;
+    if (p->marks != NULL)
+        snprintf(prefix, sizeof prefix, "line %d: policy: ", line > 0 ? line : p->line);
+    else
+        snprintf(prefix, sizeof prefix, "%.256s: policy %d: ", p->name, p->index + 1);
     va_list ap;
     va_start(ap, fmt);
-    k = vsnprintf(p->buf + p->used, p->size - p->used, fmt, ap);
+    msgbuf_vaddf(&p->m, prefix, fmt, ap);
     va_end(ap);
-    if (k > 0)
-        p->used += (size_t)k < p->size - p->used ? (size_t)k : p->size - p->used - 1;
 }
 
 /* Seconds from 900, "900", "900s", "15m", "1h"; -1 if not a duration. */
@@ -347,8 +340,8 @@ static void policy_parse(struct problems *p, const json_t *o, struct policy *pol
 int policy_load_text(const char *name, const char *text, size_t len, struct policy *out, int max,
                      char *errstr, size_t errstr_size)
 {
-    struct problems p = {errstr, errstr_size, 0, 0, name, 0, NULL, NULL, 0};
-    errstr[0] = '\0';
+    struct problems p = {.name = name};
+    msgbuf_init(&p.m, errstr, errstr_size);
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {
@@ -396,7 +389,7 @@ int policy_load_text(const char *name, const char *text, size_t len, struct poli
                 problem(&p, "same study, site and severity as policy %d", a + 1);
             }
     json_decref(root);
-    return p.n > 0 ? -1 : n;
+    return p.m.n > 0 ? -1 : n;
 }
 
 bool policy_same_scope(const struct policy *a, const struct policy *b)
@@ -410,8 +403,8 @@ int policy_from_yaml(yaml_document_t *doc, yaml_node_t *node, struct policy *out
 {
     struct marks m = {NULL, 0, 0};
     int line = node != NULL ? (int)node->start_mark.line + 1 : 0;
-    struct problems p = {errstr, errstr_size, 0, 0, "", 0, &m, NULL, line};
-    errstr[0] = '\0';
+    struct problems p = {.name = "", .marks = &m, .line = line};
+    msgbuf_init(&p.m, errstr, errstr_size);
     long budget = NODES_MAX;
     json_t *j = node_json(doc, node, 0, &budget, &m);
     if (j == NULL) {
@@ -424,7 +417,7 @@ int policy_from_yaml(yaml_document_t *doc, yaml_node_t *node, struct policy *out
     policy_parse(&p, j, out);
     json_decref(j);
     free(m.v);
-    return p.n > 0 ? -1 : 0;
+    return p.m.n > 0 ? -1 : 0;
 }
 
 int policy_load_file(const char *file, struct policy *out, int max, char *errstr,

@@ -281,6 +281,14 @@
     }
   }
 
+  // A study <select> with STUDIES as options, kept (with its choice) when
+  // it has them already.
+  function fillStudies(sel, studies) {
+    if (sel.options.length === studies.length) return;
+    sel.replaceChildren();
+    for (const st of studies) { const o = el("option", st); o.value = st; sel.append(o); }
+  }
+
   // Study administration for study-admins: sites and who holds which role.
   function adminStudy() { return $("admin-study").value; }
   function adminSay(r, okStatus, okText) {
@@ -289,11 +297,7 @@
 
   async function openAdmin() {
     show("admin");
-    const sel = $("admin-study");
-    if (sel.options.length !== adminStudies.length) {
-      sel.replaceChildren();
-      for (const st of adminStudies) { const o = el("option", st); o.value = st; sel.append(o); }
-    }
+    fillStudies($("admin-study"), adminStudies);
     const study = encodeURIComponent(adminStudy());
     const s = await api("GET", "/api/v1/studies/" + study + "/sites");
     if (s.status === 401) { signedOut(); return; }
@@ -474,11 +478,7 @@
 
   async function openPolicies() {
     show("policies");
-    const sel = $("pol-study");
-    if (sel.options.length !== myStudies.length) {
-      sel.replaceChildren();
-      for (const st of myStudies) { const o = el("option", st); o.value = st; sel.append(o); }
-    }
+    fillStudies($("pol-study"), myStudies);
     const list = $("pol-list");
     list.replaceChildren();
     $("pol-note").textContent = "";
