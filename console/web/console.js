@@ -339,7 +339,9 @@
 
   function polStudy() { return $("pol-study").value; }
 
-  function minutes(s) { return Math.round(s / 6) / 10; }
+  // Seconds as minutes, exact enough that saving a form unchanged gives the
+  // same seconds back (61 s: 1.017 min -> 61 s).
+  function minutes(s) { return Math.round(s / 0.06) / 1000; }
 
   function tierText(t) {
     return "Tier " + t.tier + ": " + t.targets.join(", ") + " by " + t.channels.join(", ") +
