@@ -52,7 +52,8 @@ for path, pkg in ((CHROMIUM, "chromium"), (DRIVER, "chromium-driver")):
 
 ART = os.path.join(h.BUILD or ".", "artifacts", "console")
 os.makedirs(ART, exist_ok=True)
-for old in ("failed.png", "queue.png", "alert.png", "subject-chart.png", "subject.png", "policy.png"):
+for old in ("failed.png", "queue.png", "alert.png", "subject-chart.png", "subject.png", "policy.png",
+            "policy-phone.png"):
     if os.path.exists(os.path.join(ART, old)):
         os.unlink(os.path.join(ART, old))
 print("screenshots in", os.path.abspath(ART), flush=True)
@@ -255,6 +256,12 @@ try:
     C.check(len(audit) == 1 and [t["ack_deadline_s"] for t in audit[0][0]["tiers"]] == [900, 1200],
             "an audit event records the change by the study_admin: %s" % audit)
     driver.save_screenshot(os.path.join(ART, "policy.png"))
+    # on a phone's width the editor fits: no sideways scrolling
+    driver.set_window_size(390, 844)
+    until(lambda d: d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"),
+          "the policy editor fits a phone's width")
+    driver.save_screenshot(os.path.join(ART, "policy-phone.png"))
+    driver.set_window_size(1280, 1000)
 
     # policy.c's refusal is shown next to the form; nothing changes (a tier
     # with nobody to page; deadlines out of bounds the browser refuses itself)
@@ -277,7 +284,7 @@ try:
               and not any(e in x["message"] for e in expected)]
     C.check(not csp, "no Content-Security-Policy violation in the console: %s" % csp)
     C.check(not errors, "no error in the browser's console: %s" % errors)
-    for name in ("queue.png", "alert.png", "subject-chart.png", "policy.png"):
+    for name in ("queue.png", "alert.png", "subject-chart.png", "policy.png", "policy-phone.png"):
         p = os.path.join(ART, name)
         C.check(os.path.getsize(p) > 1000, "screenshot %s saved" % p)
 except TimeoutException:
