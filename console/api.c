@@ -1625,6 +1625,34 @@ PGresult *api_alerts_opened(PGconn *conn, const struct auth_principal *who, cons
     return pg_query(conn, "" LIST_OPENED, 6, params, errstr, errstr_size);
 }
 
+/* Lifecycle changes of visible alerts after event AFTER: the audit trail's
+ * event ids are handed out under a lock held to commit (0010), so they
+ * become visible in id order and a keyset on them misses nothing. The
+ * head's id comes in the same snapshot: events of other studies are
+ * skipped in SQL, and the caller moves on to the head when fewer than
+ * LIMIT rows came back, so they are not scanned again. */
+#define LIST_CHANGES                                                                            \
+    "SELECT h.last_event_id, x.event_id, x.alert_id, x.kind, x.state, x.at "                    \
+    "FROM alert_events_head h LEFT JOIN LATERAL ("                                              \
+    "SELECT e.event_id, e.alert_id, e.kind, l.state, to_char(e.recorded_at AT TIME ZONE 'UTC', " \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at FROM alert_events e "                           \
+    "JOIN alerts a ON a.alert_id = e.alert_id "                                                 \
+    "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = a.study_id "                 \
+    "LEFT JOIN alert_lifecycle l ON l.alert_id = e.alert_id "                                   \
+    "WHERE e.event_id > $3::bigint AND e.event_id <= h.last_event_id "                          \
+    "AND e.kind IN ('acknowledged', 'resolved', 'retracted') "                                  \
+    "ORDER BY e.event_id LIMIT $4::integer) x ON true ORDER BY x.event_id"
+
+PGresult *api_alert_changes(PGconn *conn, const struct auth_principal *who, long long after,
+                            int limit, char *errstr, size_t errstr_size)
+{
+    char aft[24], lim[24];
+    snprintf(aft, sizeof aft, "%lld", after);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {who->researcher_id, token_param(who), aft, lim};
+    return pg_query(conn, "" LIST_CHANGES, 4, params, errstr, errstr_size);
+}
+
 json_t *api_alert_json(const PGresult *r, int row)
 {
     return alert_json(r, row);
