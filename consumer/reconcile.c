@@ -27,15 +27,26 @@
 #include <string.h>
 
 #include "ctcae.h"
+#include "hash.h"
 #include "retract.h"
 
+/* Both sets are searched for every standing alert and every kept pair
+ * result, so an id's hash is compared before its text (ids share long
+ * prefixes; strcmp was 3 % of the worker's CPU samples). */
 struct reach {
     char id[OBS_ID_MAX + 1];
+    uint64_t h;
     unsigned deps; /* enum rules_dep classes it is judged again by */
+    /* the kept result and its code, as found when it joined the reach:
+     * the state does not change while the reach is judged, and looking
+     * each one up again scanned every kept result of the subject */
+    const struct subject_result *res;
+    const char *code;
 };
 
 struct touch {
     char id[OBS_ID_MAX + 1];
+    uint64_t h;
 };
 
 struct reconcile {
@@ -101,10 +112,18 @@ static bool is_pair_code(const char *code)
 
 /* ---- the reach ---------------------------------------------------------- */
 
-static bool reach_add(struct reconcile *rc, const char *id, unsigned deps)
+static uint64_t id_hash(const char *id)
 {
+    return hash_str(id, HASH_SEED);
+}
+
+static bool reach_add(struct reconcile *rc, const struct subject_result *res, const char *code,
+                      unsigned deps)
+{
+    const char *id = res->observation_id;
+    uint64_t h = id_hash(id);
     for (int i = 0; i < rc->nreach; i++) {
-        if (strcmp(rc->reach[i].id, id) == 0) {
+        if (rc->reach[i].h == h && strcmp(rc->reach[i].id, id) == 0) {
             rc->reach[i].deps |= deps;
             return true;
         }
@@ -113,33 +132,44 @@ static bool reach_add(struct reconcile *rc, const char *id, unsigned deps)
         return false;
     struct reach *r = &rc->reach[rc->nreach++];
     snprintf(r->id, sizeof r->id, "%s", id);
+    r->h = h;
     r->deps = deps;
+    r->res = res;
+    r->code = code;
     return true;
 }
 
 static unsigned reach_deps(const struct reconcile *rc, const char *id)
 {
+    if (rc->nreach == 0)
+        return 0;
+    uint64_t h = id_hash(id);
     for (int i = 0; i < rc->nreach; i++)
-        if (strcmp(rc->reach[i].id, id) == 0)
+        if (rc->reach[i].h == h && strcmp(rc->reach[i].id, id) == 0)
             return rc->reach[i].deps;
     return 0;
 }
 
 static bool touch_add(struct reconcile *rc, const char *id)
 {
+    uint64_t h = id_hash(id);
     for (int i = 0; i < rc->ntouch; i++)
-        if (strcmp(rc->touch[i].id, id) == 0)
+        if (rc->touch[i].h == h && strcmp(rc->touch[i].id, id) == 0)
             return true;
     if (!grow((void **)&rc->touch, &rc->cap_touch, rc->ntouch + 1, sizeof rc->touch[0]))
         return false;
-    snprintf(rc->touch[rc->ntouch++].id, OBS_ID_MAX + 1, "%s", id);
+    snprintf(rc->touch[rc->ntouch].id, OBS_ID_MAX + 1, "%s", id);
+    rc->touch[rc->ntouch++].h = h;
     return true;
 }
 
 static bool touched(const struct reconcile *rc, const char *id)
 {
+    if (rc->ntouch == 0)
+        return false;
+    uint64_t h = id_hash(id);
     for (int i = 0; i < rc->ntouch; i++)
-        if (strcmp(rc->touch[i].id, id) == 0)
+        if (rc->touch[i].h == h && strcmp(rc->touch[i].id, id) == 0)
             return true;
     return false;
 }
@@ -211,7 +241,7 @@ static bool reach_pairs(struct reconcile *rc, const struct subject_state *st, co
             if (d <= w && !touch_add(rc, res[i].observation_id))
                 return false;
             if (strcmp(res[i].observation_id, self) != 0 &&
-                !reach_add(rc, res[i].observation_id, RULES_DEP_PAIR))
+                !reach_add(rc, &res[i], codes[k], RULES_DEP_PAIR))
                 return false;
         }
     }
@@ -387,7 +417,7 @@ static bool judge(struct reconcile *rc, const struct rules *r, const struct subj
             int n = subject_state_results(st, codes[k], &res);
             for (int i = 0; i < n; i++)
                 if (strcmp(res[i].observation_id, self) != 0 &&
-                    !reach_add(rc, res[i].observation_id, RULES_DEP_BASELINE))
+                    !reach_add(rc, &res[i], codes[k], RULES_DEP_BASELINE))
                     return false;
         }
         if (deps & RULES_DEP_PREVIOUS) {
@@ -395,7 +425,7 @@ static bool judge(struct reconcile *rc, const struct rules *r, const struct subj
                 use ? next_after(st, codes[k], obs->effective_ms, self) : NULL,
                 had_old ? next_after(st, codes[k], old_t, self) : NULL};
             for (int j = 0; j < 2; j++)
-                if (nx[j] != NULL && !reach_add(rc, nx[j]->observation_id, RULES_DEP_PREVIOUS))
+                if (nx[j] != NULL && !reach_add(rc, nx[j], codes[k], RULES_DEP_PREVIOUS))
                     return false;
         }
     }
@@ -422,12 +452,10 @@ static bool judge(struct reconcile *rc, const struct rules *r, const struct subj
             if (!truth_add(rc, &rc->eval[i], true))
                 return false;
     }
-    for (int i = 0; i < rc->nreach; i++) {
-        const char *code = NULL;
-        const struct subject_result *x = subject_state_find(st, rc->reach[i].id, &code);
-        if (x != NULL && !judge_kept(rc, r, st, obs, x, code, rc->reach[i].deps, now_ms))
+    for (int i = 0; i < rc->nreach; i++)
+        if (!judge_kept(rc, r, st, obs, rc->reach[i].res, rc->reach[i].code, rc->reach[i].deps,
+                        now_ms))
             return false;
-    }
     return true;
 }
 
