@@ -51,6 +51,9 @@ struct job {
     uint32_t epoch;
     int step;    /* 0: the alert's first page; N: escalation step N (escalate.c) */
     bool preset; /* escalation page: recipients given, not routed */
+    bool fired;  /* deferred page fired at the end of quiet hours (escalate.c):
+                  * recipients given and their rows already ours (pending
+                  * under our lease), so no claim */
     int remaining; /* deliveries not final, +1 while the job is starting */
     struct delivery **d;
     int nd, capd;
@@ -87,7 +90,7 @@ struct outmsg {
 };
 
 struct chmetrics {
-    struct metric *sent, *failed, *retried, *suppressed, *skipped, *active;
+    struct metric *sent, *failed, *retried, *suppressed, *skipped, *active, *deferred;
 };
 
 struct sender {
@@ -122,6 +125,7 @@ struct sender {
     struct delivery *claiming[BATCH_ROWS];      /* ... */
     enum dedupe_claim claimed[BATCH_ROWS];      /* ... */
     bool taken[BATCH_ROWS];                     /* ... */
+    bool defer[BATCH_ROWS];                     /* ... */
     struct outmsg *waiting;  /* M_GROUPING, M_WAITING and M_RECORD waiting to retry */
     struct outmsg *outcomes; /* M_RECORD: to record at the end of this loop turn */
     struct outmsg *ready_head[CHANNEL_COUNT], *ready_tail[CHANNEL_COUNT];
@@ -256,6 +260,20 @@ struct job *sender_job_new_page(const struct alert *a, int step, const struct re
         return NULL;
     j->step = step;
     j->preset = true;
+    for (int i = 0; i < n; i++)
+        if (job_add(j, &to[i], false) == NULL) {
+            sender_job_free(j);
+            return NULL;
+        }
+    return j;
+}
+
+struct job *sender_job_new_fired(const struct alert *a, const struct recipient *to, int n)
+{
+    struct job *j = sender_job_new(a, -1, -1, 0);
+    if (j == NULL)
+        return NULL;
+    j->fired = true;
     for (int i = 0; i < n; i++)
         if (job_add(j, &to[i], false) == NULL) {
             sender_job_free(j);
@@ -489,11 +507,32 @@ static void claim_result(struct sender *s, struct delivery *d, enum dedupe_claim
         metric_add(s->cm[d->to.channel].skipped, 1);
         delivery_final(s, d);
         break;
+    case DEDUPE_DEFERRED:
+        /* durable as a deferred row: final for this job, so the alert's
+         * offset commits; the escalation thread fires it when the
+         * researcher's quiet window ends */
+        metric_add(s->cm[d->to.channel].deferred, 1);
+        log_msg(LOG_INFO, "notifier",
+                "%s notification of alert %s to researcher %s deferred: quiet hours",
+                channel_name(d->to.channel), alert_id, d->to.researcher_id);
+        delivery_final(s, d);
+        break;
     case DEDUPE_BUSY:
         owned_remove(s, d);
         claim_later(s, d, CLAIM_RECHECK_MS);
         break;
     }
+}
+
+/* Quiet hours (migration 0064) may hold D: a warning or info signal
+ * routed from Kafka. Never a critical alert, an escalation page (critical
+ * by construction), the email that stands in for a failed critical SMS,
+ * a retraction, or a page that was deferred once already. */
+static bool deferrable(const struct delivery *d)
+{
+    const struct job *j = d->job;
+    return !j->preset && !j->fired && !d->escalation && j->alert.kind == ALERT_SIGNAL &&
+           j->alert.severity != SEV_CRITICAL;
 }
 
 /* Claims every queued delivery, BATCH_ROWS to a statement. If PostgreSQL
@@ -509,13 +548,14 @@ static void claim_flush(struct sender *s)
             s->claiming[n] = d;
             s->keys[n] = (struct dedupe_key){d->job->alert.alert_id, d->to.researcher_id,
                                              d->to.channel, d->job->step};
+            s->defer[n] = deferrable(d);
             n++;
         }
         if (s->claim_head == NULL)
             s->claim_tail = NULL;
         char err[512];
         PGconn *c = pg(s);
-        if (c == NULL || dedupe_claim_many(c, s->batch, s->keys, n, s->cfg.lease_s, s->claimed,
+        if (c == NULL || dedupe_claim_many(c, s->batch, s->keys, s->defer, n, s->cfg.lease_s, s->claimed,
                                            s->taken, err, sizeof err) != 0) {
             if (c != NULL)
                 pg_failed(s, "claim notifications", err);
@@ -570,6 +610,44 @@ static void suppress_pending(struct sender *s, const char *alert_id)
     }
 }
 
+/* A deferred page fired by vigil_deferred_fire: its rows are ours already
+ * (pending, our lease), so each goes straight to a message. One the
+ * directory can no longer reach is suppressed, saying why. */
+static void job_start_fired(struct sender *s, struct job *j)
+{
+    for (int i = 0; i < j->nd; i++) {
+        struct delivery *d = j->d[i];
+        const char *alert_id = j->alert.alert_id;
+        if (!route_cache_address(s->routes, d->to.researcher_id, d->to.channel, d->to.address,
+                                 sizeof d->to.address)) {
+            char err[512], why[64];
+            const char *ids[1] = {alert_id};
+            snprintf(why, sizeof why, "no %s address after quiet hours",
+                     channel_name(d->to.channel));
+            PGconn *c = pg(s);
+            if (c == NULL || dedupe_mark_suppressed(c, ids, 1, d->to.researcher_id,
+                                                    d->to.channel, 0, why, err,
+                                                    sizeof err) != 0) {
+                /* left pending: vigil_deferred_fire takes it back after the lease */
+                if (c != NULL)
+                    pg_failed(s, "suppress a deferred notification", err);
+            } else {
+                metric_add(s->cm[d->to.channel].suppressed, 1);
+            }
+            d->st = D_FINAL;
+            job_release(s, j);
+            continue;
+        }
+        if (owned_find(s, alert_id, d->to.researcher_id, d->to.channel, j->step) != NULL) {
+            claim_later(s, d, CLAIM_RECHECK_MS); /* a copy in progress here: claim normally */
+            continue;
+        }
+        d->st = D_OWNED;
+        owned_add(s, d);
+        attach(s, d);
+    }
+}
+
 /* Routes and claims J. Returns false if PostgreSQL failed before anything
  * was claimed (the caller retries the start later). */
 static bool job_start(struct sender *s, struct job *j)
@@ -580,6 +658,10 @@ static bool job_start(struct sender *s, struct job *j)
     rr->n = 0;
     rr->dropped = 0;
     rr->how = ROUTE_SUBSCRIBERS;
+    if (j->fired) {
+        job_start_fired(s, j);
+        return true;
+    }
     if (j->preset) {
         /* An escalation page (escalate.c): the recipients were chosen and
          * recorded by the step's transaction; only addresses come from the
@@ -620,9 +702,24 @@ static bool job_start(struct sender *s, struct job *j)
         rr->n = k;
         /* Nobody was told of the original (routed nowhere, or before this
          * log existed): route the retraction like a signal, so whoever
-         * would have been told learns it is void. */
-        if (rr->n == 0)
+         * would have been told learns it is void. Unless its pages wait
+         * for quiet hours to end: those will be suppressed then, and a
+         * withdrawal of something never received would wake them now. */
+        if (rr->n == 0) {
+            int held = dedupe_deferred_count(c, a->retracts_alert_id, err, sizeof err);
+            if (held < 0) {
+                pg_failed(s, "look up deferred notifications of the retracted alert", err);
+                return false;
+            }
+            if (held > 0) {
+                log_msg(LOG_INFO, "notifier",
+                        "retraction %s: the %d notifications of alert %s wait for quiet hours "
+                        "and will be suppressed; nobody to tell now",
+                        a->alert_id, held, a->retracts_alert_id);
+                return true;
+            }
             route_cache_route(s->routes, a, rr);
+        }
     } else {
         route_cache_route(s->routes, a, rr);
     }
@@ -700,7 +797,7 @@ static void intake(struct sender *s)
         metric_gauge_add(s->m_jobs, 1);
         metric_add(s->m_alerts, 1);
         /* held by the start itself, plus an escalation page's preset deliveries */
-        j->remaining = 1 + (j->preset ? j->nd : 0);
+        j->remaining = 1 + (j->preset || j->fired ? j->nd : 0);
         if (job_start(s, j)) {
             job_release(s, j);
         } else {
@@ -1277,6 +1374,9 @@ struct sender *sender_new(const struct sender_config *cfg, struct route_cache *r
                                      "Notifications already final in the log (replays)", labels);
         c->active = metrics_gauge(m, "vigil_notifier_sends_in_flight",
                                   "Transfers in progress", labels);
+        c->deferred = metrics_counter(m, "vigil_notifications_deferred_total",
+                                      "Notifications held for the researcher's quiet hours",
+                                      labels);
     }
     static const double lat[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900};
     s->m_latency = metrics_histogram(m, "vigil_notify_latency_seconds",
