@@ -35,6 +35,18 @@ compressed by the notifier's escalation_scale (policies keep minutes).
                                 statements): the escalation stops and everyone
                                 paged so far -- tier 1 and tier 2 -- is told
                                 it was withdrawn
+  test_escalation.py quiet      quiet hours (0064): inside a researcher's window
+                                a critical alert is sent at once, warnings and
+                                info are deferred (not sent, offsets committed,
+                                due at the window's end), sent once when it
+                                ends; one acknowledged meanwhile never is
+                                (suppressed, with the reason, audited)
+  test_escalation.py quiet_race two notifiers at the end of a window: each of
+                                30 deferred warnings sent exactly once
+  test_escalation.py quiet_kill the notifier that deferred is SIGKILLed; the
+                                next one sends them when the window ends; a
+                                page fired by a notifier that died before
+                                sending it is taken back after the lease
 """
 import email
 import email.policy
@@ -648,6 +660,178 @@ def run_lockorder():
     fire.close()
 
 
-{"timeline": run_timeline, "digest": run_digest, "lockorder": run_lockorder, "race": run_race, "kill": run_kill, "audit": run_audit,
+# ---- quiet hours (issue #15, migration 0064) ------------------------------
+
+QUIET_TZ = "America/New_York"
+
+
+def quiet_directory(end_in_s):
+    """The escalation directory plus 'night': subscribed to everything by
+    email, quiet from an hour ago until END_IN_S seconds from now, local
+    time in QUIET_TZ. Returns (study, ppl, mails, window end)."""
+    study, ppl, mails = directory(tier3=False)
+    night = "%s-night" % rid
+    mail = "night.%s@test.example" % rid
+    h.query("INSERT INTO researchers (researcher_id, name, email) VALUES (%s, 'night', %s)",
+            night, mail)
+    h.query("INSERT INTO subscriptions (researcher_id, study_id, min_severity, channels) "
+            "VALUES (%s, %s, 'info', ARRAY['email'])", night, study)
+    h.query("INSERT INTO researcher_quiet_hours VALUES (%s, "
+            "(now() AT TIME ZONE %s - interval '1 hour')::time, "
+            "(now() AT TIME ZONE %s + make_interval(secs => %s))::time, %s)",
+            night, QUIET_TZ, QUIET_TZ, end_in_s, QUIET_TZ)
+    end = h.query("SELECT vigil_quiet_until(%s, now())", night)[0][0]
+    t.check(end is not None, "night is inside the window now, until %s" % end)
+    ppl["night"] = night
+    mails[mail] = night
+    return study, ppl, mails, end
+
+
+def publish(topic, study, severities, first=1):
+    """Stores alerts as the worker does and publishes them on TOPIC.
+    Returns their ids, one per severity, subjects P-<first>..."""
+    ids, recs = [], []
+    now_ms = int(time.time() * 1000)
+    for k, sev in enumerate(severities):
+        i = first + k
+        aid = insert_alert(study, i, severity=sev)
+        ids.append(aid)
+        recs.append(dict(alert_id=aid, kind="signal", rule_id="k-high", rule_version=1,
+                         severity=sev, ctcae_grade=4, study_id=study, site_id="A",
+                         subject_id="P-%03d" % (i % 100), evidence=[],
+                         message="Potassium 7.1 mmol/L (grade 4)", observed_time=now_ms,
+                         detected_time=now_ms, retracts_alert_id=None))
+    h.produce(topic, [(b"k", v) for v in h.encode("alert", recs)])
+    return ids
+
+
+def night_rows(ids, night):
+    return dict((r[0], r[1:]) for r in h.query(
+        "SELECT alert_id, state, deferred_until, sent_at, last_error FROM notifications "
+        "WHERE researcher_id = %s AND alert_id = ANY(%s)", night, ids))
+
+
+def db_now():
+    return h.query("SELECT now()")[0][0]
+
+
+def run_quiet():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails, end = quiet_directory(15)
+    night = ppl["night"]
+    n = Notifier(topic)
+    w1, w2, i1, c1 = publish(topic, study, ["warning", "warning", "info", "critical"])
+
+    def told(aid):
+        return [r for r, ids, _ in emails(mails) if aid in ids and r == night]
+    h.wait_until(lambda: told(c1), 10 * h.SCALE, "the critical alert reaches night")
+    t.check(db_now() < end, "the critical alert was sent inside the quiet window")
+    h.wait_until(lambda: all(night_rows([w1, w2, i1], night).get(a, ("",))[0] == "deferred"
+                             for a in (w1, w2, i1)), 10 * h.SCALE, "three deferred rows")
+    rows = night_rows([w1, w2, i1], night)
+    t.check(all(rows.get(a, ("",))[0] == "deferred" and rows[a][1] == end
+                for a in (w1, w2, i1)),
+            "warning and info deferred until the window's end %s: %s" % (end, rows))
+    # the notifier does not hold the Kafka offsets for the window
+    h.wait_until(lambda: h.committed("esc-%s" % rid, topic, 1) == {0: 4}, 10 * h.SCALE,
+                 "offsets committed")
+    t.check(h.committed("esc-%s" % rid, topic, 1) == {0: 4} and db_now() < end,
+            "all four alerts' offsets committed inside the window")
+    p = vigil("alerts", "ack", w2, "--as", ppl["coord"], "--note", "seen on the ward")
+    t.check(p.returncode == 0, "w2 acknowledged meanwhile: %s" % p.stdout.strip())
+    t.check(not told(w1) and not told(w2) and not told(i1) and db_now() < end,
+            "nothing non-critical sent inside the window")
+    h.wait_until(lambda: night_rows([w1, i1], night).get(w1, ("",))[0] == "sent" and
+                 night_rows([w1, i1], night).get(i1, ("",))[0] == "sent",
+                 40 * h.SCALE, "deferred pages sent after the window")
+    rows = night_rows([w1, w2, i1], night)
+    t.check(rows[w1][2] >= end and rows[i1][2] >= end,
+            "sent after the window's end: %s" % rows)
+    h.wait_until(lambda: len(told(w1)) == 1 and len(told(i1)) == 1, 10, "the emails")
+    t.check(rows[w2][0] == "suppressed" and rows[w2][3] == "acknowledged during quiet hours",
+            "the acknowledged warning suppressed, saying why: %s" % (rows[w2],))
+    time.sleep(1.0)  # a few more fire ticks: nothing more may go out
+    t.check(len(told(w1)) == 1 and len(told(i1)) == 1 and told(w2) == [],
+            "w1 and i1 once each, w2 never: %d %d %d" % (len(told(w1)), len(told(i1)),
+                                                          len(told(w2))))
+    ev = [r[4] for r in events(w1, ("delivered",)) if r[4]["researcher_id"] == night]
+    t.check(len(ev) == 1 and "deferred_until" in ev[0], "delivery audited as deferred: %s" % ev)
+    ev = [r[4] for r in events(w2, ("delivery_suppressed",)) if r[4]["researcher_id"] == night]
+    t.check(len(ev) == 1 and ev[0].get("error") == "acknowledged during quiet hours",
+            "suppression audited: %s" % ev)
+    t.check(n.metric("vigil_notifications_deferred_total", 'channel="email"') == 3,
+            "three deferrals counted")
+    t.check(n.stop() == 0, "notifier exits 0")
+
+
+def run_quiet_race():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 2)
+    study, ppl, mails, end = quiet_directory(12)
+    night = ppl["night"]
+    a, b = Notifier(topic), Notifier(topic)
+    ids = publish(topic, study, ["warning"] * 30)
+    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "deferred")
+                 == 30, 20 * h.SCALE, "30 deferred rows")
+    t.check(db_now() < end, "all deferred inside the window")
+    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "sent")
+                 == 30, 40 * h.SCALE, "30 sent after the window")
+
+    def counts():
+        got = {}
+        for r, aids, _ in emails(mails):
+            if r == night:
+                for x in aids:
+                    got[x] = got.get(x, 0) + 1
+        return got
+    h.wait_until(lambda: sum(counts().get(x, 0) for x in ids) >= 30, 10, "30 in the spool")
+    time.sleep(1.0)  # more fire ticks by both
+    c = counts()
+    t.check(all(c.get(x) == 1 for x in ids),
+            "each deferred warning sent exactly once: %s" % sorted(set(c.get(x) for x in ids)))
+    fa = a.metric("vigil_notifications_deferred_fired_total")
+    fb = b.metric("vigil_notifications_deferred_fired_total")
+    print("fired by A: %s, by B: %s" % (fa, fb))
+    t.check(fa + fb == 30, "fired 30 times in all: %s + %s" % (fa, fb))
+    t.check(a.stop() == 0 and b.stop() == 0, "notifiers exit 0")
+
+
+def run_quiet_kill():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails, end = quiet_directory(10)
+    night = ppl["night"]
+    a = Notifier(topic)
+    ids = publish(topic, study, ["warning"] * 5)
+    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "deferred")
+                 == 5, 20 * h.SCALE, "5 deferred rows")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    a.log.close()
+    # what a notifier killed between vigil_deferred_fire's commit and its
+    # send leaves: a fired row, pending, its lease long gone
+    x = insert_alert(study, 40, severity="warning")
+    h.query("INSERT INTO notifications (alert_id, researcher_id, channel, state, attempts, "
+            "next_attempt_at, deferred_until, updated_at) VALUES (%s, %s, 'email', 'pending', "
+            "0, now(), now() - interval '1 hour', now() - interval '1 hour')", x, night)
+    b = Notifier(topic)
+    h.wait_until(lambda: night_rows([x], night).get(x, ("",))[0] == "sent", 20 * h.SCALE,
+                 "the abandoned fired page sent")
+    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "sent")
+                 == 5, 40 * h.SCALE, "5 sent by the next notifier")
+    rows = night_rows(ids, night)
+    t.check(all(v[0] == "sent" and v[2] >= end for v in rows.values()),
+            "the next notifier sent all 5 after the window: %s" % rows)
+    got = [aid for r, aids, _ in emails(mails) if r == night for aid in aids]
+    t.check(sorted(got) == sorted(ids + [x]), "each once: %s" % sorted(got))
+    t.check(b.stop() == 0, "notifier exits 0")
+
+
+{"quiet": run_quiet, "quiet_race": run_quiet_race, "quiet_kill": run_quiet_kill,
+ "timeline": run_timeline, "digest": run_digest, "lockorder": run_lockorder, "race": run_race, "kill": run_kill, "audit": run_audit,
  "retract": run_retract}[MODE]()
 t.done()
