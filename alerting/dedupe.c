@@ -268,6 +268,15 @@ int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char
                        alert_ids, n, researcher, ch, step, NULL, NULL, errstr, errstr_size);
 }
 
+int dedupe_renew(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
+                 enum channel ch, int step, char *errstr, size_t errstr_size)
+{
+    return update_many(conn,
+                       "UPDATE notifications SET updated_at = now()" WHERE_KEYS
+                       " AND state IN ('pending', 'sending')",
+                       alert_ids, n, researcher, ch, step, NULL, NULL, errstr, errstr_size);
+}
+
 int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *out,
                       char *errstr, size_t errstr_size)
 {

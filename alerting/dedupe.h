@@ -112,6 +112,12 @@ int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const c
 int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
                    enum channel ch, int step, char *errstr, size_t errstr_size);
 
+/* ... still ours, waiting (the per-recipient rate limit): the lease is
+ * renewed, so nobody takes the rows over while they wait their turn -- a
+ * burst of pages fired at the end of quiet hours can wait longer than it. */
+int dedupe_renew(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
+                 enum channel ch, int step, char *errstr, size_t errstr_size);
+
 /* Appends to *OUT the distinct (researcher, channel) pairs ALERT_ID (any
  * step, escalations included) was sent to, or
  * is being sent to (states sent and sending), without addresses (the

@@ -74,6 +74,7 @@ struct outmsg {
     bool critical;
     int attempts;
     int64_t first_attempt_ms; /* 0 until the first attempt starts */
+    int64_t renewed_ms;       /* when its rows' lease was last renewed (made: claimed) */
     int64_t due_ms;
     enum mstate st;
     /* M_RECORD: the outcome still to be written to the log */
@@ -450,6 +451,7 @@ static void attach(struct sender *s, struct delivery *d)
     snprintf(m->group_key, sizeof m->group_key, "%s", key);
     m->m[0] = d;
     m->n = 1;
+    m->renewed_ms = mono_ms();
     d->msg = m;
     if (groupable(s, d)) {
         m->st = M_GROUPING;
@@ -1041,6 +1043,26 @@ static void ready_push_front(struct sender *s, struct outmsg *m)
         s->ready_tail[m->ch] = m;
 }
 
+/* M waits for the rate limit, which does not touch its rows: renew their
+ * lease once half of it has gone by, or another notifier (a Kafka replay,
+ * vigil_deferred_fire's take-back of fired quiet-hours pages) would take
+ * them over and send them a second time. */
+static void lease_renew(struct sender *s, struct outmsg *m, int64_t now)
+{
+    if (now - m->renewed_ms < (int64_t)s->cfg.lease_s * 500)
+        return;
+    const char *ids[NOTICE_MAX_ALERTS];
+    msg_ids(m, ids);
+    char err[512];
+    PGconn *c = pg(s);
+    if (c == NULL)
+        return;
+    if (dedupe_renew(c, ids, m->n, m->researcher, m->ch, m->m[0]->job->step, err, sizeof err) != 0)
+        pg_failed(s, "renew a waiting notification's lease", err);
+    else
+        m->renewed_ms = now;
+}
+
 /* Takes the ready messages CH has permits for (rate limit permitting),
  * marks all their rows sending in one statement, and starts them. */
 static void start_ready(struct sender *s, enum channel ch)
@@ -1073,6 +1095,7 @@ static void start_ready(struct sender *s, enum channel ch)
                 int64_t wait = ratelimit_take(s->rl, key, now);
                 if (wait > 0) {
                     vsem_release(s->sem[ch]);
+                    lease_renew(s, m, now);
                     ready_pop(s, ch);
                     m->st = M_WAITING;
                     m->due_ms = now + wait;

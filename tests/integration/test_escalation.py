@@ -43,6 +43,10 @@ compressed by the notifier's escalation_scale (policies keep minutes).
                                 (suppressed, with the reason, audited)
   test_escalation.py quiet_race two notifiers at the end of a window: each of
                                 30 deferred warnings sent exactly once
+  test_escalation.py quiet_burst 6 warnings fired at once to one researcher wait
+                                for the rate limit longer than the lease: the
+                                waiting rows' lease is renewed, so the other
+                                notifier does not take them back (each sent once)
   test_escalation.py quiet_kill the notifier that deferred is SIGKILLed; the
                                 next one sends them when the window ends; a
                                 page fired by a notifier that died before
@@ -799,6 +803,36 @@ def run_quiet_race():
     t.check(a.stop() == 0 and b.stop() == 0, "notifiers exit 0")
 
 
+def run_quiet_burst():
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], 1)
+    study, ppl, mails, end = quiet_directory(8)
+    night = ppl["night"]
+    # one message every 3 s after the first, a 6 s lease: the last ones wait 15 s
+    st = {"rate_per_min": "20", "rate_burst": "1", "lease": "6"}
+    a, b = Notifier(topic, settings=st), Notifier(topic, settings=st)
+    ids = publish(topic, study, ["warning"] * 6)
+    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "deferred")
+                 == 6, 20 * h.SCALE, "6 deferred rows")
+    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "sent")
+                 == 6, 60 * h.SCALE, "6 sent after the window")
+    sent = sorted(v[2] for v in night_rows(ids, night).values())
+    print("sent over %.1f s" % (sent[-1] - sent[0]).total_seconds())
+    t.check((sent[-1] - sent[0]).total_seconds() > 6, "the rate limit spread them past the lease")
+    # both senders idle: any copy still waiting in one would have gone by now
+    h.wait_until(lambda: a.metric("vigil_notifier_alerts_in_progress") == 0 and
+                 b.metric("vigil_notifier_alerts_in_progress") == 0, 60 * h.SCALE, "both idle")
+    got = [aid for r, aids, _ in emails(mails) if r == night for aid in aids]
+    t.check(sorted(got) == sorted(ids), "each sent once: %s" % sorted(got))
+    att = h.query("SELECT attempts FROM notifications WHERE researcher_id = %s AND alert_id = ANY(%s)",
+                  night, ids)
+    t.check(sorted(x for (x,) in att) == [1] * 6, "one attempt each: %s" % att)
+    taken = sum(open(n.log_path, errors="replace").read().count("was never finished") for n in (a, b))
+    t.check(taken == 0, "no waiting page taken back from its notifier (%d were)" % taken)
+    t.check(a.stop() == 0 and b.stop() == 0, "notifiers exit 0")
+
+
 def run_quiet_kill():
     h.migrate()
     topic = "esc.%s.alerts" % rid
@@ -832,6 +866,7 @@ def run_quiet_kill():
 
 
 {"quiet": run_quiet, "quiet_race": run_quiet_race, "quiet_kill": run_quiet_kill,
+ "quiet_burst": run_quiet_burst,
  "timeline": run_timeline, "digest": run_digest, "lockorder": run_lockorder, "race": run_race, "kill": run_kill, "audit": run_audit,
  "retract": run_retract}[MODE]()
 t.done()
