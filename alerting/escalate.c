@@ -154,6 +154,19 @@ static void hand(struct escalator *e, PGconn *c, const char *alert_id, int step,
     }
 }
 
+/* Appends (RESEARCHER, CHANNEL) to TO[*N] unless TO is full (PAGES_MAX)
+ * or the channel is unknown. */
+static void page_add(struct recipient *to, int *n, const char *researcher, const char *channel)
+{
+    int ch = channel_parse(channel);
+    if (ch < 0 || *n >= PAGES_MAX)
+        return;
+    memset(&to[*n], 0, sizeof to[*n]);
+    copy_text(to[*n].researcher_id, sizeof to[*n].researcher_id, researcher);
+    to[*n].channel = (enum channel)ch;
+    (*n)++;
+}
+
 /* Fires one batch of deferred pages whose quiet window has ended
  * (vigil_deferred_fire, migration 0064: FOR UPDATE SKIP LOCKED, so two
  * notifiers never take one row) and hands them to the sender, one job per
@@ -179,13 +192,7 @@ static int fire_deferred(struct escalator *e, PGconn *c)
     int n = 0, rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
         const char *id = PQgetvalue(r, i, 0);
-        int ch = channel_parse(PQgetvalue(r, i, 2));
-        if (ch >= 0 && n < PAGES_MAX) {
-            memset(&to[n], 0, sizeof to[n]);
-            copy_text(to[n].researcher_id, sizeof to[n].researcher_id, PQgetvalue(r, i, 1));
-            to[n].channel = (enum channel)ch;
-            n++;
-        }
+        page_add(to, &n, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
         if (strcmp(PQgetvalue(r, i, 3), "t") == 0)
             log_msg(LOG_WARN, "escalate",
                     "deferred notification of alert %s to researcher %s was never finished: "
@@ -213,16 +220,8 @@ static void hand_rows(struct escalator *e, PGconn *c, PGresult *r, bool fired)
     for (int i = 0; i < rows; i++) {
         const char *id = PQgetvalue(r, i, 0);
         int step = atoi(PQgetvalue(r, i, 1));
-        if (!PQgetisnull(r, i, 2) && n < PAGES_MAX) {
-            int ch = channel_parse(PQgetvalue(r, i, 3));
-            if (ch >= 0) {
-                memset(&to[n], 0, sizeof to[n]);
-                copy_text(to[n].researcher_id, sizeof to[n].researcher_id,
-                          PQgetvalue(r, i, 2));
-                to[n].channel = (enum channel)ch;
-                n++;
-            }
-        }
+        if (!PQgetisnull(r, i, 2))
+            page_add(to, &n, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
         bool last = i + 1 == rows || strcmp(PQgetvalue(r, i + 1, 0), id) != 0 ||
                     atoi(PQgetvalue(r, i + 1, 1)) != step;
         if (!last)

@@ -253,14 +253,17 @@ struct job *sender_job_new(const struct alert *a, int32_t partition, int64_t off
 
 static struct delivery *job_add(struct job *j, const struct recipient *to, bool escalation);
 
-struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
-                                int n)
+/* A job of alert A to TO[0..N-1] as given, not routed (escalation pages,
+ * fired deferred pages); NULL when out of memory. */
+static struct job *job_new_given(const struct alert *a, int step, bool fired,
+                                 const struct recipient *to, int n)
 {
     struct job *j = sender_job_new(a, -1, -1, 0);
     if (j == NULL)
         return NULL;
     j->step = step;
-    j->preset = true;
+    j->preset = !fired;
+    j->fired = fired;
     for (int i = 0; i < n; i++)
         if (job_add(j, &to[i], false) == NULL) {
             sender_job_free(j);
@@ -269,18 +272,15 @@ struct job *sender_job_new_page(const struct alert *a, int step, const struct re
     return j;
 }
 
+struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
+                                int n)
+{
+    return job_new_given(a, step, false, to, n);
+}
+
 struct job *sender_job_new_fired(const struct alert *a, const struct recipient *to, int n)
 {
-    struct job *j = sender_job_new(a, -1, -1, 0);
-    if (j == NULL)
-        return NULL;
-    j->fired = true;
-    for (int i = 0; i < n; i++)
-        if (job_add(j, &to[i], false) == NULL) {
-            sender_job_free(j);
-            return NULL;
-        }
-    return j;
+    return job_new_given(a, 0, true, to, n);
 }
 
 void sender_job_free(struct job *j)

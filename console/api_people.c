@@ -171,11 +171,37 @@ static json_t *contact_json(const PGresult *r)
                      "phone", PQgetisnull(r, 0, 3) ? json_null() : json_string(PQgetvalue(r, 0, 3)));
 }
 
-/* Parses {email, phone} (email required; phone a string or null) into
- * *EMAIL and *PHONE (pointing into BODY). 0, or -1 with a 400 answered. */
-static int contact_parse(const json_t *body, const char **email, const char **phone,
-                         struct api_response *resp)
+/* Answers R (taken: cleared here): its one row's contact, 404 with
+ * NOT_FOUND when it has none, or ERR's database error when R is NULL. */
+static void contact_answer(PGresult *r, const char *err, const char *not_found,
+                           struct api_response *resp)
 {
+    if (r == NULL) {
+        api_db_error(resp, err);
+        return;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        api_error(resp, 404, "not_found", not_found);
+        return;
+    }
+    json_t *c = contact_json(r);
+    PQclear(r);
+    api_respond_json(resp, 200, c);
+}
+
+/* Parses REQ's body {email, phone} (email required; phone a string or
+ * null) into *EMAIL and *PHONE, which point into the body returned (the
+ * caller releases it with json_decref); NULL with a 400 answered. */
+static json_t *contact_parse(const struct api_request *req, const char **email,
+                             const char **phone, struct api_response *resp)
+{
+    char err[512];
+    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
+    if (body == NULL) {
+        api_error(resp, 400, "bad_request", err);
+        return NULL;
+    }
     json_t *pj = json_object_get(body, "phone");
     *email = json_string_value(json_object_get(body, "email"));
     *phone = json_string_value(pj);
@@ -185,9 +211,10 @@ static int contact_parse(const json_t *body, const char **email, const char **ph
         api_error(resp, 400, "bad_request",
                   "email (name@domain, at most 254 bytes) is required; phone is E.164 "
                   "(+ and 2 to 15 digits, e.g. +447700900123) or null");
-        return -1;
+        json_decref(body);
+        return NULL;
     }
-    return 0;
+    return body;
 }
 
 static void contact_logged(const char *who, const char *target, const char *email,
@@ -210,18 +237,7 @@ void api_me_contact_get(PGconn *conn, const struct api_request *req, const char 
     const char *p[] = {who->researcher_id};
     PGresult *r = pg_query(conn, "SELECT " CONTACT_COLS " FROM researchers r WHERE r.researcher_id = $1",
                            1, p, err, sizeof err);
-    if (r == NULL) {
-        api_db_error(resp, err);
-        return;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        api_error(resp, 404, "not_found", "no directory entry for you");
-        return;
-    }
-    json_t *c = contact_json(r);
-    PQclear(r);
-    api_respond_json(resp, 200, c);
+    contact_answer(r, err, "no directory entry for you", resp);
 }
 
 void api_me_contact_put(PGconn *conn, const struct api_request *req, const char *const *values,
@@ -229,16 +245,10 @@ void api_me_contact_put(PGconn *conn, const struct api_request *req, const char 
 {
     (void)values;
     char err[512];
-    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
-    if (body == NULL) {
-        api_error(resp, 400, "bad_request", err);
-        return;
-    }
     const char *email, *phone;
-    if (contact_parse(body, &email, &phone, resp) != 0) {
-        json_decref(body);
+    json_t *body = contact_parse(req, &email, &phone, resp);
+    if (body == NULL)
         return;
-    }
     const char *p[] = {who->researcher_id, email, phone};
     PGresult *r = pg_query(conn,
                            "UPDATE researchers r SET email = $2, phone = $3, updated_at = now() "
@@ -247,18 +257,7 @@ void api_me_contact_put(PGconn *conn, const struct api_request *req, const char 
     if (r != NULL && PQntuples(r) == 1)
         contact_logged(who->researcher_id, who->researcher_id, email, phone);
     json_decref(body);
-    if (r == NULL) {
-        api_db_error(resp, err);
-        return;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        api_error(resp, 404, "not_found", "no directory entry for you");
-        return;
-    }
-    json_t *c = contact_json(r);
-    PQclear(r);
-    api_respond_json(resp, 200, c);
+    contact_answer(r, err, "no directory entry for you", resp);
 }
 
 /* $1 study, $2 researcher, $3 caller, $4 token: the researcher belongs to
@@ -288,32 +287,18 @@ void api_study_contact_get(PGconn *conn, const struct api_request *req, const ch
     const char *p[] = {values[0], values[1], who->researcher_id, api_token_param(who)};
     PGresult *r = pg_query(conn, "SELECT " CONTACT_COLS " FROM researchers r WHERE " MEMBER_WHERE,
                            4, p, err, sizeof err);
-    if (r == NULL) {
-        api_db_error(resp, err);
-        return;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        api_error(resp, 404, "not_found", "no such researcher in this study");
-        return;
-    }
-    json_t *c = contact_json(r);
-    PQclear(r);
-    api_respond_json(resp, 200, c);
+    contact_answer(r, err, "no such researcher in this study", resp);
 }
 
 void api_study_contact_put(PGconn *conn, const struct api_request *req, const char *const *values,
                            const struct auth_principal *who, struct api_response *resp)
 {
     char err[512];
-    json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
-    if (body == NULL) {
-        api_error(resp, 400, "bad_request", err);
-        return;
-    }
     const char *email, *phone;
-    if (contact_parse(body, &email, &phone, resp) != 0 ||
-        !api_study_admin_ok(conn, who, values[0], resp)) {
+    json_t *body = contact_parse(req, &email, &phone, resp);
+    if (body == NULL)
+        return;
+    if (!api_study_admin_ok(conn, who, values[0], resp)) {
         json_decref(body);
         return;
     }
@@ -334,23 +319,12 @@ void api_study_contact_put(PGconn *conn, const struct api_request *req, const ch
     if (r != NULL && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 4), "f") == 0)
         contact_logged(who->researcher_id, values[1], email, phone);
     json_decref(body);
-    if (r == NULL) {
-        api_db_error(resp, err);
-        return;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        api_error(resp, 404, "not_found", "no such researcher in this study");
-        return;
-    }
-    if (strcmp(PQgetvalue(r, 0, 4), "t") == 0) {
+    if (r != NULL && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 4), "t") == 0) {
         PQclear(r);
         api_error(resp, 403, "forbidden",
                   "this researcher belongs to a study you do not administer too: a global admin "
                   "(or that study's admin with yours) changes their contact");
         return;
     }
-    json_t *c = contact_json(r);
-    PQclear(r);
-    api_respond_json(resp, 200, c);
+    contact_answer(r, err, "no such researcher in this study", resp);
 }

@@ -669,10 +669,14 @@ def run_lockorder():
 QUIET_TZ = "America/New_York"
 
 
-def quiet_directory(end_in_s):
-    """The escalation directory plus 'night': subscribed to everything by
-    email, quiet from an hour ago until END_IN_S seconds from now, local
-    time in QUIET_TZ. Returns (study, ppl, mails, window end)."""
+def quiet_directory(end_in_s, partitions=1):
+    """Migrates, makes the alerts topic and the escalation directory plus
+    'night': subscribed to everything by email, quiet from an hour ago until
+    END_IN_S seconds from now, local time in QUIET_TZ. Returns (topic,
+    study, ppl, mails, window end)."""
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], partitions)
     study, ppl, mails = directory(tier3=False)
     night = "%s-night" % rid
     mail = "night.%s@test.example" % rid
@@ -688,7 +692,7 @@ def quiet_directory(end_in_s):
     t.check(end is not None, "night is inside the window now, until %s" % end)
     ppl["night"] = night
     mails[mail] = night
-    return study, ppl, mails, end
+    return topic, study, ppl, mails, end
 
 
 def publish(topic, study, severities, first=1):
@@ -715,15 +719,16 @@ def night_rows(ids, night):
         "WHERE researcher_id = %s AND alert_id = ANY(%s)", night, ids))
 
 
+def in_state(ids, night, state):
+    return sum(1 for v in night_rows(ids, night).values() if v[0] == state)
+
+
 def db_now():
     return h.query("SELECT now()")[0][0]
 
 
 def run_quiet():
-    h.migrate()
-    topic = "esc.%s.alerts" % rid
-    h.create_topics([topic], 1)
-    study, ppl, mails, end = quiet_directory(15)
+    topic, study, ppl, mails, end = quiet_directory(15)
     night = ppl["night"]
     n = Notifier(topic)
     w1, w2, i1, c1 = publish(topic, study, ["warning", "warning", "info", "critical"])
@@ -771,18 +776,13 @@ def run_quiet():
 
 
 def run_quiet_race():
-    h.migrate()
-    topic = "esc.%s.alerts" % rid
-    h.create_topics([topic], 2)
-    study, ppl, mails, end = quiet_directory(12)
+    topic, study, ppl, mails, end = quiet_directory(12, partitions=2)
     night = ppl["night"]
     a, b = Notifier(topic), Notifier(topic)
     ids = publish(topic, study, ["warning"] * 30)
-    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "deferred")
-                 == 30, 20 * h.SCALE, "30 deferred rows")
+    h.wait_until(lambda: in_state(ids, night, "deferred") == 30, 20 * h.SCALE, "30 deferred rows")
     t.check(db_now() < end, "all deferred inside the window")
-    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "sent")
-                 == 30, 40 * h.SCALE, "30 sent after the window")
+    h.wait_until(lambda: in_state(ids, night, "sent") == 30, 40 * h.SCALE, "30 sent after the window")
 
     def counts():
         got = {}
@@ -804,19 +804,14 @@ def run_quiet_race():
 
 
 def run_quiet_burst():
-    h.migrate()
-    topic = "esc.%s.alerts" % rid
-    h.create_topics([topic], 1)
-    study, ppl, mails, end = quiet_directory(8)
+    topic, study, ppl, mails, end = quiet_directory(8)
     night = ppl["night"]
     # one message every 3 s after the first, a 6 s lease: the last ones wait 15 s
     st = {"rate_per_min": "20", "rate_burst": "1", "lease": "6"}
     a, b = Notifier(topic, settings=st), Notifier(topic, settings=st)
     ids = publish(topic, study, ["warning"] * 6)
-    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "deferred")
-                 == 6, 20 * h.SCALE, "6 deferred rows")
-    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "sent")
-                 == 6, 60 * h.SCALE, "6 sent after the window")
+    h.wait_until(lambda: in_state(ids, night, "deferred") == 6, 20 * h.SCALE, "6 deferred rows")
+    h.wait_until(lambda: in_state(ids, night, "sent") == 6, 60 * h.SCALE, "6 sent after the window")
     sent = sorted(v[2] for v in night_rows(ids, night).values())
     print("sent over %.1f s" % (sent[-1] - sent[0]).total_seconds())
     t.check((sent[-1] - sent[0]).total_seconds() > 6, "the rate limit spread them past the lease")
@@ -834,15 +829,11 @@ def run_quiet_burst():
 
 
 def run_quiet_kill():
-    h.migrate()
-    topic = "esc.%s.alerts" % rid
-    h.create_topics([topic], 1)
-    study, ppl, mails, end = quiet_directory(10)
+    topic, study, ppl, mails, end = quiet_directory(10)
     night = ppl["night"]
     a = Notifier(topic)
     ids = publish(topic, study, ["warning"] * 5)
-    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "deferred")
-                 == 5, 20 * h.SCALE, "5 deferred rows")
+    h.wait_until(lambda: in_state(ids, night, "deferred") == 5, 20 * h.SCALE, "5 deferred rows")
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait()
     a.log.close()
@@ -855,8 +846,7 @@ def run_quiet_kill():
     b = Notifier(topic)
     h.wait_until(lambda: night_rows([x], night).get(x, ("",))[0] == "sent", 20 * h.SCALE,
                  "the abandoned fired page sent")
-    h.wait_until(lambda: sum(1 for v in night_rows(ids, night).values() if v[0] == "sent")
-                 == 5, 40 * h.SCALE, "5 sent by the next notifier")
+    h.wait_until(lambda: in_state(ids, night, "sent") == 5, 40 * h.SCALE, "5 sent by the next notifier")
     rows = night_rows(ids, night)
     t.check(all(v[0] == "sent" and v[2] >= end for v in rows.values()),
             "the next notifier sent all 5 after the window: %s" % rows)
