@@ -89,7 +89,8 @@ int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_
         conn,
         "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::int[], "
         "$6::bool[]) WITH ORDINALITY AS k(a, r, c, st, d, i)), "
-        "kq AS (SELECT k.*, CASE WHEN k.d THEN vigil_quiet_until(k.r, now()) END AS q FROM k), "
+        "kq AS (SELECT k.*, vigil_quiet_end(w.start_local, w.end_local, w.time_zone, now()) AS q "
+        "FROM k LEFT JOIN researcher_quiet_hours w ON k.d AND w.researcher_id = k.r), "
         "ins AS (INSERT INTO notifications AS n (alert_id, researcher_id, channel, step, state, "
         "next_attempt_at, deferred_until) SELECT a, r, c, st, "
         "CASE WHEN q IS NULL THEN 'pending' ELSE 'deferred' END, coalesce(q, now()), q "

@@ -48,20 +48,31 @@ $$;
 CREATE TRIGGER researcher_quiet_hours_check BEFORE INSERT OR UPDATE ON researcher_quiet_hours
     FOR EACH ROW EXECUTE FUNCTION vigil_quiet_hours_check();
 
--- When P_RESEARCHER's quiet window that contains P_AT ends, or NULL when
--- P_AT is outside it (or they have none). The end is the next local
--- end_local after P_AT, converted back with the zone's rules of that day
--- (a DST change inside the window is accounted for).
+-- When the quiet window (P_START .. P_END local time in P_ZONE) that
+-- contains P_AT ends, or NULL when P_AT is outside it. The end is the next
+-- local P_END after P_AT, converted back with the zone's rules of that day
+-- (a DST change inside the window is accounted for). One expression, no
+-- FROM: PostgreSQL inlines it into the caller's query (the notifier's
+-- batched claim joins researcher_quiet_hours and calls it per row, at no
+-- more cost than writing the expression there).
+CREATE FUNCTION vigil_quiet_end(p_start time, p_end time, p_zone text, p_at timestamptz)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN (p_start < p_end AND (p_at AT TIME ZONE p_zone)::time >= p_start
+                              AND (p_at AT TIME ZONE p_zone)::time < p_end)
+          OR (p_start > p_end AND ((p_at AT TIME ZONE p_zone)::time >= p_start
+                                   OR (p_at AT TIME ZONE p_zone)::time < p_end))
+        THEN (((p_at AT TIME ZONE p_zone)::date
+               + CASE WHEN (p_at AT TIME ZONE p_zone)::time < p_end THEN 0 ELSE 1 END)
+              + p_end) AT TIME ZONE p_zone
+    END
+$$;
+
+-- The same for researcher P_RESEARCHER (NULL: no window, or outside it).
 CREATE FUNCTION vigil_quiet_until(p_researcher text, p_at timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN (q.start_local < q.end_local AND t >= q.start_local AND t < q.end_local)
-                  OR (q.start_local > q.end_local AND (t >= q.start_local OR t < q.end_local))
-           THEN ((loc::date + CASE WHEN t < q.end_local THEN 0 ELSE 1 END) + q.end_local)
-                AT TIME ZONE q.time_zone END
-    FROM researcher_quiet_hours q,
-         LATERAL (SELECT p_at AT TIME ZONE q.time_zone AS loc) l,
-         LATERAL (SELECT l.loc::time AS t) tt
-    WHERE q.researcher_id = p_researcher
+    SELECT vigil_quiet_end(q.start_local, q.end_local, q.time_zone, p_at)
+    FROM researcher_quiet_hours q WHERE q.researcher_id = p_researcher
 $$;
 
 -- The notification log learns the state. deferred_until stays set once a

@@ -494,6 +494,16 @@ C.check(st == 200 and b == {"quiet_hours": None} and
         "null removes them (got %d %s)" % (st, b))
 E.sql("DELETE FROM subscriptions WHERE researcher_id = 'viewer'")
 
+# a notification held by quiet hours shows as deferred, with when it is due
+E.sql("INSERT INTO notifications (alert_id, researcher_id, channel, state, next_attempt_at, deferred_until) "
+      "VALUES ('seen-S1', 'viewer', 'email', 'deferred', '2030-01-02 06:00+00', '2030-01-02 06:00+00')")
+st, _, b = E.request("GET", "/api/v1/alerts/seen-S1", cookie=vw["cookie"])
+nd = [n for n in b.get("notifications", []) if n["researcher_id"] == "viewer"]
+C.check(st == 200 and len(nd) == 1 and nd[0]["state"] == "deferred" and
+        nd[0]["deferred_until"] == "2030-01-02T06:00:00.000000Z",
+        "the alert detail shows a deferred notification and its due time (got %s)" % nd)
+E.sql("DELETE FROM notifications WHERE alert_id = 'seen-S1' AND researcher_id = 'viewer'")
+
 # ---- contact details: my own, and a study-admin's view of the study's people ---------
 ME = "/api/v1/me/contact"
 st, _, b = E.request("PUT", ME, {"email": "viewer.new@example.org", "phone": "+447700900123"},

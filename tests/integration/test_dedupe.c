@@ -8,7 +8,8 @@
  * quiet hours (0064): a deferrable key of a researcher inside their window
  * is recorded deferred until the window's end, a non-deferrable one of the
  * same researcher is owned at once, a replay of the deferred one is done,
- * and one outside the window is owned.
+ * and one outside the window is owned; the window's end across midnight
+ * and a change to summer time.
  */
 #include <pthread.h>
 #include <spawn.h>
@@ -201,6 +202,38 @@ static void test_quiet(PGconn *c, struct dedupe_batch *b)
     CHECK_EQ_INT(dedupe_deferred_count(c, a0, err, sizeof err), 1);
 }
 
+/* vigil_quiet_end (0064): the window's end in UTC for a few instants,
+ * across midnight and across the night Europe/Paris moves to summer time
+ * (2026-03-29 02:00 CET becomes 03:00 CEST: 07:00 local is 05:00 UTC). */
+static void test_quiet_end(PGconn *c)
+{
+    static const char *const cases[][5] = {
+        /* start, end, zone, at (UTC), expected end (UTC) or "" for none */
+        {"22:00", "07:00", "Europe/Paris", "2026-03-28 20:00", ""},
+        {"22:00", "07:00", "Europe/Paris", "2026-03-28 21:30", "2026-03-29 05:00:00+00"},
+        {"22:00", "07:00", "Europe/Paris", "2026-03-29 00:30", "2026-03-29 05:00:00+00"},
+        {"22:00", "07:00", "Europe/Paris", "2026-03-29 05:00", ""},
+        {"22:00", "07:00", "Europe/Paris", "2026-01-10 05:59", "2026-01-10 06:00:00+00"},
+        {"12:00", "14:00", "Asia/Tokyo", "2026-01-01 04:00", "2026-01-01 05:00:00+00"},
+        {"12:00", "14:00", "Asia/Tokyo", "2026-01-01 05:00", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512];
+        const char *p[] = {cases[i][0], cases[i][1], cases[i][2], cases[i][3]};
+        PGresult *r = pg_query(c,
+                               "SELECT coalesce(vigil_quiet_end($1::time, $2::time, $3, "
+                               "($4 || '+00')::timestamptz) AT TIME ZONE 'UTC' || '+00', '')",
+                               4, p, err, sizeof err);
+        CHECK(r != NULL);
+        if (r == NULL)
+            continue;
+        testlib_checkf(strcmp(PQgetvalue(r, 0, 0), cases[i][4]) == 0, __FILE__, __LINE__,
+                       "quiet %s-%s %s at %s: got '%s', want '%s'", cases[i][0], cases[i][1],
+                       cases[i][2], cases[i][3], PQgetvalue(r, 0, 0), cases[i][4]);
+        PQclear(r);
+    }
+}
+
 static void *race(void *arg)
 {
     struct racer *r = arg;
@@ -267,6 +300,7 @@ int main(void)
     if (c != NULL && b != NULL) {
         test_lifecycle(c, b);
         test_quiet(c, b);
+        test_quiet_end(c);
         test_race(conninfo);
     } else {
         fprintf(stderr, "%s\n", err);
