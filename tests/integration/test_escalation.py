@@ -40,7 +40,8 @@ compressed by the notifier's escalation_scale (policies keep minutes).
                                 info are deferred (not sent, offsets committed,
                                 due at the window's end), sent once when it
                                 ends; one acknowledged meanwhile never is
-                                (suppressed, with the reason, audited)
+                                (suppressed, with the reason, audited), nor one
+                                retracted meanwhile (and no withdrawal notice)
   test_escalation.py quiet_race two notifiers at the end of a window: each of
                                 30 deferred warnings sent exactly once
   test_escalation.py quiet_burst 6 warnings fired at once to one researcher wait
@@ -731,23 +732,37 @@ def run_quiet():
     topic, study, ppl, mails, end = quiet_directory(15)
     night = ppl["night"]
     n = Notifier(topic)
-    w1, w2, i1, c1 = publish(topic, study, ["warning", "warning", "info", "critical"])
+    w1, w2, i1, c1, w3 = publish(topic, study, ["warning", "warning", "info", "critical", "warning"])
 
     def told(aid):
         return [r for r, ids, _ in emails(mails) if aid in ids and r == night]
     h.wait_until(lambda: told(c1), 10 * h.SCALE, "the critical alert reaches night")
     t.check(db_now() < end, "the critical alert was sent inside the quiet window")
-    h.wait_until(lambda: all(night_rows([w1, w2, i1], night).get(a, ("",))[0] == "deferred"
-                             for a in (w1, w2, i1)), 10 * h.SCALE, "three deferred rows")
+    h.wait_until(lambda: all(night_rows([w1, w2, i1, w3], night).get(a, ("",))[0] == "deferred"
+                             for a in (w1, w2, i1, w3)), 10 * h.SCALE, "four deferred rows")
     rows = night_rows([w1, w2, i1], night)
     t.check(all(rows.get(a, ("",))[0] == "deferred" and rows[a][1] == end
                 for a in (w1, w2, i1)),
             "warning and info deferred until the window's end %s: %s" % (end, rows))
     # the notifier does not hold the Kafka offsets for the window
-    h.wait_until(lambda: h.committed("esc-%s" % rid, topic, 1) == {0: 4}, 10 * h.SCALE,
+    h.wait_until(lambda: h.committed("esc-%s" % rid, topic, 1) == {0: 5}, 10 * h.SCALE,
                  "offsets committed")
-    t.check(h.committed("esc-%s" % rid, topic, 1) == {0: 4} and db_now() < end,
-            "all four alerts' offsets committed inside the window")
+    t.check(h.committed("esc-%s" % rid, topic, 1) == {0: 5} and db_now() < end,
+            "all five alerts' offsets committed inside the window")
+    # w3 withdrawn meanwhile (the worker's statements and its retraction alert)
+    rx = w3 + "-rx"
+    h.query("INSERT INTO alerts (alert_id, kind, rule_id, rule_version, severity, study_id, "
+            "site_id, subject_id, message, observed_at, detected_at, retracts_alert_id) "
+            "VALUES (%s, 'retraction', 'k-high', 1, 'warning', %s, 'A', 'P-005', "
+            "'withdrawn', now(), now(), %s)", rx, study, w3)
+    h.query("UPDATE alerts SET retracted = true, retracted_by = %s WHERE alert_id = %s", rx, w3)
+    now_ms = int(time.time() * 1000)
+    h.produce(topic, [(b"k", v) for v in h.encode("alert", [dict(
+        alert_id=rx, kind="retraction", rule_id="k-high", rule_version=1, severity="warning",
+        ctcae_grade=0, study_id=study, site_id="A", subject_id="P-005", evidence=[],
+        message="withdrawn", observed_time=now_ms, detected_time=now_ms, retracts_alert_id=w3)])])
+    h.wait_until(lambda: h.committed("esc-%s" % rid, topic, 1) == {0: 6}, 10 * h.SCALE,
+                 "the retraction's offset committed")
     p = vigil("alerts", "ack", w2, "--as", ppl["coord"], "--note", "seen on the ward")
     t.check(p.returncode == 0, "w2 acknowledged meanwhile: %s" % p.stdout.strip())
     t.check(not told(w1) and not told(w2) and not told(i1) and db_now() < end,
@@ -761,17 +776,22 @@ def run_quiet():
     h.wait_until(lambda: len(told(w1)) == 1 and len(told(i1)) == 1, 10, "the emails")
     t.check(rows[w2][0] == "suppressed" and rows[w2][3] == "acknowledged during quiet hours",
             "the acknowledged warning suppressed, saying why: %s" % (rows[w2],))
+    h.wait_until(lambda: night_rows([w3], night).get(w3, ("",))[0] == "suppressed", 10 * h.SCALE,
+                 "the withdrawn warning suppressed")
+    t.check(night_rows([w3], night)[w3][3] == "retracted during quiet hours",
+            "the withdrawn warning suppressed, saying why: %s" % (night_rows([w3], night)[w3],))
     time.sleep(1.0)  # a few more fire ticks: nothing more may go out
-    t.check(len(told(w1)) == 1 and len(told(i1)) == 1 and told(w2) == [],
-            "w1 and i1 once each, w2 never: %d %d %d" % (len(told(w1)), len(told(i1)),
-                                                          len(told(w2))))
+    t.check(len(told(w1)) == 1 and len(told(i1)) == 1 and told(w2) == [] and told(w3) == [],
+            "w1 and i1 once each, w2 and w3 never: %d %d %d %d" % (
+                len(told(w1)), len(told(i1)), len(told(w2)), len(told(w3))))
+    t.check(told(rx) == [], "no withdrawal of a warning night was never sent: %s" % told(rx))
     ev = [r[4] for r in events(w1, ("delivered",)) if r[4]["researcher_id"] == night]
     t.check(len(ev) == 1 and "deferred_until" in ev[0], "delivery audited as deferred: %s" % ev)
     ev = [r[4] for r in events(w2, ("delivery_suppressed",)) if r[4]["researcher_id"] == night]
     t.check(len(ev) == 1 and ev[0].get("error") == "acknowledged during quiet hours",
             "suppression audited: %s" % ev)
-    t.check(n.metric("vigil_notifications_deferred_total", 'channel="email"') == 3,
-            "three deferrals counted")
+    t.check(n.metric("vigil_notifications_deferred_total", 'channel="email"') == 4,
+            "four deferrals counted")
     t.check(n.stop() == 0, "notifier exits 0")
 
 
