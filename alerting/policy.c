@@ -7,6 +7,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "msgbuf.h"
+
 #define FILE_MAX (1 << 20)
 #define DEPTH_MAX 16
 /* Nodes converted, aliases counted each time they are followed: an alias
@@ -14,6 +16,42 @@
 #define NODES_MAX 100000
 
 /* ---- YAML (and so JSON) to a jansson tree -------------------------------- */
+
+/* Where each mapping of the tree came from (line numbers of the YAML
+ * nodes), kept only when a caller wants problems to name lines
+ * (policy_from_yaml); jansson's values carry no position of their own. */
+struct marks {
+    struct mark {
+        const json_t *node;
+        int line;
+    } *v;
+    size_t n, cap;
+};
+
+static void mark_add(struct marks *m, const json_t *node, int line)
+{
+    if (m == NULL)
+        return;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        struct mark *v = realloc(m->v, cap * sizeof *v);
+        if (v == NULL)
+            return; /* a line the messages go without */
+        m->v = v;
+        m->cap = cap;
+    }
+    m->v[m->n].node = node;
+    m->v[m->n].line = line;
+    m->n++;
+}
+
+static int mark_line(const struct marks *m, const json_t *node)
+{
+    for (size_t i = 0; m != NULL && i < m->n; i++)
+        if (m->v[i].node == node)
+            return m->v[i].line;
+    return 0;
+}
 
 static json_t *scalar_json(const yaml_node_t *n)
 {
@@ -33,7 +71,8 @@ static json_t *scalar_json(const yaml_node_t *n)
     return json_stringn(v, n->data.scalar.length);
 }
 
-static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *budget)
+static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *budget,
+                         struct marks *m)
 {
     if (n == NULL || depth > DEPTH_MAX || --*budget < 0)
         return NULL;
@@ -44,7 +83,7 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *
         json_t *a = json_array();
         for (yaml_node_item_t *it = n->data.sequence.items.start;
              a != NULL && it < n->data.sequence.items.top; it++) {
-            json_t *v = node_json(doc, yaml_document_get_node(doc, *it), depth + 1, budget);
+            json_t *v = node_json(doc, yaml_document_get_node(doc, *it), depth + 1, budget, m);
             if (v == NULL || json_array_append_new(a, v) != 0) {
                 json_decref(a);
                 return NULL;
@@ -54,6 +93,8 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *
     }
     case YAML_MAPPING_NODE: {
         json_t *o = json_object();
+        if (o != NULL)
+            mark_add(m, o, (int)n->start_mark.line + 1);
         for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
              o != NULL && p < n->data.mapping.pairs.top; p++) {
             yaml_node_t *k = yaml_document_get_node(doc, p->key);
@@ -62,7 +103,7 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *
                 return NULL;
             }
             json_t *v = node_json(doc, yaml_document_get_node(doc, p->value), depth + 1,
-                                  budget);
+                                  budget, m);
             /* _set_new takes V even when it fails (and frees it then) */
             if (v == NULL || json_object_set_new(o, (const char *)k->data.scalar.value, v) != 0) {
                 json_decref(o);
@@ -79,29 +120,27 @@ static json_t *node_json(yaml_document_t *doc, yaml_node_t *n, int depth, long *
 /* ---- validation ---------------------------------------------------------- */
 
 struct problems {
-    char *buf;
-    size_t size, used;
-    int n;
+    struct msgbuf m;
     const char *name;
     int index;
+    const struct marks *marks; /* non-NULL: prefix "line N: " instead */
+    const json_t *at;          /* the mapping being checked (for its line) */
+    int line;                  /* the policy's own line, when AT has none */
 };
 
 static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void problem(struct problems *p, const char *fmt, ...)
 {
-    p->n++;
-    if (p->used + 1 >= p->size)
-        return;
-    int k = snprintf(p->buf + p->used, p->size - p->used, "%s%s: policy %d: ",
-                     p->used > 0 ? "\n" : "", p->name, p->index + 1);
-    if (k > 0)
-        p->used += (size_t)k < p->size - p->used ? (size_t)k : p->size - p->used - 1;
+    char prefix[POLICY_ID_MAX + 300];
+    int line = p->marks != NULL ? mark_line(p->marks, p->at) : 0;
+    if (p->marks != NULL)
+        snprintf(prefix, sizeof prefix, "line %d: policy: ", line > 0 ? line : p->line);
+    else
+        snprintf(prefix, sizeof prefix, "%.256s: policy %d: ", p->name, p->index + 1);
     va_list ap;
     va_start(ap, fmt);
-    k = vsnprintf(p->buf + p->used, p->size - p->used, fmt, ap);
+    msgbuf_vaddf(&p->m, prefix, fmt, ap);
     va_end(ap);
-    if (k > 0)
-        p->used += (size_t)k < p->size - p->used ? (size_t)k : p->size - p->used - 1;
 }
 
 /* Seconds from 900, "900", "900s", "15m", "1h"; -1 if not a duration. */
@@ -167,6 +206,8 @@ static void tier_parse(struct problems *p, const json_t *t, int k, struct policy
         problem(p, "tier %d must be a mapping (targets, channels, ack_deadline)", k + 1);
         return;
     }
+    const json_t *outer = p->at;
+    p->at = t; /* this tier's problems name its line */
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)t, key, v) {
@@ -231,6 +272,7 @@ static void tier_parse(struct problems *p, const json_t *t, int k, struct policy
         problem(p, "tier %d needs ack_deadline", k + 1);
     else
         deadline(p, json_object_get(t, "ack_deadline"), what, &out->ack_deadline_s);
+    p->at = outer;
 }
 
 static void policy_parse(struct problems *p, const json_t *o, struct policy *pol)
@@ -298,8 +340,8 @@ static void policy_parse(struct problems *p, const json_t *o, struct policy *pol
 int policy_load_text(const char *name, const char *text, size_t len, struct policy *out, int max,
                      char *errstr, size_t errstr_size)
 {
-    struct problems p = {errstr, errstr_size, 0, 0, name, 0};
-    errstr[0] = '\0';
+    struct problems p = {.name = name};
+    msgbuf_init(&p.m, errstr, errstr_size);
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {
@@ -315,7 +357,7 @@ int policy_load_text(const char *name, const char *text, size_t len, struct poli
         return -1;
     }
     long budget = NODES_MAX;
-    json_t *root = node_json(&doc, yaml_document_get_root_node(&doc), 0, &budget);
+    json_t *root = node_json(&doc, yaml_document_get_root_node(&doc), 0, &budget, NULL);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     if (root == NULL) {
@@ -342,13 +384,40 @@ int policy_load_text(const char *name, const char *text, size_t len, struct poli
     /* the same (study, site, severity) twice would make the file ambiguous */
     for (int a = 0; a < n; a++)
         for (int b = a + 1; b < n; b++)
-            if (strcmp(out[a].study, out[b].study) == 0 && strcmp(out[a].site, out[b].site) == 0 &&
-                strcmp(out[a].severity, out[b].severity) == 0) {
+            if (policy_same_scope(&out[a], &out[b])) {
                 p.index = b;
                 problem(&p, "same study, site and severity as policy %d", a + 1);
             }
     json_decref(root);
-    return p.n > 0 ? -1 : n;
+    return p.m.n > 0 ? -1 : n;
+}
+
+bool policy_same_scope(const struct policy *a, const struct policy *b)
+{
+    return strcmp(a->study, b->study) == 0 && strcmp(a->site, b->site) == 0 &&
+           strcmp(a->severity, b->severity) == 0;
+}
+
+int policy_from_yaml(yaml_document_t *doc, yaml_node_t *node, struct policy *out, char *errstr,
+                     size_t errstr_size)
+{
+    struct marks m = {NULL, 0, 0};
+    int line = node != NULL ? (int)node->start_mark.line + 1 : 0;
+    struct problems p = {.name = "", .marks = &m, .line = line};
+    msgbuf_init(&p.m, errstr, errstr_size);
+    long budget = NODES_MAX;
+    json_t *j = node_json(doc, node, 0, &budget, &m);
+    if (j == NULL) {
+        snprintf(errstr, errstr_size,
+                 "line %d: policy: too deep, too large, or a key that is not text", line);
+        free(m.v);
+        return -1;
+    }
+    p.at = j;
+    policy_parse(&p, j, out);
+    json_decref(j);
+    free(m.v);
+    return p.m.n > 0 ? -1 : 0;
 }
 
 int policy_load_file(const char *file, struct policy *out, int max, char *errstr,

@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <yaml.h>
 
 #define POLICY_TIERS_MAX 16
 #define POLICY_TARGETS_MAX 16
@@ -66,5 +67,17 @@ int policy_load_file(const char *file, struct policy *out, int max, char *errstr
 /* The same from TEXT (LEN bytes); NAME names it in messages. */
 int policy_load_text(const char *name, const char *text, size_t len, struct policy *out, int max,
                      char *errstr, size_t errstr_size);
+
+/* One policy from NODE of DOC, a YAML document the caller loaded (a
+ * policy inside a larger file: `vigil directory import`). Validated as
+ * policy_load_text validates. Returns 0, or -1 with every problem found
+ * in errstr as "line N: policy: problem" lines, N the line of the tier or
+ * policy at fault. DOC and NODE stay the caller's. */
+int policy_from_yaml(yaml_document_t *doc, yaml_node_t *node, struct policy *out, char *errstr,
+                     size_t errstr_size);
+
+/* Whether A and B are for the same study, site and severity (two such in
+ * one file make it ambiguous). Cannot fail. */
+bool policy_same_scope(const struct policy *a, const struct policy *b);
 
 #endif

@@ -1,6 +1,8 @@
 #include "policy_store.h"
 
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -145,15 +147,79 @@ static int store_one(PGconn *c, const struct policy *p, const char *actor, char 
                       2, pa, e, esz);
 }
 
+/* 1 when the tables hold exactly P for its (study, site, severity), 0 when
+ * not, -1 with E. Compared as jsonb built the same way on both sides
+ * (channels in store_one's order), so key order does not matter. */
+static int stored_same(PGconn *c, const struct policy *p, char *e, size_t esz)
+{
+    json_t *tiers = json_array();
+    for (int t = 0; tiers != NULL && t < p->ntiers; t++) {
+        const struct policy_tier *tr = &p->tiers[t];
+        json_t *tg = json_array(), *ch = json_array();
+        for (int g = 0; tg != NULL && g < tr->ntargets; g++)
+            json_array_append_new(tg, json_string(tr->targets[g]));
+        if (ch != NULL && tr->email)
+            json_array_append_new(ch, json_string("email"));
+        if (ch != NULL && tr->sms)
+            json_array_append_new(ch, json_string("sms"));
+        if (ch != NULL && tr->subscribed)
+            json_array_append_new(ch, json_string("subscribed"));
+        json_array_append_new(tiers, json_pack("{s:o?, s:o?, s:i}", "targets", tg, "channels", ch,
+                                               "ack_deadline_s", tr->ack_deadline_s));
+    }
+    json_t *want = json_pack("{s:i, s:b, s:o?}", "repeat_last_s", p->repeat_last_s, "digest",
+                             p->digest, "tiers", tiers);
+    char *text = want != NULL ? json_dumps(want, JSON_COMPACT) : NULL;
+    json_decref(want);
+    if (text == NULL) {
+        snprintf(e, esz, "out of memory");
+        return -1;
+    }
+    const char *pp[] = {p->study, p->site, p->severity, text};
+    PGresult *r = pg_query(c,
+                           "SELECT EXISTS (SELECT 1 FROM escalation_policies ep WHERE "
+                           "ep.study_id = $1 AND coalesce(ep.site_id, '') = $2 AND ep.severity = $3 "
+                           "AND jsonb_build_object('repeat_last_s', ep.repeat_last_s, 'digest', "
+                           "ep.digest, 'tiers', coalesce((SELECT jsonb_agg(jsonb_build_object("
+                           "'targets', to_jsonb(t.targets), 'channels', to_jsonb(t.channels), "
+                           "'ack_deadline_s', t.ack_deadline_s) ORDER BY t.tier) FROM "
+                           "escalation_tiers t WHERE t.policy_id = ep.policy_id), '[]'::jsonb)) "
+                           "= $4::jsonb)",
+                           4, pp, e, esz);
+    free(text);
+    if (r == NULL)
+        return -1;
+    int same = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return same;
+}
+
+int policy_store_write(PGconn *c, const struct policy *pol, int n, const char *actor,
+                       bool skip_same, int *changed, char *errstr, size_t errstr_size)
+{
+    /* the audit chain's head first, as every appender does (0014) */
+    if (pg_command(c, "SELECT vigil_audit_lock()", 0, NULL, errstr, errstr_size) != 0)
+        return -1;
+    for (int k = 0; k < n; k++) {
+        int same = skip_same ? stored_same(c, &pol[k], errstr, errstr_size) : 0;
+        if (same < 0)
+            return -1;
+        if (same)
+            continue;
+        if (store_one(c, &pol[k], actor, errstr, errstr_size) != 0)
+            return -1;
+        if (changed != NULL)
+            (*changed)++;
+    }
+    return 0;
+}
+
 int policy_store_set(PGconn *c, const struct policy *pol, int n, const char *actor, char *errstr,
                      size_t errstr_size)
 {
     if (pg_command(c, "BEGIN", 0, NULL, errstr, errstr_size) != 0)
         return -1;
-    /* the audit chain's head first, as every appender does (0014) */
-    int rc = pg_command(c, "SELECT vigil_audit_lock()", 0, NULL, errstr, errstr_size);
-    for (int k = 0; rc == 0 && k < n; k++)
-        rc = store_one(c, &pol[k], actor, errstr, errstr_size);
+    int rc = policy_store_write(c, pol, n, actor, false, NULL, errstr, errstr_size);
     if (rc == 0)
         rc = pg_command(c, "COMMIT", 0, NULL, errstr, errstr_size);
     if (rc != 0) {

@@ -7,6 +7,7 @@
 #define VIGIL_POLICY_STORE_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "policy.h"
@@ -18,6 +19,16 @@
  * starts it empty). Returns the number of problems (0: all fit). */
 int policy_store_check(PGconn *c, const struct policy *pol, int n, char *problems,
                        size_t problems_size);
+
+/* Replaces the policies of POL[0..N-1]'s (study, site, severity) with
+ * them inside the caller's open transaction (taking the audit chain's
+ * lock first), each change an audit event 'policy_set' by ACTOR. With
+ * SKIP_SAME a policy the tables already hold exactly is left alone (no
+ * write, no event: an import run twice changes nothing). Adds the number
+ * written to *CHANGED (may be NULL). Returns 0, or -1 with errstr (the
+ * caller rolls back). */
+int policy_store_write(PGconn *c, const struct policy *pol, int n, const char *actor,
+                       bool skip_same, int *changed, char *errstr, size_t errstr_size);
 
 /* Replaces, in one transaction, the policies of POL[0..N-1]'s (study,
  * site, severity) with them, each change an audit event 'policy_set' by

@@ -6,11 +6,9 @@
  * can tell "acknowledged" from "already_acknowledged".
  */
 #include <getopt.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "settings.h"
@@ -95,12 +93,8 @@ int cmd_alerts(int argc, char **argv)
     if (category != NULL && !resolve)
         return cli_bad_usage("alerts", usage, "--category is for resolve");
 
-    char err[1024], origin[300], host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    /* the OS account, not $USER: the environment is the caller's to set */
-    struct passwd *pw = getpwuid(getuid());
-    const char *user = pw != NULL ? pw->pw_name : NULL;
-    snprintf(origin, sizeof origin, "%s@%s", user != NULL ? user : "?", host);
+    char err[1024], origin[300];
+    cli_origin(origin, sizeof origin);
     PGconn *conn = cli_pg_connect(conninfo, err, sizeof err);
     if (conn == NULL) {
         fprintf(stderr, "vigil alerts: %s\n", err);

@@ -13,6 +13,11 @@ static const struct config_item items[] = {
      "libpq conninfo; empty: libpq's PG* variables (PGPASSFILE for the password)", true},
     {"listen", "VIGIL_CONSOLE_ADDR", "127.0.0.1:8080",
      "address the console listens on (HOST:PORT; port 0: any free port)", false},
+    {"metrics_listen", "VIGIL_CONSOLE_METRICS_ADDR", NULL,
+     "a second address (HOST:PORT) for /metrics, /healthz and /readyz alone; set, the main "
+     "address no longer answers /metrics (a NetworkPolicy can then admit scrapers to this port "
+     "only); unset: all on listen",
+     false},
     {"threads", "VIGIL_CONSOLE_THREADS", "4",
      "unused since the console serves each connection on its own thread (kept for old settings)",
      false},
@@ -117,6 +122,7 @@ int cmd_console(int argc, char **argv)
     struct console_options opt = {
         .conninfo = config_get(cfg, "pg_conninfo"),
         .addr = config_get(cfg, "listen"),
+        .metrics_addr = config_get(cfg, "metrics_listen"),
         .threads = (int)threads,
         .pg_connections = (int)pgconns,
         .public_url = public_url,

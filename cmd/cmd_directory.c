@@ -1,11 +1,10 @@
 /*
  * vigil directory import FILE: the study directory (researchers, studies,
- * sites, subscriptions) from one CSV file, for operators and migrations
- * from spreadsheets. Escalation policies have their own command
- * (`vigil policy set`).
+ * sites, subscriptions; from YAML also escalation policies) from one CSV
+ * or YAML file, for operators and migrations from spreadsheets.
  *
- * The file has a header row naming its columns (any order; unknown ones are
- * an error, so a typo is not silently ignored):
+ * CSV has a header row naming its columns (any order; unknown ones are an
+ * error, so a typo is not silently ignored):
  *   kind,id,name,email,phone,study,site,min_severity,channels
  * and one row per thing, by kind:
  *   researcher    id, name [, email, phone]
@@ -13,14 +12,14 @@
  *   site          id, name, study
  *   subscription  id (the researcher), study [, site: none = every site],
  *                 min_severity, channels ("email", "sms" or "email;sms")
+ * YAML: sections of the same things and policies (alerting/directory_file.h).
  *
- * DESIGN. Idempotent: every row is an upsert keyed as the tables are, so a
- * second import of the same file changes nothing and an edited file updates
- * in place; nothing is deleted (a row missing from the file stays). All or
- * nothing: one transaction, and the first bad row rolls it back and is
- * named by its line number. Values are checked here first (kinds, required
- * columns, severities, channels) and otherwise by the tables' own
- * constraints, reported with the line.
+ * DESIGN. This file reads CSV into records and picks the format; the YAML
+ * reader (alerting/directory_file.c, fuzzed) and the writer
+ * (alerting/directory_import.c: idempotent upserts, all or nothing in one
+ * transaction, policies through policy_store) are shared machinery. The
+ * whole file is read and checked before anything is written, so every
+ * error names its line and a bad file changes nothing.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -28,20 +27,35 @@
 #include <string.h>
 
 #include "commands.h"
+#include "directory_file.h"
+#include "directory_import.h"
 #include "obs_json.h"
 #include "settings.h"
+
+#define CSV_LINE_MAX 8190
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: vigil directory import FILE [--conninfo STR]\n\n"
-            "Imports researchers, studies, sites and subscriptions from a CSV file with a\n"
-            "header row: kind,id,name,email,phone,study,site,min_severity,channels (any\n"
-            "order). kind is researcher, study, site or subscription; channels is\n"
-            "email, sms or email;sms; a subscription without site covers every site.\n"
-            "Idempotent (upserts; nothing is deleted), all or nothing (one transaction),\n"
-            "errors name the line. Escalation policies: vigil policy set.\n\n"
+            "usage: vigil directory import FILE [--format csv|yaml] [--conninfo STR]\n\n"
+            "Imports researchers, studies, sites and subscriptions from a CSV or YAML file,\n"
+            "and escalation policies from YAML. FILE - reads standard input.\n\n"
+            "CSV: a header row kind,id,name,email,phone,study,site,min_severity,channels\n"
+            "(any order). kind is researcher, study, site or subscription; channels is\n"
+            "email, sms or email;sms; a subscription without site covers every site.\n\n"
+            "YAML: sections, each optional:\n"
+            "  studies:       [{id: S1, name: Trial one}]\n"
+            "  sites:         [{id: SITE-1, study: S1, name: Site one}]\n"
+            "  researchers:   [{id: R-1, name: Ann, email: a@example.org, phone: \"+4420...\"}]\n"
+            "  subscriptions: [{researcher: R-1, study: S1, site: SITE-1,\n"
+            "                   min_severity: critical, channels: [email, sms]}]\n"
+            "  policies:      [escalation policies as vigil policy set reads them]\n\n"
+            "Idempotent (upserts, unchanged policies left alone; nothing is deleted; a\n"
+            "second import says nothing changed), all or nothing (one transaction), every\n"
+            "error names its line.\n\n"
             "options:\n"
+            "  --format F       csv or yaml (default: by the extension .csv, .yaml, .yml,\n"
+            "                   else by the first line)\n"
             "  --conninfo STR   libpq connection string (else VIGIL_PG_CONNINFO_FILE,\n"
             "                   VIGIL_PG_CONNINFO, libpq's PG* variables)\n"
             "  -h, --help       print this help\n\n"
@@ -63,66 +77,46 @@ static const char *cell(const int *map, char **f, int n, enum col c)
     return f[i];
 }
 
-static const char researcher_sql[] =
-    "INSERT INTO researchers (researcher_id, name, email, phone) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (researcher_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, "
-    "phone = EXCLUDED.phone, updated_at = now() "
-    "WHERE (researchers.name, researchers.email, researchers.phone) IS DISTINCT FROM "
-    "(EXCLUDED.name, EXCLUDED.email, EXCLUDED.phone)";
-static const char study_sql[] =
-    "INSERT INTO studies (study_id, name) VALUES ($1, $2) "
-    "ON CONFLICT (study_id) DO UPDATE SET name = EXCLUDED.name WHERE studies.name <> EXCLUDED.name";
-static const char site_sql[] =
-    "INSERT INTO sites (study_id, site_id, name) VALUES ($3, $1, $2) "
-    "ON CONFLICT (study_id, site_id) DO UPDATE SET name = EXCLUDED.name WHERE sites.name <> EXCLUDED.name";
-static const char subscription_sql[] =
-    "INSERT INTO subscriptions (researcher_id, study_id, site_id, min_severity, channels) "
-    "VALUES ($1, $2, $3, $4, $5::text[]) "
-    "ON CONFLICT (researcher_id, study_id, (coalesce(site_id, ''))) DO UPDATE "
-    "SET min_severity = EXCLUDED.min_severity, channels = EXCLUDED.channels "
-    "WHERE (subscriptions.min_severity, subscriptions.channels) IS DISTINCT FROM "
-    "(EXCLUDED.min_severity, EXCLUDED.channels)";
-
-/* Checks and upserts one row. Returns 0, or -1 with errstr (no line). */
-static int import_row(PGconn *conn, const int *map, char **f, int n, long counts[4], char *err,
-                      size_t errsz)
+/* One CSV row as a record: checked for shape here, the rest by the
+ * tables. Returns 0, or -1 with errstr (no line). */
+static int csv_record(const int *map, char **f, int n, long line, struct directory_record *rec,
+                      char *err, size_t errsz)
 {
     const char *kind = cell(map, f, n, C_KIND), *id = cell(map, f, n, C_ID);
-    const char *name = cell(map, f, n, C_NAME), *study = cell(map, f, n, C_STUDY);
-    const char *site = cell(map, f, n, C_SITE);
+    memset(rec, 0, sizeof *rec);
+    rec->line = line;
+    rec->id = id;
+    rec->name = cell(map, f, n, C_NAME);
+    rec->study = cell(map, f, n, C_STUDY);
+    rec->site = cell(map, f, n, C_SITE);
     if (kind == NULL || id == NULL) {
         snprintf(err, errsz, "kind and id are required");
         return -1;
     }
-    PGresult *r = NULL;
-    int k;
     if (strcmp(kind, "researcher") == 0) {
-        if (name == NULL) {
+        rec->kind = DIRECTORY_RESEARCHER;
+        rec->email = cell(map, f, n, C_EMAIL);
+        rec->phone = cell(map, f, n, C_PHONE);
+        if (rec->name == NULL) {
             snprintf(err, errsz, "a researcher needs a name");
             return -1;
         }
-        const char *p[] = {id, name, cell(map, f, n, C_EMAIL), cell(map, f, n, C_PHONE)};
-        r = pg_query(conn, researcher_sql, 4, p, err, errsz);
-        k = 0;
     } else if (strcmp(kind, "study") == 0) {
-        if (name == NULL) {
+        rec->kind = DIRECTORY_STUDY;
+        if (rec->name == NULL) {
             snprintf(err, errsz, "a study needs a name");
             return -1;
         }
-        const char *p[] = {id, name};
-        r = pg_query(conn, study_sql, 2, p, err, errsz);
-        k = 1;
     } else if (strcmp(kind, "site") == 0) {
-        if (name == NULL || study == NULL) {
+        rec->kind = DIRECTORY_SITE;
+        if (rec->name == NULL || rec->study == NULL) {
             snprintf(err, errsz, "a site needs a name and a study");
             return -1;
         }
-        const char *p[] = {id, name, study};
-        r = pg_query(conn, site_sql, 3, p, err, errsz);
-        k = 2;
     } else if (strcmp(kind, "subscription") == 0) {
         const char *sev = cell(map, f, n, C_SEVERITY), *ch = cell(map, f, n, C_CHANNELS);
-        if (study == NULL || sev == NULL || ch == NULL) {
+        rec->kind = DIRECTORY_SUBSCRIPTION;
+        if (rec->study == NULL || sev == NULL || ch == NULL) {
             snprintf(err, errsz, "a subscription needs study, min_severity and channels");
             return -1;
         }
@@ -130,108 +124,200 @@ static int import_row(PGconn *conn, const int *map, char **f, int n, long counts
             snprintf(err, errsz, "min_severity '%s' is not info, warning or critical", sev);
             return -1;
         }
-        const char *arr = strcmp(ch, "email") == 0                                 ? "{email}"
-                          : strcmp(ch, "sms") == 0                                 ? "{sms}"
-                          : strcmp(ch, "email;sms") == 0 || strcmp(ch, "sms;email") == 0 ? "{email,sms}"
-                                                                                   : NULL;
-        if (arr == NULL) {
+        rec->min_severity = sev;
+        rec->channels = strcmp(ch, "email") == 0                                 ? "{email}"
+                        : strcmp(ch, "sms") == 0                                 ? "{sms}"
+                        : strcmp(ch, "email;sms") == 0 || strcmp(ch, "sms;email") == 0 ? "{email,sms}"
+                                                                                 : NULL;
+        if (rec->channels == NULL) {
             snprintf(err, errsz, "channels '%s' is not email, sms or email;sms", ch);
             return -1;
         }
-        const char *p[] = {id, study, site, sev, arr};
-        r = pg_query(conn, subscription_sql, 5, p, err, errsz);
-        k = 3;
     } else {
         snprintf(err, errsz, "kind '%s' is not researcher, study, site or subscription", kind);
         return -1;
     }
-    if (r == NULL)
-        return -1;
-    counts[k] += strtol(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
     return 0;
 }
 
-static int import_file(PGconn *conn, const char *path, FILE *in)
+/* TEXT (LEN bytes, NUL-terminated) as CSV records into DF. Returns 0, or
+ * -1 with errstr "line N: ...". */
+static int read_csv(struct directory_file *df, char *text, size_t len, char *err, size_t errsz)
 {
-    char err[1024], line[8192];
     char *f[OBS_CSV_MAX_FIELDS];
     int map[C_N];
-    long counts[4] = {0, 0, 0, 0}, rows = 0, lineno = 0;
+    long lineno = 0;
     bool header = true;
-    if (pg_command(conn, "BEGIN", 0, NULL, err, sizeof err) < 0)
-        goto fail;
-    while (fgets(line, sizeof line, in) != NULL) {
+    char *end = text + len;
+    for (char *line = text; line < end;) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        char *next = nl != NULL ? nl + 1 : end;
+        size_t n = (size_t)((nl != NULL ? nl : end) - line);
         lineno++;
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            snprintf(err, sizeof err, "line %ld: longer than %zu bytes", lineno, sizeof line - 2);
-            goto fail;
+        if (n > CSV_LINE_MAX) {
+            snprintf(err, errsz, "line %ld: longer than %d bytes", lineno, CSV_LINE_MAX);
+            return -1;
         }
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (len == 0 || line[0] == '#')
+        line[n] = '\0';
+        while (n > 0 && line[n - 1] == '\r')
+            line[--n] = '\0';
+        char *cur = line;
+        line = next;
+        if (n == 0 || cur[0] == '#')
             continue;
-        if (obs_csv_open_quote(line, len)) {
-            snprintf(err, sizeof err, "line %ld: a quoted field runs past the line's end", lineno);
-            goto fail;
+        if (memchr(cur, '\0', n) != NULL) {
+            snprintf(err, errsz, "line %ld: holds a NUL byte", lineno);
+            return -1;
+        }
+        if (obs_csv_open_quote(cur, n)) {
+            snprintf(err, errsz, "line %ld: a quoted field runs past the line's end", lineno);
+            return -1;
         }
         char why[256];
-        int n = obs_csv_split(line, len, f, why, sizeof why);
-        if (n < 0) {
-            snprintf(err, sizeof err, "line %ld: %s", lineno, why);
-            goto fail;
+        int nf = obs_csv_split(cur, n, f, why, sizeof why);
+        if (nf < 0) {
+            snprintf(err, errsz, "line %ld: %s", lineno, why);
+            return -1;
         }
         if (header) {
             for (int c = 0; c < C_N; c++)
                 map[c] = -1;
-            for (int i = 0; i < n; i++) {
+            for (int i = 0; i < nf; i++) {
                 int c = 0;
                 while (c < C_N && strcmp(f[i], col_names[c]) != 0)
                     c++;
                 if (c == C_N || map[c] >= 0) {
-                    snprintf(err, sizeof err, "line %ld: column '%s' is unknown or repeated", lineno, f[i]);
-                    goto fail;
+                    snprintf(err, errsz, "line %ld: column '%s' is unknown or repeated", lineno, f[i]);
+                    return -1;
                 }
                 map[c] = i;
             }
             if (map[C_KIND] < 0 || map[C_ID] < 0) {
-                snprintf(err, sizeof err, "line %ld: the header needs kind and id columns", lineno);
-                goto fail;
+                snprintf(err, errsz, "line %ld: the header needs kind and id columns", lineno);
+                return -1;
             }
             header = false;
             continue;
         }
-        if (import_row(conn, map, f, n, counts, why, sizeof why) < 0) {
-            snprintf(err, sizeof err, "line %ld: %s", lineno, why);
-            goto fail;
+        struct directory_record rec;
+        if (csv_record(map, f, nf, lineno, &rec, why, sizeof why) < 0) {
+            snprintf(err, errsz, "line %ld: %s", lineno, why);
+            return -1;
         }
-        rows++;
+        if (directory_file_add(df, &rec, err, errsz) != 0)
+            return -1;
     }
-    if (ferror(in)) {
-        snprintf(err, sizeof err, "could not read %s", path);
-        goto fail;
+    return 0;
+}
+
+/* csv or yaml: by --format, else by the file's extension, else by its
+ * first line (a CSV header starts with one of the column names and a
+ * comma; a YAML file with a section name and a colon). */
+static const char *format_of(const char *want, const char *path, const char *text)
+{
+    if (want != NULL)
+        return want;
+    const char *dot = strrchr(path, '.');
+    if (dot != NULL && (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0))
+        return "yaml";
+    if (dot != NULL && strcmp(dot, ".csv") == 0)
+        return "csv";
+    const char *p = text;
+    while (*p == '#' || *p == '\n' || *p == '\r' || *p == ' ') { /* comments, blank lines */
+        if (*p == '#')
+            p += strcspn(p, "\n");
+        else
+            p++;
     }
-    if (pg_command(conn, "COMMIT", 0, NULL, err, sizeof err) < 0)
+    for (int c = 0; c < C_N; c++) {
+        size_t n = strlen(col_names[c]);
+        if (strncmp(p, col_names[c], n) == 0 && p[n] == ',')
+            return "csv";
+    }
+    return "yaml";
+}
+
+/* The whole of IN (at most DIRECTORY_FILE_MAX_BYTES), NUL-terminated, in
+ * *OUT (the caller frees). Returns the length, or -1 with errstr. */
+static long read_all(FILE *in, char **out, char *err, size_t errsz)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+    while (buf != NULL) {
+        size_t n = fread(buf + len, 1, cap - len, in);
+        len += n;
+        if (len < cap)
+            break;
+        if (cap >= DIRECTORY_FILE_MAX_BYTES) {
+            free(buf);
+            snprintf(err, errsz, "larger than %d MiB", DIRECTORY_FILE_MAX_BYTES >> 20);
+            return -1;
+        }
+        cap *= 2;
+        char *b = realloc(buf, cap + 1);
+        if (b == NULL)
+            free(buf);
+        buf = b;
+    }
+    if (buf == NULL || ferror(in)) {
+        free(buf);
+        snprintf(err, errsz, "%s", buf == NULL ? "out of memory" : "could not read it");
+        return -1;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return (long)len;
+}
+
+static int import_file(PGconn *conn, const char *path, FILE *in, const char *format)
+{
+    static char err[16384];
+    char *text = NULL;
+    long changed[DIRECTORY_KINDS];
+    struct directory_file *df = directory_file_new();
+    long len = df != NULL ? read_all(in, &text, err, sizeof err) : -1;
+    if (df == NULL)
+        snprintf(err, sizeof err, "out of memory");
+    if (len < 0)
         goto fail;
-    printf("directory import %s: %ld rows; changed %ld researchers, %ld studies, %ld sites, "
-           "%ld subscriptions\n",
-           path, rows, counts[0], counts[1], counts[2], counts[3]);
+    format = format_of(format, path, text);
+    int rc = strcmp(format, "csv") == 0
+                 ? read_csv(df, text, (size_t)len, err, sizeof err)
+                 : directory_file_parse_yaml(df, text, (size_t)len, err, sizeof err);
+    if (rc != 0)
+        goto fail;
+    char origin[300], actor[310];
+    cli_origin(origin, sizeof origin);
+    snprintf(actor, sizeof actor, "cli:%s", origin);
+    if (directory_import_apply(conn, df, actor, changed, err, sizeof err) != 0)
+        goto fail;
+    long total = 0;
+    for (int k = 0; k < DIRECTORY_KINDS; k++)
+        total += changed[k];
+    printf("directory import %s (%s): %d rows; changed %ld researchers, %ld studies, %ld sites, "
+           "%ld subscriptions, %ld policies%s\n",
+           path, format, directory_file_count(df), changed[DIRECTORY_RESEARCHER],
+           changed[DIRECTORY_STUDY], changed[DIRECTORY_SITE], changed[DIRECTORY_SUBSCRIPTION],
+           changed[DIRECTORY_POLICY], total == 0 ? " (nothing changed: already up to date)" : "");
+    directory_file_destroy(df);
+    free(text);
     return 0;
 fail:
-    pg_command(conn, "ROLLBACK", 0, NULL, line, sizeof line);
-    fprintf(stderr, "vigil directory: %s: %s (nothing imported)\n", path, err);
+    fprintf(stderr, "vigil directory: %s: %s\n(nothing imported)\n", path, err);
+    directory_file_destroy(df);
+    free(text);
     return 1;
 }
 
-enum { OPT_CONNINFO = 256 };
+enum { OPT_CONNINFO = 256, OPT_FORMAT };
 
 int cmd_directory(int argc, char **argv)
 {
     static const struct option opts[] = {{"conninfo", required_argument, NULL, OPT_CONNINFO},
+                                         {"format", required_argument, NULL, OPT_FORMAT},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
-    const char *conninfo = NULL;
+    const char *conninfo = NULL, *format = NULL;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -241,6 +327,11 @@ int cmd_directory(int argc, char **argv)
             return 0;
         case OPT_CONNINFO:
             conninfo = optarg;
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "csv") != 0 && strcmp(optarg, "yaml") != 0)
+                return cli_bad_usage("directory", usage, "--format is csv or yaml");
+            format = optarg;
             break;
         default:
             return cli_bad_option("directory", usage, argv);
@@ -264,7 +355,7 @@ int cmd_directory(int argc, char **argv)
             fclose(in);
         return 1;
     }
-    int rc = import_file(conn, path, in);
+    int rc = import_file(conn, path, in, format);
     PQfinish(conn);
     if (in != stdin)
         fclose(in);

@@ -7,11 +7,9 @@
  * reaches today.
  */
 #include <getopt.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "policy.h"
@@ -75,11 +73,9 @@ static int set(PGconn *c, const char *file)
         fprintf(stderr, "%s:\n%s\n", file, err);
         return 1;
     }
-    char host[128] = "?", actor[192];
-    gethostname(host, sizeof host - 1);
-    struct passwd *pw = getpwuid(getuid());
-    const char *user = pw != NULL ? pw->pw_name : NULL;
-    snprintf(actor, sizeof actor, "cli:%s@%s", user != NULL ? user : "?", host);
+    char origin[300], actor[310];
+    cli_origin(origin, sizeof origin);
+    snprintf(actor, sizeof actor, "cli:%s", origin);
     if (policy_store_set(c, pol, n, actor, err, sizeof err) != 0) {
         fprintf(stderr, "vigil policy set: %s\n", err);
         return 1;

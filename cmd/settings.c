@@ -1,9 +1,11 @@
 #include "settings.h"
 
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "log.h"
@@ -315,6 +317,15 @@ int cli_serve(const char *cmd, cli_role_fn run, const void *opt)
     sigwatch_stop(sw);
     ctx_destroy(stop);
     return rc;
+}
+
+void cli_origin(char *out, size_t outsz)
+{
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    struct passwd *pw = getpwuid(getuid());
+    const char *user = pw != NULL ? pw->pw_name : NULL;
+    snprintf(out, outsz, "%s@%s", user != NULL ? user : "?", host);
 }
 
 PGconn *cli_pg_connect(const char *conninfo_flag, char *errstr, size_t errstr_size)

@@ -144,6 +144,12 @@ int cli_deadletter_config(const struct config *cfg, const struct group_config *c
  * NULL with errstr on failure. */
 PGconn *cli_pg_connect(const char *conninfo_flag, char *errstr, size_t errstr_size);
 
+/* "USER@HOST" of whoever runs this command into OUT (OUTSZ bytes): the
+ * OS account, not $USER (the environment is the caller's to set). Used
+ * for audit entries of command-line changes. Cannot fail ("?" for what is
+ * unknown). */
+void cli_origin(char *out, size_t outsz);
+
 /* Reports ERR as subcommand CMD's failure (stderr and the log). Returns 1. */
 int cli_fail(const char *cmd, const char *err);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hash.h"
 #include "log.h"
 
 const char *pg_conninfo_resolve(const char *flag)
@@ -178,6 +179,36 @@ PGresult *pg_query(PGconn *conn, const char *sql, int nparams, const char *const
                    char *errstr, size_t errstr_size)
 {
     PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (!pg_result_error(conn, res, errstr, errstr_size)) {
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+PGresult *pg_query_prepared(PGconn *conn, const char *sql, int nparams,
+                            const char *const *params, char *errstr, size_t errstr_size)
+{
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+        return pg_query(conn, sql, nparams, params, errstr, errstr_size);
+    /* The name is a 64-bit hash of the text and its length: statements are
+     * vigil's own, a handful per process, so a collision is not a concern
+     * worth a registry per connection. */
+    char name[40];
+    snprintf(name, sizeof name, "vigil_%016llx_%zx",
+             (unsigned long long)hash_str(sql, HASH_SEED), strlen(sql));
+    PGresult *res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "26000") == 0) { /* invalid_sql_statement_name */
+        PQclear(res);
+        res = PQprepare(conn, name, sql, nparams, NULL);
+        if (!pg_result_error(conn, res, errstr, errstr_size)) {
+            PQclear(res);
+            return NULL;
+        }
+        PQclear(res);
+        res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    }
     if (!pg_result_error(conn, res, errstr, errstr_size)) {
         PQclear(res);
         return NULL;

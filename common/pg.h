@@ -5,6 +5,7 @@
  *   pg_connect()           connect, with vigil's defaults and an error that never shows a password
  *   pg_redact_conninfo()   a conninfo string fit for a log line (password masked)
  *   pg_query()             run one parameterised statement, check its status
+ *   pg_query_prepared()    the same through a statement prepared per connection
  *   pg_command()           ... for a statement whose rows, if any, are not wanted
  *   pg_exec_script()       run a trusted multi-statement script (migrations only)
  *   pg_result_error()      format a failed result as "message (SQLSTATE xxxxx)"
@@ -68,6 +69,16 @@ bool pg_result_error(const PGconn *conn, const PGresult *res, char *errstr, size
  * transaction leaves that transaction aborted: the caller rolls back. */
 PGresult *pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
                    char *errstr, size_t errstr_size);
+
+/* As pg_query, through a statement prepared on CONN under a name derived
+ * from SQL's text (prepared at first use on each connection, again after a
+ * reconnect): parse and analysis happen once per connection, and after
+ * five runs PostgreSQL may keep a generic plan, so planning too. For hot,
+ * fixed statements whose predicates a generic plan serves (no "$n IS NULL
+ * OR ..." that only a custom plan folds away). Inside a transaction block
+ * it is pg_query (a failed first use there would abort the transaction). */
+PGresult *pg_query_prepared(PGconn *conn, const char *sql, int nparams,
+                            const char *const *params, char *errstr, size_t errstr_size);
 
 /* As pg_query, for a statement whose rows are not wanted (BEGIN, INSERT
  * without RETURNING, ...). Returns 0, or -1 with errstr set. */

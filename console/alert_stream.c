@@ -35,6 +35,7 @@ struct alert_stream {
     struct auth_principal who;
     char start[TIME_LEN];  /* only alerts opened after the stream began */
     char newest[TIME_LEN]; /* the newest opened_at sent (look back from it) */
+    long long last_event;  /* lifecycle changes after this audit event id */
     struct seen *seen;     /* ring of recently sent ids */
     int nseen, seen_head;
     char *buf;             /* bytes not yet handed to the server */
@@ -87,7 +88,8 @@ static int append_str(struct alert_stream *s, const char *text)
 }
 
 struct alert_stream *alert_stream_open(struct alert_stream_hub *hub,
-                                       const struct auth_principal *who, const char *start)
+                                       const struct auth_principal *who, const char *start,
+                                       long long start_event)
 {
     int n = atomic_fetch_add(&hub->open, 1);
     if (n >= hub->max) {
@@ -112,6 +114,7 @@ struct alert_stream *alert_stream_open(struct alert_stream_hub *hub,
     s->who = *who;
     snprintf(s->start, sizeof s->start, "%s", start);
     snprintf(s->newest, sizeof s->newest, "%s", start);
+    s->last_event = start_event;
     s->next_poll = deadline_now();
     s->next_beat = deadline_after_ms(ALERT_STREAM_HEARTBEAT_MS);
     s->end = deadline_after_ms((int64_t)ALERT_STREAM_LIFE_S * 1000);
@@ -191,6 +194,54 @@ static void poll_once(struct alert_stream *s)
     PQclear(r);
 }
 
+/* One poll of the audit trail: a "change" event per acknowledgement,
+ * resolution or retraction of a visible alert since the last. A failure
+ * is logged; the next poll starts from the same event. */
+static void poll_changes(struct alert_stream *s)
+{
+    char err[512];
+    PGconn *conn = pgpool_get(s->hub->pool, 500, err, sizeof err);
+    if (conn == NULL)
+        return;
+    PGresult *r = api_alert_changes(conn, &s->who, s->last_event, POLL_LIMIT, err, sizeof err);
+    pgpool_put(s->hub->pool, conn, PQstatus(conn) != CONNECTION_OK);
+    if (r == NULL) {
+        log_msg(LOG_WARN, "console", "alert stream poll: %s", err);
+        return;
+    }
+    int n = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetisnull(r, i, 1))
+            continue;
+        n++;
+        s->last_event = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        json_t *j = json_pack("{s:I, s:s, s:s, s:o, s:s}", "event_id", (json_int_t)s->last_event,
+                              "alert_id", PQgetvalue(r, i, 2), "kind", PQgetvalue(r, i, 3),
+                              "state",
+                              PQgetisnull(r, i, 4) ? json_null() : json_string(PQgetvalue(r, i, 4)),
+                              "at", PQgetvalue(r, i, 5));
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        json_decref(j);
+        if (text == NULL)
+            continue;
+        /* id: lets a reconnecting EventSource say where it was (the page
+         * reloads its queue on reconnect instead: see console.js) */
+        char id[48];
+        snprintf(id, sizeof id, "id: %lld\n", s->last_event);
+        if (append_str(s, "event: change\n") == 0 && append_str(s, id) == 0 &&
+            append_str(s, "data: ") == 0 && append_str(s, text) == 0)
+            append_str(s, "\n\n");
+        free(text);
+    }
+    /* the rest up to the head were other studies' or other kinds' events */
+    if (n < POLL_LIMIT && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
+        long long head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        if (head > s->last_event)
+            s->last_event = head;
+    }
+    PQclear(r);
+}
+
 ssize_t alert_stream_read(void *arg, char *out, size_t max)
 {
     struct alert_stream *s = arg;
@@ -206,6 +257,7 @@ ssize_t alert_stream_read(void *arg, char *out, size_t max)
             return -1;
         if (deadline_expired(s->next_poll)) {
             poll_once(s);
+            poll_changes(s);
             s->next_poll = deadline_after_ms(ALERT_STREAM_POLL_MS);
             continue;
         }

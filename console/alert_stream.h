@@ -11,7 +11,10 @@
  * caller's studies, filtered in SQL by console_study_roles like every API
  * query, opened since the stream began. Lifecycle rows become visible in
  * commit order, not in opened_at order, so each poll looks back a few
- * seconds and skips the ids it already sent. Between events a comment
+ * seconds and skips the ids it already sent. It also polls the audit
+ * trail (alert_events) for acknowledgements, resolutions and retractions
+ * of the caller's studies' alerts, keyed on event_id ("change" events), so
+ * another user's acknowledgement reaches an open queue. Between events a comment
  * (": keep-alive") every few seconds keeps proxies and the server's idle
  * timeout from closing it. A stream ends when the console stops, after
  * ALERT_STREAM_LIFE_S (the client's EventSource reconnects and is
@@ -49,10 +52,12 @@ struct alert_stream_hub *alert_stream_hub_new(int max, struct pgpool *pool, stru
 void alert_stream_hub_destroy(struct alert_stream_hub *hub);
 
 /* A stream for WHO starting at START (the database's now(), RFC 3339 UTC
- * as api_alerts_opened answers), or NULL when MAX streams are open (the
+ * as api_alerts_opened answers) and, for lifecycle changes, after audit
+ * event START_EVENT (alert_events_head's at the same moment), or NULL when MAX streams are open (the
  * caller answers 503) or out of memory. */
 struct alert_stream *alert_stream_open(struct alert_stream_hub *hub,
-                                       const struct auth_principal *who, const char *start);
+                                       const struct auth_principal *who, const char *start,
+                                       long long start_event);
 
 /* httpd_response.stream: the next bytes of the event stream; blocks until
  * there are some (at most a heartbeat's interval); -1 at the end. */

@@ -136,6 +136,17 @@ PGresult *api_alerts_opened(PGconn *conn, const struct auth_principal *who, cons
                             const char *newest, int lookback_ms, int limit, char *errstr,
                             size_t errstr_size);
 
+/* The live queue's other poll: acknowledged, resolved and retracted
+ * events of WHO's studies (filtered in SQL) with event_id > AFTER, oldest
+ * first, at most LIMIT. Always at least one row: column 0 is the audit
+ * trail's last event id in the same snapshot (where the next poll may
+ * start when fewer than LIMIT events came back); columns 1-5 are
+ * event_id, alert_id, kind, the alert's state now, recorded_at (RFC 3339
+ * UTC), all NULL in the one row when there is no event. NULL with errstr
+ * on failure; the caller PQclears. */
+PGresult *api_alert_changes(PGconn *conn, const struct auth_principal *who, long long after,
+                            int limit, char *errstr, size_t errstr_size);
+
 /* Row ROW of api_alerts_opened as the alert JSON the list answers. */
 json_t *api_alert_json(const PGresult *r, int row);
 

@@ -121,6 +121,7 @@ static void stream(struct api_http *ah, const struct httpd_request *hreq,
     }
     char err[256];
     char start[64] = "";
+    long long start_event = 0;
     struct auth_principal who;
     memset(&who, 0, sizeof who);
     PGconn *conn = pgpool_get(ah->pool, 1000, err, sizeof err);
@@ -131,10 +132,13 @@ static void stream(struct api_http *ah, const struct httpd_request *hreq,
         if (api_authenticate(conn, &req, &who, &resp) == 0) {
             PGresult *r = pg_query(conn,
                                    "SELECT to_char(now() AT TIME ZONE 'UTC', "
-                                   "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                                   "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                                   "(SELECT last_event_id FROM alert_events_head)",
                                    0, NULL, err, sizeof err);
-            if (r != NULL && PQntuples(r) == 1)
+            if (r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 1)) {
                 snprintf(start, sizeof start, "%s", PQgetvalue(r, 0, 0));
+                start_event = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+            }
             else
                 api_error(&resp, 503, "unavailable", "the database is not available; retry later");
             PQclear(r);
@@ -147,7 +151,7 @@ static void stream(struct api_http *ah, const struct httpd_request *hreq,
         api_response_clear(&resp);
         return;
     }
-    struct alert_stream *s = alert_stream_open(ah->streams, &who, start);
+    struct alert_stream *s = alert_stream_open(ah->streams, &who, start, start_event);
     if (s == NULL) {
         resp.retry_after = 5;
         api_error(&resp, 503, "busy", "too many live queue streams; poll /api/v1/alerts instead");

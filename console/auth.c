@@ -161,17 +161,17 @@ enum auth_result auth_session(PGconn *conn, const char *cookie, struct auth_prin
      * old: a page polling every few seconds must not make every request a
      * write (rejected: an UPDATE per request, measured as the heaviest
      * statement of a signed-in request). */
-    PGresult *r = pg_query(conn,
-                           "WITH s AS (SELECT s.session_hash, s.researcher_id, s.csrf_hash, s.idle_until "
-                           "FROM console_sessions s "
-                           "JOIN console_credentials c ON c.researcher_id = s.researcher_id AND NOT c.disabled "
-                           "JOIN researchers r ON r.researcher_id = s.researcher_id AND r.active "
-                           "WHERE s.session_hash = $1 AND s.expires_at > now() AND s.idle_until > now()), "
-                           "u AS (UPDATE console_sessions t SET idle_until = now() + $2::integer * interval '1 second' "
-                           "FROM s WHERE t.session_hash = s.session_hash "
-                           "AND s.idle_until < now() + ($2::integer - 60) * interval '1 second') "
-                           "SELECT researcher_id, csrf_hash FROM s",
-                           2, params, errstr, errstr_size);
+    PGresult *r = pg_query_prepared(conn,
+                                   "WITH s AS (SELECT s.session_hash, s.researcher_id, s.csrf_hash, s.idle_until "
+                                   "FROM console_sessions s "
+                                   "JOIN console_credentials c ON c.researcher_id = s.researcher_id AND NOT c.disabled "
+                                   "JOIN researchers r ON r.researcher_id = s.researcher_id AND r.active "
+                                   "WHERE s.session_hash = $1 AND s.expires_at > now() AND s.idle_until > now()), "
+                                   "u AS (UPDATE console_sessions t SET idle_until = now() + $2::integer * interval '1 second' "
+                                   "FROM s WHERE t.session_hash = s.session_hash "
+                                   "AND s.idle_until < now() + ($2::integer - 60) * interval '1 second') "
+                                   "SELECT researcher_id, csrf_hash FROM s",
+                                   2, params, errstr, errstr_size);
     if (r == NULL)
         return AUTH_ERROR;
     if (PQntuples(r) != 1) {
@@ -199,12 +199,12 @@ enum auth_result auth_token(PGconn *conn, const char *authorization, struct auth
     char th[SECRET_DIGEST_LEN + 1];
     secret_digest(tok, th);
     const char *params[] = {th};
-    PGresult *r = pg_query(conn,
-                           "SELECT t.researcher_id, t.token_id FROM console_api_tokens t "
-                           "JOIN console_credentials c ON c.researcher_id = t.researcher_id AND NOT c.disabled "
-                           "JOIN researchers r ON r.researcher_id = t.researcher_id AND r.active "
-                           "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
-                           1, params, errstr, errstr_size);
+    PGresult *r = pg_query_prepared(conn,
+                                   "SELECT t.researcher_id, t.token_id FROM console_api_tokens t "
+                                   "JOIN console_credentials c ON c.researcher_id = t.researcher_id AND NOT c.disabled "
+                                   "JOIN researchers r ON r.researcher_id = t.researcher_id AND r.active "
+                                   "WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
+                                   1, params, errstr, errstr_size);
     if (r == NULL)
         return AUTH_ERROR;
     if (PQntuples(r) != 1) {
@@ -225,11 +225,11 @@ enum auth_result auth_proxy(PGconn *conn, const char *email, struct auth_princip
     if (email == NULL || email[0] == '\0' || strlen(email) > 254)
         return AUTH_DENIED;
     const char *params[] = {email};
-    PGresult *r = pg_query(conn,
-                           "SELECT c.researcher_id FROM console_credentials c "
-                           "JOIN researchers r ON r.researcher_id = c.researcher_id AND r.active "
-                           "WHERE c.email = lower($1) AND NOT c.disabled",
-                           1, params, errstr, errstr_size);
+    PGresult *r = pg_query_prepared(conn,
+                                   "SELECT c.researcher_id FROM console_credentials c "
+                                   "JOIN researchers r ON r.researcher_id = c.researcher_id AND r.active "
+                                   "WHERE c.email = lower($1) AND NOT c.disabled",
+                                   1, params, errstr, errstr_size);
     if (r == NULL)
         return AUTH_ERROR;
     if (PQntuples(r) != 1) {

@@ -59,7 +59,8 @@ int console_run(const struct console_options *opt, struct ctx *stop, atomic_bool
     void (*cleanup[MODULE_MAX])(void *) = {0};
     void *cleanup_arg[MODULE_MAX] = {0};
     int nmod = 0;
-    struct httpd *h = NULL;
+    struct httpd *h = NULL, *hm = NULL;
+    bool split = opt->metrics_addr != NULL && *opt->metrics_addr != '\0';
 
     app.routes = route_table_new();
     app.metrics = metrics_new();
@@ -87,9 +88,20 @@ int console_run(const struct console_options *opt, struct ctx *stop, atomic_bool
          * connection, at most conn_limit of them. */
         .thread_per_connection = true,
     };
-    h = httpd_start_opts(opt->addr, app.metrics, ready, &rd, &hopt, errstr, errstr_size);
+    /* With a metrics address the main port leaves /metrics out (httpd
+     * serves it only with a registry), so a NetworkPolicy that admits the
+     * ingress controller to the main port and the scrapers to the other
+     * means what it says. /healthz and /readyz stay on both: probes. */
+    h = httpd_start_opts(opt->addr, split ? NULL : app.metrics, ready, &rd, &hopt, errstr,
+                         errstr_size);
     if (h == NULL)
         goto out;
+    if (split) {
+        hm = httpd_start(opt->metrics_addr, app.metrics, ready, &rd, errstr, errstr_size);
+        if (hm == NULL)
+            goto out;
+        log_msg(LOG_INFO, "console", "metrics on port %d", httpd_port(hm));
+    }
     log_msg(LOG_INFO, "console", "serving on port %d (%d threads), public url %s", httpd_port(h),
             opt->threads, opt->public_url ? opt->public_url : "(unset)");
     if (opt->port_file != NULL && *opt->port_file != '\0')
@@ -112,6 +124,7 @@ int console_run(const struct console_options *opt, struct ctx *stop, atomic_bool
     log_msg(LOG_INFO, "console", "stopping");
     rc = 0;
 out:
+    httpd_stop(hm);
     httpd_stop(h);
     for (int i = nmod - 1; i >= 0; i--)
         if (cleanup[i] != NULL)

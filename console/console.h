@@ -26,6 +26,7 @@
 struct console_options {
     const char *conninfo;   /* libpq conninfo ("" : PG* variables) */
     const char *addr;       /* listen address, HOST:PORT (port 0: any free one) */
+    const char *metrics_addr; /* NULL/"": /metrics on addr; else only there */
     int threads;            /* unused: one thread per connection (console.c) */
     int pg_connections;     /* pool size; at least threads is sensible */
     const char *public_url; /* how researchers reach it (links), no trailing '/' */

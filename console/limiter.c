@@ -36,9 +36,9 @@ struct limiter *limiter_new(struct metrics *m, unsigned general, unsigned heavy,
         return NULL;
     l->m = m;
     l->wait_ms = wait_ms;
-    l->general = vsem_new(general);
-    l->heavy = vsem_new(heavy);
-    l->signin = vsem_new(signin);
+    l->general = vsem_new_fifo(general);
+    l->heavy = vsem_new_fifo(heavy);
+    l->signin = vsem_new_fifo(signin);
     if (l->general == NULL || l->heavy == NULL || l->signin == NULL) {
         limiter_destroy(l);
         return NULL;

@@ -8,16 +8,20 @@
  * Named vsem_ so as not to collide with POSIX <semaphore.h> (sem_wait...).
  *
  *   vsem_new(n) / vsem_destroy(s)
+ *   vsem_new_fifo(n)            waiters served in arrival order
  *   vsem_acquire(s, deadline)   VSEM_OK or VSEM_TIMEOUT
  *   vsem_try_acquire(s)         never blocks
  *   vsem_release(s)
  *   vsem_available(s)
+ *   vsem_waiting(s)
  *
  * Thread-safety: all functions may be called from any thread at the same
- * time, except vsem_destroy (the last call). Waiters are not served in
- * strict FIFO order (a pthread condition variable decides), which is fine
- * for bounding concurrency; no waiter starves while permits keep coming back
- * in practice, but there is no fairness guarantee.
+ * time, except vsem_destroy (the last call). A vsem_new semaphore does not
+ * serve waiters in FIFO order (a pthread condition variable decides, and a
+ * thread arriving as a permit comes back may take it first), which is fine
+ * for bounding concurrency. A vsem_new_fifo one does: a request limiter
+ * whose waiters give up after a deadline wants the oldest served first, or
+ * the unlucky ones wait several turns and its latency tail grows.
  */
 #ifndef VIGIL_SEM_H
 #define VIGIL_SEM_H
@@ -37,6 +41,9 @@ enum vsem_status {
  * pthread resources ran out. The caller owns it (vsem_destroy). */
 struct vsem *vsem_new(unsigned permits);
 
+/* As vsem_new, with waiters served strictly in the order they arrived. */
+struct vsem *vsem_new_fifo(unsigned permits);
+
 /* Frees S. Precondition: no thread is blocked in vsem_acquire (permits still
  * held are simply forgotten). NULL is a no-op. */
 void vsem_destroy(struct vsem *s);
@@ -55,5 +62,10 @@ void vsem_release(struct vsem *s);
 
 /* Returns the number of free permits: a snapshot, for metrics and tests. */
 unsigned vsem_available(struct vsem *s);
+
+/* Returns the number of threads waiting in vsem_acquire (a non-FIFO one
+ * counts a waiter until it has checked the pool after waking): a
+ * snapshot, for metrics and tests. */
+unsigned vsem_waiting(struct vsem *s);
 
 #endif

@@ -30,7 +30,7 @@
   }
 
   function show(id) {
-    for (const s of ["signin", "queue", "alert", "subject", "reset", "subscriptions", "admin"]) $(s).hidden = s !== id;
+    for (const s of ["signin", "queue", "alert", "subject", "reset", "subscriptions", "admin", "policies"]) $(s).hidden = s !== id;
   }
 
   let myStudies = [];
@@ -61,6 +61,7 @@
     const sm = location.hash.match(/^#subject\/([^/]+)\/(.+)$/);
     if (location.hash === "#subscriptions") openSubscriptions();
     else if (location.hash === "#admin") openAdmin();
+    else if (location.hash === "#policies") openPolicies();
     else if (m) openAlert(decodeURIComponent(m[1]));
     else if (sm) openSubject(decodeURIComponent(sm[1]), decodeURIComponent(sm[2]));
     else openQueue();
@@ -74,9 +75,11 @@
     if (timer) clearInterval(timer);
     const reload = () => { cursor = null; $("queue-rows").replaceChildren(); loadPage(); };
     // Live updates: new alerts arrive as Server-Sent Events and reload the
-    // first page at once. Polling stays as the fallback (every 15 s while
-    // the stream is not open: no EventSource, or refused with 503/401) and,
-    // every 60 s, for changes made by others (acknowledged, resolved).
+    // first page at once; others' acknowledgements, resolutions and
+    // retractions arrive as "change" events and update or drop their row
+    // (applyChange). Polling stays as the fallback (every 15 s while the
+    // stream is not open: no EventSource, or refused with 503/401) and
+    // every 60 s besides.
     startLive(reload);
     let ticks = 0;
     timer = setInterval(() => {
@@ -95,11 +98,35 @@
       if ($("queue").hidden || pending) return;
       pending = setTimeout(() => { pending = null; reload(); }, 300);
     });
+    live.addEventListener("change", (m) => {
+      let d = null;
+      try { d = JSON.parse(m.data); } catch (e) { return; }
+      applyChange(d);
+    });
+    // A reconnect may have missed events in between: reload once open again.
+    let opened = false;
+    live.addEventListener("open", () => {
+      if (opened && !$("queue").hidden) reload();
+      opened = true;
+    });
     live.addEventListener("error", () => {
       // CLOSED: refused (the browser does not retry a 503 or 401); the
       // interval polls instead. CONNECTING: the browser reconnects itself.
       if (live && live.readyState === EventSource.CLOSED) live = null;
     });
+  }
+
+  // A lifecycle change from the stream: the row of that alert (if shown)
+  // gets the new state, or leaves when the queue shows another state.
+  function applyChange(d) {
+    if (!d || typeof d.alert_id !== "string" || typeof d.state !== "string") return;
+    const want = $("state").value;
+    for (const tr of Array.from($("queue-rows").rows)) {
+      if (tr.dataset.alertId !== d.alert_id) continue;
+      if (want && d.state !== want) tr.remove();
+      else tr.cells[5].textContent = d.state;
+    }
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString() + ": " + d.alert_id + " " + d.state;
   }
 
   async function loadPage() {
@@ -112,6 +139,7 @@
     for (const a of r.data.alerts) {
       const tr = el("tr");
       tr.tabIndex = 0;
+      tr.dataset.alertId = a.alert_id;
       const sev = el("td");
       sev.append(el("span", a.severity, "sev-" + a.severity));
       tr.append(sev, el("td", a.detected_at.replace("T", " ").slice(0, 16)),
@@ -127,10 +155,11 @@
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   }
 
-  async function openAlert(id) {
+  // KEEP: leave the status line as it is (the refresh after an action).
+  async function openAlert(id, keep) {
     show("alert");
     current = id;
-    $("action-result").textContent = "";
+    if (!keep) $("action-result").textContent = "";
     const r = await api("GET", "/api/v1/alerts/" + encodeURIComponent(id));
     if (r.status === 401) { signedOut(); return; }
     if (r.status !== 200) { $("alert-h").textContent = "Alert not found"; return; }
@@ -303,6 +332,14 @@
   }
   // ---- end of quiet hours and contact details -------------------------------
 
+  // A study <select> with STUDIES as options, kept (with its choice) when
+  // it has them already.
+  function fillStudies(sel, studies) {
+    if (sel.options.length === studies.length) return;
+    sel.replaceChildren();
+    for (const st of studies) { const o = el("option", st); o.value = st; sel.append(o); }
+  }
+
   // Study administration for study-admins: sites and who holds which role.
   function adminStudy() { return $("admin-study").value; }
   function adminSay(r, okStatus, okText) {
@@ -311,11 +348,7 @@
 
   async function openAdmin() {
     show("admin");
-    const sel = $("admin-study");
-    if (sel.options.length !== adminStudies.length) {
-      sel.replaceChildren();
-      for (const st of adminStudies) { const o = el("option", st); o.value = st; sel.append(o); }
-    }
+    fillStudies($("admin-study"), adminStudies);
     const study = encodeURIComponent(adminStudy());
     const s = await api("GET", "/api/v1/studies/" + study + "/sites");
     if (s.status === 401) { signedOut(); return; }
@@ -344,12 +377,198 @@
     }
   }
 
+  // ---- escalation policies -------------------------------------------------
+  // Every member of a study sees its policies (responders should know who is
+  // paged after them); a study_admin edits them with a form per policy:
+  // targets and channels as checkboxes, deadlines in minutes. Saving sends
+  // the one policy to PUT /api/v1/studies/{study}/policies, whose validation
+  // (alerting/policy.c, policy_store.c) is the only one: its messages are
+  // shown under the form that was saved.
+  const POLICY_ROLES = ["role:site_coordinator", "role:investigator", "role:safety_physician", "role:medical_monitor"];
+  const POLICY_CHANNELS = ["email", "sms", "subscribed"];
+  let polSeq = 0;
+
+  function polStudy() { return $("pol-study").value; }
+
+  // Seconds as minutes, exact enough that saving a form unchanged gives the
+  // same seconds back (61 s: 1.017 min -> 61 s).
+  function minutes(s) { return Math.round(s / 0.06) / 1000; }
+
+  function tierText(t) {
+    return "Tier " + t.tier + ": " + t.targets.join(", ") + " by " + t.channels.join(", ") +
+      "; " + minutes(t.ack_deadline_s) + " min to acknowledge";
+  }
+
+  function policyTitle(p) {
+    return p.severity + " alerts, " + (p.site_id ? "site " + p.site_id : "every site");
+  }
+
+  // A labelled input: returns [label, input].
+  function polField(text, type, value) {
+    const id = "pol-f" + (++polSeq);
+    const i = el("input");
+    i.id = id;
+    i.type = type;
+    if (type === "checkbox") i.checked = !!value;
+    else if (value !== undefined && value !== null) i.value = String(value);
+    const l = el("label", text);
+    l.htmlFor = id;
+    return [l, i];
+  }
+
+  function policyView(p) {
+    const box = el("article", undefined, "policy");
+    box.append(el("h3", policyTitle(p)));
+    const ol = el("ul");
+    for (const t of p.tiers) ol.append(el("li", tierText(t)));
+    if (p.tiers.length) ol.append(el("li", "then the last tier again every " + minutes(p.repeat_last_s) + " min until acknowledged"));
+    else ol.append(el("li", p.digest ? "no escalation; a daily digest e-mail of unacknowledged alerts" : "no escalation"));
+    box.append(ol);
+    return box;
+  }
+
+  function tierEditor(t, n) {
+    const fs = el("fieldset", undefined, "tier");
+    fs.append(el("legend", "Tier " + n));
+    const targets = el("fieldset");
+    targets.append(el("legend", "Who"));
+    for (const name of ["subscribers"].concat(POLICY_ROLES)) {
+      const [l, i] = polField(name.replace(/^role:/, "").replace(/_/g, " "), "checkbox", t.targets.includes(name));
+      i.dataset.target = name;
+      l.prepend(i);
+      targets.append(l);
+    }
+    const people = t.targets.filter((x) => x.startsWith("researcher:")).map((x) => x.slice(11));
+    const [pl, pi] = polField("Researchers (ids, comma-separated)", "text", people.join(", "));
+    pl.className = "block";
+    pi.className = "tier-people";
+    targets.append(pl, pi);
+    const channels = el("fieldset");
+    channels.append(el("legend", "How"));
+    for (const name of POLICY_CHANNELS) {
+      const [l, i] = polField(name === "subscribed" ? "as each subscribed" : name, "checkbox", t.channels.includes(name));
+      i.dataset.channel = name;
+      l.prepend(i);
+      channels.append(l);
+    }
+    const [dl, di] = polField("Minutes to acknowledge", "number", minutes(t.ack_deadline_s));
+    dl.className = "block";
+    di.className = "tier-deadline";
+    di.min = "1";
+    di.max = "1440";
+    di.step = "any";
+    di.required = true;
+    const rm = el("button", "Remove tier " + n);
+    rm.type = "button";
+    rm.addEventListener("click", () => { const f = fs.closest("form"); fs.remove(); renumberTiers(f); });
+    fs.append(targets, channels, dl, di, rm);
+    return fs;
+  }
+
+  function renumberTiers(form) {
+    form.querySelectorAll("fieldset.tier").forEach((fs, k) => {
+      fs.querySelector("legend").textContent = "Tier " + (k + 1);
+      fs.querySelector(":scope > button").textContent = "Remove tier " + (k + 1);
+    });
+  }
+
+  // The form's policy in the file format of `vigil policy set` (policy.h).
+  function policyOfForm(form, p) {
+    const body = { study: polStudy(), severity: p.severity, tiers: [] };
+    if (p.site_id) body.site = p.site_id;
+    const rep = Number(form.querySelector(".policy-repeat").value);
+    if (p.severity === "critical") body.repeat_last = Math.round(rep * 60);
+    if (p.severity === "warning") body.digest = form.querySelector(".policy-digest").checked;
+    for (const fs of form.querySelectorAll("fieldset.tier")) {
+      const targets = Array.from(fs.querySelectorAll("input[data-target]:checked"), (i) => i.dataset.target);
+      for (const id of fs.querySelector(".tier-people").value.split(",")) {
+        if (id.trim()) targets.push("researcher:" + id.trim());
+      }
+      const channels = Array.from(fs.querySelectorAll("input[data-channel]:checked"), (i) => i.dataset.channel);
+      body.tiers.push({ targets, channels, ack_deadline: Math.round(Number(fs.querySelector(".tier-deadline").value) * 60) });
+    }
+    return body;
+  }
+
+  function policyEditor(p) {
+    const form = el("form", undefined, "policy");
+    form.append(el("h3", policyTitle(p)));
+    const tiers = el("div");
+    p.tiers.forEach((t, k) => tiers.append(tierEditor(t, k + 1)));
+    form.append(tiers);
+    if (p.severity === "critical") {
+      const add = el("button", "Add a tier");
+      add.type = "button";
+      add.addEventListener("click", () => {
+        tiers.append(tierEditor({ targets: [], channels: ["email"], ack_deadline_s: 900 }, tiers.children.length + 1));
+      });
+      const [rl, ri] = polField("Then repeat the last tier every (minutes)", "number", minutes(p.repeat_last_s));
+      ri.className = "policy-repeat";
+      ri.min = "1";
+      ri.max = "1440";
+      ri.step = "any";
+      form.append(add, rl, ri);
+    } else {
+      const [dl, di] = polField("Daily digest e-mail of unacknowledged warnings", "checkbox", p.digest);
+      di.className = "policy-digest";
+      dl.prepend(di);
+      form.append(dl);
+    }
+    const save = el("button", "Save " + policyTitle(p));
+    save.type = "submit";
+    const result = el("p", undefined, "policy-result");
+    result.setAttribute("role", "alert");
+    form.append(save, result);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await api("PUT", "/api/v1/studies/" + encodeURIComponent(polStudy()) + "/policies", policyOfForm(form, p));
+      if (r.status === 401) { signedOut(); return; }
+      result.className = "policy-result" + (r.status === 200 ? "" : " error");
+      result.textContent = r.status === 200 ? "saved" : ((r.data && r.data.message) || ("failed: " + r.status));
+    });
+    return form;
+  }
+
+  async function openPolicies() {
+    show("policies");
+    fillStudies($("pol-study"), myStudies);
+    const list = $("pol-list");
+    list.replaceChildren();
+    $("pol-note").textContent = "";
+    const r = await api("GET", "/api/v1/studies/" + encodeURIComponent(polStudy()) + "/policies");
+    if (r.status === 401) { signedOut(); return; }
+    if (r.status !== 200) { $("pol-note").textContent = "could not load (" + r.status + ")"; return; }
+    const edit = adminStudies.includes(polStudy());
+    $("pol-new").hidden = !edit;
+    if (r.data.defaults) {
+      $("pol-note").textContent = "No policy of the study's own: the built-in one applies (critical: the subscribers at once, " +
+        "the safety physician after 15 minutes, again every 15 minutes until acknowledged; warning: no escalation)." +
+        (edit ? " Add one below." : "");
+    } else if (!edit) {
+      $("pol-note").textContent = "Read only: study administrators change these.";
+    }
+    for (const p of r.data.policies) list.append(edit ? policyEditor(p) : policyView(p));
+  }
+
+  function initPolicies() {
+    $("pol-study").addEventListener("change", openPolicies);
+    $("pol-new").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const p = { site_id: $("pol-new-site").value.trim() || null, severity: $("pol-new-severity").value,
+                  repeat_last_s: 900, digest: false, tiers: [] };
+      if (p.severity === "critical") p.tiers.push({ targets: ["subscribers"], channels: ["subscribed"], ack_deadline_s: 900 });
+      const f = policyEditor(p);
+      $("pol-list").append(f);
+      f.querySelector("input").focus();
+    });
+  }
+
   async function change(action) {
     const body = { note: $("note").value || undefined };
     if (action === "resolve") body.category = $("category").value;
     const r = await api("POST", "/api/v1/alerts/" + encodeURIComponent(current) + "/" + action, body);
     $("action-result").textContent = r.status === 200 ? r.data.result : ((r.data && r.data.message) || ("failed: " + r.status));
-    if (r.status === 200) openAlert(current);
+    if (r.status === 200) openAlert(current, true);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -417,6 +636,7 @@
     $("subject-back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
     $("ack").addEventListener("click", () => change("ack"));
     $("resolve").addEventListener("click", () => change("resolve"));
+    initPolicies();
     window.addEventListener("hashchange", route);
     start();
   });

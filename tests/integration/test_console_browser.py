@@ -4,18 +4,28 @@ by Selenium through chromium-driver, against a real `vigil console`.
 A responder signs in through the page's form, sees the open-alert queue,
 opens an alert, acknowledges it with the button (the page sends the CSRF
 token it got at sign-in), sees the alert's state become acknowledged and
-the open queue drop it, then opens the subject's page and checks that the
+the open queue drop it; another user's acknowledgement (command line)
+drops a row through the live stream's change event, a resolution updates
+one in place; then opens the subject's page and checks that the
 SVG chart is drawn: one circle per result, out-of-range ones marked, the
-reference band, the alert line. The browser's console must hold no
+reference band, the alert line. Escalation policies: the responder sees
+them in words and no control to change them (a site id holding markup
+stays text); a study_admin changes a tier's deadline in the form, and the
+database then holds it with a policy_set audit event by that admin; a
+policy the validator refuses shows its message under the form and changes
+nothing. After Acknowledge the status line still says so once the alert's
+state is refreshed. The browser's console must hold no
 Content-Security-Policy violation (nor any other error). Screenshots of the
-queue, the alert and the chart are saved under build/artifacts/console/
+queue, the alert, the chart and the policy editor (policy.png) are saved under build/artifacts/console/
 (the directory is printed). Every wait is a WebDriverWait with a deadline.
 
 Never skipped: without chromium or chromium-driver the test fails and says
 which Debian package is missing.
 """
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -42,7 +52,8 @@ for path, pkg in ((CHROMIUM, "chromium"), (DRIVER, "chromium-driver")):
 
 ART = os.path.join(h.BUILD or ".", "artifacts", "console")
 os.makedirs(ART, exist_ok=True)
-for old in ("failed.png", "queue.png", "alert.png", "subject-chart.png", "subject.png"):
+for old in ("failed.png", "queue.png", "alert.png", "subject-chart.png", "subject.png", "policy.png",
+            "policy-phone.png"):
     if os.path.exists(os.path.join(ART, old)):
         os.unlink(os.path.join(ART, old))
 print("screenshots in", os.path.abspath(ART), flush=True)
@@ -57,6 +68,27 @@ E.alert("b3", "S2", subject="SUBJ-9", message="not yours")
 # SUBJ-7's potassium over 12 days: 10 in range, 2 above the band
 for i in range(12):
     E.observation("k7-%d" % i, "S1", "SUBJ-7", value=6.3 if i in (0, 5) else 4.0 + 0.05 * i, days_ago=i)
+
+# S1's escalation policies: study-wide and for a site whose id is markup
+EVIL_SITE = "<img/src=x/onerror=alert(3)>"
+E.sql("INSERT INTO sites (study_id, site_id, name) VALUES ('S1', %s, %s)", EVIL_SITE, cl.MARKUP)
+with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+    json.dump({"policies": [
+        {"study": "S1", "severity": "critical", "repeat_last": "15m", "tiers": [
+            {"targets": ["subscribers"], "channels": ["subscribed"], "ack_deadline": "15m"},
+            {"targets": ["researcher:responder"], "channels": ["email"], "ack_deadline": "10m"}]},
+        {"study": "S1", "site": EVIL_SITE, "severity": "critical", "tiers": [
+            {"targets": ["subscribers"], "channels": ["email", "sms"], "ack_deadline": "5m"}]}]}, f)
+r = subprocess.run([h.VIGIL, "policy", "set", f.name, "--conninfo", E.conninfo], capture_output=True, text=True)
+os.unlink(f.name)
+assert r.returncode == 0, r.stderr
+
+
+def tier_deadlines():
+    return E.sql("SELECT t.tier, t.ack_deadline_s FROM escalation_policies p JOIN escalation_tiers t "
+                 "USING (policy_id) WHERE p.study_id = 'S1' AND p.site_id IS NULL AND p.severity = 'critical' "
+                 "ORDER BY t.tier")
+
 
 profile = tempfile.mkdtemp(prefix="vigil-chromium-")
 opts = webdriver.ChromeOptions()
@@ -129,9 +161,10 @@ try:
     C.check("#alert/b1" in driver.current_url, "the alert's page is #alert/b1: %s" % driver.current_url)
     driver.find_element(By.ID, "note").send_keys("called the site")
     driver.find_element(By.ID, "ack").click()
-    # (the page's "acknowledged" status line is cleared at once by the
-    # alert's reload, so the state shown is what is waited for)
     until(lambda d: state_of_alert() == "acknowledged", "the alert's state becomes acknowledged")
+    # the status line survives the alert's refresh that showed the new state
+    C.check(driver.find_element(By.ID, "action-result").text == "acknowledged",
+            "the status line still says acknowledged: %r" % driver.find_element(By.ID, "action-result").text)
     C.check(E.sql("SELECT state FROM alert_lifecycle WHERE alert_id = 'b1'") == [("acknowledged",)],
             "the database has b1 acknowledged")
     C.check(any("ack" in li.text and "responder" in li.text
@@ -142,9 +175,23 @@ try:
     # back to the queue: the open queue drops it, "all" shows it acknowledged
     driver.find_element(By.ID, "back").click()
     until(lambda d: [r[4] for r in queue_rows()] == ["sodium low"], "the open queue without b1")
+    # someone else acknowledges b2 (the command line): the live stream's
+    # change event drops its row at once, without a reload (the page's
+    # status line names the change; a reload would only say "updated")
+    r = subprocess.run([h.VIGIL, "alerts", "ack", "b2", "--as", "admin", "--conninfo", E.conninfo],
+                       capture_output=True, text=True)
+    C.check(r.returncode == 0, "b2 acknowledged by another user: %s" % r.stderr)
+    until(lambda d: queue_rows() == [] and "b2 acknowledged" in d.find_element(By.ID, "updated").text,
+          "the open queue drops b2 on the stream's change event")
     Select(driver.find_element(By.ID, "state")).select_by_value("")
     until(lambda d: ["potassium 6.3 above 5.1", "acknowledged"] in [[r[4], r[5]] for r in queue_rows()],
           "the whole queue shows b1 acknowledged")
+    # ...and, shown with every state, a change updates the row in place
+    r = subprocess.run([h.VIGIL, "alerts", "resolve", "b2", "--as", "admin", "--category", "other", "--note",
+                        "done", "--conninfo", E.conninfo], capture_output=True, text=True)
+    until(lambda d: ["sodium low", "resolved"] in [[r[4], r[5]] for r in queue_rows()]
+          and "b2 resolved" in d.find_element(By.ID, "updated").text,
+          "the whole queue shows b2 resolved from the stream")
 
     # the subject's page: the chart
     click_row("potassium")
@@ -169,8 +216,63 @@ try:
     svg.screenshot(os.path.join(ART, "subject-chart.png"))
     driver.save_screenshot(os.path.join(ART, "subject.png"))
 
-    # my subscriptions on a phone: quiet hours and contact details, saved
-    # through the labelled controls (issue #15)
+    # escalation policies, read only for the responder: the tiers in words,
+    # no control to change them, the markup site id as text
+    driver.find_element(By.ID, "nav-policies").click()
+    until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pol-list article.policy")) == 2,
+          "the responder sees S1's two policies")
+    text = driver.find_element(By.ID, "pol-list").text
+    C.check("Tier 2: researcher:responder by email; 10 min to acknowledge" in text
+            and "every 15 min until acknowledged" in text, "the policy in words: %r" % text)
+    C.check("site " + EVIL_SITE in text and not driver.find_elements(By.CSS_SELECTOR, "#pol-list img"),
+            "a site id holding markup is shown as text, no element made of it")
+    C.check(not driver.find_elements(By.CSS_SELECTOR, "#pol-list input, #pol-list button")
+            and not driver.find_element(By.ID, "pol-new").is_displayed(),
+            "a responder gets no control to change a policy")
+
+    # a study_admin edits: tier 2's deadline 10 -> 20 minutes, saved, stored, audited
+    driver.find_element(By.ID, "signout").click()
+    until(EC.visibility_of_element_located((By.ID, "email")), "the sign-in form after signing out")
+    driver.find_element(By.ID, "email").clear()
+    driver.find_element(By.ID, "email").send_keys("study_admin@example.org")
+    driver.find_element(By.ID, "password").send_keys(cl.PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+    until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pol-list form.policy")) == 2,
+          "the study_admin's policy editor with two policies")
+    forms = driver.find_elements(By.CSS_SELECTOR, "#pol-list form.policy")
+    study_form = [f for f in forms if "every site" in f.find_element(By.TAG_NAME, "h3").text][0]
+    deadline = study_form.find_elements(By.CSS_SELECTOR, "input.tier-deadline")
+    C.check([x.get_attribute("value") for x in deadline] == ["15", "10"], "the deadlines in minutes")
+    C.check(driver.find_element(By.CSS_SELECTOR, "label[for=%s]" % deadline[1].get_attribute("id")).text
+            == "Minutes to acknowledge", "the deadline has its label")
+    deadline[1].clear()
+    deadline[1].send_keys("20")
+    study_form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(lambda d: study_form.find_element(By.CSS_SELECTOR, ".policy-result").text == "saved",
+          "the policy saved")
+    C.check(tier_deadlines() == [(1, 900), (2, 1200)], "the database holds tier 2's new deadline: %s"
+            % tier_deadlines())
+    audit = E.sql("SELECT detail FROM alert_events WHERE kind = 'policy_set' AND actor = 'console:study_admin'")
+    C.check(len(audit) == 1 and [t["ack_deadline_s"] for t in audit[0][0]["tiers"]] == [900, 1200],
+            "an audit event records the change by the study_admin: %s" % audit)
+    driver.save_screenshot(os.path.join(ART, "policy.png"))
+    # on a phone's width the editor fits: no sideways scrolling
+    driver.set_window_size(390, 844)
+    until(lambda d: d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"),
+          "the policy editor fits a phone's width")
+    driver.save_screenshot(os.path.join(ART, "policy-phone.png"))
+    driver.set_window_size(1280, 1000)
+
+    # policy.c's refusal is shown next to the form; nothing changes (a tier
+    # with nobody to page; deadlines out of bounds the browser refuses itself)
+    study_form.find_element(By.CSS_SELECTOR, "fieldset.tier input[data-target=subscribers]").click()
+    study_form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(lambda d: "tier 1 is empty" in study_form.find_element(By.CSS_SELECTOR, ".policy-result").text,
+          "the validator's message under the form")
+    C.check(tier_deadlines() == [(1, 900), (2, 1200)], "a refused policy changes nothing")
+
+    # the study_admin's own subscriptions page on a phone: quiet hours and
+    # contact details, saved through the labelled controls (issue #15)
     driver.set_window_size(390, 844)
     driver.get(base + "/console/#subscriptions")
     until(lambda d: d.find_element(By.ID, "quiet-zone").get_attribute("value") != "" and
@@ -184,14 +286,14 @@ try:
     driver.find_element(By.CSS_SELECTOR, "#quiet-form button[type=submit]").click()
     until(lambda d: "saved" in d.find_element(By.ID, "quiet-result").text, "quiet hours saved")
     C.check(E.sql("SELECT start_local::text, end_local::text, time_zone FROM researcher_quiet_hours "
-                  "WHERE researcher_id = 'responder'") == [("22:00:00", "07:00:00", "Europe/Paris")],
+                  "WHERE researcher_id = 'study_admin'") == [("22:00:00", "07:00:00", "Europe/Paris")],
             "quiet hours saved from the page: %s" % driver.find_element(By.ID, "quiet-result").text)
     ph = driver.find_element(By.ID, "contact-phone")
     ph.clear()
     ph.send_keys("+44 7700 900123")
     driver.find_element(By.CSS_SELECTOR, "#contact-form button[type=submit]").click()
     until(lambda d: "saved" in d.find_element(By.ID, "contact-result").text, "contact saved")
-    C.check(E.sql("SELECT phone FROM researchers WHERE researcher_id = 'responder'") == [("+447700900123",)],
+    C.check(E.sql("SELECT phone FROM researchers WHERE researcher_id = 'study_admin'") == [("+447700900123",)],
             "the phone saved from the page, spaces dropped: %s" % driver.find_element(By.ID, "contact-result").text)
     C.check(driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"),
             "no sideways scrolling on a 390 px wide phone")
@@ -201,14 +303,17 @@ try:
     logs = driver.get_log("browser")
     csp = [x["message"] for x in logs if "Content Security Policy" in x["message"] or "Refused to" in x["message"]]
     # expected: the page's first question, "am I signed in?" (401 before the
-    # sign-in), and the browser's own favicon request (the console has none)
+    # sign-in), the browser's own favicon request (the console has none),
+    # and the refused policy above (400, the answer the page shows)
     expected = ("/api/v1/session - Failed to load resource: the server responded with a status of 401",
-                "/favicon.ico - Failed to load resource: the server responded with a status of 404")
+                "/favicon.ico - Failed to load resource: the server responded with a status of 404",
+                "/api/v1/studies/S1/policies - Failed to load resource: the server responded with a status of 400")
     errors = [x["message"] for x in logs if x["level"] == "SEVERE"
               and not any(e in x["message"] for e in expected)]
     C.check(not csp, "no Content-Security-Policy violation in the console: %s" % csp)
     C.check(not errors, "no error in the browser's console: %s" % errors)
-    for name in ("queue.png", "alert.png", "subject-chart.png", "subscriptions-phone.png"):
+    for name in ("queue.png", "alert.png", "subject-chart.png", "policy.png", "policy-phone.png",
+                 "subscriptions-phone.png"):
         p = os.path.join(ART, name)
         C.check(os.path.getsize(p) > 1000, "screenshot %s saved" % p)
 except TimeoutException:

@@ -4,7 +4,10 @@
 the reason (vigil_console_pg_up 0); with PostgreSQL, /readyz is 200; an
 unknown path is 404, a method a route does not take is 405 with Allow, a
 body over the limit is 413; without link keys or an inbound secret the
-acknowledgement pages and the inbound webhook are not there at all."""
+acknowledgement pages and the inbound webhook are not there at all. With
+metrics_listen, /metrics moves to that port alone (404 on the main one,
+where the chart's NetworkPolicy admits the ingress controller) while both
+answer the probes."""
 import os
 import sys
 import time
@@ -63,6 +66,23 @@ try:
     st, body, hdr = A.http("GET", base + "/ack/garbage")
     t.check(st == 400 and "Content-Security-Policy" in hdr and "no-store" in hdr.get(
         "Cache-Control", ""), "a page: 400 for garbage, with CSP and no-store")
+finally:
+    t.check(p.stop() == 0, "SIGTERM: exit 0")
+
+# metrics_listen: /metrics on its own port only
+mport = A.free_port()
+p, base = start(h.env("VIGIL_PG_CONNINFO"), ["-s", "metrics_listen=127.0.0.1:%d" % mport])
+mbase = "http://127.0.0.1:%d" % mport
+try:
+    t.check(h.wait_until(lambda: A.http("GET", mbase + "/readyz")[0] == 200, 30, "metrics port ready"),
+            "metrics_listen: /readyz 200 on the metrics port")
+    st, body, _ = A.http("GET", mbase + "/metrics")
+    t.check(st == 200 and "vigil_console_pg_up" in body and "vigil_console_alert_streams" in body,
+            "metrics_listen: the console's metrics on the metrics port (%s)" % st)
+    t.check(A.http("GET", base + "/metrics")[0] == 404, "metrics_listen: no /metrics on the main port")
+    t.check(A.http("GET", base + "/healthz")[0] == 200 and A.http("GET", base + "/console/")[0] == 200,
+            "metrics_listen: the main port still answers probes and pages")
+    t.check(A.http("GET", mbase + "/console/")[0] == 404, "the metrics port serves no pages")
 finally:
     t.check(p.stop() == 0, "SIGTERM: exit 0")
 t.done()

@@ -6,7 +6,9 @@ filter is the caller's studies, in SQL). Also: no session is 401 and no
 stream; a global admin's stream carries both studies; heartbeat comments
 arrive while nothing happens; streams beyond VIGIL_CONSOLE_MAX_STREAMS are
 503 with Retry-After; the page uses EventSource with polling as its
-fallback; SIGTERM ends open streams cleanly (the console exits 0 promptly
+fallback; another user's acknowledgement (and a resolution) of an S1 alert
+reaches the viewer's stream as a "change" event while one in S2 reaches
+only the admin's; SIGTERM ends open streams cleanly (the console exits 0 promptly
 and the client sees the end of the stream).
 """
 import http.client
@@ -14,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -115,6 +118,45 @@ ev = [d for e, d in v.events if e == "alert"]
 C.check(ev and ev[0]["study_id"] == "S1" and ev[0]["state"] == "open" and ev[0]["message"] == "mine",
         "the event's data is the alert as the list answers it: %s" % (ev[:1],))
 
+# Lifecycle changes: another user's acknowledgement of an S1 alert reaches
+# the viewer's stream as a "change" event; an acknowledgement in S2 reaches
+# the admin's stream (so it was produced) and never the viewer's.
+def changes(s):
+    return [(d["alert_id"], d["state"]) for e, d in s.events if e == "change"]
+
+
+resp_cookie, resp_csrf, _ = E.signin("responder")
+t0 = time.monotonic()
+st, _, body = E.request("POST", "/api/v1/alerts/live-S1/ack", {"note": "seen"}, cookie=resp_cookie,
+                        csrf=resp_csrf)
+C.check(st == 200 and body.get("result") == "acknowledged", "the responder acknowledges live-S1: %s %s"
+        % (st, body))
+r = subprocess.run([h.VIGIL, "alerts", "ack", "live-S2", "--as", "admin", "--conninfo", E.conninfo],
+                   capture_output=True, text=True)
+C.check(r.returncode == 0 and "acknowledged" in r.stdout, "live-S2 acknowledged by the CLI: %s %s"
+        % (r.stdout, r.stderr))
+got = h.wait_until(lambda: ("live-S1", "acknowledged") in changes(v) or None, 10,
+                   "the acknowledgement on the viewer's stream")
+took = time.monotonic() - t0
+C.check(got, "another user's acknowledgement reaches the viewer's stream within %.1f s" % took)
+print("figure console_stream_change_latency %.2f s (ack to event, 1 s polls)" % took, flush=True)
+h.wait_until(lambda: {("live-S1", "acknowledged"), ("live-S2", "acknowledged")} <= set(changes(a)) or None,
+             10, "both acknowledgements on the admin's stream")
+C.check({("live-S1", "acknowledged"), ("live-S2", "acknowledged")} <= set(changes(a)),
+        "the admin's stream carries both studies' acknowledgements: %s" % changes(a))
+time.sleep(2.5)  # an absence cannot be waited for: two more polls (1 s each)
+C.check(changes(v) == [("live-S1", "acknowledged")],
+        "the viewer's stream carries S1's acknowledgement once and never S2's: %s" % changes(v))
+ch = [d for e, d in v.events if e == "change"]
+C.check(ch and ch[0]["kind"] == "acknowledged" and isinstance(ch[0]["event_id"], int) and ch[0]["at"],
+        "a change event names the kind, the audit event id and when: %s" % ch[:1])
+# and a resolution, by the command line this time
+r = subprocess.run([h.VIGIL, "alerts", "resolve", "live-S1", "--as", "responder", "--category", "other",
+                    "--note", "done", "--conninfo", E.conninfo], capture_output=True, text=True)
+got = h.wait_until(lambda: ("live-S1", "resolved") in changes(v) or None, 10, "the resolution on the stream")
+C.check(got and changes(v)[-1] == ("live-S1", "resolved"), "the resolution reaches the viewer's stream: %s %s"
+        % (changes(v), r.stderr))
+
 # Heartbeats while nothing happens (every 5 s), so proxies keep it open.
 n0 = sum(1 for c in v.comments if "keep-alive" in c)
 h.wait_until(lambda: sum(1 for c in v.comments if "keep-alive" in c) > n0, 12, "a heartbeat comment")
@@ -126,10 +168,12 @@ over = Stream(cookie=viewer_cookie)
 C.check(third.status == 200 and over.status == 503 and over.headers.get("retry-after"),
         "streams beyond %d: 503 with Retry-After (got %d, %d %s)"
         % (MAX_STREAMS, third.status, over.status, over.headers.get("retry-after")))
-# A stream whose client went away gives its place back.
+# A stream whose client went away gives its place back. The server sees the
+# close on a write: the first heartbeat after it may still be accepted by
+# the kernel, the next one fails (two heartbeats, 10 s, and a margin).
 third.close()
 again = h.wait_until(lambda: (lambda s: s if s.status == 200 else s.close())(Stream(cookie=viewer_cookie)),
-                     10, "a place freed by a closed stream", interval=0.5)
+                     15, "a place freed by a closed stream", interval=0.5)
 C.check(again is not None, "a closed stream's place is given back")
 st, _, text = E.request("GET", "/metrics")
 C.check("vigil_console_alert_streams" in text, "/metrics has vigil_console_alert_streams")

@@ -1,7 +1,11 @@
 """vigil directory import FILE: researchers, studies, sites and
-subscriptions from CSV into a private schema. The import is idempotent (a
-second run changes nothing), updates in place, is all or nothing, and names
-the line of the first bad row."""
+subscriptions from CSV, and all of those plus escalation policies from
+YAML, into a private schema. The import is idempotent (a second run changes
+nothing and says so; an unchanged policy is not rewritten nor audited
+again), updates in place, is all or nothing (a policy that reaches nobody
+in an otherwise valid file rolls back its studies and researchers too),
+and every error names its line: YAML syntax, unknown sections and keys,
+bad values, a policy's tier, and rows the tables refuse."""
 import os
 import subprocess
 import sys
@@ -27,10 +31,10 @@ GOOD = "\n".join([
 ]) + "\n"
 
 
-def run(text):
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+def run(text, suffix=".csv", *args):
+    with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as f:
         f.write(text)
-    r = subprocess.run([h.VIGIL, "directory", "import", f.name, "--conninfo", E.conninfo],
+    r = subprocess.run([h.VIGIL, "directory", "import", f.name, "--conninfo", E.conninfo] + list(args),
                        capture_output=True, text=True)
     os.unlink(f.name)
     return r
@@ -65,4 +69,127 @@ C.check(E.sql("SELECT count(*) FROM researchers")[0][0] == before and
         "a failed import changes nothing (all or nothing)")
 r = subprocess.run([h.VIGIL, "directory", "import"], capture_output=True, text=True)
 C.check(r.returncode == 2, "no FILE: usage error")
+
+# ---- YAML, with escalation policies ----------------------------------------
+YAML = """# the directory of study Y
+studies:
+  - {id: STUDY-Y, name: "Trial Y: <b>phase</b> III"}
+sites:
+  - id: SITE-Y1
+    study: STUDY-Y
+    name: Site Y one
+researchers:
+  - id: RY-1
+    name: Yan
+    email: yan@example.org
+    phone: "+442079000009"
+  - id: RY-2
+    name: Zoe
+    email: zoe@example.org
+subscriptions:
+  - researcher: RY-1
+    study: STUDY-Y
+    min_severity: critical
+    channels: [email, sms]
+  - {researcher: RY-2, study: STUDY-Y, site: SITE-Y1, min_severity: warning, channels: email}
+policies:
+  - study: STUDY-Y
+    severity: critical
+    repeat_last: 15m
+    tiers:
+      - {targets: [subscribers], channels: [subscribed], ack_deadline: 15m}
+      - {targets: ["researcher:RY-2"], channels: [email], ack_deadline: 10m}
+  - study: STUDY-Y
+    site: SITE-Y1
+    severity: warning
+    digest: true
+"""
+
+
+def line_of(text, marker, nth=1):
+    """The 1-based line of the NTH line holding MARKER."""
+    hits = [i + 1 for i, ln in enumerate(text.split("\n")) if marker in ln]
+    return hits[nth - 1]
+
+
+def tiers_y():
+    return E.sql("SELECT t.tier, t.targets, t.channels, t.ack_deadline_s FROM escalation_policies p "
+                 "JOIN escalation_tiers t USING (policy_id) WHERE p.study_id = 'STUDY-Y' AND p.site_id IS NULL "
+                 "ORDER BY t.tier")
+
+
+def audits():
+    return E.sql("SELECT count(*) FROM alert_events WHERE kind = 'policy_set' AND actor LIKE 'cli:%%'")[0][0]
+
+
+r = run(YAML, ".yaml")
+C.check(r.returncode == 0 and "(yaml): 8 rows; changed 2 researchers, 1 studies, 1 sites, 2 subscriptions, "
+        "2 policies" in r.stdout, "YAML import: %s %s" % (r.stdout, r.stderr))
+C.check(tiers_y() == [(1, ["subscribers"], ["subscribed"], 900), (2, ["researcher:RY-2"], ["email"], 600)],
+        "the policy's tiers are in the tables: %s" % tiers_y())
+C.check(E.sql("SELECT digest FROM escalation_policies WHERE study_id = 'STUDY-Y' AND site_id = 'SITE-Y1' "
+              "AND severity = 'warning'") == [(True,)], "the site's warning policy (digest)")
+C.check(E.sql("SELECT channels FROM subscriptions WHERE researcher_id = 'RY-1'")[0][0] == ["email", "sms"]
+        and E.sql("SELECT name FROM studies WHERE study_id = 'STUDY-Y'")[0][0] == "Trial Y: <b>phase</b> III",
+        "YAML lists and quoted text")
+C.check(audits() == 2, "each policy written is audited (2): %d" % audits())
+r = run(YAML, ".yaml")
+C.check(r.returncode == 0 and "changed 0 researchers, 0 studies, 0 sites, 0 subscriptions, 0 policies "
+        "(nothing changed: already up to date)" in r.stdout, "a second YAML import changes nothing: %s %s"
+        % (r.stdout, r.stderr))
+C.check(audits() == 2, "an unchanged policy is neither rewritten nor audited again: %d" % audits())
+r = run(YAML.replace("ack_deadline: 10m", "ack_deadline: 20m"), ".yml")
+C.check(r.returncode == 0 and "changed 0 researchers, 0 studies, 0 sites, 0 subscriptions, 1 policies"
+        in r.stdout and tiers_y()[1][3] == 1200 and audits() == 3,
+        "an edited policy is replaced and audited: %s %s" % (r.stdout, tiers_y()))
+# the format by content (no telling extension) and by --format
+r = run(YAML.replace("ack_deadline: 10m", "ack_deadline: 20m"), ".txt")
+C.check(r.returncode == 0 and "(yaml)" in r.stdout and "nothing changed" in r.stdout,
+        "YAML recognised by content: %s" % r.stdout)
+r = run(GOOD, ".txt")
+C.check(r.returncode == 0 and "(csv)" in r.stdout, "CSV recognised by content: %s" % r.stdout)
+r = run(YAML, ".txt", "--format", "csv")
+C.check(r.returncode == 1 and "line " in r.stderr, "--format csv read as CSV: %s" % r.stderr)
+
+# every kind of error names its line, and nothing is imported
+before = E.sql("SELECT (SELECT count(*) FROM researchers), (SELECT count(*) FROM studies), "
+               "(SELECT count(*) FROM escalation_tiers)")
+NEW = YAML.replace("STUDY-Y", "STUDY-Z").replace("RY-", "RZ-").replace("SITE-Y1", "SITE-Z1")
+bad_policy = NEW.replace('["researcher:RZ-2"]', '["researcher:NOBODY"]')
+cases = [
+    (YAML + "researchers: [oops\n", line_of(YAML, "digest") + 2, "not YAML"),
+    (YAML.replace("reseachers", "x").replace("researchers:", "reseachers:"), line_of(YAML, "researchers:"),
+     "unknown section 'reseachers'"),
+    (YAML.replace("    email: zoe", "    emial: zoe"), line_of(YAML, "email: zoe"), "unknown key 'emial'"),
+    (YAML.replace("min_severity: critical", "min_severity: loud"), line_of(YAML, "min_severity: critical"),
+     "min_severity 'loud'"),
+    (YAML.replace("channels: [email, sms]", "channels: [email, pager]"), line_of(YAML, "channels: [email, sms]"),
+     "channels must be"),
+    (YAML.replace('{id: STUDY-Y, name: "Trial Y: <b>phase</b> III"}', "{id: STUDY-Y}"),
+     line_of(YAML, "{id: STUDY-Y"), "needs name"),
+    (YAML.replace("ack_deadline: 10m", "ack_deadline: 30s"), line_of(YAML, "ack_deadline: 10m"),
+     "tier 2 ack_deadline 30 s is out of bounds"),
+    (YAML.replace("    severity: critical\n", "    severity: critical\n    colour: red\n"),
+     line_of(YAML, "- study: STUDY-Y"), "unknown key 'colour'"),
+    (YAML + "  - {study: STUDY-Y, severity: critical, tiers: [{targets: [subscribers], channels: [email], "
+     "ack_deadline: 5m}]}\n", line_of(YAML, "digest") + 1, "same study, site and severity as the policy of line"),
+    # the tables refuse: a check constraint, a foreign key (the record's line)
+    (NEW.replace("zoe@example.org", "not-an-email"), line_of(NEW, "- id: RZ-2"), "researchers_email_check"),
+    (NEW.replace("site: SITE-Z1, min", "site: SITE-9, min"), line_of(NEW, "{researcher: RZ-2"), "foreign key"),
+    # a policy that reaches nobody, in a file otherwise valid and new
+    (bad_policy, line_of(bad_policy, "- study: STUDY-Z"), "reaches nobody"),
+]
+for text, line, what in cases:
+    r = run(text, ".yaml")
+    C.check(r.returncode == 1 and ("line %d:" % line) in r.stderr and what in r.stderr
+            and "nothing imported" in r.stderr,
+            "YAML error named with its line %d (%s): %s" % (line, what, r.stderr.strip()))
+after = E.sql("SELECT (SELECT count(*) FROM researchers), (SELECT count(*) FROM studies), "
+              "(SELECT count(*) FROM escalation_tiers)")
+C.check(after == before and E.sql("SELECT count(*) FROM studies WHERE study_id = 'STUDY-Z'")[0][0] == 0,
+        "a failed YAML import changes nothing, not even the valid records before the bad policy: %s %s"
+        % (before, after))
+C.check(audits() == 3, "no audit event from a failed import: %d" % audits())
+r = subprocess.run([h.VIGIL, "directory", "import", "x.yaml", "--format", "xml"], capture_output=True, text=True)
+C.check(r.returncode == 2, "--format xml: usage error")
 C.done()

@@ -74,6 +74,50 @@ static void test_script(PGconn *c)
     CHECK(strncmp(err, "division by zero", 16) == 0);
 }
 
+/* pg_query_prepared: prepared at first use, reused (the server knows the
+ * name), prepared again after the connection lost it (DEALLOCATE ALL, as a
+ * reconnect would), plain inside a transaction block, and errors as
+ * pg_query's. */
+static void test_prepared(PGconn *c)
+{
+    char err[512];
+    const char *sql = "SELECT $1::integer * 2 AS twice";
+    const char *v[] = {"21"};
+    for (int round = 0; round < 3; round++) {
+        PGresult *r = pg_query_prepared(c, sql, 1, v, err, sizeof err);
+        CHECK(r != NULL);
+        if (r != NULL)
+            CHECK_EQ_STR(PQgetvalue(r, 0, 0), "42");
+        PQclear(r);
+        r = pg_query(c, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", 1,
+                     &sql, err, sizeof err);
+        CHECK(r != NULL);
+        if (r != NULL)
+            CHECK_EQ_STR(PQgetvalue(r, 0, 0), "1");
+        PQclear(r);
+        if (round == 1)
+            CHECK_EQ_INT(pg_command(c, "DEALLOCATE ALL", 0, NULL, err, sizeof err), 0);
+    }
+    CHECK_EQ_INT(pg_command(c, "BEGIN", 0, NULL, err, sizeof err), 0);
+    const char *sql2 = "SELECT $1::integer + 1";
+    PGresult *r = pg_query_prepared(c, sql2, 1, v, err, sizeof err);
+    CHECK(r != NULL);
+    if (r != NULL)
+        CHECK_EQ_STR(PQgetvalue(r, 0, 0), "22");
+    PQclear(r);
+    CHECK(pg_query_prepared(c, "SELEC 1", 0, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "(SQLSTATE 42601)") != NULL);
+    CHECK_EQ_INT(pg_command(c, "ROLLBACK", 0, NULL, err, sizeof err), 0);
+    r = pg_query(c, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", 1, &sql2,
+                 err, sizeof err);
+    CHECK(r != NULL);
+    if (r != NULL)
+        CHECK_EQ_STR(PQgetvalue(r, 0, 0), "0"); /* not prepared inside the block */
+    PQclear(r);
+    CHECK(pg_query_prepared(c, "SELEC 1", 0, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "(SQLSTATE 42601)") != NULL);
+}
+
 int main(void)
 {
     char err[512];
@@ -88,6 +132,7 @@ int main(void)
     test_params(c);
     test_errors(c);
     test_script(c);
+    test_prepared(c);
     PQfinish(c);
     return testlib_done();
 }

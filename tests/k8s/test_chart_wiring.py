@@ -201,11 +201,11 @@ def release(mode):
         "notifier": {"group": "cw-n-" + rid, "port": free_port(),
                      "smtp": {"url": h.env("VIGIL_SMTP_URL"), "tls": "off"},
                      "sms": {"url": sms_url, "user": h.env("VIGIL_SMS_USER")}},
-        # The console on a free port (pods share the host's network), with
+        # The console on free ports (pods share the host's network), with
         # acknowledgement links (the notifier signs with the key file the
         # console verifies with) and the SMS webhook, so every file it and
         # the notifier are given is mounted and read.
-        "console": {"port": free_port(), "ackLinks": True, "smsInbound": True,
+        "console": {"port": free_port(), "metricsPort": free_port(), "ackLinks": True, "smsInbound": True,
                     "publicUrl": "https://console.example.org"},
     }
     # The image under test (VIGIL_IMAGE), as the chart would name it.

@@ -204,6 +204,11 @@ refuses console-ingress-no-tls 'console.ingress.tls.secretName' --set console.in
 refuses console-links-no-url 'console.ackLinks needs console.publicUrl' --set console.ackLinks=true
 refuses console-hpa-min-above-max 'console.autoscaling.minReplicas \(7\) exceeds' --set console.autoscaling.minReplicas=7
 refuses console-unknown-value "additional properties 'hots' not allowed" --set console.ingress.hots=x
+refuses console-netpol-no-postgres 'console.networkPolicy.postgres.to is required' --set networkPolicy.enabled=true
+refuses console-netpol-no-ingress-from 'console.networkPolicy.ingressFrom is required' \
+  -f "$all_values" --set console.networkPolicy.ingressFrom=null
+refuses console-netpol-no-smtp 'console.networkPolicy.smtp.to is required' \
+  -f "$all_values" --set console.networkPolicy.smtp.to=null
 refuses mllp-secret-in-settings "propertyName 'pg_conninfo'" --set mllp.enabled=true --set mllp.settings.pg_conninfo=host=db
 
 # NOTES.txt renders and names what an SRE must create (helm template does not
@@ -358,6 +363,26 @@ mutant ingress-other-host "s.replace('- host: \"vigil.example.org\"', '- host: \
   all-features 'host "other.example.org" has no tls entry'
 mutant ingress-to-worker "s.replace('                name: vigil-console\n                port:\n                  name: http', '                name: vigil-worker-metrics\n                port:\n                  name: metrics', 1)" \
   all-features 'Service vigil-worker-metrics does not select \(only\) the console'
+# The console's NetworkPolicy (all features: networkPolicy.enabled) and the
+# ports it relies on: /metrics on a port of its own, the Service's ports.
+mutant console-metrics-on-pages-port "$(console_at "'value: \"0.0.0.0:9103\"'" "'value: \"0.0.0.0:8080\"'")" \
+  all-features 'NetworkPolicy vigil-console \(console\): /metrics shares the pages. port'
+mutant console-service-http-to-metrics "$(console_at "'targetPort: http'" "'targetPort: metrics'" service)" \
+  base 'Service vigil-console port http: targetPort metrics is not the console.s pages port'
+mutant console-netpol-metrics-from-all "$(console_at "'      from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: monitoring\n'" "''" networkpolicy)" \
+  all-features 'NetworkPolicy vigil-console \(console\) ingress rule 2: admits every source'
+mutant console-netpol-pages-from-every-namespace "$(console_at "'      from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: ingress-nginx\n'" "'      from:\n        - namespaceSelector: {}\n          x-drop:\n'" networkpolicy).replace('          x-drop:\n          podSelector:\n            matchLabels:\n              app.kubernetes.io/name: ingress-nginx\n', '', 1)" \
+  all-features 'NetworkPolicy vigil-console \(console\) ingress rule 1: a peer admits every source'
+mutant console-netpol-metrics-with-pages "$(console_at "'        - port: metrics\n          protocol: TCP\n'" "'        - port: metrics\n          protocol: TCP\n        - port: http\n          protocol: TCP\n'" networkpolicy)" \
+  all-features 'ingress rule 2: admits the same peers to the pages and to /metrics'
+mutant console-netpol-every-port "$(console_at "'    - ports:\n        - port: http\n          protocol: TCP\n      from:'" "'    - from:'" networkpolicy)" \
+  all-features 'ingress rule 1: admits every port'
+mutant console-netpol-egress-anywhere "$(console_at "'  egress:\n    - ports:\n'" "'  egress:\n    - {}\n    - ports:\n'" networkpolicy)" \
+  all-features 'NetworkPolicy vigil-console \(console\) egress rule 1: allows every port'
+mutant console-netpol-postgres-anywhere "$(console_at "'      to:\n        - ipBlock:\n            cidr: 10.20.0.0/16\n'" "''" networkpolicy)" \
+  all-features 'egress rule 2: allows its ports to any destination'
+mutant console-netpol-egress-open "$(console_at "'    - Ingress\n    - Egress\n'" "'    - Ingress\n'" networkpolicy)" \
+  all-features 'policyTypes must restrict both Ingress and Egress'
 mutant envfrom-secret \
   "s.replace('          env:\n', '          envFrom:\n            - secretRef:\n                name: vigil-credentials\n          env:\n', 1)" \
   all-features 'envFrom Secret vigil-credentials' -secret-files

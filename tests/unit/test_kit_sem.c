@@ -1,6 +1,7 @@
 /* vsem: never more than N holders under contention, timed acquire times
  * out, release wakes a waiter, over-release aborts. */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -125,10 +126,85 @@ static void test_over_release_aborts(void)
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 }
 
+/* FIFO mode: waiters get the permit in the order they queued, one that
+ * times out leaves the queue without taking a later one's turn, and a
+ * try-acquire never jumps the queue. */
+#define FIFO_WAITERS 8
+
+struct fifo_shared {
+    struct vsem *sem;
+    pthread_mutex_t mu;
+    int order[FIFO_WAITERS];
+    int n;
+};
+
+struct fifo_arg {
+    struct fifo_shared *sh;
+    int index;
+};
+
+static void *fifo_wait(void *p)
+{
+    struct fifo_arg *a = p;
+    if (vsem_acquire(a->sh->sem, deadline_after_ms(30000)) != VSEM_OK)
+        return NULL;
+    pthread_mutex_lock(&a->sh->mu);
+    a->sh->order[a->sh->n++] = a->index;
+    pthread_mutex_unlock(&a->sh->mu);
+    vsem_release(a->sh->sem);
+    return NULL;
+}
+
+static void wait_for_waiters(struct vsem *s, unsigned n)
+{
+    deadline_t give_up = deadline_after_ms(10000);
+    while (vsem_waiting(s) < n && deadline_now() < give_up)
+        sched_yield();
+    CHECK_EQ_INT((int)vsem_waiting(s), (int)n);
+}
+
+static void test_fifo(void)
+{
+    struct fifo_shared sh = {.sem = vsem_new_fifo(1), .n = 0};
+    pthread_mutex_init(&sh.mu, NULL);
+    CHECK(sh.sem != NULL);
+    CHECK_EQ_INT(vsem_acquire(sh.sem, DEADLINE_FOREVER), VSEM_OK);
+    pthread_t t[FIFO_WAITERS];
+    struct fifo_arg args[FIFO_WAITERS];
+    for (int i = 0; i < FIFO_WAITERS; i++) {
+        args[i] = (struct fifo_arg){&sh, i};
+        pthread_create(&t[i], NULL, fifo_wait, &args[i]);
+        wait_for_waiters(sh.sem, (unsigned)i + 1); /* queued in index order */
+    }
+    /* a timed waiter behind them gives up and leaves the queue */
+    CHECK_EQ_INT(vsem_acquire(sh.sem, deadline_after_ms(20)), VSEM_TIMEOUT);
+    CHECK_EQ_INT((int)vsem_waiting(sh.sem), FIFO_WAITERS);
+    CHECK(!vsem_try_acquire(sh.sem)); /* nothing free, and others wait */
+    vsem_release(sh.sem);
+    /* the permit went to the oldest waiter, not back to the pool: a
+     * newcomer cannot take it before that waiter wakes */
+    bool barged = vsem_try_acquire(sh.sem);
+    CHECK(!barged);
+    if (barged)
+        vsem_release(sh.sem);
+    for (int i = 0; i < FIFO_WAITERS; i++)
+        pthread_join(t[i], NULL);
+    CHECK_EQ_INT(sh.n, FIFO_WAITERS);
+    for (int i = 0; i < sh.n; i++)
+        CHECK_EQ_INT(sh.order[i], i);
+    CHECK_EQ_INT((int)vsem_available(sh.sem), 1);
+    CHECK_EQ_INT((int)vsem_waiting(sh.sem), 0);
+    CHECK(vsem_try_acquire(sh.sem));
+    vsem_release(sh.sem);
+    pthread_mutex_destroy(&sh.mu);
+    vsem_destroy(sh.sem);
+}
+
 int main(void)
 {
     test_over_release_aborts(); /* first: fork while single-threaded */
     test_bound();
     test_timeout_and_wake();
+    test_fifo();
     return testlib_done();
 }

@@ -14,6 +14,11 @@
 // an HPA that keeps two replicas; an Ingress must serve TLS for every host
 // and route only the console's public paths (/console/, /api/v1/, /ack/,
 // /sms/inbound) by Prefix or Exact, never /metrics, /healthz or /readyz.
+// A NetworkPolicy over the console needs /metrics on a port of its own,
+// admits named peers only (never everyone) to named ports, never the same
+// peers to the pages and /metrics, and restricts egress to named ports and
+// destinations (DNS excepted); the console's Service ports reach the pages
+// (http) and /metrics (metrics).
 // With -secret-files (the chart's secrets.mode files), no container takes an
 // environment variable from a Secret at all: every credential is a file.
 //
@@ -260,6 +265,7 @@ func checkAll(r *report, m *manifests, vigil string) {
 	checkPDBs(r, m)
 	checkNetworkPolicies(r, m)
 	checkConsole(r, m)
+	checkConsoleNetworkPolicy(r, m)
 	checkIngresses(r, m)
 	if vigil != "" {
 		checkAgainstBinary(r, m, vigil)
@@ -1025,6 +1031,139 @@ func checkConsole(r *report, m *manifests) {
 		hw := "HorizontalPodAutoscaler " + h.Name
 		r.check(h.Spec.MinReplicas != nil && *h.Spec.MinReplicas >= 2,
 			"%s: minReplicas must be at least 2: one console replica is an outage at every drain", hw)
+	}
+}
+
+// consoleContainer: the container that runs `vigil console`, or nil.
+func consoleContainer(d *appsv1.Deployment) *corev1.Container {
+	for i := range d.Spec.Template.Spec.Containers {
+		c := &d.Spec.Template.Spec.Containers[i]
+		args := append(append([]string{}, c.Command...), c.Args...)
+		if len(args) > 0 && args[0] == "console" {
+			return c
+		}
+	}
+	return nil
+}
+
+// consolePorts: the container port numbers of the console's pages (the
+// --listen port, named http) and of its /metrics (VIGIL_CONSOLE_METRICS_ADDR's
+// port; the pages' port when unset: the console then serves both there).
+func consolePorts(c *corev1.Container) (pages, metrics int32) {
+	pages, _ = resolvePort(c, "http")
+	metrics = pages
+	if addr, ok := envValue(c, "VIGIL_CONSOLE_METRICS_ADDR"); ok {
+		if i := strings.LastIndex(addr, ":"); i >= 0 {
+			if n, err := strconv.Atoi(addr[i+1:]); err == nil {
+				metrics = int32(n)
+			}
+		}
+	}
+	return pages, metrics
+}
+
+// everyone: a NetworkPolicy peer that admits any source (every address,
+// or every pod of every namespace).
+func everyone(p networkingv1.NetworkPolicyPeer) bool {
+	if p.IPBlock != nil {
+		return p.IPBlock.CIDR == "0.0.0.0/0" || p.IPBlock.CIDR == "::/0"
+	}
+	emptySel := func(s *metav1.LabelSelector) bool {
+		return s == nil || (len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0)
+	}
+	return p.NamespaceSelector != nil && emptySel(p.NamespaceSelector) && emptySel(p.PodSelector)
+}
+
+// checkConsoleNetworkPolicy: a NetworkPolicy over the console's pods
+// (optional) keeps its promises. /metrics must be on a port of its own:
+// NetworkPolicy sees ports, not paths, so with one port the peers admitted
+// to the pages (the ingress controller) could read /metrics too. Each
+// ingress rule names its ports and its peers, never everyone, and never
+// admits the same peers to the pages and to /metrics; both Ingress and
+// Egress are restricted, and each egress rule names its ports and, but for
+// DNS, its destinations. The console's Service sends its http port to the
+// pages and its metrics port to /metrics.
+func checkConsoleNetworkPolicy(r *report, m *manifests) {
+	d := m.deployment("console")
+	if d == nil {
+		return
+	}
+	c := consoleContainer(d)
+	if c == nil {
+		return
+	}
+	pages, metrics := consolePorts(c)
+	for _, s := range m.services {
+		selects := false
+		for _, sd := range m.podsMatching(labels.SelectorFromSet(s.Spec.Selector)) {
+			selects = selects || (len(s.Spec.Selector) > 0 && sd.Name == d.Name)
+		}
+		if !selects {
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			n, _ := resolvePort(c, sp.TargetPort.String())
+			if sp.Name == "http" {
+				r.check(n == pages, "Service %s port http: targetPort %s is not the console's pages port %d", s.Name, sp.TargetPort.String(), pages)
+			}
+			if sp.Name == "metrics" {
+				r.check(n == metrics, "Service %s port metrics: targetPort %s is not the port the console serves /metrics on (%d)", s.Name, sp.TargetPort.String(), metrics)
+			}
+		}
+	}
+	for _, np := range m.netpols {
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil || sel.Empty() {
+			continue
+		}
+		covers := false
+		for _, pd := range m.podsMatching(sel) {
+			covers = covers || pd.Name == d.Name
+		}
+		if !covers {
+			continue
+		}
+		where := "NetworkPolicy " + np.Name + " (console)"
+		own := false
+		for _, cp := range c.Ports {
+			own = own || (cp.ContainerPort == metrics && metrics != pages)
+		}
+		r.check(metrics != pages && own, "%s: /metrics shares the pages' port %d (set VIGIL_CONSOLE_METRICS_ADDR to a container port of its own): the peers admitted to the pages could read /metrics", where, pages)
+		types := map[networkingv1.PolicyType]bool{}
+		for _, t := range np.Spec.PolicyTypes {
+			types[t] = true
+		}
+		r.check(types[networkingv1.PolicyTypeIngress] && types[networkingv1.PolicyTypeEgress], "%s: policyTypes must restrict both Ingress and Egress", where)
+		for i, rule := range np.Spec.Ingress {
+			rw := fmt.Sprintf("%s ingress rule %d", where, i+1)
+			r.check(len(rule.Ports) > 0, "%s: admits every port", rw)
+			r.check(len(rule.From) > 0, "%s: admits every source", rw)
+			for _, p := range rule.From {
+				r.check(!everyone(p), "%s: a peer admits every source", rw)
+			}
+			hasPages, hasMetrics := false, false
+			for _, p := range rule.Ports {
+				if p.Port == nil {
+					continue
+				}
+				n, _ := resolvePort(c, p.Port.String())
+				hasPages = hasPages || n == pages
+				hasMetrics = hasMetrics || n == metrics
+			}
+			r.check(!(hasPages && hasMetrics), "%s: admits the same peers to the pages and to /metrics", rw)
+		}
+		for i, rule := range np.Spec.Egress {
+			rw := fmt.Sprintf("%s egress rule %d", where, i+1)
+			r.check(len(rule.Ports) > 0, "%s: allows every port", rw)
+			dns := len(rule.Ports) > 0
+			for _, p := range rule.Ports {
+				dns = dns && p.Port != nil && p.Port.IntValue() == 53
+			}
+			r.check(dns || len(rule.To) > 0, "%s: allows its ports to any destination (only DNS may)", rw)
+			for _, p := range rule.To {
+				r.check(!everyone(p), "%s: a destination is everyone", rw)
+			}
+		}
 	}
 }
 
