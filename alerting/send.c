@@ -651,7 +651,8 @@ static void job_start_fired(struct sender *s, struct job *j)
 }
 
 /* Routes and claims J. Returns false if PostgreSQL failed before anything
- * was claimed (the caller retries the start later). */
+ * was claimed, or J's recipients are given and the directory is not loaded
+ * yet (the caller retries the start later). */
 static bool job_start(struct sender *s, struct job *j)
 {
     struct route_result *rr = &s->rr;
@@ -660,6 +661,13 @@ static bool job_start(struct sender *s, struct job *j)
     rr->n = 0;
     rr->dropped = 0;
     rr->how = ROUTE_SUBSCRIBERS;
+    /* Pages with given recipients take only addresses from the directory:
+     * before its first load (the escalation thread runs from the start,
+     * the Kafka path waits for the directory) every address would look
+     * missing -- an escalation page skipped until its lease, a deferred
+     * page suppressed for good. Start them once it is loaded. */
+    if ((j->fired || j->preset) && !route_cache_ready(s->routes))
+        return false;
     if (j->fired) {
         job_start_fired(s, j);
         return true;

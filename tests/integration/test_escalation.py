@@ -51,7 +51,9 @@ compressed by the notifier's escalation_scale (policies keep minutes).
   test_escalation.py quiet_kill the notifier that deferred is SIGKILLed; the
                                 next one sends them when the window ends; a
                                 page fired by a notifier that died before
-                                sending it is taken back after the lease
+                                sending it is taken back after the lease, and
+                                waits for the directory to load (not
+                                suppressed for want of an address)
 """
 import email
 import email.policy
@@ -863,7 +865,22 @@ def run_quiet_kill():
     h.query("INSERT INTO notifications (alert_id, researcher_id, channel, state, attempts, "
             "next_attempt_at, deferred_until, updated_at) VALUES (%s, %s, 'email', 'pending', "
             "0, now(), now() - interval '1 hour', now() - interval '1 hour')", x, night)
+    # the next notifier starts while its directory cannot load (researchers
+    # locked): its escalation thread runs from the start and takes the
+    # abandoned row back at once; the page must wait for the directory,
+    # not be suppressed for want of an address
+    import psycopg2
+    lock = psycopg2.connect(h.env("VIGIL_PG_CONNINFO"))
+    lock.cursor().execute("LOCK TABLE researchers IN ACCESS EXCLUSIVE MODE")
     b = Notifier(topic)
+    took = h.wait_until(lambda: h.query("SELECT updated_at > now() - interval '1 minute' "
+                                        "FROM notifications WHERE alert_id = %s", x)[0][0],
+                        20 * h.SCALE, "the abandoned row taken back")
+    time.sleep(1.5)  # the sender has had it: it must not decide without the directory
+    st = night_rows([x], night)[x]
+    lock.rollback()
+    lock.close()
+    t.check(took and st[0] == "pending", "taken back, waiting for the directory: %s" % (st,))
     h.wait_until(lambda: night_rows([x], night).get(x, ("",))[0] == "sent", 20 * h.SCALE,
                  "the abandoned fired page sent")
     h.wait_until(lambda: in_state(ids, night, "sent") == 5, 40 * h.SCALE, "5 sent by the next notifier")
