@@ -160,6 +160,20 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
                     % (what, action, events(aid)))
 print("role matrix: %d callers x 2 studies x 10 endpoints = %d cells" % (len(callers), cells), flush=True)
 C.check(cells == len(callers) * 2 * 10, "matrix size")
+# the self-service rows (no study in the path): every caller gets their own
+# researcher's contact and quiet hours, and nobody else's; anonymous 401
+OWNER = {"token_responder": "responder", "token_viewer_cap": "study_admin"}
+for caller, a in sorted(callers.items()):
+    kw = dict(cookie=a.get("cookie"), token=a.get("token"))
+    me = OWNER.get(caller, caller)
+    st, _, b = E.request("GET", "/api/v1/me/contact", **kw)
+    st2, _, b2 = E.request("GET", "/api/v1/subscriptions", **kw)
+    if caller == "anonymous":
+        C.check(st == 401 and st2 == 401, "anonymous: /me/contact and /subscriptions 401 (%d %d)" % (st, st2))
+    else:
+        C.check(st == 200 and b["researcher_id"] == me and b["email"] == "%s@example.org" % me,
+                "%s: GET /me/contact is %s's own (got %d %s)" % (caller, me, st, b))
+        C.check(st2 == 200 and "quiet_hours" in b2, "%s: GET /subscriptions carries quiet_hours" % caller)
 
 # ---- study administration: what a study-admin may and may not do ---------------
 sa = callers["study_admin"]
