@@ -5,8 +5,9 @@
 #include <string.h>
 
 
+#define NCOLS 8
 struct dedupe_batch {
-    struct pg_textarray *col[7]; /* 6: the step */
+    struct pg_textarray *col[NCOLS]; /* 6: the step; 7: may_defer */
 };
 
 struct dedupe_batch *dedupe_batch_new(void)
@@ -14,7 +15,7 @@ struct dedupe_batch *dedupe_batch_new(void)
     struct dedupe_batch *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < NCOLS; i++)
         if ((b->col[i] = pg_textarray_new()) == NULL) {
             dedupe_batch_destroy(b);
             return NULL;
@@ -26,14 +27,14 @@ void dedupe_batch_destroy(struct dedupe_batch *b)
 {
     if (b == NULL)
         return;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < NCOLS; i++)
         pg_textarray_destroy(b->col[i]);
     free(b);
 }
 
 static void batch_reset(struct dedupe_batch *b)
 {
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < NCOLS; i++)
         pg_textarray_reset(b->col[i]);
 }
 
@@ -44,8 +45,9 @@ static const char *step_text(int step, char *buf, size_t bufsz)
     return buf;
 }
 
-/* Fills columns 0..2 and 6 with the keys. Returns 0 or -1 (out of memory). */
-static int batch_keys(struct dedupe_batch *b, const struct dedupe_key *keys, int n,
+/* Fills columns 0..2, 6 and 7 (MAY_DEFER, false when NULL) with the keys. Returns 0 or -1 (out of memory). */
+static int batch_keys(struct dedupe_batch *b, const struct dedupe_key *keys,
+                      const bool *may_defer, int n,
                       char *errstr, size_t errstr_size)
 {
     char st[16];
@@ -54,48 +56,57 @@ static int batch_keys(struct dedupe_batch *b, const struct dedupe_key *keys, int
         if (pg_textarray_add(b->col[0], keys[i].alert_id) != 0 ||
             pg_textarray_add(b->col[1], keys[i].researcher) != 0 ||
             pg_textarray_add(b->col[2], channel_name(keys[i].ch)) != 0 ||
-            pg_textarray_add(b->col[6], step_text(keys[i].step, st, sizeof st)) != 0) {
+            pg_textarray_add(b->col[6], step_text(keys[i].step, st, sizeof st)) != 0 ||
+            pg_textarray_add(b->col[7], may_defer != NULL && may_defer[i] ? "t" : "f") != 0) {
             snprintf(errstr, errstr_size, "out of memory building a batch of %d rows", n);
             return -1;
         }
     return 0;
 }
 
-int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys, int n,
-                      int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
+int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys,
+                      const bool *may_defer, int n, int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
                       size_t errstr_size)
 {
     if (n <= 0)
         return 0;
-    if (batch_keys(b, keys, n, errstr, errstr_size) != 0)
+    if (batch_keys(b, keys, may_defer, n, errstr, errstr_size) != 0)
         return -1;
     char lease[32];
     snprintf(lease, sizeof lease, "%d", lease_s);
     const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
-                       pg_textarray_str(b->col[2]), lease, pg_textarray_str(b->col[6])};
+                       pg_textarray_str(b->col[2]), lease, pg_textarray_str(b->col[6]),
+                       pg_textarray_str(b->col[7])};
     /* One round trip for the whole batch. The INSERT claims what is new or
      * abandoned (xmax is 0 for a row it inserted, non-zero for one it took
      * over); the outer SELECT reads, in the statement's snapshot, the state
      * that made a key not claimable. Rows are inserted in key order so two
      * notifiers claiming overlapping batches lock them in the same order
-     * and cannot deadlock. */
+     * and cannot deadlock. A deferrable key (k.d) looks up the researcher's
+     * quiet window (0064): inside it the new row is 'deferred' until its
+     * end; a row that already exists keeps its state. */
     PGresult *r = pg_query(
         conn,
-        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::int[]) "
-        "WITH ORDINALITY AS k(a, r, c, st, i)), "
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::int[], "
+        "$6::bool[]) WITH ORDINALITY AS k(a, r, c, st, d, i)), "
+        "kq AS (SELECT k.*, vigil_quiet_end(w.start_local, w.end_local, w.time_zone, now()) AS q "
+        "FROM k LEFT JOIN researcher_quiet_hours w ON k.d AND w.researcher_id = k.r), "
         "ins AS (INSERT INTO notifications AS n (alert_id, researcher_id, channel, step, state, "
-        "next_attempt_at) SELECT a, r, c, st, 'pending', now() FROM k ORDER BY a, r, c, st "
+        "next_attempt_at, deferred_until) SELECT a, r, c, st, "
+        "CASE WHEN q IS NULL THEN 'pending' ELSE 'deferred' END, coalesce(q, now()), q "
+        "FROM kq ORDER BY a, r, c, st "
         "ON CONFLICT (alert_id, researcher_id, channel, step) DO UPDATE "
         "SET state = 'pending', updated_at = now(), next_attempt_at = now() "
         "WHERE n.state IN ('pending', 'sending') "
         "AND n.updated_at < now() - make_interval(secs => $4::int) "
-        "RETURNING n.alert_id, n.researcher_id, n.channel, n.step, (n.xmax <> 0)::int AS took) "
-        "SELECT k.i, ins.took, cur.state FROM k "
+        "RETURNING n.alert_id, n.researcher_id, n.channel, n.step, (n.xmax <> 0)::int AS took, "
+        "n.state) "
+        "SELECT k.i, ins.took, cur.state, ins.state FROM k "
         "LEFT JOIN ins ON ins.alert_id = k.a AND ins.researcher_id = k.r AND ins.channel = k.c "
         "AND ins.step = k.st "
         "LEFT JOIN notifications cur ON cur.alert_id = k.a AND cur.researcher_id = k.r "
         "AND cur.channel = k.c AND cur.step = k.st ORDER BY k.i",
-        5, p, errstr, errstr_size);
+        6, p, errstr, errstr_size);
     if (r == NULL)
         return -1;
     if (PQntuples(r) != n) {
@@ -108,7 +119,8 @@ int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_
     for (int i = 0; i < n; i++) {
         bool taken = false;
         if (!PQgetisnull(r, i, 1)) {
-            out[i] = DEDUPE_OWNED;
+            out[i] = strcmp(PQgetvalue(r, i, 3), "deferred") == 0 ? DEDUPE_DEFERRED
+                                                                 : DEDUPE_OWNED;
             taken = strcmp(PQgetvalue(r, i, 1), "1") == 0;
         } else if (PQgetisnull(r, i, 2)) {
             /* inserted by someone else after our snapshot, or deleted:
@@ -131,7 +143,7 @@ int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct 
 {
     if (n <= 0)
         return 0;
-    if (batch_keys(b, keys, n, errstr, errstr_size) != 0)
+    if (batch_keys(b, keys, NULL, n, errstr, errstr_size) != 0)
         return -1;
     const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
                        pg_textarray_str(b->col[2]), pg_textarray_str(b->col[6])};
@@ -257,6 +269,15 @@ int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char
                        alert_ids, n, researcher, ch, step, NULL, NULL, errstr, errstr_size);
 }
 
+int dedupe_renew(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
+                 enum channel ch, int step, char *errstr, size_t errstr_size)
+{
+    return update_many(conn,
+                       "UPDATE notifications SET updated_at = now()" WHERE_KEYS
+                       " AND state IN ('pending', 'sending')",
+                       alert_ids, n, researcher, ch, step, NULL, NULL, errstr, errstr_size);
+}
+
 int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *out,
                       char *errstr, size_t errstr_size)
 {
@@ -303,4 +324,18 @@ int dedupe_record_unroutable(PGconn *conn, const struct alert *a, const char *re
     int inserted = PQntuples(r);
     PQclear(r);
     return inserted;
+}
+
+int dedupe_deferred_count(PGconn *conn, const char *alert_id, char *errstr, size_t errstr_size)
+{
+    const char *p[] = {alert_id};
+    PGresult *r = pg_query(conn,
+                           "SELECT count(*) FROM notifications WHERE alert_id = $1 "
+                           "AND state = 'deferred'",
+                           1, p, errstr, errstr_size);
+    if (r == NULL)
+        return -1;
+    int n = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return n;
 }

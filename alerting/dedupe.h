@@ -39,6 +39,8 @@ enum dedupe_claim {
     DEDUPE_OWNED = 0, /* ours now (new, or taken over after the lease) */
     DEDUPE_DONE,      /* already sent, failed or suppressed: nothing to do */
     DEDUPE_BUSY,      /* someone holds a live lease: look again later */
+    DEDUPE_DEFERRED,  /* recorded now as deferred: the researcher's quiet hours
+                       * (migration 0064); vigil_deferred_fire sends it later */
 };
 
 /* One row's key. step 0 is an alert's first page (the Kafka path, or
@@ -71,10 +73,15 @@ void dedupe_batch_destroy(struct dedupe_batch *b);
 /* Claims KEYS[0..N-1] in one statement (one round trip). The keys must be
  * distinct (ON CONFLICT cannot touch a row twice in one statement; the
  * statement then fails). OUT[i] gets each key's result; TAKEN_OVER[i] (the
- * array may be NULL) is set when an abandoned row was taken over. On -1
- * nothing was claimed. */
-int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys, int n,
-                      int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
+ * array may be NULL) is set when an abandoned row was taken over. A new
+ * key with MAY_DEFER[i] (the array may be NULL: none) -- a non-critical
+ * signal on the Kafka path, never a critical alert -- whose researcher is inside their quiet window is
+ * inserted as 'deferred' until the window's end (DEDUPE_DEFERRED): the
+ * same statement, so the decision and the row are one fact. A key whose
+ * row is already deferred is DEDUPE_DONE (a replay). On -1 nothing was
+ * claimed. */
+int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys,
+                      const bool *may_defer, int n, int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
                       size_t errstr_size);
 
 /* Starts an attempt on every row of KEYS[0..N-1] in one statement: state
@@ -105,12 +112,23 @@ int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const c
 int dedupe_release(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
                    enum channel ch, int step, char *errstr, size_t errstr_size);
 
+/* ... still ours, waiting (the per-recipient rate limit): the lease is
+ * renewed, so nobody takes the rows over while they wait their turn -- a
+ * burst of pages fired at the end of quiet hours can wait longer than it. */
+int dedupe_renew(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
+                 enum channel ch, int step, char *errstr, size_t errstr_size);
+
 /* Appends to *OUT the distinct (researcher, channel) pairs ALERT_ID (any
  * step, escalations included) was sent to, or
  * is being sent to (states sent and sending), without addresses (the
  * caller fills them from the directory). Returns the number found or -1. */
 int dedupe_recipients(PGconn *conn, const char *alert_id, struct route_result *out,
                       char *errstr, size_t errstr_size);
+
+/* The number of ALERT_ID's notifications deferred by quiet hours (0064)
+ * and not yet fired, or -1. A retraction tells nobody at once for those:
+ * the deferred page is suppressed when its window ends. */
+int dedupe_deferred_count(PGconn *conn, const char *alert_id, char *errstr, size_t errstr_size);
 
 /* Records A as unroutable with REASON (once; a replay changes nothing).
  * Returns 1 if recorded now, 0 if it was already, -1 on error. */

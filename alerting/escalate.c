@@ -27,7 +27,7 @@ struct escalator {
     PGconn *pg;
     char ack_mark[64]; /* acknowledged_at of the last ack observed (text) */
     struct metric *m_steps, *m_breaches, *m_lag, *m_open_critical, *m_past_last,
-        *m_recovered, *m_handoff_failed, *m_digests;
+        *m_recovered, *m_handoff_failed, *m_digests, *m_deferred_fired;
     struct metric *m_tta[3]; /* time to acknowledge, by severity */
 };
 
@@ -114,9 +114,11 @@ static int alert_load(PGconn *c, const char *id, struct alert *a, char *err, siz
 
 /* ---- handing pages to the sender ---------------------------------------- */
 
-/* Submits the pages of one (alert, step): TO[0..N-1]. A page that cannot
- * be handed over now (queue full, alert row unreadable) stays unsettled in
- * escalation_pages and vigil_escalation_recover hands it out again. */
+/* Submits the pages of one (alert, step): TO[0..N-1]; step -1: deferred
+ * pages fired at the end of quiet hours. A page that cannot be handed
+ * over now (queue full, alert row unreadable) stays unsettled in
+ * escalation_pages (or pending under our lease) and
+ * vigil_escalation_recover (vigil_deferred_fire) hands it out again. */
 static void hand(struct escalator *e, PGconn *c, const char *alert_id, int step,
                  const struct recipient *to, int n)
 {
@@ -131,7 +133,9 @@ static void hand(struct escalator *e, PGconn *c, const char *alert_id, int step,
         metric_add(e->m_handoff_failed, (uint64_t)n);
         return;
     }
-    struct job *j = sender_job_new_page(&a, step, to, n);
+    /* step -1: a deferred page fired at the end of quiet hours */
+    struct job *j = step < 0 ? sender_job_new_fired(&a, to, n)
+                             : sender_job_new_page(&a, step, to, n);
     /* A full queue is backpressure: wait for the sender rather than fire
      * more steps than it can send (their pages would only wait for the
      * recovery lease). Closed (shutting down): the recovery hands it on. */
@@ -150,6 +154,60 @@ static void hand(struct escalator *e, PGconn *c, const char *alert_id, int step,
     }
 }
 
+/* Appends (RESEARCHER, CHANNEL) to TO[*N] unless TO is full (PAGES_MAX)
+ * or the channel is unknown. */
+static void page_add(struct recipient *to, int *n, const char *researcher, const char *channel)
+{
+    int ch = channel_parse(channel);
+    if (ch < 0 || *n >= PAGES_MAX)
+        return;
+    memset(&to[*n], 0, sizeof to[*n]);
+    copy_text(to[*n].researcher_id, sizeof to[*n].researcher_id, researcher);
+    to[*n].channel = (enum channel)ch;
+    (*n)++;
+}
+
+/* Fires one batch of deferred pages whose quiet window has ended
+ * (vigil_deferred_fire, migration 0064: FOR UPDATE SKIP LOCKED, so two
+ * notifiers never take one row) and hands them to the sender, one job per
+ * alert. A page the sender cannot take now stays pending under our lease
+ * and the function takes it back after lease_s. Returns the rows, -1 on
+ * error. */
+static int fire_deferred(struct escalator *e, PGconn *c)
+{
+    char batch[16], lease[16];
+    snprintf(batch, sizeof batch, "%d", e->cfg.batch);
+    snprintf(lease, sizeof lease, "%d", e->cfg.lease_s);
+    const char *p[] = {batch, lease};
+    char err[512];
+    PGresult *r = pg_query(c,
+                           "SELECT alert_id, researcher_id, channel, recovered FROM "
+                           "vigil_deferred_fire($1::int, $2::int) ORDER BY 1, 2, 3",
+                           2, p, err, sizeof err);
+    if (r == NULL) {
+        log_msg(LOG_WARN, "escalate", "firing deferred notifications failed: %s", err);
+        return -1;
+    }
+    struct recipient to[PAGES_MAX];
+    int n = 0, rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        page_add(to, &n, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+        if (strcmp(PQgetvalue(r, i, 3), "t") == 0)
+            log_msg(LOG_WARN, "escalate",
+                    "deferred notification of alert %s to researcher %s was never finished: "
+                    "sending it again",
+                    id, PQgetvalue(r, i, 1));
+        if (i + 1 < rows && strcmp(PQgetvalue(r, i + 1, 0), id) == 0)
+            continue;
+        metric_add(e->m_deferred_fired, (uint64_t)n);
+        hand(e, c, id, -1, to, n);
+        n = 0;
+    }
+    PQclear(r);
+    return rows;
+}
+
 /* Walks rows (alert_id, step, researcher_id, channel, ...) grouped by
  * (alert_id, step) -- both functions return them so -- and hands each
  * group. FIRED: the rows come from vigil_escalation_fire (columns 5, 6:
@@ -162,16 +220,8 @@ static void hand_rows(struct escalator *e, PGconn *c, PGresult *r, bool fired)
     for (int i = 0; i < rows; i++) {
         const char *id = PQgetvalue(r, i, 0);
         int step = atoi(PQgetvalue(r, i, 1));
-        if (!PQgetisnull(r, i, 2) && n < PAGES_MAX) {
-            int ch = channel_parse(PQgetvalue(r, i, 3));
-            if (ch >= 0) {
-                memset(&to[n], 0, sizeof to[n]);
-                copy_text(to[n].researcher_id, sizeof to[n].researcher_id,
-                          PQgetvalue(r, i, 2));
-                to[n].channel = (enum channel)ch;
-                n++;
-            }
-        }
+        if (!PQgetisnull(r, i, 2))
+            page_add(to, &n, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
         bool last = i + 1 == rows || strcmp(PQgetvalue(r, i + 1, 0), id) != 0 ||
                     atoi(PQgetvalue(r, i + 1, 1)) != step;
         if (!last)
@@ -299,6 +349,9 @@ static void *escalate_main(void *arg)
             continue;
         }
         int rows = fire(e, c);
+        int deferred = fire_deferred(e, c);
+        if (deferred > rows)
+            rows = deferred;
         if (deadline_expired(next_recover)) {
             recover(e, c);
             next_recover = deadline_after_ms((int64_t)e->cfg.lease_s * 500);
@@ -362,6 +415,10 @@ struct escalator *escalate_new(const struct escalate_config *cfg, struct sender 
         "Escalation pages not handed to the sender at once (recovered later)", NULL);
     e->m_digests = metrics_counter(m, "vigil_warning_digests_sent_total",
                                    "Daily digests of unacknowledged warnings sent", NULL);
+    e->m_deferred_fired = metrics_counter(
+        m, "vigil_notifications_deferred_fired_total",
+        "Notifications deferred by quiet hours handed to the sender when the window ended",
+        NULL);
     for (int s = 0; s < 3; s++) {
         char labels[64];
         snprintf(labels, sizeof labels, "severity=\"%s\"",

@@ -30,6 +30,16 @@
  * console, links -- since the last look; each replica observes them all,
  * so aggregate with max, not sum, across replicas).
  *
+ * Quiet hours (migration 0064) ride on the same loop: the sender records a
+ * warning or info notification to a researcher inside their quiet window
+ * as a 'deferred' row due at the window's end (the Kafka offset commits at
+ * once; nothing waits in memory), and every tick this thread calls
+ * vigil_deferred_fire: due rows locked FOR UPDATE SKIP LOCKED, suppressed
+ * if the alert was acknowledged, resolved or retracted meanwhile, else
+ * moved to pending under this notifier's lease and handed to the sender
+ * (sender_job_new_fired) without a second claim. One fired by a notifier
+ * that died before finishing it is taken back after lease_s.
+ *
  * The same thread sends the daily warning digest (digest.h) about once a
  * minute (times scale), and a step pages the tier of the policy in force
  * when it fires (a policy changed mid-escalation applies from the next step).

@@ -51,6 +51,9 @@ struct job {
     uint32_t epoch;
     int step;    /* 0: the alert's first page; N: escalation step N (escalate.c) */
     bool preset; /* escalation page: recipients given, not routed */
+    bool fired;  /* deferred page fired at the end of quiet hours (escalate.c):
+                  * recipients given and their rows already ours (pending
+                  * under our lease), so no claim */
     int remaining; /* deliveries not final, +1 while the job is starting */
     struct delivery **d;
     int nd, capd;
@@ -71,6 +74,7 @@ struct outmsg {
     bool critical;
     int attempts;
     int64_t first_attempt_ms; /* 0 until the first attempt starts */
+    int64_t renewed_ms;       /* when its rows' lease was last renewed (made: claimed) */
     int64_t due_ms;
     enum mstate st;
     /* M_RECORD: the outcome still to be written to the log */
@@ -87,7 +91,7 @@ struct outmsg {
 };
 
 struct chmetrics {
-    struct metric *sent, *failed, *retried, *suppressed, *skipped, *active;
+    struct metric *sent, *failed, *retried, *suppressed, *skipped, *active, *deferred;
 };
 
 struct sender {
@@ -122,6 +126,7 @@ struct sender {
     struct delivery *claiming[BATCH_ROWS];      /* ... */
     enum dedupe_claim claimed[BATCH_ROWS];      /* ... */
     bool taken[BATCH_ROWS];                     /* ... */
+    bool defer[BATCH_ROWS];                     /* ... */
     struct outmsg *waiting;  /* M_GROUPING, M_WAITING and M_RECORD waiting to retry */
     struct outmsg *outcomes; /* M_RECORD: to record at the end of this loop turn */
     struct outmsg *ready_head[CHANNEL_COUNT], *ready_tail[CHANNEL_COUNT];
@@ -248,20 +253,34 @@ struct job *sender_job_new(const struct alert *a, int32_t partition, int64_t off
 
 static struct delivery *job_add(struct job *j, const struct recipient *to, bool escalation);
 
-struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
-                                int n)
+/* A job of alert A to TO[0..N-1] as given, not routed (escalation pages,
+ * fired deferred pages); NULL when out of memory. */
+static struct job *job_new_given(const struct alert *a, int step, bool fired,
+                                 const struct recipient *to, int n)
 {
     struct job *j = sender_job_new(a, -1, -1, 0);
     if (j == NULL)
         return NULL;
     j->step = step;
-    j->preset = true;
+    j->preset = !fired;
+    j->fired = fired;
     for (int i = 0; i < n; i++)
         if (job_add(j, &to[i], false) == NULL) {
             sender_job_free(j);
             return NULL;
         }
     return j;
+}
+
+struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
+                                int n)
+{
+    return job_new_given(a, step, false, to, n);
+}
+
+struct job *sender_job_new_fired(const struct alert *a, const struct recipient *to, int n)
+{
+    return job_new_given(a, 0, true, to, n);
 }
 
 void sender_job_free(struct job *j)
@@ -432,6 +451,7 @@ static void attach(struct sender *s, struct delivery *d)
     snprintf(m->group_key, sizeof m->group_key, "%s", key);
     m->m[0] = d;
     m->n = 1;
+    m->renewed_ms = mono_ms();
     d->msg = m;
     if (groupable(s, d)) {
         m->st = M_GROUPING;
@@ -489,11 +509,32 @@ static void claim_result(struct sender *s, struct delivery *d, enum dedupe_claim
         metric_add(s->cm[d->to.channel].skipped, 1);
         delivery_final(s, d);
         break;
+    case DEDUPE_DEFERRED:
+        /* durable as a deferred row: final for this job, so the alert's
+         * offset commits; the escalation thread fires it when the
+         * researcher's quiet window ends */
+        metric_add(s->cm[d->to.channel].deferred, 1);
+        log_msg(LOG_INFO, "notifier",
+                "%s notification of alert %s to researcher %s deferred: quiet hours",
+                channel_name(d->to.channel), alert_id, d->to.researcher_id);
+        delivery_final(s, d);
+        break;
     case DEDUPE_BUSY:
         owned_remove(s, d);
         claim_later(s, d, CLAIM_RECHECK_MS);
         break;
     }
+}
+
+/* Quiet hours (migration 0064) may hold D: a warning or info signal
+ * routed from Kafka. Never a critical alert, an escalation page (critical
+ * by construction), the email that stands in for a failed critical SMS,
+ * a retraction, or a page that was deferred once already. */
+static bool deferrable(const struct delivery *d)
+{
+    const struct job *j = d->job;
+    return !j->preset && !j->fired && !d->escalation && j->alert.kind == ALERT_SIGNAL &&
+           j->alert.severity != SEV_CRITICAL;
 }
 
 /* Claims every queued delivery, BATCH_ROWS to a statement. If PostgreSQL
@@ -509,13 +550,14 @@ static void claim_flush(struct sender *s)
             s->claiming[n] = d;
             s->keys[n] = (struct dedupe_key){d->job->alert.alert_id, d->to.researcher_id,
                                              d->to.channel, d->job->step};
+            s->defer[n] = deferrable(d);
             n++;
         }
         if (s->claim_head == NULL)
             s->claim_tail = NULL;
         char err[512];
         PGconn *c = pg(s);
-        if (c == NULL || dedupe_claim_many(c, s->batch, s->keys, n, s->cfg.lease_s, s->claimed,
+        if (c == NULL || dedupe_claim_many(c, s->batch, s->keys, s->defer, n, s->cfg.lease_s, s->claimed,
                                            s->taken, err, sizeof err) != 0) {
             if (c != NULL)
                 pg_failed(s, "claim notifications", err);
@@ -570,8 +612,47 @@ static void suppress_pending(struct sender *s, const char *alert_id)
     }
 }
 
+/* A deferred page fired by vigil_deferred_fire: its rows are ours already
+ * (pending, our lease), so each goes straight to a message. One the
+ * directory can no longer reach is suppressed, saying why. */
+static void job_start_fired(struct sender *s, struct job *j)
+{
+    for (int i = 0; i < j->nd; i++) {
+        struct delivery *d = j->d[i];
+        const char *alert_id = j->alert.alert_id;
+        if (!route_cache_address(s->routes, d->to.researcher_id, d->to.channel, d->to.address,
+                                 sizeof d->to.address)) {
+            char err[512], why[64];
+            const char *ids[1] = {alert_id};
+            snprintf(why, sizeof why, "no %s address after quiet hours",
+                     channel_name(d->to.channel));
+            PGconn *c = pg(s);
+            if (c == NULL || dedupe_mark_suppressed(c, ids, 1, d->to.researcher_id,
+                                                    d->to.channel, 0, why, err,
+                                                    sizeof err) != 0) {
+                /* left pending: vigil_deferred_fire takes it back after the lease */
+                if (c != NULL)
+                    pg_failed(s, "suppress a deferred notification", err);
+            } else {
+                metric_add(s->cm[d->to.channel].suppressed, 1);
+            }
+            d->st = D_FINAL;
+            job_release(s, j);
+            continue;
+        }
+        if (owned_find(s, alert_id, d->to.researcher_id, d->to.channel, j->step) != NULL) {
+            claim_later(s, d, CLAIM_RECHECK_MS); /* a copy in progress here: claim normally */
+            continue;
+        }
+        d->st = D_OWNED;
+        owned_add(s, d);
+        attach(s, d);
+    }
+}
+
 /* Routes and claims J. Returns false if PostgreSQL failed before anything
- * was claimed (the caller retries the start later). */
+ * was claimed, or J's recipients are given and the directory is not loaded
+ * yet (the caller retries the start later). */
 static bool job_start(struct sender *s, struct job *j)
 {
     struct route_result *rr = &s->rr;
@@ -580,6 +661,17 @@ static bool job_start(struct sender *s, struct job *j)
     rr->n = 0;
     rr->dropped = 0;
     rr->how = ROUTE_SUBSCRIBERS;
+    /* Pages with given recipients take only addresses from the directory:
+     * before its first load (the escalation thread runs from the start,
+     * the Kafka path waits for the directory) every address would look
+     * missing -- an escalation page skipped until its lease, a deferred
+     * page suppressed for good. Start them once it is loaded. */
+    if ((j->fired || j->preset) && !route_cache_ready(s->routes))
+        return false;
+    if (j->fired) {
+        job_start_fired(s, j);
+        return true;
+    }
     if (j->preset) {
         /* An escalation page (escalate.c): the recipients were chosen and
          * recorded by the step's transaction; only addresses come from the
@@ -620,9 +712,24 @@ static bool job_start(struct sender *s, struct job *j)
         rr->n = k;
         /* Nobody was told of the original (routed nowhere, or before this
          * log existed): route the retraction like a signal, so whoever
-         * would have been told learns it is void. */
-        if (rr->n == 0)
+         * would have been told learns it is void. Unless its pages wait
+         * for quiet hours to end: those will be suppressed then, and a
+         * withdrawal of something never received would wake them now. */
+        if (rr->n == 0) {
+            int held = dedupe_deferred_count(c, a->retracts_alert_id, err, sizeof err);
+            if (held < 0) {
+                pg_failed(s, "look up deferred notifications of the retracted alert", err);
+                return false;
+            }
+            if (held > 0) {
+                log_msg(LOG_INFO, "notifier",
+                        "retraction %s: the %d notifications of alert %s wait for quiet hours "
+                        "and will be suppressed; nobody to tell now",
+                        a->alert_id, held, a->retracts_alert_id);
+                return true;
+            }
             route_cache_route(s->routes, a, rr);
+        }
     } else {
         route_cache_route(s->routes, a, rr);
     }
@@ -700,7 +807,7 @@ static void intake(struct sender *s)
         metric_gauge_add(s->m_jobs, 1);
         metric_add(s->m_alerts, 1);
         /* held by the start itself, plus an escalation page's preset deliveries */
-        j->remaining = 1 + (j->preset ? j->nd : 0);
+        j->remaining = 1 + (j->preset || j->fired ? j->nd : 0);
         if (job_start(s, j)) {
             job_release(s, j);
         } else {
@@ -944,6 +1051,26 @@ static void ready_push_front(struct sender *s, struct outmsg *m)
         s->ready_tail[m->ch] = m;
 }
 
+/* M waits for the rate limit, which does not touch its rows: renew their
+ * lease once half of it has gone by, or another notifier (a Kafka replay,
+ * vigil_deferred_fire's take-back of fired quiet-hours pages) would take
+ * them over and send them a second time. */
+static void lease_renew(struct sender *s, struct outmsg *m, int64_t now)
+{
+    if (now - m->renewed_ms < (int64_t)s->cfg.lease_s * 500)
+        return;
+    const char *ids[NOTICE_MAX_ALERTS];
+    msg_ids(m, ids);
+    char err[512];
+    PGconn *c = pg(s);
+    if (c == NULL)
+        return;
+    if (dedupe_renew(c, ids, m->n, m->researcher, m->ch, m->m[0]->job->step, err, sizeof err) != 0)
+        pg_failed(s, "renew a waiting notification's lease", err);
+    else
+        m->renewed_ms = now;
+}
+
 /* Takes the ready messages CH has permits for (rate limit permitting),
  * marks all their rows sending in one statement, and starts them. */
 static void start_ready(struct sender *s, enum channel ch)
@@ -976,6 +1103,7 @@ static void start_ready(struct sender *s, enum channel ch)
                 int64_t wait = ratelimit_take(s->rl, key, now);
                 if (wait > 0) {
                     vsem_release(s->sem[ch]);
+                    lease_renew(s, m, now);
                     ready_pop(s, ch);
                     m->st = M_WAITING;
                     m->due_ms = now + wait;
@@ -1277,6 +1405,9 @@ struct sender *sender_new(const struct sender_config *cfg, struct route_cache *r
                                      "Notifications already final in the log (replays)", labels);
         c->active = metrics_gauge(m, "vigil_notifier_sends_in_flight",
                                   "Transfers in progress", labels);
+        c->deferred = metrics_counter(m, "vigil_notifications_deferred_total",
+                                      "Notifications held for the researcher's quiet hours",
+                                      labels);
     }
     static const double lat[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900};
     s->m_latency = metrics_histogram(m, "vigil_notify_latency_seconds",

@@ -89,6 +89,13 @@ struct job *sender_job_new(const struct alert *a, int32_t partition, int64_t off
 struct job *sender_job_new_page(const struct alert *a, int step, const struct recipient *to,
                                 int n);
 
+/* Returns a job for a deferred page that vigil_deferred_fire (migration
+ * 0064) just fired: alert A (copied) to TO[0..N-1] at step 0, whose
+ * notification rows the caller's transaction moved from deferred to
+ * pending under a fresh lease -- the sender sends them without claiming.
+ * No Kafka offset. NULL when out of memory. */
+struct job *sender_job_new_fired(const struct alert *a, const struct recipient *to, int n);
+
 /* Frees a job that was not submitted. NULL is a no-op. */
 void sender_job_free(struct job *j);
 

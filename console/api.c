@@ -514,7 +514,9 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
 
     r = pg_query(conn,
                  "SELECT n.researcher_id, n.channel, n.state, n.attempts, " "to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", "
-                 "to_char(n.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", n.last_error, n.step FROM notifications n "
+                 "to_char(n.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", n.last_error, n.step, "
+                 "to_char(n.deferred_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                 "FROM notifications n "
                  "JOIN alerts a ON a.alert_id = n.alert_id "
                  "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id "
                  "WHERE n.alert_id = $1 ORDER BY n.created_at, n.step, n.researcher_id, n.channel",
@@ -527,13 +529,14 @@ static void alert_get(PGconn *conn, const struct api_request *req, const char *c
     json_t *notes = json_array();
     for (int i = 0; i < PQntuples(r); i++)
         json_array_append_new(notes,
-                              json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I}", "researcher_id",
+                              json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:o}", "researcher_id",
                                         col_str(r, i, 0), "channel", col_str(r, i, 1), "state",
                                         col_str(r, i, 2), "attempts",
                                         (json_int_t)strtol(PQgetvalue(r, i, 3), NULL, 10),
                                         "created_at", col_str(r, i, 4), "sent_at", col_str(r, i, 5),
                                         "last_error", col_str(r, i, 6), "step",
-                                        (json_int_t)strtol(PQgetvalue(r, i, 7), NULL, 10)));
+                                        (json_int_t)strtol(PQgetvalue(r, i, 7), NULL, 10),
+                                        "deferred_until", col_str(r, i, 8)));
     PQclear(r);
     json_object_set_new(alert, "notifications", notes);
 
@@ -805,7 +808,13 @@ static void subscriptions_get(PGconn *conn, const struct api_request *req, const
     for (int i = 0; i < PQntuples(r); i++)
         json_array_append_new(list, subscription_json(r, i));
     PQclear(r);
-    respond_json(resp, 200, json_pack("{s:o}", "subscriptions", list));
+    json_t *quiet = api_quiet_get(conn, who->researcher_id, err, sizeof err);
+    if (quiet == NULL) {
+        json_decref(list);
+        db_error(resp, err);
+        return;
+    }
+    respond_json(resp, 200, json_pack("{s:o, s:o}", "subscriptions", list, "quiet_hours", quiet));
 }
 
 /* PUT: the caller's own subscription to one study (one site, or every site
@@ -821,6 +830,20 @@ static void subscriptions_put(PGconn *conn, const struct api_request *req, const
     json_t *body = reqparse_json_object(req->body, req->body_len, err, sizeof err);
     if (body == NULL) {
         api_error(resp, 400, "bad_request", err);
+        return;
+    }
+    /* quiet_hours (0064) are the researcher's, not one subscription's: a
+     * body may carry them alone, or with a subscription */
+    json_t *quiet = json_object_get(body, "quiet_hours");
+    if (quiet != NULL && json_object_size(body) == 1) {
+        if (api_quiet_put(conn, who->researcher_id, quiet, resp) == 0) {
+            json_t *q = api_quiet_get(conn, who->researcher_id, err, sizeof err);
+            if (q == NULL)
+                db_error(resp, err);
+            else
+                respond_json(resp, 200, json_pack("{s:o}", "quiet_hours", q));
+        }
+        json_decref(body);
         return;
     }
     const char *study = json_string_value(json_object_get(body, "study_id"));
@@ -848,6 +871,10 @@ static void subscriptions_put(PGconn *conn, const struct api_request *req, const
         return;
     }
     const char *channels = email && sms ? "{email,sms}" : email ? "{email}" : "{sms}";
+    if (quiet != NULL && api_quiet_put(conn, who->researcher_id, quiet, resp) != 0) {
+        json_decref(body);
+        return;
+    }
     const char *params[] = {who->researcher_id, token_param(who), study, site, sev, channels};
     PGresult *r = pg_query(conn,
                            "INSERT INTO subscriptions AS s (researcher_id, study_id, site_id, min_severity, channels) "
@@ -869,6 +896,10 @@ static void subscriptions_put(PGconn *conn, const struct api_request *req, const
     }
     json_t *sub = subscription_json(r, 0);
     PQclear(r);
+    if (quiet != NULL) {
+        json_t *q = api_quiet_get(conn, who->researcher_id, err, sizeof err);
+        json_object_set_new(sub, "quiet_hours", q != NULL ? q : json_null());
+    }
     respond_json(resp, 200, sub);
 }
 
@@ -1502,6 +1533,29 @@ static void audit_csv(PGconn *conn, const struct api_request *req, const char *c
     resp->content_type = "text/csv; charset=utf-8";
 }
 
+/* ---- for the handlers in other files (api_people.c) ---------------------- */
+
+void api_respond_json(struct api_response *resp, int status, json_t *j)
+{
+    respond_json(resp, status, j);
+}
+
+void api_db_error(struct api_response *resp, const char *err)
+{
+    db_error(resp, err);
+}
+
+const char *api_token_param(const struct auth_principal *who)
+{
+    return token_param(who);
+}
+
+bool api_study_admin_ok(PGconn *conn, const struct auth_principal *who, const char *study,
+                        struct api_response *resp)
+{
+    return study_admin_ok(conn, who, study, resp);
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static const struct api_route routes[] = {
@@ -1526,6 +1580,12 @@ static const struct api_route routes[] = {
     {"GET", "/api/v1/subscriptions", LIMITER_GENERAL, true, false, subscriptions_get},
     {"PUT", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_put},
     {"DELETE", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_delete},
+    {"GET", "/api/v1/me/contact", LIMITER_GENERAL, true, false, api_me_contact_get},
+    {"PUT", "/api/v1/me/contact", LIMITER_GENERAL, true, true, api_me_contact_put},
+    {"GET", "/api/v1/studies/{study}/researchers/{researcher}/contact", LIMITER_GENERAL, true, false,
+     api_study_contact_get},
+    {"PUT", "/api/v1/studies/{study}/researchers/{researcher}/contact", LIMITER_GENERAL, true, true,
+     api_study_contact_put},
     {NULL, NULL, LIMITER_GENERAL, false, false, NULL},
 };
 

@@ -153,4 +153,32 @@ json_t *api_alert_json(const PGresult *r, int row);
 /* Fills RESP with a JSON error {"error": CODE, "message": MESSAGE}. */
 void api_error(struct api_response *resp, int status, const char *code, const char *message);
 
+/* For handlers in other files (api_people.c): answer J (taken) with
+ * STATUS; a failed statement's 400/422/503; the caller's token id as a
+ * parameter (NULL for a session); 404/403 answered unless the caller
+ * administers STUDY (true). Same thread rules as the handlers. */
+void api_respond_json(struct api_response *resp, int status, json_t *j);
+void api_db_error(struct api_response *resp, const char *err);
+const char *api_token_param(const struct auth_principal *who);
+bool api_study_admin_ok(PGconn *conn, const struct auth_principal *who, const char *study,
+                        struct api_response *resp);
+
+/* api_people.c: quiet hours (migration 0064) and contact details.
+ * api_quiet_get returns RESEARCHER's window as {start, end, time_zone,
+ * quiet_until} or JSON null (none), NULL with errstr on a database error.
+ * api_quiet_put sets it from QUIET (null: none; else exactly those three
+ * keys, HH:MM[:SS] local times that differ, an IANA zone PostgreSQL knows):
+ * 0, or -1 with RESP answered (400 for bad input). */
+json_t *api_quiet_get(PGconn *conn, const char *researcher, char *errstr, size_t errstr_size);
+int api_quiet_put(PGconn *conn, const char *researcher, const json_t *quiet,
+                  struct api_response *resp);
+void api_me_contact_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                        const struct auth_principal *who, struct api_response *resp);
+void api_me_contact_put(PGconn *conn, const struct api_request *req, const char *const *values,
+                        const struct auth_principal *who, struct api_response *resp);
+void api_study_contact_get(PGconn *conn, const struct api_request *req, const char *const *values,
+                           const struct auth_principal *who, struct api_response *resp);
+void api_study_contact_put(PGconn *conn, const struct api_request *req, const char *const *values,
+                           const struct auth_principal *who, struct api_response *resp);
+
 #endif

@@ -178,7 +178,7 @@
     for (const e of a.evidence) ev.append(el("li", [e.loinc, e.value, e.unit, e.effective_at].filter((x) => x !== undefined).join(" ")));
     const n = $("notifications");
     n.replaceChildren();
-    for (const x of a.notifications) n.append(el("li", x.channel + " to " + x.researcher_id + ": " + x.state + (x.sent_at ? " at " + x.sent_at : "") + (x.last_error ? " (" + x.last_error + ")" : "")));
+    for (const x of a.notifications) n.append(el("li", x.channel + " to " + x.researcher_id + ": " + x.state + (x.sent_at ? " at " + x.sent_at : "") + (x.deferred_until ? " (quiet hours until " + x.deferred_until + ")" : "") + (x.last_error ? " (" + x.last_error + ")" : "")));
     const evs = $("events");
     evs.replaceChildren();
     for (const x of a.events) evs.append(el("li", x.recorded_at + " " + x.kind + " by " + x.actor));
@@ -279,7 +279,58 @@
                 el("td", x.channels.join(", ")), td);
       rows.append(tr);
     }
+    showMyDetails(r.data.quiet_hours);
   }
+
+  // ---- quiet hours and contact details (issue #15) ------------------------
+  // Kept apart from the rest of the page's code: the subscriptions page
+  // calls showMyDetails once it has loaded, start-up calls wireMyDetails.
+  function sayIn(id, r, okText) {
+    $(id).textContent = r.status === 200 ? okText : ((r.data && r.data.message) || ("failed: " + r.status));
+  }
+
+  async function showMyDetails(quiet) {
+    showQuiet(quiet);
+    const c = await api("GET", "/api/v1/me/contact");
+    if (c.status !== 200) return;
+    $("contact-email").value = c.data.email || "";
+    $("contact-phone").value = c.data.phone || "";
+  }
+
+  function showQuiet(quiet) {
+    $("quiet-start").value = quiet ? quiet.start.slice(0, 5) : "";
+    $("quiet-end").value = quiet ? quiet.end.slice(0, 5) : "";
+    $("quiet-zone").value = quiet ? quiet.time_zone
+      : (Intl.DateTimeFormat().resolvedOptions().timeZone || "");
+    $("quiet-result").textContent = !quiet ? "No quiet hours."
+      : quiet.quiet_until ? "Quiet now, until " + quiet.quiet_until + "." : "";
+  }
+
+  async function saveQuiet(quiet) {
+    const r = await api("PUT", "/api/v1/subscriptions", { quiet_hours: quiet });
+    if (r.status === 200) showQuiet(r.data.quiet_hours);
+    const now = r.status === 200 && r.data.quiet_hours && r.data.quiet_hours.quiet_until;
+    sayIn("quiet-result", r, (quiet ? "Quiet hours saved." : "Quiet hours removed.") +
+          (now ? " Quiet now, until " + now + "." : ""));
+  }
+
+  function wireMyDetails() {
+    const zones = $("quiet-zones");
+    const names = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+    for (const z of names) { const o = el("option"); o.value = z; zones.append(o); }
+    $("quiet-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      saveQuiet({ start: $("quiet-start").value, end: $("quiet-end").value, time_zone: $("quiet-zone").value.trim() });
+    });
+    $("quiet-clear").addEventListener("click", () => saveQuiet(null));
+    $("contact-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const phone = $("contact-phone").value.replace(/[\s()-]/g, "");
+      const r = await api("PUT", "/api/v1/me/contact", { email: $("contact-email").value.trim(), phone: phone || null });
+      sayIn("contact-result", r, "Contact details saved.");
+    });
+  }
+  // ---- end of quiet hours and contact details -------------------------------
 
   // A study <select> with STUDIES as options, kept (with its choice) when
   // it has them already.
@@ -579,6 +630,7 @@
       $("subs-result").textContent = r.status === 200 ? "saved" : ((r.data && r.data.message) || ("failed: " + r.status));
       if (r.status === 200) openSubscriptions();
     });
+    wireMyDetails();
     $("more").addEventListener("click", loadPage);
     $("back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });
     $("subject-back").addEventListener("click", (e) => { e.preventDefault(); location.hash = ""; });

@@ -21,3 +21,11 @@ vigil_script_test(escalation_lockorder LABEL fault TIMEOUT 60
   COMMAND ${_py} ${_t}/test_escalation.py lockorder)
 vigil_script_test(escalation_retract LABEL integration TIMEOUT 120
   COMMAND ${_py} ${_t}/test_escalation.py retract)
+vigil_script_test(quiet_hours LABEL integration TIMEOUT 120
+  COMMAND ${_py} ${_t}/test_escalation.py quiet)
+vigil_script_test(quiet_hours_race LABEL integration TIMEOUT 120
+  COMMAND ${_py} ${_t}/test_escalation.py quiet_race)
+vigil_script_test(quiet_hours_kill LABEL fault TIMEOUT 120
+  COMMAND ${_py} ${_t}/test_escalation.py quiet_kill)
+vigil_script_test(quiet_hours_burst LABEL integration TIMEOUT 150
+  COMMAND ${_py} ${_t}/test_escalation.py quiet_burst)

@@ -57,6 +57,13 @@ E.observation("obs-1", "S1", "SUBJ-1", value=6.8)
 E.observation("obs-2", "S2", "SUBJ-2", value=6.9)
 E.alert("seen-S1", "S1")
 E.alert("seen-S2", "S2", subject="SUBJ-2")
+# a member of each study whose contact a study-admin may read and change:
+# in S1 by a grant, in S2 by a subscription (the study's people list)
+E.sql("INSERT INTO researchers (researcher_id, name, email, phone) VALUES "
+      "('member-S1', %s, 'm1@example.org', '+15550000001'), "
+      "('member-S2', %s, 'm2@example.org', '+15550000002')", cl.MARKUP, cl.MARKUP)
+E.sql("INSERT INTO console_grants (researcher_id, study_id, role) VALUES ('member-S1', 'S1', 'viewer')")
+E.sql("INSERT INTO subscriptions (researcher_id, study_id) VALUES ('member-S2', 'S2')")
 
 cells = 0
 for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
@@ -116,6 +123,24 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
     got = E.sql("SELECT role FROM console_grants WHERE researcher_id = 'none' AND study_id = %s", study)
     C.check(bool(got) == may_admin, "%s grant PUT: written only when allowed (%s)" % (what, got))
     E.sql("DELETE FROM console_grants WHERE researcher_id = 'none'")
+    # a member's contact: read and changed by study-admins of that study only
+    member = "member-" + study
+    path = "/api/v1/studies/%s/researchers/%s/contact" % (study, member)
+    st, _, b = E.request("GET", path, **kw)
+    cells += 1
+    C.check(st == exp and (st != 200 or b["phone"] == E.sql(
+        "SELECT phone FROM researchers WHERE researcher_id = %s", member)[0][0]),
+        "%s member contact GET: %d (got %d)" % (what, exp, st))
+    if st != 200:
+        C.check("phone" not in (b or {}) and "+1555" not in str(b),
+                "%s member contact GET refused: no phone in the answer" % what)
+    phone = "+1555%07d" % (cells * 10 + RANK[caller] + 5)
+    st, _, b = E.request("PUT", path, body={"email": "%s@example.org" % member, "phone": phone},
+                         csrf=a.get("csrf"), **kw)
+    cells += 1
+    C.check(st == exp, "%s member contact PUT: %d (got %d %s)" % (what, exp, st, b))
+    C.check((E.sql("SELECT phone FROM researchers WHERE researcher_id = %s", member)[0][0] == phone)
+            == may_admin, "%s member contact PUT: written only when allowed" % what)
     # ack and resolve: a fresh alert each, and the database says what changed
     for action in ("ack", "resolve"):
         aid = "m-%s-%s-%s" % (action, caller, study)
@@ -133,8 +158,22 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
         if not may:
             C.check(events(aid) == ["opened"], "%s %s refused: no audit event but 'opened' (got %s)"
                     % (what, action, events(aid)))
-print("role matrix: %d callers x 2 studies x 8 endpoints = %d cells" % (len(callers), cells), flush=True)
-C.check(cells == len(callers) * 2 * 8, "matrix size")
+print("role matrix: %d callers x 2 studies x 10 endpoints = %d cells" % (len(callers), cells), flush=True)
+C.check(cells == len(callers) * 2 * 10, "matrix size")
+# the self-service rows (no study in the path): every caller gets their own
+# researcher's contact and quiet hours, and nobody else's; anonymous 401
+OWNER = {"token_responder": "responder", "token_viewer_cap": "study_admin"}
+for caller, a in sorted(callers.items()):
+    kw = dict(cookie=a.get("cookie"), token=a.get("token"))
+    me = OWNER.get(caller, caller)
+    st, _, b = E.request("GET", "/api/v1/me/contact", **kw)
+    st2, _, b2 = E.request("GET", "/api/v1/subscriptions", **kw)
+    if caller == "anonymous":
+        C.check(st == 401 and st2 == 401, "anonymous: /me/contact and /subscriptions 401 (%d %d)" % (st, st2))
+    else:
+        C.check(st == 200 and b["researcher_id"] == me and b["email"] == "%s@example.org" % me,
+                "%s: GET /me/contact is %s's own (got %d %s)" % (caller, me, st, b))
+        C.check(st2 == 200 and "quiet_hours" in b2, "%s: GET /subscriptions carries quiet_hours" % caller)
 
 # ---- study administration: what a study-admin may and may not do ---------------
 sa = callers["study_admin"]
@@ -409,7 +448,8 @@ C.check(E.sql("SELECT count(*), min(min_severity) FROM subscriptions WHERE resea
         "one row, replaced, in PostgreSQL")
 st, _, _ = E.request("PUT", SUB, {"study_id": "S2", "site_id": None, "min_severity": "info", "channels": ["email"]},
                      cookie=vw["cookie"], csrf=vw["csrf"])
-C.check(st == 404 and E.sql("SELECT count(*) FROM subscriptions WHERE study_id = 'S2'")[0][0] == 0,
+C.check(st == 404 and E.sql("SELECT count(*) FROM subscriptions WHERE study_id = 'S2' "
+                           "AND researcher_id = 'viewer'")[0][0] == 0,
         "another study: 404, nothing written (got %d)" % st)
 st, _, _ = E.request("PUT", SUB, {"study_id": "S1", "site_id": "NO-SUCH-SITE", "min_severity": "info",
                                   "channels": ["email"]}, cookie=vw["cookie"], csrf=vw["csrf"])
@@ -431,6 +471,102 @@ C.check(st == 204 and E.sql("SELECT count(*) FROM subscriptions WHERE researcher
         "DELETE removes it (got %d)" % st)
 st, _, _ = E.request("DELETE", SUB + "?study=S1", cookie=vw["cookie"], csrf=vw["csrf"])
 C.check(st == 404, "DELETE of nothing: 404")
+
+# ---- quiet hours: the researcher's, carried by the subscriptions API -------------------
+QH = {"start": "22:30", "end": "06:45", "time_zone": "Europe/Paris"}
+st, _, b = E.request("PUT", SUB, {"quiet_hours": QH}, cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 200 and b["quiet_hours"]["start"] == "22:30:00" and b["quiet_hours"]["end"] == "06:45:00"
+        and b["quiet_hours"]["time_zone"] == "Europe/Paris" and "quiet_until" in b["quiet_hours"],
+        "quiet hours set alone, crossing midnight (got %d %s)" % (st, b))
+C.check(E.sql("SELECT start_local::text, end_local::text, time_zone FROM researcher_quiet_hours "
+              "WHERE researcher_id = 'viewer'") == [("22:30:00", "06:45:00", "Europe/Paris")], "stored")
+st, _, b = E.request("GET", SUB, cookie=vw["cookie"])
+C.check(st == 200 and b["quiet_hours"]["time_zone"] == "Europe/Paris", "GET carries them (got %s)" % b)
+st, _, b = E.request("PUT", SUB, {"study_id": "S1", "site_id": None, "min_severity": "info", "channels": ["email"],
+                                  "quiet_hours": dict(QH, time_zone="Asia/Kolkata")},
+                     cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 200 and b["min_severity"] == "info" and b["quiet_hours"]["time_zone"] == "Asia/Kolkata",
+        "with a subscription (got %d %s)" % (st, b))
+for bad in [dict(QH, time_zone="Mars/Olympus"), dict(QH, time_zone="UTC+3"), dict(QH, time_zone="EST5EDT'; --"),
+            dict(QH, time_zone=""), dict(QH, time_zone="x" * 100), dict(QH, start="25:00"), dict(QH, end="7am"),
+            dict(QH, start="07:00", end="07:00"), dict(QH, start="07:60"), {"start": "22:00", "end": "06:00"},
+            dict(QH, extra=1), "22:00-06:00", [QH]]:
+    st, _, b = E.request("PUT", SUB, {"quiet_hours": bad}, cookie=vw["cookie"], csrf=vw["csrf"])
+    C.check(st == 400 and b.get("message"), "bad quiet hours %r: 400 (got %d)" % (str(bad)[:60], st))
+C.check(E.sql("SELECT time_zone FROM researcher_quiet_hours WHERE researcher_id = 'viewer'") == [("Asia/Kolkata",)],
+        "refused changes changed nothing")
+try:
+    E.sql("UPDATE researcher_quiet_hours SET time_zone = 'Mars/Olympus' WHERE researcher_id = 'viewer'")
+    C.check(False, "the table refuses an unknown zone too")
+except Exception as e:  # psycopg2.Error: 22023
+    C.check("unknown time zone" in str(e), "the table refuses an unknown zone too: %s" % str(e).strip()[:80])
+st, _, _ = E.request("PUT", SUB, {"quiet_hours": QH}, cookie=vw["cookie"])
+C.check(st == 403, "quiet hours without CSRF: 403 (got %d)" % st)
+st, _, b = E.request("PUT", SUB, {"quiet_hours": None}, cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 200 and b == {"quiet_hours": None} and
+        not E.sql("SELECT 1 FROM researcher_quiet_hours WHERE researcher_id = 'viewer'"),
+        "null removes them (got %d %s)" % (st, b))
+E.sql("DELETE FROM subscriptions WHERE researcher_id = 'viewer'")
+
+# a notification held by quiet hours shows as deferred, with when it is due
+E.sql("INSERT INTO notifications (alert_id, researcher_id, channel, state, next_attempt_at, deferred_until) "
+      "VALUES ('seen-S1', 'viewer', 'email', 'deferred', '2030-01-02 06:00+00', '2030-01-02 06:00+00')")
+st, _, b = E.request("GET", "/api/v1/alerts/seen-S1", cookie=vw["cookie"])
+nd = [n for n in b.get("notifications", []) if n["researcher_id"] == "viewer"]
+C.check(st == 200 and len(nd) == 1 and nd[0]["state"] == "deferred" and
+        nd[0]["deferred_until"] == "2030-01-02T06:00:00.000000Z",
+        "the alert detail shows a deferred notification and its due time (got %s)" % nd)
+E.sql("DELETE FROM notifications WHERE alert_id = 'seen-S1' AND researcher_id = 'viewer'")
+
+# ---- contact details: my own, and a study-admin's view of the study's people ---------
+ME = "/api/v1/me/contact"
+st, _, b = E.request("PUT", ME, {"email": "viewer.new@example.org", "phone": "+447700900123"},
+                     cookie=vw["cookie"], csrf=vw["csrf"])
+C.check(st == 200 and b["email"] == "viewer.new@example.org" and b["phone"] == "+447700900123" and
+        E.sql("SELECT email, phone FROM researchers WHERE researcher_id = 'viewer'") ==
+        [("viewer.new@example.org", "+447700900123")], "my contact changed (got %d %s)" % (st, b))
+st, _, b = E.request("GET", ME, cookie=vw["cookie"])
+C.check(st == 200 and b["phone"] == "+447700900123" and b["researcher_id"] == "viewer", "GET mine")
+C.check(E.request("GET", ME)[0] == 401, "anonymous: 401")
+for bad in [{"email": "no-at-sign", "phone": None}, {"email": "a@b@c"}, {"email": "a b@c.d"},
+            {"email": "x@y", "phone": "07700 900123"}, {"email": "x@y", "phone": "+0123"},
+            {"email": "x@y", "phone": "+1" + "2" * 15}, {"email": "x@y", "phone": 447700900123},
+            {"phone": "+447700900123"}, {"email": None}, {"email": "x@y", "nickname": "z"},
+            {"email": "a" * 250 + "@b.cd"}, {"email": "x@y\u0000z"}]:
+    st, _, b = E.request("PUT", ME, bad, cookie=vw["cookie"], csrf=vw["csrf"])
+    C.check(st == 400, "bad contact %s: 400 (got %d)" % (str(bad)[:50], st))
+C.check(E.sql("SELECT phone FROM researchers WHERE researcher_id = 'viewer'") == [("+447700900123",)],
+        "refused contact changes changed nothing")
+st, _, _ = E.request("PUT", ME, {"email": "x@y"}, cookie=vw["cookie"])
+C.check(st == 403, "contact change without CSRF: 403 (got %d)" % st)
+# a study-admin: the study's people only, the same 404 for another study's
+# researcher and for nobody at all; never a phone outside their study
+E.users("grant", "--researcher", "study_admin", "--role", "study_admin", "--study", "S1")  # revoked above
+sac, sak, _ = E.signin("study_admin")
+for target in ("member-S2", "nobody-at-all"):
+    st, _, b = E.request("GET", "/api/v1/studies/S1/researchers/%s/contact" % target, cookie=sac)
+    C.check(st == 404 and "+1555" not in str(b), "%s through S1: 404, nothing revealed (got %d)" % (target, st))
+    st, _, b = E.request("PUT", "/api/v1/studies/S1/researchers/%s/contact" % target,
+                         {"email": "evil@example.org"}, cookie=sac, csrf=sak)
+    C.check(st == 404, "%s through S1: PUT 404 (got %d)" % (target, st))
+C.check(E.sql("SELECT email FROM researchers WHERE researcher_id = 'member-S2'") == [("member-S2@example.org",)],
+        "the other study's member unchanged")
+# someone of S1 who also subscribes to S2: S1's admin may read, not redirect
+E.sql("INSERT INTO subscriptions (researcher_id, study_id) VALUES ('member-S1', 'S2')")
+st, _, b = E.request("GET", "/api/v1/studies/S1/researchers/member-S1/contact", cookie=sac)
+C.check(st == 200, "a member of S1 and S2: S1's admin reads their contact (got %d)" % st)
+st, _, b = E.request("PUT", "/api/v1/studies/S1/researchers/member-S1/contact",
+                     {"email": "evil@example.org", "phone": "+15559999999"}, cookie=sac, csrf=sak)
+C.check(st == 403 and E.sql("SELECT email FROM researchers WHERE researcher_id = 'member-S1'")[0][0] !=
+        "evil@example.org", "... but may not change it: their S2 alerts would follow (got %d)" % st)
+st, _, b = E.request("PUT", "/api/v1/studies/S1/researchers/member-S1/contact",
+                     {"email": "m1.admin@example.org", "phone": None}, cookie=adm["cookie"], csrf=adm["csrf"])
+C.check(st == 200 and b["phone"] is None, "the global admin may (got %d %s)" % (st, b))
+E.sql("DELETE FROM subscriptions WHERE researcher_id = 'member-S1'")
+log = open(E.log_path).read()
+C.check("+447700900123" not in log and "+15559999999" not in log and "m1.admin@example.org" not in log,
+        "phone numbers and addresses are masked in the console's log")
+C.check("contact of researcher member-S1 set by admin" in log, "the change is logged")
 
 # ---- the CSV export defuses formulas and quotes -------------------------------------------
 E.alert("csv-1", "S1")

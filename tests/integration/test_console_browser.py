@@ -271,6 +271,34 @@ try:
           "the validator's message under the form")
     C.check(tier_deadlines() == [(1, 900), (2, 1200)], "a refused policy changes nothing")
 
+    # the study_admin's own subscriptions page on a phone: quiet hours and
+    # contact details, saved through the labelled controls (issue #15)
+    driver.set_window_size(390, 844)
+    driver.get(base + "/console/#subscriptions")
+    until(lambda d: d.find_element(By.ID, "quiet-zone").get_attribute("value") != "" and
+          d.find_element(By.ID, "contact-email").get_attribute("value") != "", "the quiet-hours and contact forms")
+    for fid, v in (("quiet-start", "22:00"), ("quiet-end", "07:00")):
+        # a time input's picker is the browser's own; set what a user picks
+        driver.execute_script("arguments[0].value = arguments[1]", driver.find_element(By.ID, fid), v)
+    z = driver.find_element(By.ID, "quiet-zone")
+    z.clear()
+    z.send_keys("Europe/Paris")
+    driver.find_element(By.CSS_SELECTOR, "#quiet-form button[type=submit]").click()
+    until(lambda d: "saved" in d.find_element(By.ID, "quiet-result").text, "quiet hours saved")
+    C.check(E.sql("SELECT start_local::text, end_local::text, time_zone FROM researcher_quiet_hours "
+                  "WHERE researcher_id = 'study_admin'") == [("22:00:00", "07:00:00", "Europe/Paris")],
+            "quiet hours saved from the page: %s" % driver.find_element(By.ID, "quiet-result").text)
+    ph = driver.find_element(By.ID, "contact-phone")
+    ph.clear()
+    ph.send_keys("+44 7700 900123")
+    driver.find_element(By.CSS_SELECTOR, "#contact-form button[type=submit]").click()
+    until(lambda d: "saved" in d.find_element(By.ID, "contact-result").text, "contact saved")
+    C.check(E.sql("SELECT phone FROM researchers WHERE researcher_id = 'study_admin'") == [("+447700900123",)],
+            "the phone saved from the page, spaces dropped: %s" % driver.find_element(By.ID, "contact-result").text)
+    C.check(driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"),
+            "no sideways scrolling on a 390 px wide phone")
+    driver.save_screenshot(os.path.join(ART, "subscriptions-phone.png"))
+
     # the browser's console: no CSP violation, no error at all
     logs = driver.get_log("browser")
     csp = [x["message"] for x in logs if "Content Security Policy" in x["message"] or "Refused to" in x["message"]]
@@ -284,7 +312,8 @@ try:
               and not any(e in x["message"] for e in expected)]
     C.check(not csp, "no Content-Security-Policy violation in the console: %s" % csp)
     C.check(not errors, "no error in the browser's console: %s" % errors)
-    for name in ("queue.png", "alert.png", "subject-chart.png", "policy.png", "policy-phone.png"):
+    for name in ("queue.png", "alert.png", "subject-chart.png", "policy.png", "policy-phone.png",
+                 "subscriptions-phone.png"):
         p = os.path.join(ART, name)
         C.check(os.path.getsize(p) > 1000, "screenshot %s saved" % p)
 except TimeoutException:

@@ -185,6 +185,11 @@ call(SB, "PUT", body=good)
 call(SB, "PUT", body=good, cookie=cookie)
 call(SB, "PUT", body=dict(good, study_id="S2"), cookie=cookie, csrf=csrf)
 call(SB, "PUT", body=dict(good, site_id="NOPE"), cookie=cookie, csrf=csrf)
+call(SB, "PUT", body={"quiet_hours": {"start": "22:00", "end": "07:00", "time_zone": "Europe/Paris"}},
+     cookie=cookie, csrf=csrf)
+call(SB, "PUT", body=dict(good, quiet_hours={"start": "22:00", "end": "07:00", "time_zone": "Mars/Olympus"}),
+     cookie=cookie, csrf=csrf)
+call(SB, "PUT", body=dict(good, quiet_hours=None), cookie=cookie, csrf=csrf)
 call(SB, "GET", cookie=cookie)
 call(SB, "GET")
 call(SB, "DELETE", path=SB + "?study=S1&site=SITE-1", cookie=cookie, csrf=csrf)
@@ -227,6 +232,26 @@ call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=acookie, csrf=a
 call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=acookie, csrf=acsrf)
 call(GR, "DELETE", path="/api/v1/studies/S1/grants/none")
 call(GR, "DELETE", path="/api/v1/studies/S1/grants/none", cookie=cookie, csrf=csrf)
+MC, SC = "/api/v1/me/contact", "/api/v1/studies/{study}/researchers/{researcher}/contact"
+call(MC, "GET", cookie=cookie)
+call(MC, "GET")
+call(MC, "PUT", body={"email": "viewer@example.org", "phone": "+447700900123"}, cookie=cookie, csrf=csrf)
+call(MC, "PUT", body={"email": "viewer@example.org", "phone": "07700 900123"}, cookie=cookie, csrf=csrf)
+call(MC, "PUT", body={"email": "viewer@example.org"})
+call(MC, "PUT", body={"email": "viewer@example.org"}, cookie=cookie)
+call(SC, "GET", path="/api/v1/studies/S1/researchers/viewer/contact", cookie=acookie)
+call(SC, "GET", path="/api/v1/studies/S1/researchers/viewer/contact")
+call(SC, "GET", path="/api/v1/studies/S1/researchers/viewer/contact", cookie=cookie)
+call(SC, "GET", path="/api/v1/studies/S1/researchers/none/contact", cookie=acookie)
+call(SC, "PUT", path="/api/v1/studies/S1/researchers/viewer/contact", body={"email": "v@example.org"},
+     cookie=acookie, csrf=acsrf)
+call(SC, "PUT", path="/api/v1/studies/S1/researchers/viewer/contact", body={"email": "no at sign"},
+     cookie=acookie, csrf=acsrf)
+call(SC, "PUT", path="/api/v1/studies/S1/researchers/viewer/contact", body={"email": "v@example.org"})
+call(SC, "PUT", path="/api/v1/studies/S1/researchers/viewer/contact", body={"email": "v@example.org"},
+     cookie=cookie, csrf=csrf)
+call(SC, "PUT", path="/api/v1/studies/S2/researchers/viewer/contact", body={"email": "v@example.org"},
+     cookie=acookie, csrf=acsrf)
 PO = "/api/v1/studies/{study}/policies"
 pol = {"study": "S1", "severity": "critical", "repeat_last": "15m",
        "tiers": [{"targets": ["subscribers"], "channels": ["subscribed"], "ack_deadline": "15m"},
@@ -247,7 +272,8 @@ for tmpl, method, path in [(S, "POST", S), (ACK, "POST", A + "/a2/ack"), (RES, "
                            (SB, "PUT", SB), (PR, "POST", PR), (PC, "POST", PC),
                            (STS, "PUT", "/api/v1/studies/S1/sites/SITE-9"),
                            (GR, "PUT", "/api/v1/studies/S1/grants/none"),
-                           (PO, "PUT", "/api/v1/studies/S1/policies")]:
+                           (PO, "PUT", "/api/v1/studies/S1/policies"), (MC, "PUT", MC),
+                           (SC, "PUT", "/api/v1/studies/S1/researchers/viewer/contact")]:
     call(tmpl, method, path=path, body='{"a": 1}', cookie=cookie, csrf=csrf,
          headers={"Content-Type": "text/plain"})
 # sign out last (needs the CSRF token)
@@ -278,7 +304,10 @@ for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"
                                  (GR, "PUT", "/api/v1/studies/S1/grants/none", {"role": "viewer"}),
                                  (GR, "DELETE", "/api/v1/studies/S1/grants/none", None),
                                  (PO, "GET", "/api/v1/studies/S1/policies", None),
-                                 (PO, "PUT", "/api/v1/studies/S1/policies", pol)]:
+                                 (PO, "PUT", "/api/v1/studies/S1/policies", pol),
+                                 (MC, "GET", MC, None), (MC, "PUT", MC, {"email": "x@y"}),
+                                 (SC, "GET", "/api/v1/studies/S1/researchers/viewer/contact", None),
+                                 (SC, "PUT", "/api/v1/studies/S1/researchers/viewer/contact", {"email": "x@y"})]:
     call(tmpl, method, path=path, body=body, token=tok)
 lk.rollback()
 lk.close()

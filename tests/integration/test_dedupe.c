@@ -4,7 +4,12 @@
  * owned / busy / done; a lease that ran out is taken over; outcomes land
  * with their provider id or error; ids that would break a hand-built array
  * literal round-trip; and two notifiers claiming the same keys at once, in
- * opposite orders, own each key exactly once (and do not deadlock).
+ * opposite orders, own each key exactly once (and do not deadlock); and
+ * quiet hours (0064): a deferrable key of a researcher inside their window
+ * is recorded deferred until the window's end, a non-deferrable one of the
+ * same researcher is owned at once, a replay of the deferred one is done,
+ * and one outside the window is owned; the window's end across midnight
+ * and a change to summer time.
  */
 #include <pthread.h>
 #include <spawn.h>
@@ -70,7 +75,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     enum dedupe_claim out[3];
     bool taken[3];
 
-    CHECK_EQ_INT(dedupe_claim_many(c, b, k, 3, 600, out, taken, err, sizeof err), 0);
+    CHECK_EQ_INT(dedupe_claim_many(c, b, k, NULL, 3, 600, out, taken, err, sizeof err), 0);
     for (int i = 0; i < 3; i++) {
         CHECK_EQ_INT(out[i], DEDUPE_OWNED);
         CHECK(!taken[i]);
@@ -80,7 +85,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
                  "pending");
 
     /* a live lease: busy, and nothing changes */
-    CHECK_EQ_INT(dedupe_claim_many(c, b, k, 3, 600, out, taken, err, sizeof err), 0);
+    CHECK_EQ_INT(dedupe_claim_many(c, b, k, NULL, 3, 600, out, taken, err, sizeof err), 0);
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(out[i], DEDUPE_BUSY);
 
@@ -89,7 +94,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     CHECK_EQ_STR(row_value(c, ROW_SQL("attempts::text"), a1, "NULL", "sms", v, sizeof v), "1");
 
     /* a lease of 0 s has run out: taken over, and said so */
-    CHECK_EQ_INT(dedupe_claim_many(c, b, k, 3, 0, out, taken, err, sizeof err), 0);
+    CHECK_EQ_INT(dedupe_claim_many(c, b, k, NULL, 3, 0, out, taken, err, sizeof err), 0);
     for (int i = 0; i < 3; i++) {
         CHECK_EQ_INT(out[i], DEDUPE_OWNED);
         CHECK(taken[i]);
@@ -116,7 +121,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
                  "(null)");
 
     /* final rows are done for good, even with a lease of 0 */
-    CHECK_EQ_INT(dedupe_claim_many(c, b, k, 3, 0, out, taken, err, sizeof err), 0);
+    CHECK_EQ_INT(dedupe_claim_many(c, b, k, NULL, 3, 0, out, taken, err, sizeof err), 0);
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(out[i], DEDUPE_DONE);
 
@@ -127,7 +132,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     const struct dedupe_key mixed[4] = {
         {n1, "r-1", CHANNEL_SMS, 0}, k[0], {n2, "r-1", CHANNEL_SMS, 0}, k[1]};
     enum dedupe_claim mo[4];
-    CHECK_EQ_INT(dedupe_claim_many(c, b, mixed, 4, 600, mo, NULL, err, sizeof err), 0);
+    CHECK_EQ_INT(dedupe_claim_many(c, b, mixed, NULL, 4, 600, mo, NULL, err, sizeof err), 0);
     CHECK_EQ_INT(mo[0], DEDUPE_OWNED);
     CHECK_EQ_INT(mo[1], DEDUPE_DONE);
     CHECK_EQ_INT(mo[2], DEDUPE_OWNED);
@@ -137,7 +142,7 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     char d1[128];
     snprintf(d1, sizeof d1, "%s-dup", prefix);
     const struct dedupe_key dup[2] = {{d1, "r-1", CHANNEL_SMS, 0}, {d1, "r-1", CHANNEL_SMS, 0}};
-    CHECK_EQ_INT(dedupe_claim_many(c, b, dup, 2, 600, mo, NULL, err, sizeof err), -1);
+    CHECK_EQ_INT(dedupe_claim_many(c, b, dup, NULL, 2, 600, mo, NULL, err, sizeof err), -1);
     CHECK_EQ_STR(row_value(c, ROW_SQL("state"), d1, "r-1", "sms", v, sizeof v), "");
 }
 
@@ -150,6 +155,85 @@ struct racer {
 };
 
 /* Claims every key in batches of 50, in its own order. */
+static void test_quiet(PGconn *c, struct dedupe_batch *b)
+{
+    char err[512], v[256], quiet[96], awake[96], a0[96], a1[96];
+    snprintf(quiet, sizeof quiet, "%s-quiet", prefix);
+    snprintf(awake, sizeof awake, "%s-awake", prefix);
+    snprintf(a0, sizeof a0, "%s-warning", prefix);
+    snprintf(a1, sizeof a1, "%s-critical", prefix);
+    const char *p[] = {quiet, awake};
+    /* quiet: a window from an hour ago to two hours on, in Asia/Tokyo (no
+     * DST, far from UTC, so a zone mix-up shows); awake: one that ended */
+    CHECK_EQ_INT(pg_command(c,
+                            "INSERT INTO researchers (researcher_id, name) VALUES ($1, 'q'), "
+                            "($2, 'a')",
+                            2, p, err, sizeof err),
+                 0);
+    CHECK_EQ_INT(pg_command(c,
+                            "INSERT INTO researcher_quiet_hours VALUES "
+                            "($1, (now() AT TIME ZONE 'Asia/Tokyo' - interval '1 hour')::time, "
+                            "(now() AT TIME ZONE 'Asia/Tokyo' + interval '2 hours')::time, "
+                            "'Asia/Tokyo'), "
+                            "($2, (now() AT TIME ZONE 'Asia/Tokyo' - interval '3 hours')::time, "
+                            "(now() AT TIME ZONE 'Asia/Tokyo' - interval '1 hour')::time, "
+                            "'Asia/Tokyo')",
+                            2, p, err, sizeof err),
+                 0);
+    const struct dedupe_key k[3] = {
+        {a0, quiet, CHANNEL_EMAIL, 0}, {a1, quiet, CHANNEL_EMAIL, 0}, {a0, awake, CHANNEL_EMAIL, 0}};
+    const bool defer[3] = {true, false, true};
+    enum dedupe_claim out[3];
+    CHECK_EQ_INT(dedupe_claim_many(c, b, k, defer, 3, 600, out, NULL, err, sizeof err), 0);
+    CHECK_EQ_INT(out[0], DEDUPE_DEFERRED);
+    CHECK_EQ_INT(out[1], DEDUPE_OWNED);
+    CHECK_EQ_INT(out[2], DEDUPE_OWNED);
+    CHECK_EQ_STR(row_value(c, ROW_SQL("state"), a0, quiet, "email", v, sizeof v), "deferred");
+    /* due about two hours on (the window's end), the same instant recorded twice */
+    CHECK_EQ_STR(row_value(c, ROW_SQL("(abs(extract(epoch FROM next_attempt_at - now()) - 7200) "
+                                      "< 60 AND next_attempt_at = deferred_until)::text"),
+                           a0, quiet, "email", v, sizeof v),
+                 "true");
+    CHECK_EQ_STR(row_value(c, ROW_SQL("deferred_until IS NULL"), a1, quiet, "email", v, sizeof v),
+                 "t");
+    /* the same alert read again from Kafka: the deferred row is final for it */
+    CHECK_EQ_INT(dedupe_claim_many(c, b, k, defer, 1, 600, out, NULL, err, sizeof err), 0);
+    CHECK_EQ_INT(out[0], DEDUPE_DONE);
+    CHECK_EQ_INT(dedupe_deferred_count(c, a0, err, sizeof err), 1);
+}
+
+/* vigil_quiet_end (0064): the window's end in UTC for a few instants,
+ * across midnight and across the night Europe/Paris moves to summer time
+ * (2026-03-29 02:00 CET becomes 03:00 CEST: 07:00 local is 05:00 UTC). */
+static void test_quiet_end(PGconn *c)
+{
+    static const char *const cases[][5] = {
+        /* start, end, zone, at (UTC), expected end (UTC) or "" for none */
+        {"22:00", "07:00", "Europe/Paris", "2026-03-28 20:00", ""},
+        {"22:00", "07:00", "Europe/Paris", "2026-03-28 21:30", "2026-03-29 05:00:00+00"},
+        {"22:00", "07:00", "Europe/Paris", "2026-03-29 00:30", "2026-03-29 05:00:00+00"},
+        {"22:00", "07:00", "Europe/Paris", "2026-03-29 05:00", ""},
+        {"22:00", "07:00", "Europe/Paris", "2026-01-10 05:59", "2026-01-10 06:00:00+00"},
+        {"12:00", "14:00", "Asia/Tokyo", "2026-01-01 04:00", "2026-01-01 05:00:00+00"},
+        {"12:00", "14:00", "Asia/Tokyo", "2026-01-01 05:00", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512];
+        const char *p[] = {cases[i][0], cases[i][1], cases[i][2], cases[i][3]};
+        PGresult *r = pg_query(c,
+                               "SELECT coalesce(vigil_quiet_end($1::time, $2::time, $3, "
+                               "($4 || '+00')::timestamptz) AT TIME ZONE 'UTC' || '+00', '')",
+                               4, p, err, sizeof err);
+        CHECK(r != NULL);
+        if (r == NULL)
+            continue;
+        testlib_checkf(strcmp(PQgetvalue(r, 0, 0), cases[i][4]) == 0, __FILE__, __LINE__,
+                       "quiet %s-%s %s at %s: got '%s', want '%s'", cases[i][0], cases[i][1],
+                       cases[i][2], cases[i][3], PQgetvalue(r, 0, 0), cases[i][4]);
+        PQclear(r);
+    }
+}
+
 static void *race(void *arg)
 {
     struct racer *r = arg;
@@ -168,7 +252,7 @@ static void *race(void *arg)
             k[i] = (struct dedupe_key){r->ids[idx[i]], "racer", CHANNEL_EMAIL, 0};
         }
         enum dedupe_claim o[50];
-        if (dedupe_claim_many(c, b, k, 50, 600, o, NULL, err, sizeof err) != 0) {
+        if (dedupe_claim_many(c, b, k, NULL, 50, 600, o, NULL, err, sizeof err) != 0) {
             fprintf(stderr, "race: %s\n", err);
             r->failures++;
             continue;
@@ -215,6 +299,8 @@ int main(void)
     CHECK(b != NULL);
     if (c != NULL && b != NULL) {
         test_lifecycle(c, b);
+        test_quiet(c, b);
+        test_quiet_end(c);
         test_race(conninfo);
     } else {
         fprintf(stderr, "%s\n", err);

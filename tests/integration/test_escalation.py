@@ -35,6 +35,25 @@ compressed by the notifier's escalation_scale (policies keep minutes).
                                 statements): the escalation stops and everyone
                                 paged so far -- tier 1 and tier 2 -- is told
                                 it was withdrawn
+  test_escalation.py quiet      quiet hours (0064): inside a researcher's window
+                                a critical alert is sent at once, warnings and
+                                info are deferred (not sent, offsets committed,
+                                due at the window's end), sent once when it
+                                ends; one acknowledged meanwhile never is
+                                (suppressed, with the reason, audited), nor one
+                                retracted meanwhile (and no withdrawal notice)
+  test_escalation.py quiet_race two notifiers at the end of a window: each of
+                                30 deferred warnings sent exactly once
+  test_escalation.py quiet_burst 6 warnings fired at once to one researcher wait
+                                for the rate limit longer than the lease: the
+                                waiting rows' lease is renewed, so the other
+                                notifier does not take them back (each sent once)
+  test_escalation.py quiet_kill the notifier that deferred is SIGKILLed; the
+                                next one sends them when the window ends; a
+                                page fired by a notifier that died before
+                                sending it is taken back after the lease, and
+                                waits for the directory to load (not
+                                suppressed for want of an address)
 """
 import email
 import email.policy
@@ -648,6 +667,233 @@ def run_lockorder():
     fire.close()
 
 
-{"timeline": run_timeline, "digest": run_digest, "lockorder": run_lockorder, "race": run_race, "kill": run_kill, "audit": run_audit,
+# ---- quiet hours (issue #15, migration 0064) ------------------------------
+
+QUIET_TZ = "America/New_York"
+
+
+def quiet_directory(end_in_s, partitions=1):
+    """Migrates, makes the alerts topic and the escalation directory plus
+    'night': subscribed to everything by email, quiet from an hour ago until
+    END_IN_S seconds from now, local time in QUIET_TZ. Returns (topic,
+    study, ppl, mails, window end)."""
+    h.migrate()
+    topic = "esc.%s.alerts" % rid
+    h.create_topics([topic], partitions)
+    study, ppl, mails = directory(tier3=False)
+    night = "%s-night" % rid
+    mail = "night.%s@test.example" % rid
+    h.query("INSERT INTO researchers (researcher_id, name, email) VALUES (%s, 'night', %s)",
+            night, mail)
+    h.query("INSERT INTO subscriptions (researcher_id, study_id, min_severity, channels) "
+            "VALUES (%s, %s, 'info', ARRAY['email'])", night, study)
+    h.query("INSERT INTO researcher_quiet_hours VALUES (%s, "
+            "(now() AT TIME ZONE %s - interval '1 hour')::time, "
+            "(now() AT TIME ZONE %s + make_interval(secs => %s))::time, %s)",
+            night, QUIET_TZ, QUIET_TZ, end_in_s, QUIET_TZ)
+    end = h.query("SELECT vigil_quiet_until(%s, now())", night)[0][0]
+    t.check(end is not None, "night is inside the window now, until %s" % end)
+    ppl["night"] = night
+    mails[mail] = night
+    return topic, study, ppl, mails, end
+
+
+def publish(topic, study, severities, first=1):
+    """Stores alerts as the worker does and publishes them on TOPIC.
+    Returns their ids, one per severity, subjects P-<first>..."""
+    ids, recs = [], []
+    now_ms = int(time.time() * 1000)
+    for k, sev in enumerate(severities):
+        i = first + k
+        aid = insert_alert(study, i, severity=sev)
+        ids.append(aid)
+        recs.append(dict(alert_id=aid, kind="signal", rule_id="k-high", rule_version=1,
+                         severity=sev, ctcae_grade=4, study_id=study, site_id="A",
+                         subject_id="P-%03d" % (i % 100), evidence=[],
+                         message="Potassium 7.1 mmol/L (grade 4)", observed_time=now_ms,
+                         detected_time=now_ms, retracts_alert_id=None))
+    h.produce(topic, [(b"k", v) for v in h.encode("alert", recs)])
+    return ids
+
+
+def night_rows(ids, night):
+    return dict((r[0], r[1:]) for r in h.query(
+        "SELECT alert_id, state, deferred_until, sent_at, last_error FROM notifications "
+        "WHERE researcher_id = %s AND alert_id = ANY(%s)", night, ids))
+
+
+def in_state(ids, night, state):
+    return sum(1 for v in night_rows(ids, night).values() if v[0] == state)
+
+
+def db_now():
+    return h.query("SELECT now()")[0][0]
+
+
+def run_quiet():
+    topic, study, ppl, mails, end = quiet_directory(15)
+    night = ppl["night"]
+    n = Notifier(topic)
+    w1, w2, i1, c1, w3 = publish(topic, study, ["warning", "warning", "info", "critical", "warning"])
+
+    def told(aid):
+        return [r for r, ids, _ in emails(mails) if aid in ids and r == night]
+    h.wait_until(lambda: told(c1), 10 * h.SCALE, "the critical alert reaches night")
+    t.check(db_now() < end, "the critical alert was sent inside the quiet window")
+    h.wait_until(lambda: all(night_rows([w1, w2, i1, w3], night).get(a, ("",))[0] == "deferred"
+                             for a in (w1, w2, i1, w3)), 10 * h.SCALE, "four deferred rows")
+    rows = night_rows([w1, w2, i1], night)
+    t.check(all(rows.get(a, ("",))[0] == "deferred" and rows[a][1] == end
+                for a in (w1, w2, i1)),
+            "warning and info deferred until the window's end %s: %s" % (end, rows))
+    # the notifier does not hold the Kafka offsets for the window
+    h.wait_until(lambda: h.committed("esc-%s" % rid, topic, 1) == {0: 5}, 10 * h.SCALE,
+                 "offsets committed")
+    t.check(h.committed("esc-%s" % rid, topic, 1) == {0: 5} and db_now() < end,
+            "all five alerts' offsets committed inside the window")
+    # w3 withdrawn meanwhile (the worker's statements and its retraction alert)
+    rx = w3 + "-rx"
+    h.query("INSERT INTO alerts (alert_id, kind, rule_id, rule_version, severity, study_id, "
+            "site_id, subject_id, message, observed_at, detected_at, retracts_alert_id) "
+            "VALUES (%s, 'retraction', 'k-high', 1, 'warning', %s, 'A', 'P-005', "
+            "'withdrawn', now(), now(), %s)", rx, study, w3)
+    h.query("UPDATE alerts SET retracted = true, retracted_by = %s WHERE alert_id = %s", rx, w3)
+    now_ms = int(time.time() * 1000)
+    h.produce(topic, [(b"k", v) for v in h.encode("alert", [dict(
+        alert_id=rx, kind="retraction", rule_id="k-high", rule_version=1, severity="warning",
+        ctcae_grade=0, study_id=study, site_id="A", subject_id="P-005", evidence=[],
+        message="withdrawn", observed_time=now_ms, detected_time=now_ms, retracts_alert_id=w3)])])
+    h.wait_until(lambda: h.committed("esc-%s" % rid, topic, 1) == {0: 6}, 10 * h.SCALE,
+                 "the retraction's offset committed")
+    p = vigil("alerts", "ack", w2, "--as", ppl["coord"], "--note", "seen on the ward")
+    t.check(p.returncode == 0, "w2 acknowledged meanwhile: %s" % p.stdout.strip())
+    t.check(not told(w1) and not told(w2) and not told(i1) and db_now() < end,
+            "nothing non-critical sent inside the window")
+    h.wait_until(lambda: night_rows([w1, i1], night).get(w1, ("",))[0] == "sent" and
+                 night_rows([w1, i1], night).get(i1, ("",))[0] == "sent",
+                 40 * h.SCALE, "deferred pages sent after the window")
+    rows = night_rows([w1, w2, i1], night)
+    t.check(rows[w1][2] >= end and rows[i1][2] >= end,
+            "sent after the window's end: %s" % rows)
+    h.wait_until(lambda: len(told(w1)) == 1 and len(told(i1)) == 1, 10, "the emails")
+    t.check(rows[w2][0] == "suppressed" and rows[w2][3] == "acknowledged during quiet hours",
+            "the acknowledged warning suppressed, saying why: %s" % (rows[w2],))
+    h.wait_until(lambda: night_rows([w3], night).get(w3, ("",))[0] == "suppressed", 10 * h.SCALE,
+                 "the withdrawn warning suppressed")
+    t.check(night_rows([w3], night)[w3][3] == "retracted during quiet hours",
+            "the withdrawn warning suppressed, saying why: %s" % (night_rows([w3], night)[w3],))
+    time.sleep(1.0)  # a few more fire ticks: nothing more may go out
+    t.check(len(told(w1)) == 1 and len(told(i1)) == 1 and told(w2) == [] and told(w3) == [],
+            "w1 and i1 once each, w2 and w3 never: %d %d %d %d" % (
+                len(told(w1)), len(told(i1)), len(told(w2)), len(told(w3))))
+    t.check(told(rx) == [], "no withdrawal of a warning night was never sent: %s" % told(rx))
+    ev = [r[4] for r in events(w1, ("delivered",)) if r[4]["researcher_id"] == night]
+    t.check(len(ev) == 1 and "deferred_until" in ev[0], "delivery audited as deferred: %s" % ev)
+    ev = [r[4] for r in events(w2, ("delivery_suppressed",)) if r[4]["researcher_id"] == night]
+    t.check(len(ev) == 1 and ev[0].get("error") == "acknowledged during quiet hours",
+            "suppression audited: %s" % ev)
+    t.check(n.metric("vigil_notifications_deferred_total", 'channel="email"') == 4,
+            "four deferrals counted")
+    t.check(n.stop() == 0, "notifier exits 0")
+
+
+def run_quiet_race():
+    topic, study, ppl, mails, end = quiet_directory(12, partitions=2)
+    night = ppl["night"]
+    a, b = Notifier(topic), Notifier(topic)
+    ids = publish(topic, study, ["warning"] * 30)
+    h.wait_until(lambda: in_state(ids, night, "deferred") == 30, 20 * h.SCALE, "30 deferred rows")
+    t.check(db_now() < end, "all deferred inside the window")
+    h.wait_until(lambda: in_state(ids, night, "sent") == 30, 40 * h.SCALE, "30 sent after the window")
+
+    def counts():
+        got = {}
+        for r, aids, _ in emails(mails):
+            if r == night:
+                for x in aids:
+                    got[x] = got.get(x, 0) + 1
+        return got
+    h.wait_until(lambda: sum(counts().get(x, 0) for x in ids) >= 30, 10, "30 in the spool")
+    time.sleep(1.0)  # more fire ticks by both
+    c = counts()
+    t.check(all(c.get(x) == 1 for x in ids),
+            "each deferred warning sent exactly once: %s" % sorted(set(c.get(x) for x in ids)))
+    fa = a.metric("vigil_notifications_deferred_fired_total")
+    fb = b.metric("vigil_notifications_deferred_fired_total")
+    print("fired by A: %s, by B: %s" % (fa, fb))
+    t.check(fa + fb == 30, "fired 30 times in all: %s + %s" % (fa, fb))
+    t.check(a.stop() == 0 and b.stop() == 0, "notifiers exit 0")
+
+
+def run_quiet_burst():
+    topic, study, ppl, mails, end = quiet_directory(8)
+    night = ppl["night"]
+    # one message every 3 s after the first, a 6 s lease: the last ones wait 15 s
+    st = {"rate_per_min": "20", "rate_burst": "1", "lease": "6"}
+    a, b = Notifier(topic, settings=st), Notifier(topic, settings=st)
+    ids = publish(topic, study, ["warning"] * 6)
+    h.wait_until(lambda: in_state(ids, night, "deferred") == 6, 20 * h.SCALE, "6 deferred rows")
+    h.wait_until(lambda: in_state(ids, night, "sent") == 6, 60 * h.SCALE, "6 sent after the window")
+    sent = sorted(v[2] for v in night_rows(ids, night).values())
+    print("sent over %.1f s" % (sent[-1] - sent[0]).total_seconds())
+    t.check((sent[-1] - sent[0]).total_seconds() > 6, "the rate limit spread them past the lease")
+    # both senders idle: any copy still waiting in one would have gone by now
+    h.wait_until(lambda: a.metric("vigil_notifier_alerts_in_progress") == 0 and
+                 b.metric("vigil_notifier_alerts_in_progress") == 0, 60 * h.SCALE, "both idle")
+    got = [aid for r, aids, _ in emails(mails) if r == night for aid in aids]
+    t.check(sorted(got) == sorted(ids), "each sent once: %s" % sorted(got))
+    att = h.query("SELECT attempts FROM notifications WHERE researcher_id = %s AND alert_id = ANY(%s)",
+                  night, ids)
+    t.check(sorted(x for (x,) in att) == [1] * 6, "one attempt each: %s" % att)
+    taken = sum(open(n.log_path, errors="replace").read().count("was never finished") for n in (a, b))
+    t.check(taken == 0, "no waiting page taken back from its notifier (%d were)" % taken)
+    t.check(a.stop() == 0 and b.stop() == 0, "notifiers exit 0")
+
+
+def run_quiet_kill():
+    topic, study, ppl, mails, end = quiet_directory(10)
+    night = ppl["night"]
+    a = Notifier(topic)
+    ids = publish(topic, study, ["warning"] * 5)
+    h.wait_until(lambda: in_state(ids, night, "deferred") == 5, 20 * h.SCALE, "5 deferred rows")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    a.log.close()
+    # what a notifier killed between vigil_deferred_fire's commit and its
+    # send leaves: a fired row, pending, its lease long gone
+    x = insert_alert(study, 40, severity="warning")
+    h.query("INSERT INTO notifications (alert_id, researcher_id, channel, state, attempts, "
+            "next_attempt_at, deferred_until, updated_at) VALUES (%s, %s, 'email', 'pending', "
+            "0, now(), now() - interval '1 hour', now() - interval '1 hour')", x, night)
+    # the next notifier starts while its directory cannot load (researchers
+    # locked): its escalation thread runs from the start and takes the
+    # abandoned row back at once; the page must wait for the directory,
+    # not be suppressed for want of an address
+    import psycopg2
+    lock = psycopg2.connect(h.env("VIGIL_PG_CONNINFO"))
+    lock.cursor().execute("LOCK TABLE researchers IN ACCESS EXCLUSIVE MODE")
+    b = Notifier(topic)
+    took = h.wait_until(lambda: h.query("SELECT updated_at > now() - interval '1 minute' "
+                                        "FROM notifications WHERE alert_id = %s", x)[0][0],
+                        20 * h.SCALE, "the abandoned row taken back")
+    time.sleep(1.5)  # the sender has had it: it must not decide without the directory
+    st = night_rows([x], night)[x]
+    lock.rollback()
+    lock.close()
+    t.check(took and st[0] == "pending", "taken back, waiting for the directory: %s" % (st,))
+    h.wait_until(lambda: night_rows([x], night).get(x, ("",))[0] == "sent", 20 * h.SCALE,
+                 "the abandoned fired page sent")
+    h.wait_until(lambda: in_state(ids, night, "sent") == 5, 40 * h.SCALE, "5 sent by the next notifier")
+    rows = night_rows(ids, night)
+    t.check(all(v[0] == "sent" and v[2] >= end for v in rows.values()),
+            "the next notifier sent all 5 after the window: %s" % rows)
+    got = [aid for r, aids, _ in emails(mails) if r == night for aid in aids]
+    t.check(sorted(got) == sorted(ids + [x]), "each once: %s" % sorted(got))
+    t.check(b.stop() == 0, "notifier exits 0")
+
+
+{"quiet": run_quiet, "quiet_race": run_quiet_race, "quiet_kill": run_quiet_kill,
+ "quiet_burst": run_quiet_burst,
+ "timeline": run_timeline, "digest": run_digest, "lockorder": run_lockorder, "race": run_race, "kill": run_kill, "audit": run_audit,
  "retract": run_retract}[MODE]()
 t.done()
