@@ -245,7 +245,15 @@ def sweep(rid, sources):
     for name, data in sources:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         for mk in markers(rid):
-            if mk in text:
+            if mk.isdigit():
+                # A birth date as HL7 sends it (YYYYMMDD, perhaps with a
+                # time after it) starts a token; the same eight digits
+                # inside a longer run (a hash in hex, a float's decimals,
+                # an epoch in ms) are chance: with every table of a shared
+                # database swept, they turned up (19351111, CI 2026-12-03).
+                if re.search(r"(?<![0-9A-Za-z.])" + mk, text):
+                    hits.append((mk, name))
+            elif mk in text:
                 hits.append((mk, name))
     return hits
 
