@@ -303,7 +303,10 @@ static struct obs_producer *producer_new(struct server *s, char *errstr, size_t 
 static void job_send(struct obs_producer *p, struct job *j, bool *fatal)
 {
     char why[512];
-    for (size_t i = 0; i < j->n; i++) {
+    /* The last report may free J (inside a poll of the last send), so the
+     * loop reads its length once, before any report can come. */
+    size_t n = j->n;
+    for (size_t i = 0; i < n; i++) {
         if (*fatal) {
             job_report(j, false, "the Kafka producer failed");
             continue;

@@ -9,6 +9,7 @@ other data can contain, so tests sharing one broker and one database never
 see each other's rows, and a sweep for a name finds only what leaked.
 """
 import asyncio
+import atexit
 import os
 import re
 import signal
@@ -133,6 +134,21 @@ class Listener:
         self.proc = h.track(subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                              env=e))
         self.port = self.http = None
+        self.stopped = False
+        atexit.register(self._tell_if_died)
+
+    def _tell_if_died(self):
+        """A listener that ended on its own (a crash, a sanitizer's abort)
+        is the finding: its log's tail goes to the test's output, which CI
+        shows, because the log file stays behind on the machine that ran it."""
+        rc = self.proc.poll()
+        if self.stopped or rc is None:
+            return
+        lines = self.text().splitlines()
+        print("the listener ended by itself (exit status %d); the last lines of %s:" %
+              (rc, self.log_path), flush=True)
+        for line in lines[-80:]:
+            print("  | " + line, flush=True)
 
     def text(self):
         with open(self.log_path, "rb") as f:
@@ -174,6 +190,7 @@ class Listener:
 
     def stop(self, sig=signal.SIGTERM, timeout=40):
         if self.proc.poll() is None:
+            self.stopped = True
             self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout * h.SCALE)
