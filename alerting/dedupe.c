@@ -139,7 +139,7 @@ int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_
 }
 
 int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys,
-                             int n, char *errstr, size_t errstr_size)
+                             int n, bool *mine, char *errstr, size_t errstr_size)
 {
     if (n <= 0)
         return 0;
@@ -147,12 +147,31 @@ int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct 
         return -1;
     const char *p[] = {pg_textarray_str(b->col[0]), pg_textarray_str(b->col[1]),
                        pg_textarray_str(b->col[2]), pg_textarray_str(b->col[6])};
-    return pg_command(conn,
-                      "UPDATE notifications n SET state = 'sending', attempts = n.attempts + 1, "
-                      "updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[], "
-                      "$4::int[]) AS k(a, r, c, st) WHERE n.alert_id = k.a "
-                      "AND n.researcher_id = k.r AND n.channel = k.c AND n.step = k.st",
-                      4, p, errstr, errstr_size);
+    /* Only a row still in flight is started: one another notifier settled
+     * after taking it over (our lease ran out while we were stalled) stays
+     * as it is, and the caller does not send it a second time. */
+    PGresult *r = pg_query(
+        conn,
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) "
+        "WITH ORDINALITY AS k(a, r, c, st, i)), "
+        "u AS (UPDATE notifications n SET state = 'sending', attempts = n.attempts + 1, "
+        "updated_at = now() FROM k WHERE n.alert_id = k.a AND n.researcher_id = k.r "
+        "AND n.channel = k.c AND n.step = k.st AND n.state IN ('pending', 'sending') "
+        "RETURNING k.i) "
+        "SELECT k.i, u.i IS NOT NULL FROM k LEFT JOIN u ON u.i = k.i ORDER BY k.i",
+        4, p, errstr, errstr_size);
+    if (r == NULL)
+        return -1;
+    if (PQntuples(r) != n) {
+        snprintf(errstr, errstr_size, "starting %d notifications returned %d rows", n,
+                 PQntuples(r));
+        PQclear(r);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        mine[i] = strcmp(PQgetvalue(r, i, 1), "t") == 0;
+    PQclear(r);
+    return 0;
 }
 
 /* Rolls back an open transaction on CONN; cannot fail visibly. */
@@ -198,7 +217,8 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                    "provider_message_id = k.p, last_error = k.e, next_attempt_at = NULL "
                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
                    "$6::text[], $7::int[]) AS k(a, r, c, s, p, e, st) WHERE n.alert_id = k.a "
-                   "AND n.researcher_id = k.r AND n.channel = k.c AND n.step = k.st",
+                   "AND n.researcher_id = k.r AND n.channel = k.c AND n.step = k.st "
+                   "AND n.state IN ('pending', 'sending')",
                    7, p, errstr, errstr_size) != 0 ||
         pg_command(conn, "COMMIT", 0, NULL, errstr, errstr_size) != 0) {
         rollback(conn);
@@ -255,7 +275,8 @@ int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const c
     return update_many(conn,
                        "UPDATE notifications SET state = 'pending', updated_at = now(), "
                        "last_error = $5, next_attempt_at = now() + make_interval(secs => "
-                       "$6::double precision / 1000)" WHERE_KEYS,
+                       "$6::double precision / 1000)" WHERE_KEYS
+                       " AND state IN ('pending', 'sending')",
                        alert_ids, n, researcher, ch, step, reason, delay, errstr, errstr_size);
 }
 

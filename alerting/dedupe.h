@@ -84,16 +84,21 @@ int dedupe_claim_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_
                       const bool *may_defer, int n, int lease_s, enum dedupe_claim *out, bool *taken_over, char *errstr,
                       size_t errstr_size);
 
-/* Starts an attempt on every row of KEYS[0..N-1] in one statement: state
- * sending, attempts + 1, lease renewed. */
+/* Starts an attempt on every row of KEYS[0..N-1] still pending or sending,
+ * in one statement: state sending, attempts + 1, lease renewed. MINE[i]
+ * says whether row i was started; a row that is no longer in flight (sent,
+ * failed or suppressed by a notifier that took it over after our lease
+ * ran out) is left alone and must not be sent. */
 int dedupe_mark_sending_many(PGconn *conn, struct dedupe_batch *b, const struct dedupe_key *keys,
-                             int n, char *errstr, size_t errstr_size);
+                             int n, bool *mine, char *errstr, size_t errstr_size);
 
 /* Records O[0..N-1] (sent: sent_at, provider_message_id; failed:
  * last_error) in one transaction whose commit waits for the WAL flush
  * whatever the session's synchronous_commit: the sent row is what stops a
  * replay paging twice. All or nothing: on -1 (rolled back) no row changed.
- * Must be called outside a transaction. */
+ * Only rows still pending or sending are written: a row another notifier
+ * settled after a takeover keeps its outcome. Must be called outside a
+ * transaction. */
 int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
                            const struct dedupe_outcome *o, int n, char *errstr,
                            size_t errstr_size);
@@ -103,7 +108,8 @@ int dedupe_record_outcomes(PGconn *conn, struct dedupe_batch *b,
 int dedupe_mark_suppressed(PGconn *conn, const char *const *alert_ids, int n,
                            const char *researcher, enum channel ch, int step,
                            const char *reason, char *errstr, size_t errstr_size);
-/* ... will retry in DELAY_MS: state pending, next_attempt_at, last_error. */
+/* ... will retry in DELAY_MS: state pending, next_attempt_at, last_error
+ * (rows still pending or sending only). */
 int dedupe_mark_retry(PGconn *conn, const char *const *alert_ids, int n, const char *researcher,
                       enum channel ch, int step, long delay_ms, const char *reason, char *errstr,
                       size_t errstr_size);

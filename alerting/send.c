@@ -126,6 +126,7 @@ struct sender {
     struct delivery *claiming[BATCH_ROWS];      /* ... */
     enum dedupe_claim claimed[BATCH_ROWS];      /* ... */
     bool taken[BATCH_ROWS];                     /* ... */
+    bool mine[BATCH_ROWS];                      /* ... */
     bool defer[BATCH_ROWS];                     /* ... */
     struct outmsg *waiting;  /* M_GROUPING, M_WAITING and M_RECORD waiting to retry */
     struct outmsg *outcomes; /* M_RECORD: to record at the end of this loop turn */
@@ -138,7 +139,7 @@ struct sender {
     struct job *finished;       /* done, reported at the end of a loop turn */
 
     struct chmetrics cm[CHANNEL_COUNT];
-    struct metric *m_unroutable, *m_escalated, *m_latency, *m_jobs, *m_takeover, *m_alerts;
+    struct metric *m_unroutable, *m_escalated, *m_latency, *m_jobs, *m_takeover, *m_alerts, *m_elsewhere;
 };
 
 static int64_t mono_ms(void)
@@ -967,6 +968,8 @@ static void msg_retry_or_fail(struct sender *s, struct outmsg *m, const char *wh
     if (c != NULL &&
         dedupe_mark_retry(c, ids, m->n, m->researcher, m->ch, m->m[0]->job->step, (long)delay, why, err, sizeof err))
         pg_failed(s, "schedule a retry", err);
+    else if (c != NULL)
+        m->renewed_ms = now;
     m->st = M_WAITING;
     m->due_ms = now + delay;
     list_push(&s->waiting, m);
@@ -1051,6 +1054,32 @@ static void ready_push_front(struct sender *s, struct outmsg *m)
         s->ready_tail[m->ch] = m;
 }
 
+/* Drops from M the deliveries whose rows were not started (MINE[i] false,
+ * one flag per member, *USED advanced past them): another notifier took
+ * them over while our lease had run out and settled them, so they are
+ * final here without a second message or an outcome of ours. Returns the
+ * members left. */
+static int msg_keep_mine(struct sender *s, struct outmsg *m, const bool *mine, int *used)
+{
+    int kept = 0, n = m->n;
+    for (int i = 0; i < n; i++) {
+        struct delivery *d = m->m[i];
+        if (mine[i]) {
+            m->m[kept++] = d;
+            continue;
+        }
+        log_msg(LOG_WARN, "notifier",
+                "alert %s: %s to %s was settled by another notifier after our lease ran "
+                "out; not sent again",
+                d->job->alert.alert_id, channel_name(m->ch), m->researcher);
+        metric_add(s->m_elsewhere, 1);
+        delivery_final(s, d);
+    }
+    m->n = kept;
+    *used += n;
+    return kept;
+}
+
 /* M waits for the rate limit, which does not touch its rows: renew their
  * lease once half of it has gone by, or another notifier (a Kafka replay,
  * vigil_deferred_fire's take-back of fired quiet-hours pages) would take
@@ -1121,7 +1150,8 @@ static void start_ready(struct sender *s, enum channel ch)
             return;
         char err[512];
         PGconn *c = pg(s);
-        if (c == NULL || dedupe_mark_sending_many(c, s->batch, s->keys, nk, err, sizeof err) != 0) {
+        if (c == NULL ||
+            dedupe_mark_sending_many(c, s->batch, s->keys, nk, s->mine, err, sizeof err) != 0) {
             if (c != NULL)
                 pg_failed(s, "mark notifications sending", err);
             for (int i = nb - 1; i >= 0; i--) {
@@ -1131,8 +1161,14 @@ static void start_ready(struct sender *s, enum channel ch)
             return; /* PostgreSQL is down: nothing can start */
         }
         int64_t now = mono_ms();
+        int k = 0;
         for (int b = 0; b < nb; b++) {
             struct outmsg *m = batch[b];
+            if (msg_keep_mine(s, m, s->mine + k, &k) == 0) {
+                vsem_release(s->sem[ch]);
+                msg_free(m);
+                continue;
+            }
             m->attempts++;
             if (m->first_attempt_ms == 0)
                 m->first_attempt_ms = now;
@@ -1203,6 +1239,10 @@ static void tick(struct sender *s)
     while (*pp != NULL) {
         struct outmsg *m = *pp;
         if (m->due_ms > now) {
+            /* A retry's wait may be longer than the lease (retry_max_ms
+             * against lease): keep the rows ours meanwhile. */
+            if (m->st == M_WAITING || m->st == M_GROUPING)
+                lease_renew(s, m, now);
             pp = &m->next;
             continue;
         }
@@ -1419,6 +1459,10 @@ struct sender *sender_new(const struct sender_config *cfg, struct route_cache *r
                                      "Critical alerts escalated to email after SMS failed", NULL);
     s->m_jobs = metrics_gauge(m, "vigil_notifier_alerts_in_progress",
                               "Alerts taken by the sender and not yet final", NULL);
+    s->m_elsewhere = metrics_counter(m, "vigil_notifications_settled_elsewhere_total",
+                                     "Claimed notifications another notifier settled after "
+                                     "taking them over: not sent again",
+                                     NULL);
     s->m_takeover = metrics_counter(m, "vigil_notifications_taken_over_total",
                                     "Abandoned notifications taken over after their lease",
                                     NULL);

@@ -89,7 +89,10 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(out[i], DEDUPE_BUSY);
 
-    CHECK_EQ_INT(dedupe_mark_sending_many(c, b, k, 3, err, sizeof err), 0);
+    bool mine[3] = {false, false, false};
+    CHECK_EQ_INT(dedupe_mark_sending_many(c, b, k, 3, mine, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(mine[i]);
     CHECK_EQ_STR(row_value(c, ROW_SQL("state"), a0, "r-1", "email", v, sizeof v), "sending");
     CHECK_EQ_STR(row_value(c, ROW_SQL("attempts::text"), a1, "NULL", "sms", v, sizeof v), "1");
 
@@ -124,6 +127,28 @@ static void test_lifecycle(PGconn *c, struct dedupe_batch *b)
     CHECK_EQ_INT(dedupe_claim_many(c, b, k, NULL, 3, 0, out, taken, err, sizeof err), 0);
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(out[i], DEDUPE_DONE);
+
+    /* A notifier whose lease ran out while it was stalled, after another
+     * took its rows over and settled them: it may not start them (no
+     * second message), schedule a retry on them, or write its outcome
+     * over theirs. */
+    for (int i = 0; i < 3; i++)
+        mine[i] = true;
+    CHECK_EQ_INT(dedupe_mark_sending_many(c, b, k, 3, mine, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(!mine[i]);
+    CHECK_EQ_STR(row_value(c, ROW_SQL("state"), a0, "r-1", "email", v, sizeof v), "sent");
+    CHECK_EQ_STR(row_value(c, ROW_SQL("attempts::text"), a1, "NULL", "sms", v, sizeof v), "1");
+    const char *ids0[] = {a0};
+    CHECK_EQ_INT(dedupe_mark_retry(c, ids0, 1, "r-1", CHANNEL_EMAIL, 0, 1000, "timeout", err,
+                                   sizeof err),
+                 0);
+    CHECK_EQ_STR(row_value(c, ROW_SQL("state"), a0, "r-1", "email", v, sizeof v), "sent");
+    const struct dedupe_outcome late = {k[0], false, NULL, "SMTP: timeout"};
+    CHECK_EQ_INT(dedupe_record_outcomes(c, b, &late, 1, err, sizeof err), 0);
+    CHECK_EQ_STR(row_value(c, ROW_SQL("state"), a0, "r-1", "email", v, sizeof v), "sent");
+    CHECK_EQ_STR(row_value(c, ROW_SQL("provider_message_id"), a0, "r-1", "email", v, sizeof v),
+                 "<m1@vigil>");
 
     /* results come back in the caller's order, whatever the key order */
     char n1[128], n2[128];
