@@ -8,6 +8,8 @@ vigil_script_test(notifier_deliver LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py deliver)
 vigil_script_test(notifier_faults LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py faults)
+vigil_script_test(notifier_lease LABEL integration TIMEOUT 180
+  COMMAND ${_py} ${_t}/test_notifier.py lease)
 vigil_script_test(notifier_kill LABEL integration TIMEOUT 240
   COMMAND ${_py} ${_t}/test_notifier.py kill)
 vigil_script_test(notifier_poison LABEL integration TIMEOUT 180

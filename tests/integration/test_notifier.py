@@ -18,6 +18,10 @@ server and SMS double of scripts/services.
                              no duplicates; SMTP down when the notifier
                              starts: it waits, stays up, delivers once a
                              server appears
+  test_notifier.py lease     a retry waiting longer than the lease while a
+                             second notifier (another group) reads the same
+                             alerts: the rows stay the first one's, every
+                             page goes out once
   test_notifier.py kill      SIGKILL mid-run and restart: every alert
                              delivered; duplicates only among the sends in
                              flight at the kill (counted and printed)
@@ -508,6 +512,51 @@ def run_faults():
         smtp.wait(10)
 
 
+# ---- lease ---------------------------------------------------------------
+
+def run_lease():
+    """A retry that waits longer than the lease keeps its rows: a second
+    notifier reading the same alerts (another group: a replay) finds them
+    busy instead of taking them over, and each page goes out once. Without
+    the renewal the second notifier took the rows over and sent them (5
+    sends), and only mark_sending's fence kept the first from sending them
+    again."""
+    h.migrate()
+    topic = "nt.%s.lease" % rid
+    h.create_topics([topic], PARTS)
+    d, studies = setup_directory()
+    alerts = [make_alert(i, studies[0], "A", "P-%03d" % i, "critical", prefix="l")
+              for i in range(3)]
+    exp = expected_set(d, alerts)
+    fault_s = 9
+    n1 = Notifier(topic, "nl1-%s" % rid, {"lease": "2", "retry_base_ms": "7000",
+                                          "retry_max_ms": "7000"})
+    t.check(h.wait_until(lambda: n1.get("/readyz")[0] == 200, 30, "readyz"), "notifier 1 ready")
+    t.check(sms_fault(503, fault_s), "SMS double failing with 503 for %gs" % fault_s)
+    produce_alerts(topic, alerts)
+    t.check(h.wait_until(lambda: n1.metric("vigil_notifications_retried_total",
+                                           'channel="sms"') > 0, 30, "SMS retries"),
+            "notifier 1 waits to retry its SMS (longer than its lease)")
+    n2 = Notifier(topic, "nl2-%s" % rid, {"lease": "2"})
+    try:
+        ok = h.wait_until(delivered_all(d, exp), fault_s + 60, "deliveries after the fault")
+        t.check(ok, "all delivered after the gateway recovered")
+        t.check(h.wait_until(lambda: n1.idle_after(len(alerts))() and
+                             n2.idle_after(len(alerts))(), 60, "both notifiers finished"),
+                "both notifiers finished the alerts")
+        c, _ = deliveries(d)
+        check_exactly_once(c, exp, {a["alert_id"] for a in alerts}, "two notifiers, long retry")
+        t.check(n2.msum("vigil_notifications_sent_total") == 0,
+                "the second notifier sent nothing (%g)" % n2.msum("vigil_notifications_sent_total"))
+        t.check(n2.metric("vigil_notifications_taken_over_total") == 0,
+                "the second notifier took nothing over")
+    finally:
+        n2.stop()
+        n1.stop()
+        sms_fault(503, 0)
+    h.delete_topics([topic])
+
+
 # ---- kill ----------------------------------------------------------------
 
 def run_kill():
@@ -675,7 +724,7 @@ def run_backlog():
 
 
 try:
-    {"deliver": run_deliver, "faults": run_faults, "kill": run_kill,
+    {"deliver": run_deliver, "faults": run_faults, "kill": run_kill, "lease": run_lease,
      "poison": run_poison, "backlog": run_backlog}[MODE]()
 finally:
     print("notifier logs in", LOG_DIR)
