@@ -120,7 +120,7 @@ static uint64_t id_hash(const char *id)
 static bool reach_add(struct reconcile *rc, const struct subject_result *res, const char *code,
                       unsigned deps)
 {
-    const char *id = res->observation_id;
+    const char *id = subject_result_id(res);
     uint64_t h = id_hash(id);
     for (int i = 0; i < rc->nreach; i++) {
         if (rc->reach[i].h == h && strcmp(rc->reach[i].id, id) == 0) {
@@ -177,15 +177,18 @@ static bool touched(const struct reconcile *rc, const char *id)
 /* A code's baseline as it was before the change, to tell whether it moved. */
 struct base_seen {
     bool have;
-    struct subject_result r;
+    struct subject_result r; /* its id is not read: the change may have freed it */
+    char id[OBS_ID_MAX + 1];
 };
 
 static void base_note(const struct subject_state *st, const char *code, struct base_seen *b)
 {
     const struct subject_result *r = subject_state_baseline(st, code);
     b->have = r != NULL;
-    if (r != NULL)
+    if (r != NULL) {
         b->r = *r;
+        snprintf(b->id, sizeof b->id, "%s", subject_result_id(r));
+    }
 }
 
 static bool base_moved(const struct subject_state *st, const char *code, const struct base_seen *b)
@@ -195,7 +198,7 @@ static bool base_moved(const struct subject_state *st, const char *code, const s
         return true;
     if (r == NULL)
         return false;
-    return strcmp(r->observation_id, b->r.observation_id) != 0 ||
+    return strcmp(subject_result_id(r), b->id) != 0 ||
            r->effective_ms != b->r.effective_ms || r->value != b->r.value ||
            r->has_ref_low != b->r.has_ref_low || r->ref_low != b->r.ref_low ||
            r->has_ref_high != b->r.has_ref_high || r->ref_high != b->r.ref_high;
@@ -209,7 +212,7 @@ static const struct subject_result *next_after(const struct subject_state *st, c
     int n = subject_state_results(st, code, &res);
     for (int i = 0; i < n; i++) {
         if (res[i].effective_ms < t ||
-            (res[i].effective_ms == t && strcmp(res[i].observation_id, id) <= 0))
+            (res[i].effective_ms == t && strcmp(subject_result_id(&res[i]), id) <= 0))
             continue;
         return &res[i];
     }
@@ -238,9 +241,9 @@ static bool reach_pairs(struct reconcile *rc, const struct subject_state *st, co
                     d = distance(res[i].effective_ms, at[j]);
             if (d > 2 * w)
                 continue;
-            if (d <= w && !touch_add(rc, res[i].observation_id))
+            if (d <= w && !touch_add(rc, subject_result_id(&res[i])))
                 return false;
-            if (strcmp(res[i].observation_id, self) != 0 &&
+            if (strcmp(subject_result_id(&res[i]), self) != 0 &&
                 !reach_add(rc, &res[i], codes[k], RULES_DEP_PAIR))
                 return false;
         }
@@ -287,7 +290,7 @@ static bool judge_kept(struct reconcile *rc, const struct rules *r, const struct
 {
     struct observation o;
     memset(&o, 0, sizeof o);
-    snprintf(o.observation_id, sizeof o.observation_id, "%s", x->observation_id);
+    snprintf(o.observation_id, sizeof o.observation_id, "%s", subject_result_id(x));
     snprintf(o.study_id, sizeof o.study_id, "%s", subj->study_id);
     snprintf(o.site_id, sizeof o.site_id, "%s", subj->site_id);
     snprintf(o.subject_id, sizeof o.subject_id, "%s", subj->subject_id);
@@ -416,7 +419,7 @@ static bool judge(struct reconcile *rc, const struct rules *r, const struct subj
             const struct subject_result *res;
             int n = subject_state_results(st, codes[k], &res);
             for (int i = 0; i < n; i++)
-                if (strcmp(res[i].observation_id, self) != 0 &&
+                if (strcmp(subject_result_id(&res[i]), self) != 0 &&
                     !reach_add(rc, &res[i], codes[k], RULES_DEP_BASELINE))
                     return false;
         }

@@ -1168,7 +1168,7 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
         return 0;
 
     struct subject_result x = {0};
-    snprintf(x.observation_id, sizeof x.observation_id, "%s", obs->observation_id);
+    subject_result_borrow_id(&x, obs->observation_id);
     x.effective_ms = obs->effective_ms;
     x.value = c->value;
     x.has_ref_high = c->has_ref_high;
@@ -1200,7 +1200,7 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
                 continue;
             bool ok = is_bilirubin ? boundary_at_least(s->value, 3.0 * s->ref_high)
                                    : boundary_above(s->value, 2.0 * s->ref_high);
-            if (ok && strcmp(s->observation_id, x.observation_id) != 0) {
+            if (ok && strcmp(subject_result_id(s), subject_result_id(&x)) != 0) {
                 cand[ncand] = s;
                 cand_loinc[ncand] = partner_loincs[k];
                 ncand++;
@@ -1260,14 +1260,14 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
         ih_u64(&h, (uint64_t)(uint32_t)ru->version);
         ih_str(&h, obs->study_id);
         ih_str(&h, obs->subject_id);
-        bool tx_first = strcmp(tx->observation_id, bi->observation_id) < 0;
-        ih_str(&h, tx_first ? tx->observation_id : bi->observation_id);
-        ih_str(&h, tx_first ? bi->observation_id : tx->observation_id);
+        bool tx_first = strcmp(subject_result_id(tx), subject_result_id(bi)) < 0;
+        ih_str(&h, tx_first ? subject_result_id(tx) : subject_result_id(bi));
+        ih_str(&h, tx_first ? subject_result_id(bi) : subject_result_id(tx));
         ih_hex(&h, a->alert_id);
 
-        add_evidence(a, tx->observation_id, tx_loinc, tx->value, clean_canonical_unit(tx_loinc),
+        add_evidence(a, subject_result_id(tx), tx_loinc, tx->value, clean_canonical_unit(tx_loinc),
                      tx->effective_ms);
-        add_evidence(a, bi->observation_id, LOINC_BILIRUBIN, bi->value,
+        add_evidence(a, subject_result_id(bi), LOINC_BILIRUBIN, bi->value,
                      clean_canonical_unit(LOINC_BILIRUBIN), bi->effective_ms);
         char tx_date[16];
         char bi_date[16];
@@ -1277,7 +1277,7 @@ static int eval_hys_law(const struct rule *ru, const struct subject_state *st,
         if (alp_ev != NULL) {
             char alp_date[16];
             format_date(alp_ev->effective_ms, alp_date);
-            add_evidence(a, alp_ev->observation_id, LOINC_ALP, alp_ev->value,
+            add_evidence(a, subject_result_id(alp_ev), LOINC_ALP, alp_ev->value,
                          clean_canonical_unit(LOINC_ALP), alp_ev->effective_ms);
             snprintf(alp_part, sizeof alp_part, ", ALP %.1f\xc3\x97ULN on %s",
                      alp_ev->value / alp_ev->ref_high, alp_date);
@@ -1342,7 +1342,7 @@ static const struct subject_result *previous_report(const struct subject_state *
         const struct subject_result *s = &res[i];
         if (s->effective_ms > x->effective_ms ||
             (s->effective_ms == x->effective_ms &&
-             strcmp(s->observation_id, x->observation_id) >= 0))
+             strcmp(subject_result_id(s), x->observation_id) >= 0))
             break;
         prev = s;
     }
@@ -1360,7 +1360,7 @@ static bool eval_pro_worsening(const struct rule *ru, const struct subject_state
     if (prev == NULL || c->value - prev->value < ru->min_increase)
         return false;
     alert_single(a, ru, obs, c, ru->severity, 0, now_ms);
-    add_evidence(a, prev->observation_id, obs->loinc, prev->value, PROCTCAE_UNIT,
+    add_evidence(a, subject_result_id(prev), obs->loinc, prev->value, PROCTCAE_UNIT,
                  prev->effective_ms);
     char date[16], pdate[16];
     format_date(obs->effective_ms, date);
@@ -1387,7 +1387,7 @@ int rules_eval_deps(const struct rules *r, const struct subject_state *st,
      * amendment of the baseline, or the baseline re-judged) and never a
      * later result (this one is about to become the baseline). */
     const struct subject_result *base = subject_state_baseline(st, obs->loinc);
-    if (base != NULL && (strcmp(base->observation_id, obs->observation_id) == 0 ||
+    if (base != NULL && (strcmp(subject_result_id(base), obs->observation_id) == 0 ||
                          base->effective_ms > obs->effective_ms))
         base = NULL;
 

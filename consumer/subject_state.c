@@ -45,6 +45,7 @@ struct alert_list {
 };
 
 struct subject_state {
+    size_t id_bytes; /* the owned ids' allocations */
     int n_slots;
     struct slot *slots[SUBJECT_STATE_CODES];
     size_t n_versions;
@@ -67,7 +68,7 @@ static int result_cmp(const struct subject_result *a, const struct subject_resul
 {
     if (a->effective_ms != b->effective_ms)
         return a->effective_ms < b->effective_ms ? -1 : 1;
-    return strcmp(a->observation_id, b->observation_id);
+    return strcmp(subject_result_id(a), subject_result_id(b));
 }
 
 /* Every add first removes an earlier version of the same id from every
@@ -78,11 +79,58 @@ static uint64_t id_hash(const char *id)
     return hash_str(id, HASH_SEED);
 }
 
-static int remove_id(struct slot *s, const char *observation_id, uint64_t hash)
+void subject_result_borrow_id(struct subject_result *r, const char *id)
+{
+    size_t n = strlen(id);
+    if (n <= SUBJECT_RESULT_ID_INLINE) {
+        memcpy(r->id.in, id, n + 1);
+        r->id_where = SUBJECT_ID_INLINE;
+    } else {
+        r->id.out = id;
+        r->id_where = SUBJECT_ID_BORROWED;
+    }
+    r->id_hash = id_hash(id);
+}
+
+/* Gives R (to be kept in ST) its own copy of ID. Returns 0, or -1 when out
+ * of memory. */
+static int result_own_id(struct subject_state *st, struct subject_result *r, const char *id)
+{
+    size_t n = strlen(id);
+    if (n <= SUBJECT_RESULT_ID_INLINE) {
+        subject_result_borrow_id(r, id);
+        return 0;
+    }
+    char *copy = malloc(n + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, id, n + 1);
+    r->id.out = copy;
+    r->id_where = SUBJECT_ID_OWNED;
+    r->id_hash = id_hash(id);
+    st->id_bytes += n + 1;
+    return 0;
+}
+
+/* R leaves ST: frees its id if ST owns it. */
+static void result_drop(struct subject_state *st, struct subject_result *r)
+{
+    if (r->id_where != SUBJECT_ID_OWNED)
+        return;
+    st->id_bytes -= strlen(r->id.out) + 1;
+    free((char *)r->id.out);
+    r->id_where = SUBJECT_ID_INLINE;
+    r->id.in[0] = '\0';
+}
+
+static int remove_id(struct subject_state *st, struct slot *s, const char *observation_id,
+                     uint64_t hash)
 {
     int removed = 0;
     for (int i = 0; i < s->n;) {
-        if (s->res[i].id_hash == hash && strcmp(s->res[i].observation_id, observation_id) == 0) {
+        if (s->res[i].id_hash == hash &&
+            strcmp(subject_result_id(&s->res[i]), observation_id) == 0) {
+            result_drop(st, &s->res[i]);
             memmove(&s->res[i], &s->res[i + 1], (size_t)(s->n - i - 1) * sizeof s->res[0]);
             s->n--;
             removed++;
@@ -93,18 +141,21 @@ static int remove_id(struct slot *s, const char *observation_id, uint64_t hash)
     return removed;
 }
 
-/* Inserts R into S (room for one more is there). When S holds
- * SUBJECT_STATE_RESULTS_MAX, the oldest result after the baseline ones
- * falls off, or R itself if it would be that one. */
-static void insert_result(struct slot *s, const struct subject_result *r)
+/* Inserts R into S (room for one more is there), taking over its id. When
+ * S holds SUBJECT_STATE_RESULTS_MAX, the oldest result after the baseline
+ * ones falls off, or R itself if it would be that one. */
+static void insert_result(struct subject_state *st, struct slot *s, struct subject_result *r)
 {
     int pos = s->n;
     while (pos > 0 && result_cmp(r, &s->res[pos - 1]) < 0)
         pos--;
     if (s->n == SUBJECT_STATE_RESULTS_MAX) {
         const int keep = SUBJECT_STATE_BASELINE_KEEP;
-        if (pos == keep)
-            return; /* older than every latest one: beyond the window */
+        if (pos == keep) {
+            result_drop(st, r); /* older than every latest one: beyond the window */
+            return;
+        }
+        result_drop(st, &s->res[keep]);
         if (pos > keep) {
             /* drop element KEEP, shift KEEP+1 .. pos-1 down, R at pos-1 */
             memmove(&s->res[keep], &s->res[keep + 1], (size_t)(pos - 1 - keep) * sizeof s->res[0]);
@@ -142,6 +193,8 @@ struct subject_state *subject_state_new(void)
 static void free_slots(struct subject_state *st)
 {
     for (int i = 0; i < st->n_slots; i++) {
+        for (int j = 0; j < st->slots[i]->n; j++)
+            result_drop(st, &st->slots[i]->res[j]);
         free(st->slots[i]->res);
         free(st->slots[i]);
     }
@@ -174,7 +227,7 @@ int subject_state_remove(struct subject_state *st, const char *observation_id)
     int removed = 0;
     uint64_t hash = id_hash(observation_id);
     for (int i = 0; i < st->n_slots; i++)
-        removed += remove_id(st->slots[i], observation_id, hash);
+        removed += remove_id(st, st->slots[i], observation_id, hash);
     return removed;
 }
 
@@ -201,7 +254,9 @@ int subject_state_add(struct subject_state *st, const struct observation *obs,
         st->slots[st->n_slots++] = s;
     }
     if (s->n == s->cap && s->cap < SUBJECT_STATE_RESULTS_MAX) {
-        int cap = s->cap == 0 ? 4 : s->cap * 2;
+        /* by half again: a code's array is mostly full, and these arrays
+         * are most of the state */
+        int cap = s->cap == 0 ? 4 : s->cap + (s->cap + 1) / 2;
         if (cap > SUBJECT_STATE_RESULTS_MAX)
             cap = SUBJECT_STATE_RESULTS_MAX;
         struct subject_result *grown = realloc(s->res, (size_t)cap * sizeof *grown);
@@ -211,18 +266,18 @@ int subject_state_add(struct subject_state *st, const struct observation *obs,
         s->cap = cap;
     }
 
+    struct subject_result r = {0};
+    if (result_own_id(st, &r, obs->observation_id) != 0)
+        return -1;
     subject_state_remove(st, obs->observation_id);
 
-    struct subject_result r = {0};
-    snprintf(r.observation_id, sizeof r.observation_id, "%s", obs->observation_id);
-    r.id_hash = id_hash(r.observation_id);
     r.effective_ms = obs->effective_ms;
     r.value = c->value;
     r.has_ref_low = c->has_ref_low;
     r.ref_low = c->ref_low;
     r.has_ref_high = c->has_ref_high;
     r.ref_high = c->ref_high;
-    insert_result(s, &r);
+    insert_result(st, s, &r);
     return 0;
 }
 
@@ -234,7 +289,7 @@ const struct subject_result *subject_state_find(const struct subject_state *st,
         const struct slot *s = st->slots[i];
         for (int j = 0; j < s->n; j++) {
             if (s->res[j].id_hash == hash &&
-                strcmp(s->res[j].observation_id, observation_id) == 0) {
+                strcmp(subject_result_id(&s->res[j]), observation_id) == 0) {
                 if (code != NULL)
                     *code = s->code;
                 return &s->res[j];
@@ -276,7 +331,7 @@ int subject_state_count_at(const struct subject_state *st, const char *prefix, i
             continue;
         for (int j = 0; j < s->n; j++)
             if (s->res[j].effective_ms == at_ms &&
-                (except_id == NULL || strcmp(s->res[j].observation_id, except_id) != 0))
+                (except_id == NULL || strcmp(subject_result_id(&s->res[j]), except_id) != 0))
                 n++;
     }
     return n;
@@ -395,7 +450,7 @@ static void copy_alert(struct subject_alert *r, const struct alert *al)
     r->rule_version = al->rule_version;
     r->severity = al->severity;
     r->nobs = al->n_evidence;
-    for (int i = 0; i < al->n_evidence && i < ALERT_EVIDENCE_MAX; i++)
+    for (int i = 0; i < al->n_evidence && i < SUBJECT_ALERT_IDS; i++)
         snprintf(r->obs_ids[i], sizeof r->obs_ids[i], "%s", al->evidence[i].observation_id);
 }
 
@@ -468,7 +523,7 @@ bool subject_state_is_standing(const struct subject_state *st, const char *alert
 
 size_t subject_state_bytes(const struct subject_state *st)
 {
-    size_t n = sizeof *st;
+    size_t n = sizeof *st + st->id_bytes;
     for (int i = 0; i < st->n_slots; i++)
         n += sizeof *st->slots[i] + (size_t)st->slots[i]->cap * sizeof *st->slots[i]->res;
     n += st->cap_versions * sizeof *st->versions;

@@ -54,10 +54,10 @@
  * memory, but its row stays in PostgreSQL (and is loaded again when the
  * subject is next loaded).
  *
- * Memory bound per subject, all grown on demand: SUBJECT_STATE_CODES codes
- * of SUBJECT_STATE_RESULTS_MAX results (about 120 bytes each), 16 bytes x
- * 2 per version, about 400 bytes per remembered alert. A typical subject
- * (a dozen labs and a few symptom items over 20 visits) costs about 40 KiB.
+ * Memory bound per subject, all grown on demand (by half again, not
+ * doubling): SUBJECT_STATE_CODES codes of SUBJECT_STATE_RESULTS_MAX results
+ * (72 bytes each, plus the id when longer than SUBJECT_RESULT_ID_INLINE),
+ * 16 bytes x 2 per version, about 270 bytes per remembered alert.
  * Results of codes past SUBJECT_STATE_CODES are ignored.
  *
  * Thread-safety: none inside. One analysis thread owns a subject's state;
@@ -79,18 +79,46 @@
 #define SUBJECT_STATE_ALERTS_MAX    64 /* standing alerts remembered */
 #define SUBJECT_STATE_RETIRED_MAX   64 /* withdrawn alerts remembered */
 #define SUBJECT_STATE_VERSIONS_MAX  8192
+#define SUBJECT_ALERT_IDS           2 /* evidence ids remembered per alert */
 
 /* One kept result, normalised to its code's canonical unit. */
+/* Ids up to this many bytes live in the record itself; a longer one (ids
+ * are up to OBS_ID_MAX) is a separate allocation the state owns. Sized so
+ * a record is 72 bytes, against 128 with every id inline: kept results are
+ * most of a worker's memory (consumer/README.md). The generator's ids and
+ * short EDC ids fit; the MLLP listener's (43 characters, hl7_map.c) and
+ * UUIDs do not, and cost about what they did before (72 + a 44-byte
+ * allocation). */
+#define SUBJECT_RESULT_ID_INLINE 23
+
+enum subject_result_id_where { SUBJECT_ID_INLINE = 0, SUBJECT_ID_OWNED, SUBJECT_ID_BORROWED };
+
 struct subject_result {
-    char observation_id[OBS_ID_MAX + 1];
-    uint64_t id_hash; /* FNV-1a of observation_id: compared before the string */
+    uint64_t id_hash; /* of the observation id: compared before the string */
     int64_t effective_ms;
     double value;
-    bool has_ref_low;
     double ref_low;
-    bool has_ref_high;
     double ref_high;
+    union {
+        char in[SUBJECT_RESULT_ID_INLINE + 1];
+        const char *out; /* SUBJECT_ID_OWNED (the state's) or _BORROWED */
+    } id;
+    bool has_ref_low;
+    bool has_ref_high;
+    uint8_t id_where; /* enum subject_result_id_where */
 };
+
+/* R's observation id. Valid as long as R is (a kept result: until its
+ * state is next changed). */
+static inline const char *subject_result_id(const struct subject_result *r)
+{
+    return r->id_where == SUBJECT_ID_INLINE ? r->id.in : r->id.out;
+}
+
+/* Gives R, a result of the caller's own (not kept in a state), the id ID:
+ * copied when short, else borrowed (ID must then outlive R). Sets
+ * id_hash too. */
+void subject_result_borrow_id(struct subject_result *r, const char *id);
 
 /* An alert the subject raised (a signal): enough to decide whether a
  * result takes it back and to write the retraction (retract.h). */
@@ -100,7 +128,8 @@ struct subject_alert {
     int32_t rule_version;
     enum alert_severity severity;
     int nobs; /* evidence observations, at most ALERT_EVIDENCE_MAX */
-    char obs_ids[ALERT_EVIDENCE_MAX][OBS_ID_MAX + 1];
+    /* the first SUBJECT_ALERT_IDS of them: all the reconciliation reads */
+    char obs_ids[SUBJECT_ALERT_IDS][OBS_ID_MAX + 1];
 };
 
 struct subject_state;

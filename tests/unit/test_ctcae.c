@@ -20,7 +20,7 @@ static int grade_full(const char *loinc, double v, double lo, double hi, double 
     c.ref_low = c.has_ref_low ? lo : 0.0;
     c.has_ref_high = !isnan(hi);
     c.ref_high = c.has_ref_high ? hi : 0.0;
-    struct subject_result b = {.observation_id = "base", .value = base};
+    struct subject_result b = {.id.in = "base", .value = base};
     b.has_ref_low = !isnan(blo);
     b.ref_low = b.has_ref_low ? blo : 0.0;
     b.has_ref_high = !isnan(bhi);

@@ -164,8 +164,9 @@ static void test_alert_memory(void)
     struct alert again = signal("a2", "ctcae", k);
     subject_state_alert_add(st, &again);
     CHECK_EQ_INT(subject_state_alerts(st, &r), 4);
-    CHECK_EQ_INT(r[2].nobs, 3);
-    CHECK_EQ_STR(r[2].obs_ids[2], "obs-alp");
+    CHECK_EQ_INT(r[2].nobs, 3); /* counted; the first SUBJECT_ALERT_IDS kept */
+    CHECK_EQ_STR(r[2].obs_ids[0], "obs-alt");
+    CHECK_EQ_STR(r[2].obs_ids[1], "obs-bili");
 
     CHECK(subject_state_alert_forget(st, "a2"));
     CHECK(!subject_state_alert_forget(st, "a2"));

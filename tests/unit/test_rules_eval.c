@@ -288,9 +288,9 @@ static void test_baseline_change(void)
     struct observation b5 = mk("obs-cr-d5", LOINC_CREATININE, 100, 60, 110, 5);
     struct observation b1 = mk("obs-cr-d1", LOINC_CREATININE, 80, 60, 110, 1);
     add(st, &b5);
-    CHECK_EQ_STR(subject_state_baseline(st, LOINC_CREATININE)->observation_id, "obs-cr-d5");
+    CHECK_EQ_STR(subject_result_id(subject_state_baseline(st, LOINC_CREATININE)), "obs-cr-d5");
     add(st, &b1);
-    CHECK_EQ_STR(subject_state_baseline(st, LOINC_CREATININE)->observation_id, "obs-cr-d1");
+    CHECK_EQ_STR(subject_result_id(subject_state_baseline(st, LOINC_CREATININE)), "obs-cr-d1");
 
     cr.value = 106.4; /* 1.33 x, +26.4 */
     CHECK_EQ_INT(ev(r, st, &cr, out), 0);
@@ -309,7 +309,7 @@ static void test_baseline_change(void)
     struct observation wrong = b1;
     wrong.status = OBS_ENTERED_IN_ERROR;
     add(st, &wrong);
-    CHECK_EQ_STR(subject_state_baseline(st, LOINC_CREATININE)->observation_id, "obs-cr-d5");
+    CHECK_EQ_STR(subject_result_id(subject_state_baseline(st, LOINC_CREATININE)), "obs-cr-d5");
     CHECK_EQ_INT(ev(r, st, &cr, out), 0);
     CHECK_EQ_INT(subject_state_remove(st, "obs-cr-d5"), 1);
     CHECK(subject_state_baseline(st, LOINC_CREATININE) == NULL);
@@ -565,45 +565,56 @@ done:
     rules_destroy(r2);
 }
 
+/* PREFIX + S in BUF (OBS_ID_MAX + 1 bytes). */
+static const char *pid_in(char *buf, const char *prefix, const char *s)
+{
+    snprintf(buf, OBS_ID_MAX + 1, "%s%s", prefix, s);
+    return buf;
+}
+#define pid(prefix, s) pid_in(pbuf, prefix, s)
+
 /* Per code the 4 earliest (the baseline and its successors) and, up to 64
- * in all, the latest results are kept, in time order, for every code. */
-static void test_state_bounds(void)
+ * in all, the latest results are kept, in time order, for every code.
+ * Ids with PREFIX: "" keeps them in the record, a long one makes the state
+ * own a copy of each (the sanitizer build checks the frees). */
+static void state_bounds(const char *prefix)
 {
     struct subject_state *st = subject_state_new();
     CHECK(st != NULL);
-    char id[32];
+    char id[OBS_ID_MAX + 1], tail[16], pbuf[OBS_ID_MAX + 1];
     for (int i = 0; i < 100; i++) {
-        snprintf(id, sizeof id, "alt-%03d", i);
+        snprintf(tail, sizeof tail, "alt-%03d", i);
+        snprintf(id, sizeof id, "%s%s", prefix, tail);
         struct observation o = mk(id, LOINC_ALT, 30 + i, 7, 40, i);
         add(st, &o);
     }
     const int keep = SUBJECT_STATE_BASELINE_KEEP, max = SUBJECT_STATE_RESULTS_MAX;
     const struct subject_result *res;
     CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
-    CHECK_EQ_STR(res[0].observation_id, "alt-000");
-    CHECK_EQ_STR(res[keep - 1].observation_id, "alt-003");
-    CHECK_EQ_STR(res[keep].observation_id, "alt-040"); /* 004..039 were dropped */
-    CHECK_EQ_STR(res[max - 1].observation_id, "alt-099");
-    CHECK_EQ_STR(subject_state_baseline(st, LOINC_ALT)->observation_id, "alt-000");
+    CHECK_EQ_STR(subject_result_id(&res[0]), pid(prefix, "alt-000"));
+    CHECK_EQ_STR(subject_result_id(&res[keep - 1]), pid(prefix, "alt-003"));
+    CHECK_EQ_STR(subject_result_id(&res[keep]), pid(prefix, "alt-040")); /* 004..039 were dropped */
+    CHECK_EQ_STR(subject_result_id(&res[max - 1]), pid(prefix, "alt-099"));
+    CHECK_EQ_STR(subject_result_id(subject_state_baseline(st, LOINC_ALT)), pid(prefix, "alt-000"));
     /* Older than every latest one and the list full: beyond the window. */
-    struct observation old = mk("alt-old", LOINC_ALT, 50, 7, 40, 10);
+    struct observation old = mk(pid(prefix, "alt-old"), LOINC_ALT, 50, 7, 40, 10);
     add(st, &old);
     CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
-    CHECK_EQ_STR(res[keep].observation_id, "alt-040");
-    CHECK(subject_state_find(st, "alt-old", NULL) == NULL);
+    CHECK_EQ_STR(subject_result_id(&res[keep]), pid(prefix, "alt-040"));
+    CHECK(subject_state_find(st, pid(prefix, "alt-old"), NULL) == NULL);
     /* A newer one in the middle pushes the oldest latest out, sorted. */
-    struct observation mid = mk("alt-mid", LOINC_ALT, 50, 7, 40, 50);
+    struct observation mid = mk(pid(prefix, "alt-mid"), LOINC_ALT, 50, 7, 40, 50);
     add(st, &mid);
     CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
-    CHECK_EQ_STR(res[keep].observation_id, "alt-041");
+    CHECK_EQ_STR(subject_result_id(&res[keep]), pid(prefix, "alt-041"));
     /* An earlier one joins the baseline ones: the 4th earliest becomes
      * the oldest latest, and the oldest latest drops. */
-    struct observation early = mk("alt-early", LOINC_ALT, 50, 7, 40, -1);
+    struct observation early = mk(pid(prefix, "alt-early"), LOINC_ALT, 50, 7, 40, -1);
     add(st, &early);
     CHECK_EQ_INT(subject_state_results(st, LOINC_ALT, &res), max);
-    CHECK_EQ_STR(res[0].observation_id, "alt-early");
-    CHECK_EQ_STR(res[keep].observation_id, "alt-003");
-    CHECK_EQ_STR(res[keep + 1].observation_id, "alt-042");
+    CHECK_EQ_STR(subject_result_id(&res[0]), pid(prefix, "alt-early"));
+    CHECK_EQ_STR(subject_result_id(&res[keep]), pid(prefix, "alt-003"));
+    CHECK_EQ_STR(subject_result_id(&res[keep + 1]), pid(prefix, "alt-042"));
     bool sorted = true;
     for (int i = 1; i < max; i++)
         sorted = sorted && res[i - 1].effective_ms <= res[i].effective_ms;
@@ -615,16 +626,16 @@ static void test_state_bounds(void)
     int n = subject_state_results(st, LOINC_ALT, &res);
     int seen = 0;
     for (int i = 0; i < n; i++)
-        if (strcmp(res[i].observation_id, "alt-mid") == 0) {
+        if (strcmp(subject_result_id(&res[i]), pid(prefix, "alt-mid")) == 0) {
             seen++;
             CHECK(res[i].value == 60);
         }
     CHECK_EQ_INT(seen, 1);
     const char *code = NULL;
-    CHECK(subject_state_find(st, "alt-mid", &code) != NULL);
+    CHECK(subject_state_find(st, pid(prefix, "alt-mid"), &code) != NULL);
     CHECK_EQ_STR(code, LOINC_ALT);
     /* Every code keeps its results, not only the liver tests. */
-    struct observation k = mk("k", LOINC_POTASSIUM, 4, 3.5, 5.1, 0);
+    struct observation k = mk(pid(prefix, "k"), LOINC_POTASSIUM, 4, 3.5, 5.1, 0);
     add(st, &k);
     CHECK_EQ_INT(subject_state_results(st, LOINC_POTASSIUM, &res), 1);
     CHECK(subject_state_baseline(st, LOINC_POTASSIUM) != NULL);
@@ -633,6 +644,38 @@ static void test_state_bounds(void)
     CHECK(res == NULL);
     subject_state_destroy(st);
     subject_state_destroy(NULL);
+}
+
+static void test_state_bounds(void)
+{
+    state_bounds("");
+    state_bounds("urn:oid:2.16.840.1.113883.3.7777/obs/");
+}
+
+/* What the state measures of itself counts the ids it owns; a reset gives
+ * them back. */
+static void test_state_bytes(void)
+{
+    struct subject_state *s1 = subject_state_new(), *s2 = subject_state_new();
+    CHECK(s1 != NULL && s2 != NULL);
+    const char *long_prefix = "urn:oid:2.16.840.1.113883.3.7777/obs/";
+    char id[OBS_ID_MAX + 1];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof id, "alt-%03d", i);
+        struct observation o = mk(id, LOINC_ALT, 30, 7, 40, i);
+        add(s1, &o);
+        snprintf(id, sizeof id, "%salt-%03d", long_prefix, i);
+        o = mk(id, LOINC_ALT, 30, 7, 40, i);
+        add(s2, &o);
+    }
+    size_t b1 = subject_state_bytes(s1), b2 = subject_state_bytes(s2);
+    CHECK(b2 >= b1 + 10 * (strlen(long_prefix) + 8));
+    CHECK(sizeof(struct subject_result) <= 72);
+    subject_state_reset(s2);
+    subject_state_reset(s1);
+    CHECK_EQ_INT((int)subject_state_bytes(s2), (int)subject_state_bytes(s1));
+    subject_state_destroy(s1);
+    subject_state_destroy(s2);
 }
 
 /* The newest revision of every id, seen usable or not, grown on demand. */
@@ -732,6 +775,7 @@ int main(void)
     test_hys_law_order();
     test_alert_ids();
     test_state_bounds();
+    test_state_bytes();
     test_state_versions();
     test_speed();
     return testlib_done();
