@@ -1,4 +1,5 @@
 /* vigil worker: flags and settings, then consumer/worker.c does the work. */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,16 @@ int cmd_worker(int argc, char **argv)
     if (cli_settings_parse(&set, "worker", usage, flags, argc, argv, &status) != 0)
         return status;
 
+#ifdef __GLIBC__
+    /* Before any thread starts. glibc gives threads that allocate arenas of
+     * their own (up to 8 per core) and memory freed stays in its arena:
+     * with the analysis threads, the store writers and librdkafka's
+     * threads, 2 arenas against the default peaked 8-10 MiB lower
+     * (bench/worker, 500,000 observations) at the same throughput.
+     * MALLOC_ARENA_MAX in the environment still decides. */
+    if (getenv("MALLOC_ARENA_MAX") == NULL)
+        mallopt(M_ARENA_MAX, 2);
+#endif
     char err[2048];
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
