@@ -42,6 +42,9 @@ static void record_free(struct directory_record *r)
     free((char *)r->site);
     free((char *)r->min_severity);
     free((char *)r->channels);
+    free((char *)r->quiet_start);
+    free((char *)r->quiet_end);
+    free((char *)r->quiet_zone);
     free((struct policy *)r->policy);
 }
 
@@ -109,6 +112,10 @@ int directory_file_add(struct directory_file *f, const struct directory_record *
         .site = dup(rec->site, &ok),
         .min_severity = dup(rec->min_severity, &ok),
         .channels = dup(rec->channels, &ok),
+        .quiet = rec->quiet,
+        .quiet_start = dup(rec->quiet_start, &ok),
+        .quiet_end = dup(rec->quiet_end, &ok),
+        .quiet_zone = dup(rec->quiet_zone, &ok),
     };
     if (rec->policy != NULL) {
         struct policy *p = malloc(sizeof *p);
@@ -126,6 +133,60 @@ int directory_file_add(struct directory_file *f, const struct directory_record *
     f->rec[f->n++] = r;
     if (r.kind == DIRECTORY_POLICY)
         f->npolicies++;
+    return 0;
+}
+
+bool directory_local_time_valid(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n != 5 && n != 8)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool colon = i == 2 || i == 5;
+        if (colon ? s[i] != ':' : (s[i] < '0' || s[i] > '9'))
+            return false;
+    }
+    int hh = (s[0] - '0') * 10 + (s[1] - '0'), mm = (s[3] - '0') * 10 + (s[4] - '0');
+    int ss = n == 8 ? (s[6] - '0') * 10 + (s[7] - '0') : 0;
+    return hh < 24 && mm < 60 && ss < 60;
+}
+
+int directory_quiet_parse(const char *text, struct directory_record *rec, char *buf,
+                          size_t bufsz, char *errstr, size_t errstr_size)
+{
+    static const char form[] = "quiet_hours must be HH:MM-HH:MM ZONE (e.g. 22:00-07:00 "
+                               "Europe/Paris) or none";
+    if (strcmp(text, "none") == 0) {
+        rec->quiet = DIRECTORY_QUIET_REMOVE;
+        return 0;
+    }
+    if (snprintf(buf, bufsz, "%s", text) >= (int)bufsz) {
+        snprintf(errstr, errstr_size, "%s", form);
+        return -1;
+    }
+    char *dash = strchr(buf, '-'), *sp = strchr(buf, ' ');
+    if (dash == NULL || sp == NULL || sp < dash) {
+        snprintf(errstr, errstr_size, "%s", form);
+        return -1;
+    }
+    *dash = '\0';
+    *sp = '\0';
+    const char *zone = sp + 1;
+    while (*zone == ' ')
+        zone++;
+    if (!directory_local_time_valid(buf) || !directory_local_time_valid(dash + 1) ||
+        *zone == '\0') {
+        snprintf(errstr, errstr_size, "%s", form);
+        return -1;
+    }
+    if (strcmp(buf, dash + 1) == 0) {
+        snprintf(errstr, errstr_size, "quiet_hours: start and end must differ");
+        return -1;
+    }
+    rec->quiet = DIRECTORY_QUIET_SET;
+    rec->quiet_start = buf;
+    rec->quiet_end = dash + 1;
+    rec->quiet_zone = zone;
     return 0;
 }
 
@@ -186,7 +247,7 @@ struct shape {
 static const struct shape shapes[] = {
     {"studies", DIRECTORY_STUDY, {"id", "name"}, 0x3},
     {"sites", DIRECTORY_SITE, {"id", "study", "name"}, 0x7},
-    {"researchers", DIRECTORY_RESEARCHER, {"id", "name", "email", "phone"}, 0x3},
+    {"researchers", DIRECTORY_RESEARCHER, {"id", "name", "email", "phone", "quiet_hours"}, 0x3},
     {"subscriptions", DIRECTORY_SUBSCRIPTION,
      {"researcher", "study", "site", "min_severity", "channels"}, 0x1b},
 };
@@ -222,6 +283,66 @@ static const char *channels_of(struct reader *r, const yaml_node_t *n)
     return email && sms ? "{email,sms}" : email ? "{email}" : "{sms}";
 }
 
+/* A researcher's quiet_hours: null (remove) or {start, end, time_zone}
+ * into Q's quiet fields (pointing into the document). */
+static void quiet_of(struct reader *r, const yaml_node_t *n, struct directory_record *q)
+{
+    bool bad = false;
+    if (n != NULL && n->type == YAML_SCALAR_NODE && scalar(n, &bad) == NULL && !bad) {
+        q->quiet = DIRECTORY_QUIET_REMOVE;
+        return;
+    }
+    static const char *const keys[] = {"start", "end", "time_zone"};
+    const char *val[3] = {NULL};
+    if (n == NULL || n->type != YAML_MAPPING_NODE) {
+        problem(r, n, "quiet_hours must be {start: \"22:00\", end: \"07:00\", time_zone: "
+                      "Europe/Paris} or null");
+        return;
+    }
+    int before = r->m.n;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(r->doc, p->key);
+        yaml_node_t *val_n = yaml_document_get_node(r->doc, p->value);
+        const char *key = scalar(k, &bad);
+        int i = 0;
+        while (key != NULL && i < 3 && strcmp(key, keys[i]) != 0)
+            i++;
+        if (key == NULL || i == 3) {
+            problem(r, k != NULL ? k : n, "unknown key '%s' in quiet_hours (known: start, end, "
+                                          "time_zone)",
+                    key != NULL ? key : "?");
+            continue;
+        }
+        if (val[i] != NULL) {
+            problem(r, k, "key '%s' twice", key);
+            continue;
+        }
+        bad = false;
+        val[i] = scalar(val_n, &bad);
+        if (bad || val[i] == NULL)
+            problem(r, val_n != NULL ? val_n : k, "quiet_hours %s must be text", key);
+    }
+    if (r->m.n > before)
+        return;
+    for (int i = 0; i < 3; i++)
+        if (val[i] == NULL) {
+            problem(r, n, "quiet_hours needs %s", keys[i]);
+            return;
+        }
+    for (int i = 0; i < 2; i++)
+        if (!directory_local_time_valid(val[i])) {
+            problem(r, n, "quiet_hours %s '%s' is not a time of day HH:MM or HH:MM:SS",
+                    keys[i], val[i]);
+            return;
+        }
+    if (strcmp(val[0], val[1]) == 0) {
+        problem(r, n, "quiet_hours start and end must differ");
+        return;
+    }
+    q->quiet = DIRECTORY_QUIET_SET;
+    q->quiet_start = val[0], q->quiet_end = val[1], q->quiet_zone = val[2];
+}
+
 static void entry(struct reader *r, const struct shape *sh, yaml_node_t *n)
 {
     if (n->type != YAML_MAPPING_NODE) {
@@ -230,6 +351,7 @@ static void entry(struct reader *r, const struct shape *sh, yaml_node_t *n)
     }
     const char *v[6] = {NULL};
     const yaml_node_t *vn[6] = {NULL};
+    struct directory_record q = {.quiet = DIRECTORY_QUIET_KEEP};
     int before = r->m.n;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(r->doc, p->key);
@@ -257,6 +379,10 @@ static void entry(struct reader *r, const struct shape *sh, yaml_node_t *n)
             v[i] = val != NULL ? channels_of(r, val) : NULL;
             continue;
         }
+        if (sh->kind == DIRECTORY_RESEARCHER && i == 4) {
+            quiet_of(r, val != NULL ? val : k, &q);
+            continue;
+        }
         v[i] = scalar(val, &bad);
         if (bad)
             problem(r, val != NULL ? val : k, "%s must be text", key);
@@ -282,6 +408,9 @@ static void entry(struct reader *r, const struct shape *sh, yaml_node_t *n)
         break;
     case DIRECTORY_RESEARCHER:
         rec.id = v[0], rec.name = v[1], rec.email = v[2], rec.phone = v[3];
+        rec.quiet = q.quiet;
+        rec.quiet_start = q.quiet_start, rec.quiet_end = q.quiet_end;
+        rec.quiet_zone = q.quiet_zone;
         break;
     default:
         rec.id = v[0], rec.study = v[1], rec.site = v[2], rec.min_severity = v[3];

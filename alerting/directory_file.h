@@ -13,10 +13,17 @@
  *
  *   studies:       [{id: S1, name: Trial one}]
  *   sites:         [{id: SITE-1, study: S1, name: Site one}]
- *   researchers:   [{id: R-1, name: Ann, email: ann@example.org, phone: "+44..."}]
+ *   researchers:   [{id: R-1, name: Ann, email: ann@example.org, phone: "+44...",
+ *                    quiet_hours: {start: "22:00", end: "07:00",
+ *                                  time_zone: Europe/London}}]     # optional
  *   subscriptions: [{researcher: R-1, study: S1, site: SITE-1,   # site: optional
  *                    min_severity: critical, channels: [email, sms]}]
  *   policies:      [ escalation policies exactly as policy.h reads them ]
+ *
+ * A researcher's quiet_hours (migration 0064: non-critical pages wait
+ * while it lasts) is set when given, removed when given as null, and left
+ * as it is when the key is absent: researchers set their own in the
+ * console, and an import of the directory does not undo that unasked.
  *
  * Unknown sections and keys are errors (a typo is not silently ignored);
  * policies are parsed and validated by policy.c, not here. Every problem
@@ -27,6 +34,7 @@
 #ifndef VIGIL_DIRECTORY_FILE_H
 #define VIGIL_DIRECTORY_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "policy.h"
@@ -45,15 +53,31 @@ enum directory_kind {
 #define DIRECTORY_FILE_MAX_POLICIES 256
 #define DIRECTORY_FILE_MAX_BYTES (16 << 20)
 
+/* What an import does to a researcher's quiet hours. */
+enum directory_quiet { DIRECTORY_QUIET_KEEP = 0, DIRECTORY_QUIET_SET, DIRECTORY_QUIET_REMOVE };
+
 /* One record. Absent values are NULL. For a subscription ID is the
  * researcher and CHANNELS a PostgreSQL array literal ("{email,sms}");
- * for a policy only POLICY is set. */
+ * for a policy only POLICY is set. A researcher's QUIET_START/_END
+ * ("HH:MM[:SS]", checked) and QUIET_ZONE (checked by PostgreSQL) are set
+ * with QUIET == DIRECTORY_QUIET_SET. */
 struct directory_record {
     enum directory_kind kind;
     long line;
     const char *id, *name, *email, *phone, *study, *site, *min_severity, *channels;
     const struct policy *policy;
+    enum directory_quiet quiet;
+    const char *quiet_start, *quiet_end, *quiet_zone;
 };
+
+/* Whether S is a local time of day "HH:MM" or "HH:MM:SS" (00:00 ..
+ * 23:59:59). */
+bool directory_local_time_valid(const char *s);
+
+/* Reads the CSV form of quiet hours, "HH:MM-HH:MM ZONE" (seconds allowed)
+ * or "none", into REC. Returns 0, or -1 with errstr (no line). */
+int directory_quiet_parse(const char *text, struct directory_record *rec, char *buf,
+                          size_t bufsz, char *errstr, size_t errstr_size);
 
 struct directory_file;
 

@@ -32,6 +32,32 @@ static const char subscription_sql[] =
     "WHERE (subscriptions.min_severity, subscriptions.channels) IS DISTINCT FROM "
     "(EXCLUDED.min_severity, EXCLUDED.channels)";
 
+static const char quiet_set_sql[] =
+    "INSERT INTO researcher_quiet_hours (researcher_id, start_local, end_local, time_zone) "
+    "VALUES ($1, $2::time, $3::time, $4) "
+    "ON CONFLICT (researcher_id) DO UPDATE SET start_local = EXCLUDED.start_local, "
+    "end_local = EXCLUDED.end_local, time_zone = EXCLUDED.time_zone, updated_at = now() "
+    "WHERE (researcher_quiet_hours.start_local, researcher_quiet_hours.end_local, "
+    "researcher_quiet_hours.time_zone) IS DISTINCT FROM "
+    "(EXCLUDED.start_local, EXCLUDED.end_local, EXCLUDED.time_zone)";
+static const char quiet_remove_sql[] = "DELETE FROM researcher_quiet_hours WHERE researcher_id = $1";
+
+/* A researcher record's quiet hours (0064), after its row. Returns the
+ * rows changed, or -1 with E. */
+static long quiet(PGconn *c, const struct directory_record *r, char *e, size_t esz)
+{
+    if (r->quiet == DIRECTORY_QUIET_KEEP)
+        return 0;
+    const char *p[] = {r->id, r->quiet_start, r->quiet_end, r->quiet_zone};
+    PGresult *res = r->quiet == DIRECTORY_QUIET_SET ? pg_query(c, quiet_set_sql, 4, p, e, esz)
+                                                    : pg_query(c, quiet_remove_sql, 1, p, e, esz);
+    if (res == NULL)
+        return -1;
+    long n = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return n;
+}
+
 /* One record of the tables of 0003. Returns the rows changed, or -1 with E. */
 static long upsert(PGconn *c, const struct directory_record *r, char *e, size_t esz)
 {
@@ -129,6 +155,8 @@ int directory_import_apply(PGconn *c, const struct directory_file *f, const char
                 continue;
             }
             long n = upsert(c, r, why, sizeof why);
+            long nq = n >= 0 && r->kind == DIRECTORY_RESEARCHER ? quiet(c, r, why, sizeof why) : 0;
+            n = nq < 0 ? -1 : n + nq;
             if (n < 0) {
                 snprintf(errstr, errstr_size, "line %ld: %s", r->line, why);
                 goto fail;

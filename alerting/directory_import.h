@@ -5,7 +5,8 @@
  * Idempotent: every record is an upsert keyed as its table is, and a
  * policy the tables already hold exactly is left alone, so a second import
  * of the same file changes nothing (and the counts say so); nothing is
- * deleted. All or nothing: one transaction; the first record the database
+ * deleted but a researcher's quiet hours given as null (a researcher's
+ * changed rows count their quiet hours' too). All or nothing: one transaction; the first record the database
  * refuses rolls it back and is named by its line.
  */
 #ifndef VIGIL_DIRECTORY_IMPORT_H

@@ -5,9 +5,11 @@
  *
  * CSV has a header row naming its columns (any order; unknown ones are an
  * error, so a typo is not silently ignored):
- *   kind,id,name,email,phone,study,site,min_severity,channels
+ *   kind,id,name,email,phone,study,site,min_severity,channels[,quiet_hours]
  * and one row per thing, by kind:
- *   researcher    id, name [, email, phone]
+ *   researcher    id, name [, email, phone, quiet_hours: "22:00-07:00
+ *                 Europe/Paris" sets them, "none" removes them, empty
+ *                 leaves them as they are]
  *   study         id, name
  *   site          id, name, study
  *   subscription  id (the researcher), study [, site: none = every site],
@@ -41,18 +43,23 @@ static void usage(FILE *out)
             "Imports researchers, studies, sites and subscriptions from a CSV or YAML file,\n"
             "and escalation policies from YAML. FILE - reads standard input.\n\n"
             "CSV: a header row kind,id,name,email,phone,study,site,min_severity,channels\n"
-            "(any order). kind is researcher, study, site or subscription; channels is\n"
-            "email, sms or email;sms; a subscription without site covers every site.\n\n"
+            "(any order; quiet_hours optional). kind is researcher, study, site or\n"
+            "subscription; channels is email, sms or email;sms; a subscription without\n"
+            "site covers every site; a researcher's quiet_hours is \"22:00-07:00\n"
+            "Europe/Paris\" (non-critical pages wait; none removes; empty: unchanged).\n\n"
             "YAML: sections, each optional:\n"
             "  studies:       [{id: S1, name: Trial one}]\n"
             "  sites:         [{id: SITE-1, study: S1, name: Site one}]\n"
-            "  researchers:   [{id: R-1, name: Ann, email: a@example.org, phone: \"+4420...\"}]\n"
+            "  researchers:   [{id: R-1, name: Ann, email: a@example.org, phone: \"+4420...\",\n"
+            "                   quiet_hours: {start: \"22:00\", end: \"07:00\",\n"
+            "                                 time_zone: Europe/London}}]   # optional;\n"
+            "                   null removes them, no key leaves them as they are\n"
             "  subscriptions: [{researcher: R-1, study: S1, site: SITE-1,\n"
             "                   min_severity: critical, channels: [email, sms]}]\n"
             "  policies:      [escalation policies as vigil policy set reads them]\n\n"
-            "Idempotent (upserts, unchanged policies left alone; nothing is deleted; a\n"
-            "second import says nothing changed), all or nothing (one transaction), every\n"
-            "error names its line.\n\n"
+            "Idempotent (upserts, unchanged policies left alone; nothing is deleted but\n"
+            "quiet hours given as none or null; a second import says nothing changed),\n"
+            "all or nothing (one transaction), every error names its line.\n\n"
             "options:\n"
             "  --format F       csv or yaml (default: by the extension .csv, .yaml, .yml,\n"
             "                   else by the first line)\n"
@@ -63,9 +70,12 @@ static void usage(FILE *out)
             "2 bad usage\n");
 }
 
-enum col { C_KIND, C_ID, C_NAME, C_EMAIL, C_PHONE, C_STUDY, C_SITE, C_SEVERITY, C_CHANNELS, C_N };
-static const char *const col_names[C_N] = {"kind", "id", "name", "email", "phone",
-                                           "study", "site", "min_severity", "channels"};
+enum col {
+    C_KIND, C_ID, C_NAME, C_EMAIL, C_PHONE, C_STUDY, C_SITE, C_SEVERITY, C_CHANNELS, C_QUIET, C_N
+};
+static const char *const col_names[C_N] = {"kind",  "id",   "name",         "email",
+                                           "phone", "study", "site",        "min_severity",
+                                           "channels", "quiet_hours"};
 
 /* The value of column C in this row, NULL when the column is absent or
  * the cell empty. */
@@ -78,9 +88,10 @@ static const char *cell(const int *map, char **f, int n, enum col c)
 }
 
 /* One CSV row as a record: checked for shape here, the rest by the
- * tables. Returns 0, or -1 with errstr (no line). */
+ * tables. QBUF (QBUFSZ bytes) holds what the quiet hours point into.
+ * Returns 0, or -1 with errstr (no line). */
 static int csv_record(const int *map, char **f, int n, long line, struct directory_record *rec,
-                      char *err, size_t errsz)
+                      char *qbuf, size_t qbufsz, char *err, size_t errsz)
 {
     const char *kind = cell(map, f, n, C_KIND), *id = cell(map, f, n, C_ID);
     memset(rec, 0, sizeof *rec);
@@ -101,6 +112,9 @@ static int csv_record(const int *map, char **f, int n, long line, struct directo
             snprintf(err, errsz, "a researcher needs a name");
             return -1;
         }
+        const char *q = cell(map, f, n, C_QUIET);
+        if (q != NULL && directory_quiet_parse(q, rec, qbuf, qbufsz, err, errsz) != 0)
+            return -1;
     } else if (strcmp(kind, "study") == 0) {
         rec->kind = DIRECTORY_STUDY;
         if (rec->name == NULL) {
@@ -200,7 +214,8 @@ static int read_csv(struct directory_file *df, char *text, size_t len, char *err
             continue;
         }
         struct directory_record rec;
-        if (csv_record(map, f, nf, lineno, &rec, why, sizeof why) < 0) {
+        char qbuf[160];
+        if (csv_record(map, f, nf, lineno, &rec, qbuf, sizeof qbuf, why, sizeof why) < 0) {
             snprintf(err, errsz, "line %ld: %s", lineno, why);
             return -1;
         }

@@ -5,7 +5,9 @@ nothing and says so; an unchanged policy is not rewritten nor audited
 again), updates in place, is all or nothing (a policy that reaches nobody
 in an otherwise valid file rolls back its studies and researchers too),
 and every error names its line: YAML syntax, unknown sections and keys,
-bad values, a policy's tier, and rows the tables refuse."""
+bad values, a policy's tier, and rows the tables refuse. A researcher's
+quiet hours are set when given, removed by null/none, and left alone when
+the file does not say."""
 import os
 import subprocess
 import sys
@@ -192,4 +194,55 @@ C.check(after == before and E.sql("SELECT count(*) FROM studies WHERE study_id =
 C.check(audits() == 3, "no audit event from a failed import: %d" % audits())
 r = subprocess.run([h.VIGIL, "directory", "import", "x.yaml", "--format", "xml"], capture_output=True, text=True)
 C.check(r.returncode == 2, "--format xml: usage error")
+
+
+# ---- quiet hours (0064): set, left alone when not given, removed by null ----
+def quiet(rid):
+    return E.sql("SELECT start_local::text, end_local::text, time_zone FROM researcher_quiet_hours "
+                 "WHERE researcher_id = %s", rid)
+
+
+QY = YAML.replace('    phone: "+442079000009"\n',
+                  '    phone: "+442079000009"\n'
+                  '    quiet_hours: {start: "22:00", end: "07:00:30", time_zone: Europe/Paris}\n')
+r = run(QY, ".yaml")
+C.check(r.returncode == 0 and "changed 1 researchers" in r.stdout
+        and quiet("RY-1") == [("22:00:00", "07:00:30", "Europe/Paris")],
+        "YAML quiet hours set: %s %s %s" % (r.stdout, r.stderr, quiet("RY-1")))
+r = run(QY, ".yaml")
+C.check(r.returncode == 0 and "changed 0 researchers" in r.stdout, "the same quiet hours again: nothing "
+        "changed: %s" % r.stdout)
+E.sql("UPDATE researcher_quiet_hours SET start_local = '23:00' WHERE researcher_id = 'RY-1'")
+r = run(YAML, ".yaml")
+C.check(r.returncode == 0 and quiet("RY-1") == [("23:00:00", "07:00:30", "Europe/Paris")],
+        "no quiet_hours key: the researcher's own setting stays: %s" % quiet("RY-1"))
+r = run(QY.replace('{start: "22:00", end: "07:00:30", time_zone: Europe/Paris}', "null"), ".yaml")
+C.check(r.returncode == 0 and "changed 1 researchers" in r.stdout and quiet("RY-1") == [],
+        "quiet_hours: null removes them: %s %s" % (r.stdout, quiet("RY-1")))
+qline = line_of(QY, "quiet_hours")
+for bad, what in [('{start: "22:00", end: "07:00"}', "quiet_hours needs time_zone"),
+                  ('{start: "25:00", end: "07:00", time_zone: UTC}', "'25:00' is not a time of day"),
+                  ('{start: "22:00", end: "22:00", time_zone: UTC}', "start and end must differ"),
+                  ('{start: "22:00", end: "07:00", time_zone: UTC, colour: red}', "unknown key 'colour'"),
+                  ('[22:00, 07:00]', "quiet_hours must be"),
+                  # refused by the table's check (a POSIX zone): the record's line
+                  ('{start: "22:00", end: "07:00", time_zone: "UTC+3"}', "unknown time zone")]:
+    r = run(QY.replace('{start: "22:00", end: "07:00:30", time_zone: Europe/Paris}', bad), ".yaml")
+    at = line_of(QY, "- id: RY-1") if what == "unknown time zone" else qline
+    C.check(r.returncode == 1 and ("line %d:" % at) in r.stderr and what in r.stderr
+            and quiet("RY-1") == [],
+            "bad quiet hours named with their line (%s): %s" % (what, r.stderr.strip()))
+CQ = GOOD.replace("min_severity,channels\n", "min_severity,channels,quiet_hours\n", 1)
+CQ = CQ.replace("ann@example.org,+442079000001,,,,", "ann@example.org,+442079000001,,,,,21:30-06:00 UTC")
+r = run(CQ)
+C.check(r.returncode == 0 and quiet("R-1") == [("21:30:00", "06:00:00", "UTC")],
+        "CSV quiet hours set: %s %s %s" % (r.stdout, r.stderr, quiet("R-1")))
+r = run(GOOD)
+C.check(r.returncode == 0 and quiet("R-1") == [("21:30:00", "06:00:00", "UTC")],
+        "CSV without the column: unchanged")
+r = run(CQ.replace("21:30-06:00 UTC", "none"))
+C.check(r.returncode == 0 and quiet("R-1") == [], "CSV none removes them")
+r = run(CQ.replace("21:30-06:00 UTC", "9pm-6am"))
+C.check(r.returncode == 1 and "line 7:" in r.stderr and "HH:MM-HH:MM ZONE" in r.stderr,
+        "a bad CSV quiet hours cell names its line: %s" % r.stderr.strip())
 C.done()
