@@ -229,3 +229,44 @@ int policy_store_set(PGconn *c, const struct policy *pol, int n, const char *act
     }
     return 0;
 }
+
+int policy_store_remove(PGconn *c, const char *study, const char *site, const char *severity,
+                        const char *actor, int *removed, char *errstr, size_t errstr_size)
+{
+    *removed = 0;
+    const char *pp[] = {study, site != NULL ? site : "", severity, actor};
+    if (pg_command(c, "BEGIN", 0, NULL, errstr, errstr_size) != 0)
+        return -1;
+    /* The audit chain's head first, as every appender does (0014); the
+     * event carries the policy as it was, read before its rows go. */
+    PGresult *r = NULL;
+    int rc = pg_command(c, "SELECT vigil_audit_lock()", 0, NULL, errstr, errstr_size);
+    if (rc == 0)
+        r = pg_query(c,
+                     "WITH old AS (SELECT p.policy_id, jsonb_build_object('study_id', p.study_id, "
+                     "'site_id', p.site_id, 'severity', p.severity, 'repeat_last_s', "
+                     "p.repeat_last_s, 'digest', p.digest, 'tiers', coalesce((SELECT "
+                     "jsonb_agg(jsonb_build_object('tier', t.tier, 'targets', t.targets, "
+                     "'channels', t.channels, 'ack_deadline_s', t.ack_deadline_s) ORDER BY "
+                     "t.tier) FROM escalation_tiers t WHERE t.policy_id = p.policy_id), '[]')) "
+                     "AS detail FROM escalation_policies p WHERE p.study_id = $1 "
+                     "AND coalesce(p.site_id, '') = $2 AND p.severity = $3 FOR UPDATE), "
+                     "gone AS (DELETE FROM escalation_policies p USING old "
+                     "WHERE p.policy_id = old.policy_id RETURNING old.detail) "
+                     "SELECT vigil_audit_append(NULL, 'policy_removed', $4, detail) FROM gone",
+                     4, pp, errstr, errstr_size);
+    if (r == NULL)
+        rc = -1;
+    else
+        *removed = PQntuples(r);
+    PQclear(r);
+    if (rc == 0)
+        rc = pg_command(c, "COMMIT", 0, NULL, errstr, errstr_size);
+    if (rc != 0) {
+        char e[256];
+        pg_command(c, "ROLLBACK", 0, NULL, e, sizeof e);
+        *removed = 0;
+        return -1;
+    }
+    return 0;
+}

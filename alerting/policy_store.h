@@ -1,7 +1,8 @@
 /*
  * policy_store: escalation policies (policy.h) against the directory and
  * into the tables of migration 0010 -- what `vigil policy set` and the
- * console's PUT /api/v1/studies/{study}/policies both do, written once.
+ * console's PUT /api/v1/studies/{study}/policies both do, written once;
+ * and the removal of one (the console's DELETE).
  */
 #ifndef VIGIL_POLICY_STORE_H
 #define VIGIL_POLICY_STORE_H
@@ -35,5 +36,14 @@ int policy_store_write(PGconn *c, const struct policy *pol, int n, const char *a
  * ACTOR. Returns 0, or -1 with errstr (the transaction rolled back). */
 int policy_store_set(PGconn *c, const struct policy *pol, int n, const char *actor, char *errstr,
                      size_t errstr_size);
+
+/* Removes, in one transaction, the policy of (STUDY, SITE -- NULL: the
+ * study-wide one --, SEVERITY): its alerts fall back to the next policy
+ * that applies (study-wide, then the built-in one) from their next step.
+ * Audited as 'policy_removed' by ACTOR, with the policy as it was. Sets
+ * *REMOVED to 1, or 0 when there was none (nothing written). Returns 0, or
+ * -1 with errstr (rolled back). */
+int policy_store_remove(PGconn *c, const char *study, const char *site, const char *severity,
+                        const char *actor, int *removed, char *errstr, size_t errstr_size);
 
 #endif

@@ -1,10 +1,11 @@
 /*
- * vigil policy show|set|check: escalation policies (alerting/policy.h for
- * the file format and the rules). check validates a file alone; set also
- * checks it against the directory and replaces the policies it names, in
- * one transaction, recording the change in the audit trail; show prints
- * the policy in force for a study (and site) with the people each tier
- * reaches today.
+ * vigil policy show|set|check|remove: escalation policies
+ * (alerting/policy.h for the file format and the rules). check validates a
+ * file alone; set also checks it against the directory and replaces the
+ * policies it names, in one transaction, recording the change in the audit
+ * trail; show prints the policy in force for a study (and site) with the
+ * people each tier reaches today; remove deletes one policy (audited), so
+ * the next one that applies takes over.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -23,7 +24,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: vigil policy check FILE\n"
             "       vigil policy set FILE [--conninfo STR]\n"
-            "       vigil policy show --study S [--site X] [--conninfo STR]\n\n"
+            "       vigil policy show --study S [--site X] [--conninfo STR]\n"
+            "       vigil policy remove --study S [--site X] --severity critical|warning\n"
+            "                           [--conninfo STR]\n\n"
             "Escalation policies per study (optionally per site) and severity. A file\n"
             "(YAML or JSON) holds one policy or {policies: [...]}:\n\n"
             "  study: S1\n"
@@ -40,11 +43,14 @@ static void usage(FILE *out)
             "  check  validate FILE (no database): every problem, then exit 1\n"
             "  set    validate, check against the directory (study, site, researchers,\n"
             "         role holders) and replace those policies; audited\n"
-            "  show   the policies in force and who each tier reaches now\n\n"
+            "  show   the policies in force and who each tier reaches now\n"
+            "  remove the study's (or with --site, that site's) policy of a severity; its\n"
+            "         alerts follow the study-wide or built-in policy from their next step;\n"
+            "         audited\n\n"
             "exit status: 0 success, 1 invalid or failure, 2 bad usage\n");
 }
 
-enum { OPT_CONNINFO = 256, OPT_STUDY, OPT_SITE };
+enum { OPT_CONNINFO = 256, OPT_STUDY, OPT_SITE, OPT_SEVERITY };
 
 static int check(const char *file)
 {
@@ -83,6 +89,26 @@ static int set(PGconn *c, const char *file)
     for (int k = 0; k < n; k++)
         printf("set: study %s%s%s %s: %d tiers\n", pol[k].study, pol[k].site[0] ? " site " : "",
                pol[k].site, pol[k].severity, pol[k].ntiers);
+    return 0;
+}
+
+static int remove_one(PGconn *c, const char *study, const char *site, const char *severity)
+{
+    char origin[300], actor[310], err[1024];
+    cli_origin(origin, sizeof origin);
+    snprintf(actor, sizeof actor, "cli:%s", origin);
+    int removed = 0;
+    if (policy_store_remove(c, study, site, severity, actor, &removed, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil policy remove: %s\n", err);
+        return 1;
+    }
+    if (removed == 0) {
+        fprintf(stderr, "vigil policy remove: study %s has no %s policy of its own%s%s\n", study,
+                severity, site != NULL ? " for site " : "", site != NULL ? site : "");
+        return 1;
+    }
+    printf("removed: study %s%s%s %s\n", study, site != NULL ? " site " : "",
+           site != NULL ? site : "", severity);
     return 0;
 }
 
@@ -135,9 +161,10 @@ int cmd_policy(int argc, char **argv)
     static const struct option opts[] = {{"conninfo", required_argument, NULL, OPT_CONNINFO},
                                          {"study", required_argument, NULL, OPT_STUDY},
                                          {"site", required_argument, NULL, OPT_SITE},
+                                         {"severity", required_argument, NULL, OPT_SEVERITY},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
-    const char *conninfo = NULL, *study = NULL, *site = NULL;
+    const char *conninfo = NULL, *study = NULL, *site = NULL, *severity = NULL;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -154,23 +181,29 @@ int cmd_policy(int argc, char **argv)
         case OPT_SITE:
             site = optarg;
             break;
+        case OPT_SEVERITY:
+            severity = optarg;
+            break;
         default:
             return cli_bad_option("policy", usage, argv);
         }
     }
     if (optind >= argc)
-        return cli_bad_usage("policy", usage, "missing subcommand (show, set or check)");
+        return cli_bad_usage("policy", usage, "missing subcommand (show, set, check or remove)");
     const char *sub = argv[optind];
     if (strcmp(sub, "check") == 0 || strcmp(sub, "set") == 0) {
         if (optind + 2 != argc)
             return cli_bad_usage("policy", usage, "%s takes exactly one FILE", sub);
         if (sub[0] == 'c')
             return check(argv[optind + 1]);
-    } else if (strcmp(sub, "show") == 0) {
+    } else if (strcmp(sub, "show") == 0 || strcmp(sub, "remove") == 0) {
         if (optind + 1 != argc)
             return cli_bad_usage("policy", usage, "unexpected argument '%s'", argv[optind + 1]);
         if (study == NULL || *study == '\0')
             return cli_bad_usage("policy", usage, "which study? (--study ID)");
+        if (sub[0] == 'r' && (severity == NULL || (strcmp(severity, "critical") != 0 &&
+                                                   strcmp(severity, "warning") != 0)))
+            return cli_bad_usage("policy", usage, "remove needs --severity critical or warning");
     } else {
         return cli_bad_usage("policy", usage, "unknown subcommand '%s'", sub);
     }
@@ -180,8 +213,9 @@ int cmd_policy(int argc, char **argv)
         fprintf(stderr, "vigil policy: %s\n", err);
         return 1;
     }
-    int rc = sub[0] == 's' && sub[1] == 'e' ? set(conn, argv[optind + 1])
-                                             : show(conn, study, site != NULL ? site : "");
+    int rc = sub[0] == 'r'                  ? remove_one(conn, study, site, severity)
+             : sub[0] == 's' && sub[1] == 'e' ? set(conn, argv[optind + 1])
+                                              : show(conn, study, site != NULL ? site : "");
     PQfinish(conn);
     return rc;
 }

@@ -1314,6 +1314,46 @@ static void policy_put_run(PGconn *conn, const struct api_request *req, const ch
     respond_json(resp, 200, json_pack("{s:s, s:i}", "study_id", values[0], "set", n));
 }
 
+/* Removes the study's policy of ?severity= (critical or warning) and
+ * ?site= (absent: the study-wide one); its alerts fall back to the next
+ * policy that applies. 204, or 404 when there is none. Study-admin. */
+static void policies_delete(PGconn *conn, const struct api_request *req, const char *const *values,
+                            const struct auth_principal *who, struct api_response *resp)
+{
+    static const char *const allowed[] = {"severity", "site", NULL};
+    static const char *const severities[] = {"critical", "warning", NULL};
+    char err[512];
+    const struct reqparse_query *q = req->query;
+    const char *sev = reqparse_query_get(q, "severity"), *site = reqparse_query_get(q, "site");
+    /* A site id is whatever the sites table holds (a policy may name one
+     * with markup in it): only its length and control bytes are checked;
+     * it reaches the statement as a parameter. */
+    bool site_ok = site == NULL || (site[0] != '\0' && strlen(site) <= REQPARSE_ID_MAX);
+    for (const char *c = site; site_ok && c != NULL && *c; c++)
+        site_ok = (unsigned char)*c >= 0x20 && *c != 0x7f;
+    if (reqparse_query_only(q, allowed, err, sizeof err) < 0 || sev == NULL ||
+        !one_of(sev, severities) || !site_ok) {
+        api_error(resp, 400, "bad_request",
+                  "severity (critical or warning) is required; site names a site (absent: the "
+                  "study-wide policy)");
+        return;
+    }
+    if (!study_admin_ok(conn, who, values[0], resp))
+        return;
+    char actor[300];
+    snprintf(actor, sizeof actor, "console:%s%s%s", who->researcher_id,
+             who->token_id[0] ? ":token:" : "", who->token_id);
+    int removed = 0;
+    if (policy_store_remove(conn, values[0], site, sev, actor, &removed, err, sizeof err) != 0) {
+        db_error(resp, err);
+        return;
+    }
+    if (removed == 0)
+        api_error(resp, 404, "not_found", "the study has no such policy of its own");
+    else
+        resp->status = 204;
+}
+
 static void study_people_get(PGconn *conn, const struct api_request *req, const char *const *values,
                              const struct auth_principal *who, struct api_response *resp)
 {
@@ -1577,6 +1617,7 @@ static const struct api_route routes[] = {
     {"DELETE", "/api/v1/studies/{study}/grants/{researcher}", LIMITER_GENERAL, true, true, grant_delete},
     {"GET", "/api/v1/studies/{study}/policies", LIMITER_GENERAL, true, false, policies_get},
     {"PUT", "/api/v1/studies/{study}/policies", LIMITER_GENERAL, true, true, policies_put},
+    {"DELETE", "/api/v1/studies/{study}/policies", LIMITER_GENERAL, true, true, policies_delete},
     {"GET", "/api/v1/subscriptions", LIMITER_GENERAL, true, false, subscriptions_get},
     {"PUT", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_put},
     {"DELETE", "/api/v1/subscriptions", LIMITER_GENERAL, true, true, subscriptions_delete},

@@ -490,7 +490,8 @@
     return body;
   }
 
-  function policyEditor(p) {
+  // P is stored (STORED): it gets a Remove button too.
+  function policyEditor(p, stored) {
     const form = el("form", undefined, "policy");
     form.append(el("h3", policyTitle(p)));
     const tiers = el("div");
@@ -518,7 +519,25 @@
     save.type = "submit";
     const result = el("p", undefined, "policy-result");
     result.setAttribute("role", "alert");
-    form.append(save, result);
+    form.append(save);
+    if (stored) {
+      // Removing it: its alerts follow the study-wide or built-in policy.
+      const del = el("button", "Remove " + policyTitle(p));
+      del.type = "button";
+      del.className = "policy-remove";
+      del.addEventListener("click", async () => {
+        if (!window.confirm("Remove the policy for " + policyTitle(p) + "? Its alerts then follow the " +
+                            (p.site_id ? "study-wide" : "built-in") + " policy.")) return;
+        const q = "?severity=" + encodeURIComponent(p.severity) + (p.site_id ? "&site=" + encodeURIComponent(p.site_id) : "");
+        const r = await api("DELETE", "/api/v1/studies/" + encodeURIComponent(polStudy()) + "/policies" + q);
+        if (r.status === 401) { signedOut(); return; }
+        if (r.status === 204) { await openPolicies(); $("pol-note").textContent = "Removed: " + policyTitle(p) + "."; return; }
+        result.className = "policy-result error";
+        result.textContent = (r.data && r.data.message) || ("failed: " + r.status);
+      });
+      form.append(del);
+    }
+    form.append(result);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const r = await api("PUT", "/api/v1/studies/" + encodeURIComponent(polStudy()) + "/policies", policyOfForm(form, p));
@@ -547,7 +566,7 @@
     } else if (!edit) {
       $("pol-note").textContent = "Read only: study administrators change these.";
     }
-    for (const p of r.data.policies) list.append(edit ? policyEditor(p) : policyView(p));
+    for (const p of r.data.policies) list.append(edit ? policyEditor(p, true) : policyView(p));
   }
 
   function initPolicies() {

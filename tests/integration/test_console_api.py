@@ -236,6 +236,47 @@ ev = E.sql("SELECT actor, detail->>'study_id' FROM alert_events WHERE kind = 'po
            "AND actor LIKE 'console:%%' ORDER BY event_id")
 C.check(("console:study_admin", "S1") in ev and ("console:admin", "S2") in ev,
         "a policy set through the console is audited with its researcher: %s" % ev)
+# DELETE: every caller, own study and another (the study-wide warning policy, set first by the admin)
+def policies_of(study):
+    return E.sql("SELECT site_id, severity, digest FROM escalation_policies WHERE study_id = %s "
+                 "ORDER BY site_id NULLS FIRST, severity", study)
+
+
+WPOL = {"study": "S1", "severity": "warning", "digest": True}
+for caller, how in callers.items():
+    for study in ("S1", "S2"):
+        st0, _, _ = E.request("PUT", "/api/v1/studies/%s/policies" % study, body=dict(WPOL, study=study),
+                              cookie=callers["admin"]["cookie"], csrf=callers["admin"]["csrf"])
+        before = policies_of(study)
+        st, _, b = E.request("DELETE", "/api/v1/studies/%s/policies?severity=warning" % study, **how)
+        allowed = RANK[caller] >= 3 and (caller == "admin" or study == "S1")
+        after = policies_of(study)
+        gone = [r for r in before if not (r[0] is None and r[1] == "warning")]
+        if allowed:
+            C.check(st0 == 200 and st == 204 and after == gone and len(before) == len(after) + 1,
+                    "policy DELETE by %s on %s: removed (%d)" % (caller, study, st))
+        else:
+            C.check(st in (401, 403, 404) and after == before,
+                    "policy DELETE by %s on %s: refused, nothing changed (%d)" % (caller, study, st))
+E.request("DELETE", "/api/v1/studies/S1/policies?severity=warning", cookie=sa["cookie"], csrf=sa["csrf"])
+st, _, _ = E.request("DELETE", "/api/v1/studies/S1/policies?severity=warning", cookie=sa["cookie"],
+                     csrf=sa["csrf"])
+C.check(st == 404, "removing a policy the study does not have: 404 (%d)" % st)
+ev = E.sql("SELECT actor, detail->>'site_id', detail->>'severity', detail->>'digest' FROM alert_events "
+           "WHERE kind = 'policy_removed' AND detail->>'study_id' = 'S1' ORDER BY event_id")
+C.check(("console:study_admin", None, "warning", "true") in ev,
+        "a removed policy is audited with the policy as it was: %s" % ev)
+st, _, _ = E.request("DELETE", "/api/v1/studies/S1/policies?severity=critical&site=%3Cb%3E'--",
+                     cookie=sa["cookie"], csrf=sa["csrf"])
+C.check(st == 404, "a site id with markup and quotes is only a parameter: no such policy, 404 (%d)" % st)
+for q in ("", "?severity=loud", "?severity=warning&colour=red", "?severity=warning&site=%01"):
+    before = policies_of("S1")
+    st, _, _ = E.request("DELETE", "/api/v1/studies/S1/policies" + q, cookie=sa["cookie"], csrf=sa["csrf"])
+    C.check(st == 400 and policies_of("S1") == before, "policy DELETE%s: 400, nothing changed (%d)" % (q, st))
+st, _, _ = E.request("DELETE", "/api/v1/studies/S1/policies?severity=critical", cookie=sa["cookie"])
+C.check(st == 403 and any(r[1] == "critical" for r in policies_of("S1")),
+        "policy DELETE without the CSRF token: 403 (%d)" % st)
+
 before = policy_rows("S1")
 for bad, want in ((dict(POL, tiers=[]), 400),
                   (dict(POL, tiers=[{"targets": ["role:medical_monitor"], "channels": ["email"],

@@ -13,7 +13,8 @@ them in words and no control to change them (a site id holding markup
 stays text); a study_admin changes a tier's deadline in the form, and the
 database then holds it with a policy_set audit event by that admin; a
 policy the validator refuses shows its message under the form and changes
-nothing. After Acknowledge the status line still says so once the alert's
+nothing; removing the site's policy (confirmed) takes it off the page and
+the tables, audited as policy_removed. After Acknowledge the status line still says so once the alert's
 state is refreshed. The browser's console must hold no
 Content-Security-Policy violation (nor any other error). Screenshots of the
 queue, the alert, the chart and the policy editor (policy.png) are saved under build/artifacts/console/
@@ -270,6 +271,21 @@ try:
     until(lambda d: "tier 1 is empty" in study_form.find_element(By.CSS_SELECTOR, ".policy-result").text,
           "the validator's message under the form")
     C.check(tier_deadlines() == [(1, 900), (2, 1200)], "a refused policy changes nothing")
+
+    # removing the site's policy (its id is markup): confirmed, gone from the
+    # page and the tables, audited; the study-wide one stays
+    forms = driver.find_elements(By.CSS_SELECTOR, "#pol-list form.policy")
+    site_form = [f for f in forms if "every site" not in f.find_element(By.TAG_NAME, "h3").text][0]
+    site_form.find_element(By.CSS_SELECTOR, "button.policy-remove").click()
+    until(lambda d: EC.alert_is_present()(d), "the confirmation")
+    driver.switch_to.alert.accept()
+    until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pol-list form.policy")) == 1 and
+          "Removed" in d.find_element(By.ID, "pol-note").text, "one policy left on the page")
+    C.check(E.sql("SELECT count(*) FROM escalation_policies WHERE study_id = 'S1' AND site_id = %s",
+                  EVIL_SITE)[0][0] == 0 and tier_deadlines() == [(1, 900), (2, 1200)],
+            "the site's policy removed, the study-wide one kept")
+    C.check(E.sql("SELECT detail->>'site_id' FROM alert_events WHERE kind = 'policy_removed' "
+                  "AND actor = 'console:study_admin'") == [(EVIL_SITE,)], "the removal audited")
 
     # the study_admin's own subscriptions page on a phone: quiet hours and
     # contact details, saved through the labelled controls (issue #15)

@@ -267,6 +267,11 @@ call(PO, "PUT", path="/api/v1/studies/S1/policies",
 call(PO, "PUT", path="/api/v1/studies/S1/policies", body=pol)
 call(PO, "PUT", path="/api/v1/studies/S1/policies", body=pol, cookie=cookie, csrf=csrf)
 call(PO, "PUT", path="/api/v1/studies/S2/policies", body=dict(pol, study="S2"), cookie=acookie, csrf=acsrf)
+call(PO, "DELETE", path="/api/v1/studies/S1/policies?severity=critical", cookie=acookie, csrf=acsrf)
+call(PO, "DELETE", path="/api/v1/studies/S1/policies?severity=critical", cookie=acookie, csrf=acsrf)
+call(PO, "DELETE", path="/api/v1/studies/S1/policies?severity=loud", cookie=acookie, csrf=acsrf)
+call(PO, "DELETE", path="/api/v1/studies/S1/policies?severity=critical")
+call(PO, "DELETE", path="/api/v1/studies/S1/policies?severity=critical", cookie=cookie, csrf=csrf)
 # a body not declared JSON: 415 wherever a body is taken
 for tmpl, method, path in [(S, "POST", S), (ACK, "POST", A + "/a2/ack"), (RES, "POST", A + "/a2/resolve"),
                            (SB, "PUT", SB), (PR, "POST", PR), (PC, "POST", PC),
@@ -305,6 +310,7 @@ for tmpl, method, path, body in [(S, "POST", S, {"email": "x@y", "password": "p"
                                  (GR, "DELETE", "/api/v1/studies/S1/grants/none", None),
                                  (PO, "GET", "/api/v1/studies/S1/policies", None),
                                  (PO, "PUT", "/api/v1/studies/S1/policies", pol),
+                                 (PO, "DELETE", "/api/v1/studies/S1/policies?severity=critical", None),
                                  (MC, "GET", MC, None), (MC, "PUT", MC, {"email": "x@y"}),
                                  (SC, "GET", "/api/v1/studies/S1/researchers/viewer/contact", None),
                                  (SC, "PUT", "/api/v1/studies/S1/researchers/viewer/contact", {"email": "x@y"})]:

@@ -288,6 +288,17 @@ def run_timeline():
     p = vigil("policy", "show", "--study", study)
     t.check(p.returncode == 0 and "tier 3: role:medical_monitor" in p.stdout and
             ppl["monitor"] + "/email" in p.stdout, "policy show: %s" % p.stdout.strip())
+    # remove: the study's policy goes (audited, with the policy as it was)
+    # and the built-in one is in force; a second remove finds nothing
+    p = vigil("policy", "remove", "--study", study, "--severity", "critical")
+    p2 = vigil("policy", "remove", "--study", study, "--severity", "critical")
+    shown = vigil("policy", "show", "--study", study)
+    gone = h.query("SELECT detail->'tiers'->2->'targets'->>0 FROM alert_events "
+                   "WHERE kind = 'policy_removed' AND detail->>'study_id' = %s", study)
+    t.check(p.returncode == 0 and p2.returncode == 1 and "no critical policy" in p2.stderr and
+            "critical (built-in default)" in shown.stdout and gone == [("role:medical_monitor",)],
+            "policy remove: %s / %s / %s / %s" % (p.stdout.strip(), p2.stderr.strip(),
+                                                  shown.stdout.strip(), gone))
     life = h.query("SELECT state, acknowledged_by, ack_channel, resolution_category "
                    "FROM alert_lifecycle WHERE alert_id = %s", aid)
     t.check(life == [("resolved", ppl["monitor"], "cli", "clinically_managed")],
