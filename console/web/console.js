@@ -438,10 +438,17 @@
       l.prepend(i);
       targets.append(l);
     }
+    // One researcher id per line: an id may hold a comma, never a newline.
     const people = t.targets.filter((x) => x.startsWith("researcher:")).map((x) => x.slice(11));
-    const [pl, pi] = polField("Researchers (ids, comma-separated)", "text", people.join(", "));
-    pl.className = "block";
+    const pid = "pol-f" + (++polSeq);
+    const pi = el("textarea");
+    pi.id = pid;
+    pi.rows = Math.max(1, people.length);
+    pi.value = people.join("\n");
     pi.className = "tier-people";
+    const pl = el("label", "Researchers (ids, one per line)");
+    pl.htmlFor = pid;
+    pl.className = "block";
     targets.append(pl, pi);
     const channels = el("fieldset");
     channels.append(el("legend", "How"));
@@ -481,7 +488,7 @@
     if (p.severity === "warning") body.digest = form.querySelector(".policy-digest").checked;
     for (const fs of form.querySelectorAll("fieldset.tier")) {
       const targets = Array.from(fs.querySelectorAll("input[data-target]:checked"), (i) => i.dataset.target);
-      for (const id of fs.querySelector(".tier-people").value.split(",")) {
+      for (const id of fs.querySelector(".tier-people").value.split("\n")) {
         if (id.trim()) targets.push("researcher:" + id.trim());
       }
       const channels = Array.from(fs.querySelectorAll("input[data-channel]:checked"), (i) => i.dataset.channel);

@@ -70,6 +70,11 @@ E.alert("b3", "S2", subject="SUBJ-9", message="not yours")
 for i in range(12):
     E.observation("k7-%d" % i, "S1", "SUBJ-7", value=6.3 if i in (0, 5) else 4.0 + 0.05 * i, days_ago=i)
 
+# a researcher whose id holds a comma (ids are text): the policy editor
+# must keep it whole
+COMMA_ID = "smith,j"
+E.sql("INSERT INTO researchers (researcher_id, name, email) VALUES (%s, 'J Smith', 'js@example.org')",
+      COMMA_ID)
 # S1's escalation policies: study-wide and for a site whose id is markup
 EVIL_SITE = "<img/src=x/onerror=alert(3)>"
 E.sql("INSERT INTO sites (study_id, site_id, name) VALUES ('S1', %s, %s)", EVIL_SITE, cl.MARKUP)
@@ -248,11 +253,19 @@ try:
             == "Minutes to acknowledge", "the deadline has its label")
     deadline[1].clear()
     deadline[1].send_keys("20")
+    # a researcher id holding a comma is one id (one per line), not two
+    people = study_form.find_elements(By.CSS_SELECTOR, "textarea.tier-people")[1]
+    C.check(people.get_attribute("value") == "responder", "tier 2's researcher in its box")
+    people.send_keys("\n" + COMMA_ID)
     study_form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     until(lambda d: study_form.find_element(By.CSS_SELECTOR, ".policy-result").text == "saved",
           "the policy saved")
     C.check(tier_deadlines() == [(1, 900), (2, 1200)], "the database holds tier 2's new deadline: %s"
             % tier_deadlines())
+    t2 = E.sql("SELECT t.targets FROM escalation_policies p JOIN escalation_tiers t USING (policy_id) "
+               "WHERE p.study_id = 'S1' AND p.site_id IS NULL AND p.severity = 'critical' AND t.tier = 2")
+    C.check(t2 == [(["researcher:responder", "researcher:" + COMMA_ID],)],
+            "a researcher id with a comma saved whole: %s" % t2)
     audit = E.sql("SELECT detail FROM alert_events WHERE kind = 'policy_set' AND actor = 'console:study_admin'")
     C.check(len(audit) == 1 and [t["ack_deadline_s"] for t in audit[0][0]["tiers"]] == [900, 1200],
             "an audit event records the change by the study_admin: %s" % audit)
