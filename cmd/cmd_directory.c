@@ -20,8 +20,9 @@
  * reader (alerting/directory_file.c, fuzzed) and the writer
  * (alerting/directory_import.c: idempotent upserts, all or nothing in one
  * transaction, policies through policy_store) are shared machinery. The
- * whole file is read and checked before anything is written, so every
- * error names its line and a bad file changes nothing.
+ * whole file is read and checked before connecting to PostgreSQL and
+ * before anything is written, so every error names its line (reachable
+ * database or not) and a bad file changes nothing.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -284,9 +285,12 @@ static long read_all(FILE *in, char **out, char *err, size_t errsz)
     return (long)len;
 }
 
-static int import_file(PGconn *conn, const char *path, FILE *in, const char *format)
+/* Reads and checks the whole file first, then connects: a bad file names
+ * its line whether or not PostgreSQL is reachable. */
+static int import_file(const char *conninfo, const char *path, FILE *in, const char *format)
 {
     static char err[16384];
+    PGconn *conn = NULL;
     char *text = NULL;
     long changed[DIRECTORY_KINDS];
     struct directory_file *df = directory_file_new();
@@ -301,6 +305,9 @@ static int import_file(PGconn *conn, const char *path, FILE *in, const char *for
                  : directory_file_parse_yaml(df, text, (size_t)len, err, sizeof err);
     if (rc != 0)
         goto fail;
+    conn = cli_pg_connect(conninfo, err, sizeof err);
+    if (conn == NULL)
+        goto fail;
     char origin[300], actor[310];
     cli_origin(origin, sizeof origin);
     snprintf(actor, sizeof actor, "cli:%s", origin);
@@ -314,11 +321,14 @@ static int import_file(PGconn *conn, const char *path, FILE *in, const char *for
            path, format, directory_file_count(df), changed[DIRECTORY_RESEARCHER],
            changed[DIRECTORY_STUDY], changed[DIRECTORY_SITE], changed[DIRECTORY_SUBSCRIPTION],
            changed[DIRECTORY_POLICY], total == 0 ? " (nothing changed: already up to date)" : "");
+    PQfinish(conn);
     directory_file_destroy(df);
     free(text);
     return 0;
 fail:
     fprintf(stderr, "vigil directory: %s: %s\n(nothing imported)\n", path, err);
+    if (conn != NULL)
+        PQfinish(conn);
     directory_file_destroy(df);
     free(text);
     return 1;
@@ -362,16 +372,7 @@ int cmd_directory(int argc, char **argv)
         fprintf(stderr, "vigil directory: could not open %s: %m\n", path);
         return 1;
     }
-    char err[1024];
-    PGconn *conn = cli_pg_connect(conninfo, err, sizeof err);
-    if (conn == NULL) {
-        fprintf(stderr, "vigil directory: %s\n", err);
-        if (in != stdin)
-            fclose(in);
-        return 1;
-    }
-    int rc = import_file(conn, path, in, format);
-    PQfinish(conn);
+    int rc = import_file(conninfo, path, in, format);
     if (in != stdin)
         fclose(in);
     return rc;

@@ -71,6 +71,20 @@ C.check(E.sql("SELECT count(*) FROM researchers")[0][0] == before and
         "a failed import changes nothing (all or nothing)")
 r = subprocess.run([h.VIGIL, "directory", "import"], capture_output=True, text=True)
 C.check(r.returncode == 2, "no FILE: usage error")
+# the file is read and checked before connecting: a bad line is named even
+# with PostgreSQL out of reach (port 1 refuses); a good file gets the
+# connection's error
+with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+    f.write("kind,id,nmae\n")
+unreachable = "host=127.0.0.1 port=1 dbname=vigil connect_timeout=5"
+r = subprocess.run([h.VIGIL, "directory", "import", f.name, "--conninfo", unreachable],
+                   capture_output=True, text=True)
+r2 = subprocess.run([h.VIGIL, "directory", "import", "-", "--conninfo", unreachable], input=GOOD,
+                    capture_output=True, text=True)
+os.unlink(f.name)
+C.check(r.returncode == 1 and "line 1:" in r.stderr and "column 'nmae'" in r.stderr and
+        r2.returncode == 1 and "could not connect" in r2.stderr,
+        "the file is checked before connecting: %s / %s" % (r.stderr.strip(), r2.stderr.strip()))
 
 # ---- YAML, with escalation policies ----------------------------------------
 YAML = """# the directory of study Y
