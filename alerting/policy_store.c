@@ -79,6 +79,29 @@ int policy_store_check(PGconn *c, const struct policy *pol, int n, char *problem
     return bad;
 }
 
+/* The policy of row p (escalation_policies p) with its tiers, as the
+ * audit events policy_set and policy_removed carry it. */
+#define POLICY_DETAIL_SQL                                                                       \
+    "jsonb_build_object('study_id', p.study_id, 'site_id', p.site_id, 'severity', p.severity, " \
+    "'repeat_last_s', p.repeat_last_s, 'digest', p.digest, 'tiers', coalesce((SELECT "        \
+    "jsonb_agg(jsonb_build_object('tier', t.tier, 'targets', t.targets, 'channels', "         \
+    "t.channels, 'ack_deadline_s', t.ack_deadline_s) ORDER BY t.tier) FROM escalation_tiers " \
+    "t WHERE t.policy_id = p.policy_id), '[]'))"
+
+/* Ends the transaction the caller began: COMMIT when RC is 0, else (or
+ * when the commit fails) ROLLBACK. Returns 0 committed, -1 with errstr. */
+static int tx_end(PGconn *c, int rc, char *errstr, size_t errstr_size)
+{
+    if (rc == 0)
+        rc = pg_command(c, "COMMIT", 0, NULL, errstr, errstr_size);
+    if (rc != 0) {
+        char e[256];
+        pg_command(c, "ROLLBACK", 0, NULL, e, sizeof e);
+        return -1;
+    }
+    return 0;
+}
+
 /* The policy's rows: the old one of its (study, site, severity) replaced. */
 static int store_one(PGconn *c, const struct policy *p, const char *actor, char *e, size_t esz)
 {
@@ -137,13 +160,8 @@ static int store_one(PGconn *c, const struct policy *p, const char *actor, char 
     const char *pa[] = {actor, id};
     return pg_command(c,
                       "SELECT vigil_audit_append(NULL, 'policy_set', $1, "
-                      "(SELECT jsonb_build_object('study_id', p.study_id, 'site_id', p.site_id, "
-                      "'severity', p.severity, 'repeat_last_s', p.repeat_last_s, 'digest', "
-                      "p.digest, 'tiers', coalesce((SELECT jsonb_agg(jsonb_build_object("
-                      "'tier', t.tier, 'targets', t.targets, 'channels', t.channels, "
-                      "'ack_deadline_s', t.ack_deadline_s) ORDER BY t.tier) FROM "
-                      "escalation_tiers t WHERE t.policy_id = p.policy_id), '[]')) "
-                      "FROM escalation_policies p WHERE p.policy_id = $2::bigint))",
+                      "(SELECT " POLICY_DETAIL_SQL " FROM escalation_policies p "
+                      "WHERE p.policy_id = $2::bigint))",
                       2, pa, e, esz);
 }
 
@@ -219,15 +237,8 @@ int policy_store_set(PGconn *c, const struct policy *pol, int n, const char *act
 {
     if (pg_command(c, "BEGIN", 0, NULL, errstr, errstr_size) != 0)
         return -1;
-    int rc = policy_store_write(c, pol, n, actor, false, NULL, errstr, errstr_size);
-    if (rc == 0)
-        rc = pg_command(c, "COMMIT", 0, NULL, errstr, errstr_size);
-    if (rc != 0) {
-        char e[256];
-        pg_command(c, "ROLLBACK", 0, NULL, e, sizeof e);
-        return -1;
-    }
-    return 0;
+    return tx_end(c, policy_store_write(c, pol, n, actor, false, NULL, errstr, errstr_size),
+                  errstr, errstr_size);
 }
 
 int policy_store_remove(PGconn *c, const char *study, const char *site, const char *severity,
@@ -243,13 +254,8 @@ int policy_store_remove(PGconn *c, const char *study, const char *site, const ch
     int rc = pg_command(c, "SELECT vigil_audit_lock()", 0, NULL, errstr, errstr_size);
     if (rc == 0)
         r = pg_query(c,
-                     "WITH old AS (SELECT p.policy_id, jsonb_build_object('study_id', p.study_id, "
-                     "'site_id', p.site_id, 'severity', p.severity, 'repeat_last_s', "
-                     "p.repeat_last_s, 'digest', p.digest, 'tiers', coalesce((SELECT "
-                     "jsonb_agg(jsonb_build_object('tier', t.tier, 'targets', t.targets, "
-                     "'channels', t.channels, 'ack_deadline_s', t.ack_deadline_s) ORDER BY "
-                     "t.tier) FROM escalation_tiers t WHERE t.policy_id = p.policy_id), '[]')) "
-                     "AS detail FROM escalation_policies p WHERE p.study_id = $1 "
+                     "WITH old AS (SELECT p.policy_id, " POLICY_DETAIL_SQL " AS detail "
+                     "FROM escalation_policies p WHERE p.study_id = $1 "
                      "AND coalesce(p.site_id, '') = $2 AND p.severity = $3 FOR UPDATE), "
                      "gone AS (DELETE FROM escalation_policies p USING old "
                      "WHERE p.policy_id = old.policy_id RETURNING old.detail) "
@@ -260,11 +266,7 @@ int policy_store_remove(PGconn *c, const char *study, const char *site, const ch
     else
         *removed = PQntuples(r);
     PQclear(r);
-    if (rc == 0)
-        rc = pg_command(c, "COMMIT", 0, NULL, errstr, errstr_size);
-    if (rc != 0) {
-        char e[256];
-        pg_command(c, "ROLLBACK", 0, NULL, e, sizeof e);
+    if (tx_end(c, rc, errstr, errstr_size) != 0) {
         *removed = 0;
         return -1;
     }
