@@ -98,6 +98,10 @@ struct group_config {
     int32_t max_partitions;    /* partitions 0..max-1 are handled; default 1024 */
     size_t inflight_per_partition; /* tracker capacity; default 20000 */
     int commit_interval_ms;    /* default 500 */
+    int commit_refresh_ms;     /* every this long the positions already
+                                * committed are committed again (a stale
+                                * retried commit may have moved the group
+                                * back); default 5000 */
     int revoke_drain_ms;       /* default 30000 */
     int offer_wait_ms;         /* first offer of a fresh message waits this long
                                 * for room; 0: not at all */
@@ -185,5 +189,10 @@ void group_disarm_exit(struct group *g);
 /* Frees the group (closing it first if group_close was not called). NULL
  * is a no-op. */
 void group_destroy(struct group *g);
+
+/* The consumer's librdkafka handle, borrowed: for tests that act as the
+ * member itself (a commit behind the engine's back) and for diagnostics.
+ * Polling it or changing its assignment breaks the engine. */
+rd_kafka_t *group_kafka(struct group *g);
 
 #endif

@@ -195,6 +195,17 @@ void offsets_commit_failed(struct offsets *o, int32_t partition, int64_t offset)
     pthread_mutex_unlock(&o->lock);
 }
 
+void offsets_recommit(struct offsets *o, int32_t partition)
+{
+    if (partition < 0 || partition >= o->nparts)
+        return;
+    pthread_mutex_lock(&o->lock);
+    struct part *p = &o->parts[partition];
+    if (p->handed_out >= 0 && p->committable < 0)
+        p->committable = p->handed_out;
+    pthread_mutex_unlock(&o->lock);
+}
+
 size_t offsets_inflight(struct offsets *o, int32_t partition)
 {
     if (partition < 0 || partition >= o->nparts)

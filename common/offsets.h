@@ -73,6 +73,14 @@ int64_t offsets_committable(struct offsets *o, int32_t partition);
  * moot: a newer one is on its way. */
 void offsets_commit_failed(struct offsets *o, int32_t partition, int64_t offset);
 
+/* Hands out PARTITION's last position again, unless a newer one waits:
+ * the next offsets_committable returns it. Commits are asynchronous and
+ * librdkafka retries a refused one by itself, so an older position can
+ * reach the broker after a newer one that succeeded and move the group
+ * back, with every callback reporting success; committing the current
+ * position again from time to time puts it right. */
+void offsets_recommit(struct offsets *o, int32_t partition);
+
 /* Returns the number of tracked messages not yet popped: pending,
  * abandoned, or finished behind one of those. */
 size_t offsets_inflight(struct offsets *o, int32_t partition);

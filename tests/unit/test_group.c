@@ -8,7 +8,10 @@
  *   2. a second member joins the group and leaves again, so partition 0 is
  *      revoked while paused and assigned here again;
  *   3. the role now takes partition 0: all of it is delivered, once per
- *      offset, and the committed offsets reach both ends.
+ *      offset, and the committed offsets reach both ends;
+ *   4. an older position committed behind the engine's back (what a
+ *      commit librdkafka retried by itself can do) is put right by the
+ *      periodic refresh.
  *
  * Step 3 is the regression: librdkafka keeps an application's pause across
  * an unassign, so a partition revoked while paused came back paused and was
@@ -172,6 +175,7 @@ int main(void)
         .assignor = "range",
         .component = "test",
         .revoke_drain_ms = 2000,
+        .commit_refresh_ms = 1000,
     };
     struct group_role role = {&st, role_wrap, role_offer, role_discard, role_rebalanced};
     st.g = group_new(&gc, &role, metrics, err, sizeof err);
@@ -250,6 +254,22 @@ int main(void)
            (long long)committed(reader, topic, 1));
     CHECK_EQ_INT(committed(reader, topic, 0), N_PER_PART);
     CHECK_EQ_INT(committed(reader, topic, 1), N_PER_PART);
+
+    /* 4: an older position lands after the newest (as a commit librdkafka
+     * retried by itself can, every callback reporting success): the
+     * refresh commits the current position again. */
+    rd_kafka_topic_partition_list_t *old = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(old, topic, 0)->offset = N_PER_PART / 2;
+    CHECK_EQ_INT(rd_kafka_commit(group_kafka(st.g), old, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(old);
+    CHECK_EQ_INT(committed(reader, topic, 0), N_PER_PART / 2);
+    double t_stale = testlib_now();
+    until = t_stale + 20;
+    while (committed(reader, topic, 0) != N_PER_PART && testlib_now() < until)
+        group_poll(st.g, 20);
+    printf("stale commit of partition 0 put right in %.1f s\n", testlib_now() - t_stale);
+    CHECK_EQ_INT(committed(reader, topic, 0), N_PER_PART);
+    CHECK_EQ_INT(duplicates(&st, 0), 0);
     rd_kafka_destroy(reader);
     group_stop(st.g);
     group_close(st.g);

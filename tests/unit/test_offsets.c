@@ -37,6 +37,21 @@ static void test_prefix(void)
     offsets_commit_failed(o, 1, 13);
     CHECK_EQ_INT(offsets_committable(o, 1), -1);
     CHECK_EQ_INT(offsets_inflight(o, 1), 0);
+    /* The refresh: the last position goes out again, once per call, and
+     * never instead of a newer one; nothing for a partition never handed
+     * out, nor after forget. */
+    offsets_recommit(o, 1);
+    CHECK_EQ_INT(offsets_committable(o, 1), 15);
+    CHECK_EQ_INT(offsets_committable(o, 1), -1);
+    CHECK_EQ_INT(offsets_track(o, 1, 15, &ep), OFFSETS_OK);
+    CHECK(offsets_done(o, 1, 15, ep));
+    offsets_recommit(o, 1);
+    CHECK_EQ_INT(offsets_committable(o, 1), 16);
+    offsets_recommit(o, 0);
+    CHECK_EQ_INT(offsets_committable(o, 0), -1);
+    offsets_forget(o, 1);
+    offsets_recommit(o, 1);
+    CHECK_EQ_INT(offsets_committable(o, 1), -1);
     /* Other partitions untouched. */
     CHECK_EQ_INT(offsets_committable(o, 0), -1);
     offsets_destroy(o);
