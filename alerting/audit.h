@@ -38,4 +38,18 @@ struct audit_result {
  * error. */
 int audit_verify(PGconn *conn, struct audit_result *out, char *errstr, size_t errstr_size);
 
+/* The first CTE of a statement that changes the directory or console
+ * access, whose rows 0065's triggers audit: it takes the audit chain's
+ * head before any row (0014's lock order) and names the actor (the text
+ * parameter PARAM, "$3") for the transaction. It happens only if the
+ * statement reads audit_ctx where its rows come from, before they are
+ * locked: "WITH " AUDIT_CTX_SQL("$3") "INSERT ... SELECT ... FROM
+ * audit_ctx, ..." or "... USING audit_ctx, ...". (Volatile, so never
+ * inlined: evaluated once.) */
+#define AUDIT_CTX_SQL(param)                                                                    \
+    "audit_ctx AS (SELECT vigil_audit_lock(), set_config('vigil.actor', " param "::text, true)) "
+
+/* The same for a transaction: BEGIN, then this with the actor as $1. */
+#define AUDIT_BEGIN_SQL "SELECT vigil_audit_lock(), set_config('vigil.actor', $1::text, true)"
+
 #endif

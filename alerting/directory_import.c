@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "pg.h"
 #include "policy_store.h"
 
@@ -133,16 +134,15 @@ int directory_import_apply(PGconn *c, const struct directory_file *f, const char
                            long changed[DIRECTORY_KINDS], char *errstr, size_t errstr_size)
 {
     char why[1024];
-    bool policies = false;
     for (int k = 0; k < DIRECTORY_KINDS; k++)
         changed[k] = 0;
-    for (int i = 0; i < directory_file_count(f); i++)
-        policies = policies || directory_file_record(f, i)->kind == DIRECTORY_POLICY;
     if (pg_command(c, "BEGIN", 0, NULL, errstr, errstr_size) != 0)
         return -1;
-    /* Writing a policy appends to the audit chain, whose head every
-     * appender locks first (0014): take it before any directory row. */
-    if (policies && pg_command(c, "SELECT vigil_audit_lock()", 0, NULL, errstr, errstr_size) != 0)
+    /* Every change appends to the audit chain (0065's triggers, policy
+     * events), whose head every appender locks first (0014): take it
+     * before any directory row, and name ACTOR for the triggers. */
+    const char *ap[] = {actor};
+    if (pg_command(c, AUDIT_BEGIN_SQL, 1, ap, errstr, errstr_size) != 0)
         goto fail;
     for (int kind = 0; kind < DIRECTORY_KINDS; kind++)
         for (int i = 0; i < directory_file_count(f); i++) {

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "commands.h"
 #include "config.h"
@@ -189,43 +190,49 @@ int cmd_users(int argc, char **argv)
     if (conn == NULL)
         return cli_fail("users", err);
     int rc = -1;
+    /* Audited (0065) with the operator as the actor. */
+    char origin[300], actor[310];
+    cli_origin(origin, sizeof origin);
+    snprintf(actor, sizeof actor, "cli:%s", origin);
     if (is_create) {
-        const char *p[] = {researcher, email, hash};
+        const char *p[] = {researcher, email, hash, actor};
         rc = exec1(conn,
+                   "WITH " AUDIT_CTX_SQL("$4")
                    "INSERT INTO console_credentials (researcher_id, email, password_hash) "
-                   "SELECT researcher_id, lower(coalesce($2, email)), $3 FROM researchers "
+                   "SELECT researcher_id, lower(coalesce($2, email)), $3 FROM audit_ctx, researchers "
                    "WHERE researcher_id = $1 AND coalesce($2, email) IS NOT NULL",
-                   3, p, "no such researcher, or no e-mail (give --email)", err, sizeof err);
+                   4, p, "no such researcher, or no e-mail (give --email)", err, sizeof err);
     } else if (is_reset) {
-        const char *p[] = {researcher, hash};
+        const char *p[] = {researcher, hash, actor};
         rc = exec1(conn,
-                   "WITH u AS (UPDATE console_credentials SET password_hash = $2, failed_count = 0, "
-                   "locked_until = NULL, password_changed_at = now() WHERE researcher_id = $1 "
-                   "RETURNING researcher_id), "
+                   "WITH " AUDIT_CTX_SQL("$3") ", u AS (UPDATE console_credentials SET password_hash = $2, "
+                   "failed_count = 0, locked_until = NULL, password_changed_at = now() FROM audit_ctx "
+                   "WHERE researcher_id = $1 RETURNING researcher_id), "
                    "d AS (DELETE FROM console_sessions WHERE researcher_id IN (SELECT researcher_id FROM u)) "
                    "SELECT 1 FROM u",
-                   2, p, "no console account for this researcher (create one)", err, sizeof err);
+                   3, p, "no console account for this researcher (create one)", err, sizeof err);
     } else if (strcmp(action, "disable") == 0 || strcmp(action, "enable") == 0) {
-        const char *p[] = {researcher, strcmp(action, "disable") == 0 ? "true" : "false"};
+        const char *p[] = {researcher, strcmp(action, "disable") == 0 ? "true" : "false", actor};
         rc = exec1(conn,
-                   "WITH u AS (UPDATE console_credentials SET disabled = $2::boolean "
-                   "WHERE researcher_id = $1 RETURNING researcher_id, disabled), "
+                   "WITH " AUDIT_CTX_SQL("$3") ", u AS (UPDATE console_credentials SET disabled = $2::boolean "
+                   "FROM audit_ctx WHERE researcher_id = $1 RETURNING researcher_id, disabled), "
                    "d AS (DELETE FROM console_sessions WHERE researcher_id IN "
                    "(SELECT researcher_id FROM u WHERE disabled)) SELECT 1 FROM u",
-                   2, p, "no console account for this researcher", err, sizeof err);
+                   3, p, "no console account for this researcher", err, sizeof err);
     } else if (strcmp(action, "grant") == 0) {
-        const char *p[] = {researcher, study, role};
+        const char *p[] = {researcher, study, role, actor};
         rc = exec1(conn,
-                   "INSERT INTO console_grants (researcher_id, study_id, role) VALUES ($1, $2, $3) "
-                   "ON CONFLICT (researcher_id, coalesce(study_id, '')) DO UPDATE SET role = EXCLUDED.role, "
-                   "granted_at = now()",
-                   3, p, "grant not recorded", err, sizeof err);
+                   "WITH " AUDIT_CTX_SQL("$4")
+                   "INSERT INTO console_grants (researcher_id, study_id, role) SELECT $1, $2, $3 "
+                   "FROM audit_ctx ON CONFLICT (researcher_id, coalesce(study_id, '')) DO UPDATE "
+                   "SET role = EXCLUDED.role, granted_at = now()",
+                   4, p, "grant not recorded", err, sizeof err);
     } else if (strcmp(action, "revoke") == 0) {
-        const char *p[] = {researcher, study};
+        const char *p[] = {researcher, study, actor};
         rc = exec1(conn,
-                   "DELETE FROM console_grants WHERE researcher_id = $1 "
-                   "AND coalesce(study_id, '') = coalesce($2, '')",
-                   2, p, "no such grant", err, sizeof err);
+                   "WITH " AUDIT_CTX_SQL("$3") "DELETE FROM console_grants g USING audit_ctx "
+                   "WHERE g.researcher_id = $1 AND coalesce(g.study_id, '') = coalesce($2, '')",
+                   3, p, "no such grant", err, sizeof err);
     } else {
         struct pg_textarray *a = pg_textarray_new();
         char list[1024];

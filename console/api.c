@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "audit.h"
 #include "email.h"
 #include "log.h"
 #include "password.h"
@@ -117,6 +118,13 @@ static const char *token_param(const struct auth_principal *who)
 }
 
 /* ---- session ------------------------------------------------------------ */
+
+const char *api_actor(const struct auth_principal *who, char *buf, size_t size)
+{
+    snprintf(buf, size, "console:%s%s%s", who->researcher_id, who->token_id[0] ? ":token:" : "",
+             who->token_id);
+    return buf;
+}
 
 static void session_cookie(struct api_response *resp, const char *value, int max_age)
 {
@@ -836,7 +844,7 @@ static void subscriptions_put(PGconn *conn, const struct api_request *req, const
      * body may carry them alone, or with a subscription */
     json_t *quiet = json_object_get(body, "quiet_hours");
     if (quiet != NULL && json_object_size(body) == 1) {
-        if (api_quiet_put(conn, who->researcher_id, quiet, resp) == 0) {
+        if (api_quiet_put(conn, who, quiet, resp) == 0) {
             json_t *q = api_quiet_get(conn, who->researcher_id, err, sizeof err);
             if (q == NULL)
                 db_error(resp, err);
@@ -871,19 +879,22 @@ static void subscriptions_put(PGconn *conn, const struct api_request *req, const
         return;
     }
     const char *channels = email && sms ? "{email,sms}" : email ? "{email}" : "{sms}";
-    if (quiet != NULL && api_quiet_put(conn, who->researcher_id, quiet, resp) != 0) {
+    if (quiet != NULL && api_quiet_put(conn, who, quiet, resp) != 0) {
         json_decref(body);
         return;
     }
-    const char *params[] = {who->researcher_id, token_param(who), study, site, sev, channels};
+    char actor[300];
+    const char *params[] = {who->researcher_id, token_param(who), study, site, sev, channels,
+                            api_actor(who, actor, sizeof actor)};
     PGresult *r = pg_query(conn,
+                           "WITH " AUDIT_CTX_SQL("$7")
                            "INSERT INTO subscriptions AS s (researcher_id, study_id, site_id, min_severity, channels) "
-                           "SELECT $1, sr.study_id, $4, $5, $6::text[] FROM console_study_roles($1, $2::bigint) sr "
-                           "WHERE sr.study_id = $3 "
+                           "SELECT $1, sr.study_id, $4, $5, $6::text[] FROM audit_ctx, "
+                           "console_study_roles($1, $2::bigint) sr WHERE sr.study_id = $3 "
                            "ON CONFLICT (researcher_id, study_id, (coalesce(site_id, ''))) DO UPDATE "
                            "SET min_severity = EXCLUDED.min_severity, channels = EXCLUDED.channels "
                            "RETURNING " SUB_COLS,
-                           6, params, err, sizeof err);
+                           7, params, err, sizeof err);
     json_decref(body);
     if (r == NULL) {
         db_error(resp, err);
@@ -917,12 +928,15 @@ static void subscriptions_delete(PGconn *conn, const struct api_request *req,
         api_error(resp, 400, "bad_request", "study (and site, absent for every site) are required");
         return;
     }
-    const char *params[] = {who->researcher_id, token_param(who), study, site};
+    char actor[300];
+    const char *params[] = {who->researcher_id, token_param(who), study, site,
+                            api_actor(who, actor, sizeof actor)};
     PGresult *r = pg_query(conn,
-                           "DELETE FROM subscriptions s USING console_study_roles($1, $2::bigint) sr "
+                           "WITH " AUDIT_CTX_SQL("$5")
+                           "DELETE FROM subscriptions s USING audit_ctx, console_study_roles($1, $2::bigint) sr "
                            "WHERE sr.study_id = s.study_id AND s.researcher_id = $1 AND s.study_id = $3 "
                            "AND coalesce(s.site_id, '') = coalesce($4::text, '') RETURNING 1",
-                           4, params, err, sizeof err);
+                           5, params, err, sizeof err);
     if (r == NULL) {
         db_error(resp, err);
         return;
@@ -1071,12 +1085,13 @@ static void reset_confirm(PGconn *conn, const struct api_request *req, const cha
         api_error(resp, 503, "unavailable", "out of memory");
         return;
     }
-    const char *params[] = {th, hash};
+    const char *params[] = {th, hash, "console:password-reset"};
     /* One statement: spend the link (and every other open link of the
-     * account), set the password, clear the lockout, end the sessions. */
+     * account), set the password (audited), clear the lockout, end the
+     * sessions. */
     PGresult *r = pg_query(conn,
-                           "WITH t AS (UPDATE console_password_resets SET used_at = now() "
-                           "WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() "
+                           "WITH " AUDIT_CTX_SQL("$3") ", t AS (UPDATE console_password_resets SET used_at = now() "
+                           "FROM audit_ctx WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() "
                            "RETURNING researcher_id), "
                            "o AS (UPDATE console_password_resets SET used_at = now() "
                            "WHERE researcher_id IN (SELECT researcher_id FROM t) AND used_at IS NULL "
@@ -1087,7 +1102,7 @@ static void reset_confirm(PGconn *conn, const struct api_request *req, const cha
                            "RETURNING researcher_id), "
                            "d AS (DELETE FROM console_sessions WHERE researcher_id IN (SELECT researcher_id FROM c)) "
                            "SELECT researcher_id FROM c",
-                           2, params, err, sizeof err);
+                           3, params, err, sizeof err);
     sodium_memzero(hash, sizeof hash);
     if (r == NULL) {
         db_error(resp, err);
@@ -1180,16 +1195,19 @@ static void site_put(PGconn *conn, const struct api_request *req, const char *co
         json_decref(body);
         return;
     }
-    const char *p[] = {values[0], values[1], name, who->researcher_id, token_param(who)};
+    char actor[300];
+    const char *p[] = {values[0], values[1], name, who->researcher_id, token_param(who),
+                       api_actor(who, actor, sizeof actor)};
     /* The rank is checked again in the statement: a grant revoked since
      * the check above changes nothing. */
     PGresult *r = pg_query(conn,
+                           "WITH " AUDIT_CTX_SQL("$6")
                            "INSERT INTO sites (study_id, site_id, name) "
-                           "SELECT sr.study_id, $2, $3 FROM console_study_roles($4, $5::bigint) sr "
+                           "SELECT sr.study_id, $2, $3 FROM audit_ctx, console_study_roles($4, $5::bigint) sr "
                            "WHERE sr.study_id = $1 AND sr.rank >= 3 "
                            "ON CONFLICT (study_id, site_id) DO UPDATE SET name = EXCLUDED.name "
                            "RETURNING site_id, name",
-                           5, p, err, sizeof err);
+                           6, p, err, sizeof err);
     json_decref(body);
     if (r == NULL) {
         db_error(resp, err);
@@ -1305,9 +1323,7 @@ static void policy_put_run(PGconn *conn, const struct api_request *req, const ch
         return;
     }
     char actor[300], err[512];
-    snprintf(actor, sizeof actor, "console:%s%s%s", who->researcher_id,
-             who->token_id[0] ? ":token:" : "", who->token_id);
-    if (policy_store_set(conn, pol, n, actor, err, sizeof err) != 0) {
+    if (policy_store_set(conn, pol, n, api_actor(who, actor, sizeof actor), err, sizeof err) != 0) {
         db_error(resp, err);
         return;
     }
@@ -1341,10 +1357,9 @@ static void policies_delete(PGconn *conn, const struct api_request *req, const c
     if (!study_admin_ok(conn, who, values[0], resp))
         return;
     char actor[300];
-    snprintf(actor, sizeof actor, "console:%s%s%s", who->researcher_id,
-             who->token_id[0] ? ":token:" : "", who->token_id);
     int removed = 0;
-    if (policy_store_remove(conn, values[0], site, sev, actor, &removed, err, sizeof err) != 0) {
+    if (policy_store_remove(conn, values[0], site, sev, api_actor(who, actor, sizeof actor), &removed,
+                            err, sizeof err) != 0) {
         db_error(resp, err);
         return;
     }
@@ -1413,14 +1428,17 @@ static void grant_put(PGconn *conn, const struct api_request *req, const char *c
         json_decref(body);
         return;
     }
-    const char *p[] = {values[0], values[1], role, who->researcher_id, token_param(who)};
+    char actor[300];
+    const char *p[] = {values[0], values[1], role, who->researcher_id, token_param(who),
+                       api_actor(who, actor, sizeof actor)};
     PGresult *r = pg_query(conn,
+                           "WITH " AUDIT_CTX_SQL("$6")
                            "INSERT INTO console_grants (researcher_id, study_id, role) "
-                           "SELECT $2, sr.study_id, $3 FROM console_study_roles($4, $5::bigint) sr "
+                           "SELECT $2, sr.study_id, $3 FROM audit_ctx, console_study_roles($4, $5::bigint) sr "
                            "WHERE sr.study_id = $1 AND sr.rank >= 3 "
                            "ON CONFLICT (researcher_id, coalesce(study_id, '')) DO UPDATE "
                            "SET role = EXCLUDED.role, granted_at = now() RETURNING role",
-                           5, p, err, sizeof err);
+                           6, p, err, sizeof err);
     json_decref(body);
     if (r == NULL) {
         db_error(resp, err);
@@ -1443,12 +1461,15 @@ static void grant_delete(PGconn *conn, const struct api_request *req, const char
     char err[512];
     if (!study_admin_ok(conn, who, values[0], resp))
         return;
-    const char *p[] = {values[0], values[1], who->researcher_id, token_param(who)};
+    char actor[300];
+    const char *p[] = {values[0], values[1], who->researcher_id, token_param(who),
+                       api_actor(who, actor, sizeof actor)};
     PGresult *r = pg_query(conn,
-                           "DELETE FROM console_grants g USING console_study_roles($3, $4::bigint) sr "
+                           "WITH " AUDIT_CTX_SQL("$5")
+                           "DELETE FROM console_grants g USING audit_ctx, console_study_roles($3, $4::bigint) sr "
                            "WHERE sr.study_id = $1 AND sr.rank >= 3 AND g.study_id = $1 "
                            "AND g.researcher_id = $2 RETURNING 1",
-                           4, p, err, sizeof err);
+                           5, p, err, sizeof err);
     if (r == NULL) {
         db_error(resp, err);
         return;
@@ -1534,13 +1555,17 @@ static void audit_csv(PGconn *conn, const struct api_request *req, const char *c
     char maxrows[16];
     snprintf(maxrows, sizeof maxrows, "%d", API_EXPORT_MAX + 1);
     const char *p2[] = {values[0], who->researcher_id, token_param(who), since, until, maxrows};
+    /* The study's alerts' events, and the changes of its directory,
+     * access and policies (alert_id null, the study in detail: 0065). */
     r = pg_query(conn,
-                 "SELECT e.event_id::text, " "to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", e.alert_id, a.site_id, a.subject_id, "
-                 "e.kind, e.actor, e.detail::text, encode(e.row_hash, 'hex') "
-                 "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
-                 "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = a.study_id AND sr.rank >= 3 "
-                 "WHERE a.study_id = $1 "
-                 "AND ($4::timestamptz IS NULL OR e.recorded_at >= $4::timestamptz) "
+                 "SELECT e.event_id::text, " "to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" ", e.alert_id, e.site_id, e.subject_id, "
+                 "e.kind, e.actor, e.detail::text, encode(e.row_hash, 'hex') FROM ("
+                 "SELECT e.*, a.site_id, a.subject_id FROM alert_events e "
+                 "JOIN alerts a ON a.alert_id = e.alert_id WHERE a.study_id = $1 "
+                 "UNION ALL SELECT e.*, e.detail ->> 'site_id', NULL FROM alert_events e "
+                 "WHERE e.alert_id IS NULL AND e.detail ->> 'study_id' = $1) e "
+                 "JOIN console_study_roles($2, $3::bigint) sr ON sr.study_id = $1 AND sr.rank >= 3 "
+                 "WHERE ($4::timestamptz IS NULL OR e.recorded_at >= $4::timestamptz) "
                  "AND ($5::timestamptz IS NULL OR e.recorded_at < $5::timestamptz) "
                  "ORDER BY e.event_id LIMIT $6::integer",
                  6, p2, err, sizeof err);

@@ -163,17 +163,21 @@ void api_error(struct api_response *resp, int status, const char *code, const ch
 void api_respond_json(struct api_response *resp, int status, json_t *j);
 void api_db_error(struct api_response *resp, const char *err);
 const char *api_token_param(const struct auth_principal *who);
+/* Who the audit trail names for a change WHO makes ("console:RESEARCHER",
+ * ":token:ID" after it for an API token), written into BUF. */
+const char *api_actor(const struct auth_principal *who, char *buf, size_t size);
 bool api_study_admin_ok(PGconn *conn, const struct auth_principal *who, const char *study,
                         struct api_response *resp);
 
 /* api_people.c: quiet hours (migration 0064) and contact details.
  * api_quiet_get returns RESEARCHER's window as {start, end, time_zone,
  * quiet_until} or JSON null (none), NULL with errstr on a database error.
- * api_quiet_put sets it from QUIET (null: none; else exactly those three
- * keys, HH:MM[:SS] local times that differ, an IANA zone PostgreSQL knows):
- * 0, or -1 with RESP answered (400 for bad input). */
+ * api_quiet_put sets WHO's from QUIET (null: none; else exactly those
+ * three keys, HH:MM[:SS] local times that differ, an IANA zone PostgreSQL
+ * knows), audited as WHO's change: 0, or -1 with RESP answered (400 for
+ * bad input). */
 json_t *api_quiet_get(PGconn *conn, const char *researcher, char *errstr, size_t errstr_size);
-int api_quiet_put(PGconn *conn, const char *researcher, const json_t *quiet,
+int api_quiet_put(PGconn *conn, const struct auth_principal *who, const json_t *quiet,
                   struct api_response *resp);
 void api_me_contact_get(PGconn *conn, const struct api_request *req, const char *const *values,
                         const struct auth_principal *who, struct api_response *resp);

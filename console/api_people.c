@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "audit.h"
 #include "directory.h"
 #include "log.h"
 #include "pg.h"
@@ -108,14 +109,18 @@ json_t *api_quiet_get(PGconn *conn, const char *researcher, char *errstr, size_t
     return q;
 }
 
-int api_quiet_put(PGconn *conn, const char *researcher, const json_t *quiet,
+int api_quiet_put(PGconn *conn, const struct auth_principal *who, const json_t *quiet,
                   struct api_response *resp)
 {
-    char err[512];
+    char err[512], actor[300];
+    const char *researcher = who->researcher_id;
+    api_actor(who, actor, sizeof actor);
     if (json_is_null(quiet)) {
-        const char *p[] = {researcher};
-        if (pg_command(conn, "DELETE FROM researcher_quiet_hours WHERE researcher_id = $1", 1, p,
-                       err, sizeof err) != 0) {
+        const char *p[] = {researcher, actor};
+        if (pg_command(conn,
+                       "WITH " AUDIT_CTX_SQL("$2") "DELETE FROM researcher_quiet_hours q "
+                       "USING audit_ctx WHERE q.researcher_id = $1",
+                       2, p, err, sizeof err) != 0) {
             api_db_error(resp, err);
             return -1;
         }
@@ -148,13 +153,14 @@ int api_quiet_put(PGconn *conn, const char *researcher, const json_t *quiet,
         api_error(resp, 400, "bad_request", "quiet_hours: unknown time zone (an IANA name such as Europe/Paris)");
         return -1;
     }
-    const char *p[] = {researcher, start, end, zone};
+    const char *p[] = {researcher, start, end, zone, actor};
     if (pg_command(conn,
+                   "WITH " AUDIT_CTX_SQL("$5")
                    "INSERT INTO researcher_quiet_hours (researcher_id, start_local, end_local, time_zone) "
-                   "VALUES ($1, $2::time, $3::time, $4) ON CONFLICT (researcher_id) DO UPDATE "
+                   "SELECT $1, $2::time, $3::time, $4 FROM audit_ctx ON CONFLICT (researcher_id) DO UPDATE "
                    "SET start_local = EXCLUDED.start_local, end_local = EXCLUDED.end_local, "
                    "time_zone = EXCLUDED.time_zone",
-                   4, p, err, sizeof err) != 0) {
+                   5, p, err, sizeof err) != 0) {
         api_db_error(resp, err);
         return -1;
     }
@@ -249,11 +255,13 @@ void api_me_contact_put(PGconn *conn, const struct api_request *req, const char 
     json_t *body = contact_parse(req, &email, &phone, resp);
     if (body == NULL)
         return;
-    const char *p[] = {who->researcher_id, email, phone};
+    char actor[300];
+    const char *p[] = {who->researcher_id, email, phone, api_actor(who, actor, sizeof actor)};
     PGresult *r = pg_query(conn,
+                           "WITH " AUDIT_CTX_SQL("$4")
                            "UPDATE researchers r SET email = $2, phone = $3, updated_at = now() "
-                           "WHERE r.researcher_id = $1 RETURNING " CONTACT_COLS,
-                           3, p, err, sizeof err);
+                           "FROM audit_ctx WHERE r.researcher_id = $1 RETURNING " CONTACT_COLS,
+                           4, p, err, sizeof err);
     if (r != NULL && PQntuples(r) == 1)
         contact_logged(who->researcher_id, who->researcher_id, email, phone);
     json_decref(body);
@@ -302,20 +310,22 @@ void api_study_contact_put(PGconn *conn, const struct api_request *req, const ch
         json_decref(body);
         return;
     }
+    char actor[300];
     const char *p[] = {values[0], values[1], who->researcher_id, api_token_param(who), email,
-                       phone};
+                       phone, api_actor(who, actor, sizeof actor)};
     /* One statement: the checks and the change see the same rows. The
      * flag row (elsewhere) comes back without a change when the
      * researcher belongs to a study the caller does not administer. */
     PGresult *r = pg_query(conn,
-                           "WITH t AS (SELECT r.researcher_id, " ELSEWHERE " AS elsewhere "
-                           "FROM researchers r WHERE " MEMBER_WHERE " FOR UPDATE OF r), "
+                           "WITH " AUDIT_CTX_SQL("$7") ", t AS (SELECT r.researcher_id, " ELSEWHERE
+                           " AS elsewhere FROM audit_ctx, researchers r WHERE " MEMBER_WHERE
+                           " FOR UPDATE OF r), "
                            "u AS (UPDATE researchers r SET email = $5, phone = $6, updated_at = now() "
                            "FROM t WHERE r.researcher_id = t.researcher_id AND NOT t.elsewhere "
                            "RETURNING " CONTACT_COLS ") "
                            "SELECT u.*, false FROM u UNION ALL SELECT t.researcher_id, NULL, NULL, "
                            "NULL, true FROM t WHERE t.elsewhere",
-                           6, p, err, sizeof err);
+                           7, p, err, sizeof err);
     if (r != NULL && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 4), "f") == 0)
         contact_logged(who->researcher_id, values[1], email, phone);
     json_decref(body);

@@ -660,8 +660,56 @@ C.check(st == 400, "a state queue's cursor on the unfiltered list: 400 (got %d)"
 st, _, b = E.request("GET", "/api/v1/alerts?state=resolved&study=S1", cookie=adm["cookie"])
 C.check(st == 200 and b["alerts"] and all(x["state"] == "resolved" for x in b["alerts"]), "state filter")
 
-# ---- vigil alerts list|show (operators: no console roles) ------------------------------
+# ---- changes of the directory and of access are audited (0065) -------------------------
 import json as _json  # noqa: E402
+
+
+def dir_events(kind, **match):
+    """(actor, detail) of the directory events KIND whose detail has MATCH."""
+    out = []
+    for actor, det in E.sql("SELECT actor, detail::text FROM alert_events WHERE alert_id IS NULL "
+                            "AND kind = %s ORDER BY event_id", kind):
+        d = _json.loads(det)
+        if all(d.get(k) == v for k, v in match.items()):
+            out.append((actor, d))
+    return out
+
+
+ev = dir_events("site_set", study_id="S1", site_id="NEW-study_admin")
+C.check([a for a, _ in ev] == ["console:study_admin"] and ev[0][1]["name"] == cl.MARKUP,
+        "a site set in the console: audited once, its study-admin the actor (%s)" % ev)
+C.check(not dir_events("site_set", site_id="NEW-viewer"), "a refused site PUT: nothing audited")
+ev = [(a, d["role"]) for a, d in dir_events("grant_set", study_id="S1", researcher_id="none")]
+C.check(("console:study_admin", "viewer") in ev and ("console:study_admin", "responder") in ev,
+        "a grant and its change: audited with the role (%s)" % ev)
+C.check(dir_events("grant_removed", study_id="S1", researcher_id="none")[-1][0] == "console:study_admin",
+        "a grant removed: audited")
+ev = dir_events("subscription_set", researcher_id="viewer", study_id="S1")
+C.check(ev and ev[-1][0] == "console:viewer" and ev[-1][1]["min_severity"] == "info",
+        "a subscription set by its researcher: audited with what it says (%s)" % ev[-1:])
+ev = dir_events("subscription_removed", researcher_id="viewer", study_id="S1")
+C.check("console:viewer" in [a for a, _ in ev], "a subscription removed: audited (%s)" % ev)
+ev = dir_events("quiet_hours_set", researcher_id="viewer")
+C.check(ev and ev[-1][0] == "console:viewer" and ev[-1][1]["time_zone"] == "Asia/Kolkata",
+        "quiet hours: audited with the window (%s)" % ev[-1:])
+ev = dir_events("researcher_changed", researcher_id="member-S1")
+C.check(ev and all(a in ("console:study_admin", "console:admin") for a, _ in ev)
+        and "phone" in ev[-1][1]["changed"] and "+1555" not in str(ev) and "@" not in str(ev),
+        "a member's contact changed: audited by field, no number or address in the trail (%s)" % ev[-1:])
+n0 = E.sql("SELECT count(*) FROM alert_events WHERE alert_id IS NULL")[0][0]
+st, _, _ = E.request("POST", "/api/v1/session", {"email": "viewer@example.org", "password": "wrong password"})
+C.check(st == 401 and E.sql("SELECT count(*) FROM alert_events WHERE alert_id IS NULL")[0][0] == n0,
+        "a failed sign-in is not a change of access: nothing audited (got %d)" % st)
+r1, r2 = E.users("disable", "--researcher", "none"), E.users("enable", "--researcher", "none")
+ev = [(a[:4], d["disabled"]) for a, d in dir_events("account_changed", researcher_id="none")]
+C.check(r1.returncode == 0 and r2.returncode == 0 and ev[-2:] == [("cli:", True), ("cli:", False)],
+        "vigil users disable/enable: audited with the operator (%s)" % ev)
+st, _, b = E.request("GET", "/api/v1/studies/S1/audit.csv", cookie=E.signin("study_admin")[0])
+C.check(st == 200 and '"site_set"' in b and '"grant_removed"' in b and "NEW-study_admin" in b
+        and "member-S2" not in b and '"S2"' not in b,
+        "S1's audit export carries S1's directory changes, none of S2's (%d %s)" % (st, str(b)[-1500:]))
+
+# ---- vigil alerts list|show (operators: no console roles) ------------------------------
 import subprocess  # noqa: E402
 r = subprocess.run([h.VIGIL, "alerts", "list", "--study", "S2", "--severity", "warning", "--json",
                     "--limit", "3", "--conninfo", E.conninfo], capture_output=True, text=True)

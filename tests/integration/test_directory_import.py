@@ -149,11 +149,24 @@ C.check(E.sql("SELECT channels FROM subscriptions WHERE researcher_id = 'RY-1'")
         and E.sql("SELECT name FROM studies WHERE study_id = 'STUDY-Y'")[0][0] == "Trial Y: <b>phase</b> III",
         "YAML lists and quoted text")
 C.check(audits() == 2, "each policy written is audited (2): %d" % audits())
+
+
+def dir_audits():
+    """(kind, actor's first 4 characters) of the directory events of STUDY-Y's import."""
+    return sorted((k, a[:4]) for k, a in E.sql(
+        "SELECT kind, actor FROM alert_events WHERE alert_id IS NULL AND kind NOT LIKE 'policy%%' "
+        "AND (detail->>'study_id' = 'STUDY-Y' OR detail->>'researcher_id' LIKE 'RY-%%')"))
+
+
+C.check(dir_audits() == sorted([("researcher_added", "cli:")] * 2 + [("study_added", "cli:"),
+                                ("site_set", "cli:")] + [("subscription_set", "cli:")] * 2),
+        "each directory row written is audited, the operator the actor: %s" % dir_audits())
 r = run(YAML, ".yaml")
 C.check(r.returncode == 0 and "changed 0 researchers, 0 studies, 0 sites, 0 subscriptions, 0 policies "
         "(nothing changed: already up to date)" in r.stdout, "a second YAML import changes nothing: %s %s"
         % (r.stdout, r.stderr))
 C.check(audits() == 2, "an unchanged policy is neither rewritten nor audited again: %d" % audits())
+C.check(len(dir_audits()) == 6, "an unchanged directory is not audited again: %s" % dir_audits())
 r = run(YAML.replace("ack_deadline: 10m", "ack_deadline: 20m"), ".yml")
 C.check(r.returncode == 0 and "changed 0 researchers, 0 studies, 0 sites, 0 subscriptions, 1 policies"
         in r.stdout and tiers_y()[1][3] == 1200 and audits() == 3,
