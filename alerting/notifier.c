@@ -294,10 +294,16 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
                                                                 : grace_ms * 3 / 4));
     httpd_stop(n->httpd); /* its readiness callback reads the sender */
     n->httpd = NULL;
+    int drain_ms = grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2;
+    /* what was fetched but set aside for want of room: to the sender (at
+     * most half the drain time), finished with the rest */
+    size_t stashed = group_flush_stashes(n->group, deadline_after_ms(drain_ms / 2));
+    if (stashed > 0)
+        log_msg(LOG_WARN, "notifier", "%zu fetched alerts found no room before the stop", stashed);
     group_stop(n->group);
     escalate_close(n->escalator); /* before the sender it hands pages to */
     n->escalator = NULL;
-    deadline_t deadline = deadline_after_ms(grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2);
+    deadline_t deadline = deadline_after_ms(drain_ms);
     size_t left = sender_close(n->sender, deadline);
     n->sender = NULL;
     if (left > 0)

@@ -692,6 +692,17 @@ size_t group_pending(struct group *g)
     return n;
 }
 
+size_t group_flush_stashes(struct group *g, deadline_t deadline)
+{
+    while (g->stashed > 0 && !g->stopped) {
+        drain_stashes(g);
+        if (g->stashed == 0 || deadline_expired(deadline))
+            break;
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    }
+    return g->stashed;
+}
+
 void group_stop(struct group *g)
 {
     if (g->stopped)

@@ -165,6 +165,14 @@ size_t group_pending(struct group *g);
  * stages at shutdown. */
 void group_stop(struct group *g);
 
+/* At a stop, before group_stop: offers the messages set aside for want
+ * of room (the stashes) to the role again until they are taken or
+ * DEADLINE passes, so what was already fetched is finished here rather
+ * than abandoned to the partitions' next owner (a worker SIGTERMed while
+ * its stages were full exited 3 with one message left). Polls nothing.
+ * Returns how many are still stashed. */
+size_t group_flush_stashes(struct group *g, deadline_t deadline);
+
 /* Commits what finished, then leaves the group (rd_kafka_consumer_close).
  * Logs, per partition, the offset its next owner starts from when messages
  * were left unfinished. Call after the role's stages have drained. */

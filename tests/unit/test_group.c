@@ -11,7 +11,9 @@
  *      offset, and the committed offsets reach both ends;
  *   4. an older position committed behind the engine's back (what a
  *      commit librdkafka retried by itself can do) is put right by the
- *      periodic refresh.
+ *      periodic refresh;
+ *   5. at a stop, messages stashed for want of room are flushed to the
+ *      role (group_flush_stashes) instead of being abandoned.
  *
  * Step 3 is the regression: librdkafka keeps an application's pause across
  * an unassign, so a partition revoked while paused came back paused and was
@@ -38,6 +40,7 @@ struct role_state {
     bool accept_p0;
     int offered_p0;        /* refused or taken */
     int seen[2][N_PER_PART]; /* deliveries taken, per offset */
+    int late_taken;          /* offsets N_PER_PART and later (step 5) */
     int assigned, revoked;
 };
 
@@ -59,6 +62,8 @@ static bool role_offer(void *arg, void *item, const struct group_ticket *t, int 
     }
     if (t->partition >= 0 && t->partition < 2 && t->offset >= 0 && t->offset < N_PER_PART)
         s->seen[t->partition][t->offset]++;
+    else if (t->offset >= N_PER_PART)
+        s->late_taken++;
     rd_kafka_message_destroy(m);
     group_done(s->g, t);
     return true;
@@ -271,6 +276,28 @@ int main(void)
     CHECK_EQ_INT(committed(reader, topic, 0), N_PER_PART);
     CHECK_EQ_INT(duplicates(&st, 0), 0);
     rd_kafka_destroy(reader);
+
+    /* 5: partition 0 refused again: new messages are stashed, the
+     * partition paused; at the stop the flush hands them over. */
+    st.accept_p0 = false;
+    int offered_before = st.offered_p0;
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_INT(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE(value, 1),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    CHECK_EQ_INT(rd_kafka_flush(prod, 10000), 0);
+    until = testlib_now() + 20;
+    while (st.offered_p0 == offered_before && testlib_now() < until)
+        group_poll(st.g, 20);
+    CHECK(st.offered_p0 > offered_before);
+    CHECK_EQ_INT(st.late_taken, 0);
+    size_t stashed = group_flush_stashes(st.g, deadline_after_ms(200)); /* still refused */
+    CHECK(stashed >= 1);
+    st.accept_p0 = true;
+    CHECK_EQ_INT(group_flush_stashes(st.g, deadline_after_ms(5000)), 0);
+    printf("at the stop: %d stashed message(s) flushed to the role\n", st.late_taken);
+    CHECK_EQ_INT(st.late_taken, (int)stashed);
     group_stop(st.g);
     group_close(st.g);
 out:
