@@ -12,6 +12,7 @@
 
 #include "audit.h"
 #include "email.h"
+#include "jsonw.h"
 #include "log.h"
 #include "password.h"
 #include "pg.h"
@@ -316,6 +317,34 @@ static json_t *alert_json(const PGresult *r, int i)
                      "retracts_alert_id", col_str(r, i, 14), "retracted_by", col_str(r, i, 15));
 }
 
+/* alert_json's object written straight out (jsonw.h): the queue's pages
+ * are the answers served most, and building them as jansson values was
+ * most of the console's CPU per page. Same keys, same order, same
+ * values. */
+static void alert_write(struct jsonw *w, const PGresult *r, int i)
+{
+    static const char *const keys[] = {
+        "{\"alert_id\":", ",\"kind\":", ",\"rule_id\":", ",\"rule_version\":",
+        ",\"severity\":", ",\"ctcae_grade\":", ",\"study_id\":", ",\"site_id\":",
+        ",\"subject_id\":", ",\"observation_id\":", ",\"message\":", ",\"observed_at\":",
+        ",\"detected_at\":", ",\"state\":", ",\"retracts_alert_id\":", ",\"retracted_by\":"};
+    for (int c = 0; c < 16; c++) {
+        jsonw_lit(w, keys[c]);
+        if (c == 3 || c == 5) { /* integers */
+            char num[24];
+            if (PQgetisnull(r, i, c)) {
+                jsonw_raw(w, c == 3 ? "0" : "null", c == 3 ? 1 : 4);
+            } else {
+                snprintf(num, sizeof num, "%ld", strtol(PQgetvalue(r, i, c), NULL, 10));
+                jsonw_lit(w, num);
+            }
+        } else {
+            jsonw_str(w, PQgetisnull(r, i, c) ? NULL : PQgetvalue(r, i, c));
+        }
+    }
+    jsonw_raw(w, "}", 1);
+}
+
 /* The lists: newest first, only the filters asked for, each combination
  * its own statement text so pg_query_prepared keeps one prepared statement
  * (and, after five runs, a generic plan) per combination on each
@@ -467,20 +496,25 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
     }
     int n = PQntuples(r);
     int shown = n > limit ? (int)limit : n;
-    json_t *list = json_array();
-    for (int i = 0; i < shown; i++)
-        json_array_append_new(list, alert_json(r, i));
-    json_t *next = json_null();
-    if (n > limit) {
-        char *c = cursor_encode(mode, PQgetvalue(r, shown - 1, 16), PQgetvalue(r, shown - 1, 0));
-        if (c != NULL) {
-            json_decref(next);
-            next = json_string(c);
-            free(c);
-        }
+    struct jsonw w = {0};
+    jsonw_lit(&w, "{\"alerts\":[");
+    for (int i = 0; i < shown; i++) {
+        if (i > 0)
+            jsonw_raw(&w, ",", 1);
+        alert_write(&w, r, i);
     }
+    jsonw_lit(&w, "],\"next_cursor\":");
+    char *c = n > limit ? cursor_encode(mode, PQgetvalue(r, shown - 1, 16), PQgetvalue(r, shown - 1, 0))
+                        : NULL;
+    jsonw_str(&w, c);
+    free(c);
+    jsonw_raw(&w, "}", 1);
     PQclear(r);
-    respond_json(resp, 200, json_pack("{s:o, s:o}", "alerts", list, "next_cursor", next));
+    resp->status = 200;
+    free(resp->body);
+    resp->body = jsonw_finish(&w);
+    if (resp->body == NULL)
+        api_error(resp, 503, "unavailable", "out of memory");
 }
 
 static void alert_get(PGconn *conn, const struct api_request *req, const char *const *values,

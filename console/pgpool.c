@@ -79,6 +79,11 @@ PGconn *pgpool_get(struct pgpool *p, int wait_ms, char *errstr, size_t errstr_si
         return c;
     /* connect outside the lock: it may take connect_timeout */
     c = pg_connect(p->conninfo, errstr, errstr_size);
+    if (c != NULL && pg_command(c, "SET plan_cache_mode = force_generic_plan", 0, NULL, errstr,
+                                errstr_size) != 0) {
+        PQfinish(c);
+        c = NULL;
+    }
     if (c == NULL) {
         pthread_mutex_lock(&p->mu);
         p->out--;
