@@ -142,7 +142,7 @@ int directory_import_apply(PGconn *c, const struct directory_file *f, const char
      * events), whose head every appender locks first (0014): take it
      * before any directory row, and name ACTOR for the triggers. */
     const char *ap[] = {actor};
-    if (pg_command(c, AUDIT_BEGIN_SQL, 1, ap, errstr, errstr_size) != 0)
+    if (pg_command(c, "" AUDIT_BEGIN_SQL, 1, ap, errstr, errstr_size) != 0)
         goto fail;
     for (int kind = 0; kind < DIRECTORY_KINDS; kind++)
         for (int i = 0; i < directory_file_count(f); i++) {

@@ -7,7 +7,8 @@ passes one of its own parameters on as the SQL of such a call (found
 automatically, e.g. pg_exec_script()) -- must get its SQL
 as compile-time text:
 
-  * a string literal (adjacent literals and ALL_CAPS macros concatenated),
+  * a string literal (adjacent literals and ALL_CAPS macros concatenated, a
+    macro perhaps given string literals only: AUDIT_CTX_SQL("$3")),
   * a `static const char` constant of the same file (name or name[i]),
   * the enclosing function's own `const char *` parameter (the function
     then becomes a checked wrapper and its callers are held to the same
@@ -197,8 +198,10 @@ def arg_ok(arg, constants, params):
         a, pa = arg_ok(rest[:colon], constants, params)
         b, pb = arg_ok(rest[colon + 1:], constants, params)
         return a and b, pa or pb
-    tokens = re.findall(r'"(?:\\.|[^"\\])*"|\S+', arg)
-    if tokens and all(t.startswith('"') or re.fullmatch(r"[A-Z][A-Z0-9_]*", t) for t in tokens) \
+    tokens = re.findall(r'[A-Z][A-Z0-9_]*\("(?:\\.|[^"\\])*"\)|"(?:\\.|[^"\\])*"|\S+', arg)
+    # an ALL_CAPS macro, plain or given only string literals (AUDIT_CTX_SQL("$7"))
+    macro = r'[A-Z][A-Z0-9_]*(\("(?:\\.|[^"\\])*"\))?'
+    if tokens and all(t.startswith('"') or re.fullmatch(macro, t) for t in tokens) \
             and any(t.startswith('"') for t in tokens):
         return True, None
     m = re.fullmatch(r"([A-Za-z_]\w*)(\s*\[[^\]]*\])?", arg)
