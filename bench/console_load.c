@@ -2,9 +2,12 @@
  * keep-alive HTTP connections (one libcurl multi handle, one thread, so the
  * client costs little of the machine the server runs on), each making
  * REQUESTS GET requests of the paths in PATHFILE (one a line, taken in turn)
- * with a bearer token. Prints `figure NAME_rps|_p50|_p99|_503|_other`.
+ * with a bearer token. Prints `figure NAME_rps|_p50|_p99|_503|_other` over
+ * each client's requests after its first WARMUP (default 0: all), which
+ * pay for connecting, the server's first PostgreSQL connections and
+ * plans, and a cold cache; and NAME_cold_p99 over every request.
  *
- *   console_load NAME PORT TOKEN CLIENTS REQUESTS PATHFILE
+ *   console_load NAME PORT TOKEN CLIENTS REQUESTS PATHFILE [WARMUP]
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -68,12 +71,17 @@ static char **paths_read(const char *path, size_t *count)
 
 int main(int argc, char **argv)
 {
-    if (argc != 7) {
-        fprintf(stderr, "usage: console_load NAME PORT TOKEN CLIENTS REQUESTS PATHFILE\n");
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: console_load NAME PORT TOKEN CLIENTS REQUESTS PATHFILE [WARMUP]\n");
         return 2;
     }
     const char *name = argv[1];
     int port = atoi(argv[2]), clients = atoi(argv[4]), requests = atoi(argv[5]);
+    int warmup = argc == 8 ? atoi(argv[7]) : 0;
+    if (warmup < 0 || warmup >= requests) {
+        fprintf(stderr, "console_load: WARMUP must be below REQUESTS\n");
+        return 2;
+    }
     size_t npaths = 0;
     char **paths = paths_read(argv[6], &npaths);
     if (port <= 0 || clients <= 0 || requests <= 0 || paths == NULL || npaths == 0) {
@@ -88,11 +96,12 @@ int main(int argc, char **argv)
     /* one connection per client, kept alive between its requests */
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)clients);
     struct client *cl = calloc((size_t)clients, sizeof *cl);
-    size_t total = (size_t)clients * (size_t)requests, nlat = 0, next_path = 0;
-    double *lat = calloc(total, sizeof *lat);
+    size_t total = (size_t)clients * (size_t)requests, nlat = 0, nall = 0, next_path = 0;
+    double *lat = calloc(total, sizeof *lat), *all = calloc(total, sizeof *all);
+    double t_first = -1; /* start of the first timed request */
     long n503 = 0, nother = 0;
     char url[4200];
-    if (cl == NULL || lat == NULL)
+    if (cl == NULL || lat == NULL || all == NULL)
         return 1;
     double t0 = now_s();
     for (int i = 0; i < clients; i++) {
@@ -107,7 +116,7 @@ int main(int argc, char **argv)
         curl_multi_add_handle(multi, cl[i].easy);
     }
     int running = clients;
-    while (nlat < total) {
+    while (nall < total) {
         curl_multi_perform(multi, &running);
         CURLMsg *m;
         int left;
@@ -120,7 +129,13 @@ int main(int argc, char **argv)
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
             if (m->data.result != CURLE_OK)
                 fprintf(stderr, "console_load: %s\n", curl_easy_strerror(m->data.result));
-            lat[nlat++] = now_s() - c->started;
+            double took = now_s() - c->started;
+            all[nall++] = took;
+            if (c->done >= warmup) {
+                lat[nlat++] = took;
+                if (t_first < 0 || c->started < t_first)
+                    t_first = c->started;
+            }
             if (code == 503)
                 n503++;
             else if (code != 200)
@@ -133,15 +148,17 @@ int main(int argc, char **argv)
                 curl_multi_add_handle(multi, c->easy);
             }
         }
-        if (nlat >= total)
+        if (nall >= total)
             break;
         curl_multi_poll(multi, NULL, 0, 100, NULL);
     }
-    double elapsed = now_s() - t0;
+    double elapsed = now_s() - (warmup > 0 ? t_first : t0);
     qsort(lat, nlat, sizeof *lat, cmp_double);
+    qsort(all, nall, sizeof *all, cmp_double);
     printf("figure %s_rps %.0f requests/s\n", name, (double)nlat / elapsed);
     printf("figure %s_p50 %.1f ms\n", name, lat[nlat / 2] * 1000);
     printf("figure %s_p99 %.1f ms\n", name, lat[(size_t)((double)nlat * 0.99)] * 1000);
+    printf("figure %s_cold_p99 %.1f ms\n", name, all[(size_t)((double)nall * 0.99)] * 1000);
     printf("figure %s_503 %ld requests\n", name, n503);
     if (nother)
         printf("figure %s_other %ld requests\n", name, nother);
@@ -156,6 +173,7 @@ int main(int argc, char **argv)
     free(paths);
     free(cl);
     free(lat);
+    free(all);
     curl_global_cleanup();
     return nother ? 1 : 0;
 }
