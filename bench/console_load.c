@@ -2,7 +2,8 @@
  * keep-alive HTTP connections (one libcurl multi handle, one thread, so the
  * client costs little of the machine the server runs on), each making
  * REQUESTS GET requests of the paths in PATHFILE (one a line, taken in turn)
- * with a bearer token. Prints `figure NAME_rps|_p50|_p99|_503|_other` over
+ * with a bearer token (TOKEN may list several, comma-separated: client i
+ * uses the i-th, in turn, so callers can be told apart). Prints `figure NAME_rps|_p50|_p99|_503|_other` over
  * each client's requests after its first WARMUP (default 0: all), which
  * pay for connecting, the server's first PostgreSQL connections and
  * plans, and a cold cache; and NAME_cold_p99 over every request.
@@ -89,9 +90,22 @@ int main(int argc, char **argv)
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    char auth[1024];
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", argv[3]);
-    struct curl_slist *hdrs = curl_slist_append(NULL, auth);
+    /* one header list per token */
+    struct curl_slist **hdrs = calloc((size_t)clients, sizeof *hdrs);
+    size_t ntok = 0;
+    char *toks = strdup(argv[3]), *save = NULL;
+    if (hdrs == NULL || toks == NULL)
+        return 1;
+    for (char *t = strtok_r(toks, ",", &save); t != NULL && ntok < (size_t)clients;
+         t = strtok_r(NULL, ",", &save)) {
+        char auth[1024];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", t);
+        hdrs[ntok++] = curl_slist_append(NULL, auth);
+    }
+    if (ntok == 0) {
+        fprintf(stderr, "console_load: no token\n");
+        return 2;
+    }
     CURLM *multi = curl_multi_init();
     /* one connection per client, kept alive between its requests */
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)clients);
@@ -106,7 +120,7 @@ int main(int argc, char **argv)
     double t0 = now_s();
     for (int i = 0; i < clients; i++) {
         cl[i].easy = curl_easy_init();
-        curl_easy_setopt(cl[i].easy, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(cl[i].easy, CURLOPT_HTTPHEADER, hdrs[(size_t)i % ntok]);
         curl_easy_setopt(cl[i].easy, CURLOPT_WRITEFUNCTION, body_discard);
         curl_easy_setopt(cl[i].easy, CURLOPT_PRIVATE, &cl[i]);
         curl_easy_setopt(cl[i].easy, CURLOPT_TIMEOUT, 60L);
@@ -167,7 +181,10 @@ int main(int argc, char **argv)
         curl_easy_cleanup(cl[i].easy);
     }
     curl_multi_cleanup(multi);
-    curl_slist_free_all(hdrs);
+    for (size_t i = 0; i < ntok; i++)
+        curl_slist_free_all(hdrs[i]);
+    free(hdrs);
+    free(toks);
     for (size_t i = 0; i < npaths; i++)
         free(paths[i]);
     free(paths);

@@ -41,6 +41,10 @@ static const struct config_item items[] = {
      "of those, timelines and exports at once; 0: a quarter of max_in_flight", false},
     {"slot_wait_ms", "VIGIL_CONSOLE_SLOT_WAIT_MS", "500",
      "how long an API request waits for a slot before 503 + Retry-After", false},
+    {"coalesce", "VIGIL_CONSOLE_COALESCE", "1",
+     "1: identical alert-list reads at once share one execution, if it was sent after the later "
+     "request arrived (as fresh as running it again); 0: each request runs its own",
+     false},
     {"max_streams", "VIGIL_CONSOLE_MAX_STREAMS", "32",
      "live alert queue streams (Server-Sent Events, GET /api/v1/alerts/stream) open at once; "
      "beyond, 503 and the page polls. Keep it well below the 256 connections",
@@ -103,13 +107,14 @@ int cmd_console(int argc, char **argv)
     struct config *cfg = cli_settings_load(&set, items, err, sizeof err);
     if (cfg == NULL)
         return cli_fail("console", err);
-    long threads, pgconns, inflight, heavy, waitms, streams;
+    long threads, pgconns, inflight, heavy, waitms, streams, coalesce;
     if (config_get_long(cfg, "threads", 1, 256, &threads, err, sizeof err) != 0 ||
         config_get_long(cfg, "pg_connections", 1, 256, &pgconns, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_in_flight", 0, 1024, &inflight, err, sizeof err) != 0 ||
         config_get_long(cfg, "max_heavy", 0, 1024, &heavy, err, sizeof err) != 0 ||
         config_get_long(cfg, "slot_wait_ms", 1, 60000, &waitms, err, sizeof err) != 0 ||
-        config_get_long(cfg, "max_streams", 1, 200, &streams, err, sizeof err) != 0) {
+        config_get_long(cfg, "max_streams", 1, 200, &streams, err, sizeof err) != 0 ||
+        config_get_long(cfg, "coalesce", 0, 1, &coalesce, err, sizeof err) != 0) {
         rc = cli_fail("console", err);
         goto out;
     }
@@ -140,6 +145,7 @@ int cmd_console(int argc, char **argv)
         .smtp_password = config_get(cfg, "smtp_password"),
         .smtp_tls = config_get(cfg, "smtp_tls"),
         .max_streams = (int)streams,
+        .coalesce = coalesce == 1,
     };
     rc = cli_serve("console", run, &opt);
 out:

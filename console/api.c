@@ -364,11 +364,16 @@ static void alert_write(struct jsonw *w, const PGresult *r, int i)
 #define TS_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define LIST_ALL_HEAD                                                                           \
     "SELECT " ALERT_COLS ", " TS_TEXT("a.detected_at") " FROM " ALERT_FROM                     \
-    "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = a.study_id WHERE true"
+    "WHERE a.study_id = ANY ($1::text[])"
 #define LIST_STATE_HEAD                                                                         \
     "SELECT " ALERT_COLS ", " TS_TEXT("l.opened_at") " FROM alert_lifecycle l "                 \
-    "JOIN alerts a ON a.alert_id = l.alert_id "                                                \
-    "JOIN console_study_roles($1, $2::bigint) sr ON sr.study_id = l.study_id WHERE true"
+    "JOIN alerts a ON a.alert_id = l.alert_id WHERE l.study_id = ANY ($1::text[])"
+/* The studies the caller may see, as the text of a sorted text[]: the list
+ * is filtered by it in SQL, and it is the only thing about the caller the
+ * list's statement carries, so callers who see the same studies ask the
+ * same statement and can share its execution (coalesce.h). */
+#define LIST_STUDIES                                                                            \
+    "SELECT coalesce(array_agg(study_id ORDER BY study_id), '{}') FROM console_study_roles($1, $2::bigint)"
 
 /* A statement under construction: text and the parameters it numbers. */
 struct list_sql {
@@ -457,9 +462,32 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
      * as a row value so the index serves each page from where the last
      * ended. A signal from before 0010 has no lifecycle row: listed (as
      * open) without a state filter, not found with one. */
-    struct list_sql ls = {.len = 0, .n = 2};
-    ls.params[0] = who->researcher_id;
-    ls.params[1] = token_param(who);
+    const char *caller[] = {who->researcher_id, token_param(who)};
+    struct coalesce_ref sref = {0};
+    const PGresult *sr;
+    PGresult *sr_own = NULL;
+    if (req->coalesce != NULL)
+        sr = coalesce_query(req->coalesce, conn, "" LIST_STUDIES, 2, caller, req->arrived_ns, &sref,
+                            err, sizeof err);
+    else
+        sr = sr_own = pg_query_prepared(conn, "" LIST_STUDIES, 2, caller, err, sizeof err);
+    if (sr == NULL) {
+        db_error(resp, err);
+        return;
+    }
+    if (strcmp(PQgetvalue(sr, 0, 0), "{}") == 0) {
+        /* nothing to see: no statement (it would read the whole index) */
+        PQclear(sr_own);
+        coalesce_release(req->coalesce, &sref);
+        resp->status = 200;
+        free(resp->body);
+        resp->body = strdup("{\"alerts\":[],\"next_cursor\":null}");
+        if (resp->body == NULL)
+            api_error(resp, 503, "unavailable", "out of memory");
+        return;
+    }
+    struct list_sql ls = {.len = 0, .n = 1};
+    ls.params[0] = PQgetvalue(sr, 0, 0);
     const char *t = state ? "l" : "a"; /* the table the filters read */
     char f[160];
     list_sql_add(&ls, state ? LIST_STATE_HEAD : LIST_ALL_HEAD, NULL, NULL);
@@ -486,10 +514,23 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
                            : " ORDER BY a.detected_at DESC, a.alert_id DESC LIMIT %d::integer",
                  limit1, NULL);
     if (ls.overflow) {
+        PQclear(sr_own);
+        coalesce_release(req->coalesce, &sref);
         api_error(resp, 500, "internal", "statement too long");
         return;
     }
-    PGresult *r = pg_query_prepared(conn, ls.text, ls.n, ls.params, err, sizeof err);
+    /* Every open console of a study's team asks for the same first page:
+     * those asking at once share one execution (coalesce.h). */
+    struct coalesce_ref ref = {0};
+    const PGresult *r;
+    PGresult *own = NULL;
+    if (req->coalesce != NULL)
+        r = coalesce_query(req->coalesce, conn, ls.text, ls.n, ls.params, req->arrived_ns, &ref, err,
+                           sizeof err);
+    else
+        r = own = pg_query_prepared(conn, ls.text, ls.n, ls.params, err, sizeof err);
+    PQclear(sr_own);
+    coalesce_release(req->coalesce, &sref);
     if (r == NULL) {
         db_error(resp, err);
         return;
@@ -509,7 +550,8 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
     jsonw_str(&w, c);
     free(c);
     jsonw_raw(&w, "}", 1);
-    PQclear(r);
+    PQclear(own);
+    coalesce_release(req->coalesce, &ref);
     resp->status = 200;
     free(resp->body);
     resp->body = jsonw_finish(&w);

@@ -49,8 +49,10 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "auth.h"
+#include "coalesce.h"
 #include "limiter.h"
 #include "reqparse.h"
 
@@ -83,6 +85,8 @@ struct api_request {
     const char *content_type;         /* Content-Type header, or NULL */
     const char *body;                 /* request body, or NULL */
     size_t body_len;
+    struct coalesce *coalesce;        /* identical reads share one execution, or NULL */
+    int64_t arrived_ns;               /* deadline_now() when the request arrived */
 };
 
 struct api_response {

@@ -11,6 +11,8 @@
 
 #include "alert_stream.h"
 #include "api.h"
+#include "coalesce.h"
+#include "deadline.h"
 #include "log.h"
 #include "pg.h"
 
@@ -25,6 +27,7 @@ struct api_http {
     int nproxies;
     char proxy_header[64];
     struct alert_stream_hub *streams;
+    struct coalesce *coalesce; /* NULL: off */
 };
 
 /* The identity the request carries through a trusted proxy, or NULL: the
@@ -79,7 +82,7 @@ static void reply_json(struct httpd_response *out, const struct api_response *r)
 }
 
 static struct api_request request_of(const struct api_http *ah, const struct httpd_request *hreq,
-                                     const struct reqparse_query *q)
+                                     const struct reqparse_query *q, int64_t arrived_ns)
 {
     return (struct api_request){
         .ctx = &ah->ctx,
@@ -93,6 +96,8 @@ static struct api_request request_of(const struct api_http *ah, const struct htt
         .content_type = httpd_request_header(hreq, "Content-Type"),
         .body = hreq->body,
         .body_len = hreq->body_len,
+        .coalesce = ah->coalesce,
+        .arrived_ns = arrived_ns,
     };
 }
 
@@ -128,7 +133,7 @@ static void stream(struct api_http *ah, const struct httpd_request *hreq,
     if (conn == NULL) {
         api_error(&resp, 503, "unavailable", "the database is not available; retry later");
     } else {
-        struct api_request req = request_of(ah, hreq, NULL);
+        struct api_request req = request_of(ah, hreq, NULL, deadline_now());
         if (api_authenticate(conn, &req, &who, &resp) == 0) {
             PGresult *r = pg_query(conn,
                                    "SELECT to_char(now() AT TIME ZONE 'UTC', "
@@ -171,6 +176,9 @@ static void stream(struct api_http *ah, const struct httpd_request *hreq,
 static void handle(void *arg, const struct httpd_request *hreq, struct httpd_response *out)
 {
     struct api_http *ah = arg;
+    /* The whole request is in: a statement sent from now on sees whatever
+     * the client did before sending it (coalesce.h). */
+    int64_t arrived_ns = deadline_now();
     if (strcmp(hreq->path, ALERT_STREAM_PATH) == 0) {
         stream(ah, hreq, out);
         return;
@@ -206,7 +214,7 @@ static void handle(void *arg, const struct httpd_request *hreq, struct httpd_res
         log_msg(LOG_WARN, "console", "no PostgreSQL connection for %s: %s", route->pattern, err);
         api_error(&resp, 503, "unavailable", "the database is not available; retry later");
     } else {
-        struct api_request req = request_of(ah, hreq, &q);
+        struct api_request req = request_of(ah, hreq, &q, arrived_ns);
         api_handle(conn, route, values, &req, &resp);
         pgpool_put(ah->pool, conn, PQstatus(conn) != CONNECTION_OK);
     }
@@ -221,6 +229,7 @@ static void cleanup_fn(void *arg)
     struct api_http *ah = arg;
     alert_stream_hub_destroy(ah->streams);
     limiter_destroy(ah->limiter);
+    coalesce_destroy(ah->coalesce);
     free(ah);
 }
 
@@ -246,9 +255,12 @@ int api_http_register(struct console_app *app, void (**cleanup)(void *), void **
                                    .smtp_tls = o->smtp_tls};
     ah->limiter = limiter_new(app->metrics, (unsigned)n, (unsigned)heavy, (unsigned)signin, wait);
     ah->streams = alert_stream_hub_new(o->max_streams, app->pool, app->stop, app->metrics);
-    if (ah->limiter == NULL || ah->streams == NULL) {
+    if (o->coalesce)
+        ah->coalesce = coalesce_new(app->metrics);
+    if (ah->limiter == NULL || ah->streams == NULL || (o->coalesce && ah->coalesce == NULL)) {
         limiter_destroy(ah->limiter);
         alert_stream_hub_destroy(ah->streams);
+        coalesce_destroy(ah->coalesce);
         free(ah);
         snprintf(errstr, errstr_size, "out of memory");
         return -1;

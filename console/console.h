@@ -42,6 +42,7 @@ struct console_options {
     /* password reset e-mails (smtp_url NULL: reset by e-mail off) */
     const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *smtp_tls;
     int max_streams; /* live queue streams (Server-Sent Events) at once; 0: 32 */
+    bool coalesce;   /* identical alert-list reads at once share one execution */
 };
 
 /* What a module gets to register into. Borrowed for the console's life. */

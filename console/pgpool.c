@@ -79,8 +79,14 @@ PGconn *pgpool_get(struct pgpool *p, int wait_ms, char *errstr, size_t errstr_si
         return c;
     /* connect outside the lock: it may take connect_timeout */
     c = pg_connect(p->conninfo, errstr, errstr_size);
-    if (c != NULL && pg_command(c, "SET plan_cache_mode = force_generic_plan", 0, NULL, errstr,
-                                errstr_size) != 0) {
+    /* The lists' generic plans read an index in order and stop at a page;
+     * their estimates for "study_id = ANY ($1)" (a whole table) could tempt
+     * the planner into parallel workers, which cost a page far more than
+     * they save. */
+    if (c != NULL && (pg_command(c, "SET plan_cache_mode = force_generic_plan", 0, NULL, errstr,
+                                 errstr_size) != 0 ||
+                      pg_command(c, "SET max_parallel_workers_per_gather = 0", 0, NULL, errstr,
+                                 errstr_size) != 0)) {
         PQfinish(c);
         c = NULL;
     }

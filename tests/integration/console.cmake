@@ -30,3 +30,7 @@ vigil_script_test(console_browser LABEL integration TIMEOUT 180
 # a bound on open streams, a clean end on SIGTERM.
 vigil_script_test(console_stream LABEL "integration;security" TIMEOUT 90
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_console_stream.py)
+# console/coalesce: identical reads share one execution only when it is as
+# fresh as the request's own; a failed one is run again by who waited.
+vigil_test(console_coalesce LABEL integration TIMEOUT 60
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_coalesce.c)
