@@ -84,6 +84,15 @@ for caller, study in itertools.product(sorted(callers), ["S1", "S2"]):
         C.check(st == 200 and (("seen-" + study) in ids) == visible and
                 all(x["study_id"] == study for x in b["alerts"]),
                 "%s list: 200, own study's rows only (got %d %s)" % (what, st, ids))
+    # the unfiltered list: the caller's studies only (read first, then the
+    # page filtered by them: console/api.c), nothing for a caller without one
+    if study == "S1" and not anon:
+        st, _, b = E.request("GET", "/api/v1/alerts?limit=200", **kw)
+        rows = b["alerts"] if st == 200 else None
+        C.check(rows is not None and all(sees(caller, x["study_id"]) for x in rows) and
+                (len(rows) > 0) == (RANK[caller] >= 1),
+                "%s unfiltered list: only the caller's studies (got %d, %s)" %
+                (caller, st, sorted({x["study_id"] for x in rows or []})))
     # detail
     st, _, b = E.request("GET", "/api/v1/alerts/seen-%s" % study, **kw)
     cells += 1
