@@ -34,3 +34,4 @@ vigil_script_test(console_stream LABEL "integration;security" TIMEOUT 90
 # fresh as the request's own; a failed one is run again by who waited.
 vigil_test(console_coalesce LABEL integration TIMEOUT 60
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_coalesce.c)
+set_tests_properties(console_coalesce PROPERTIES LABELS "integration;kit")
