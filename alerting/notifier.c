@@ -297,9 +297,7 @@ int notifier_run(const struct notifier_options *opt, struct ctx *stop, atomic_bo
     int drain_ms = grace_ms > 4000 ? grace_ms - 3000 : grace_ms / 2;
     /* what was fetched but set aside for want of room: to the sender (at
      * most half the drain time), finished with the rest */
-    size_t stashed = group_flush_stashes(n->group, deadline_after_ms(drain_ms / 2));
-    if (stashed > 0)
-        log_msg(LOG_WARN, "notifier", "%zu fetched alerts found no room before the stop", stashed);
+    group_flush_stashes(n->group, deadline_after_ms(drain_ms / 2));
     group_stop(n->group);
     escalate_close(n->escalator); /* before the sender it hands pages to */
     n->escalator = NULL;

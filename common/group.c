@@ -700,6 +700,9 @@ size_t group_flush_stashes(struct group *g, deadline_t deadline)
             break;
         nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
     }
+    if (g->stashed > 0)
+        log_msg(LOG_WARN, g->c.component, "%zu fetched messages found no room before the stop",
+                g->stashed);
     return g->stashed;
 }
 

@@ -170,7 +170,7 @@ void group_stop(struct group *g);
  * DEADLINE passes, so what was already fetched is finished here rather
  * than abandoned to the partitions' next owner (a worker SIGTERMed while
  * its stages were full exited 3 with one message left). Polls nothing.
- * Returns how many are still stashed. */
+ * Returns how many are still stashed, and logs a warning when any are. */
 size_t group_flush_stashes(struct group *g, deadline_t deadline);
 
 /* Commits what finished, then leaves the group (rd_kafka_consumer_close).

@@ -403,9 +403,7 @@ int worker_run(const struct worker_options *opt, struct ctx *stop, atomic_bool *
     deadline_t deadline = deadline_after_ms(drain_ms);
     /* what was fetched but set aside for want of room: into the stages
      * (at most half the drain time), finished with the rest */
-    size_t stashed = group_flush_stashes(wk->group, deadline_after_ms(drain_ms / 2));
-    if (stashed > 0)
-        log_msg(LOG_WARN, "worker", "%zu fetched messages found no room before the stop", stashed);
+    group_flush_stashes(wk->group, deadline_after_ms(drain_ms / 2));
     group_stop(wk->group);
     shutdown_stages(wk, deadline);
     ctx_cancel(wk->hard_stop);
