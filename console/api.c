@@ -464,14 +464,20 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
      * open) without a state filter, not found with one. */
     const char *caller[] = {who->researcher_id, token_param(who)};
     struct coalesce_ref sref = {0};
-    const PGresult *sr = coalesce_query(req->coalesce, conn, "" LIST_STUDIES, 2, caller, req->arrived_ns,
-                                        &sref, err, sizeof err);
+    const PGresult *sr;
+    PGresult *sr_own = NULL;
+    if (req->coalesce != NULL)
+        sr = coalesce_query(req->coalesce, conn, "" LIST_STUDIES, 2, caller, req->arrived_ns, &sref,
+                            err, sizeof err);
+    else
+        sr = sr_own = pg_query_prepared(conn, "" LIST_STUDIES, 2, caller, err, sizeof err);
     if (sr == NULL) {
         db_error(resp, err);
         return;
     }
     if (strcmp(PQgetvalue(sr, 0, 0), "{}") == 0) {
         /* nothing to see: no statement (it would read the whole index) */
+        PQclear(sr_own);
         coalesce_release(req->coalesce, &sref);
         resp->status = 200;
         free(resp->body);
@@ -508,6 +514,7 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
                            : " ORDER BY a.detected_at DESC, a.alert_id DESC LIMIT %d::integer",
                  limit1, NULL);
     if (ls.overflow) {
+        PQclear(sr_own);
         coalesce_release(req->coalesce, &sref);
         api_error(resp, 500, "internal", "statement too long");
         return;
@@ -515,8 +522,14 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
     /* Every open console of a study's team asks for the same first page:
      * those asking at once share one execution (coalesce.h). */
     struct coalesce_ref ref = {0};
-    const PGresult *r = coalesce_query(req->coalesce, conn, ls.text, ls.n, ls.params, req->arrived_ns,
-                                       &ref, err, sizeof err);
+    const PGresult *r;
+    PGresult *own = NULL;
+    if (req->coalesce != NULL)
+        r = coalesce_query(req->coalesce, conn, ls.text, ls.n, ls.params, req->arrived_ns, &ref, err,
+                           sizeof err);
+    else
+        r = own = pg_query_prepared(conn, ls.text, ls.n, ls.params, err, sizeof err);
+    PQclear(sr_own);
     coalesce_release(req->coalesce, &sref);
     if (r == NULL) {
         db_error(resp, err);
@@ -537,6 +550,7 @@ static void alerts_list(PGconn *conn, const struct api_request *req, const char 
     jsonw_str(&w, c);
     free(c);
     jsonw_raw(&w, "}", 1);
+    PQclear(own);
     coalesce_release(req->coalesce, &ref);
     resp->status = 200;
     free(resp->body);

@@ -147,23 +147,6 @@ const PGresult *coalesce_query(struct coalesce *c, PGconn *conn, const char *sql
                                struct coalesce_ref *ref, char *errstr, size_t errstr_size)
 {
     ref->flight = NULL;
-    if (c == NULL) {
-        /* off: run it alone, behind the same reference */
-        struct coalesce_flight *own = calloc(1, sizeof *own);
-        if (own == NULL) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return NULL;
-        }
-        own->res = pg_query_prepared(conn, sql, nparams, params, errstr, errstr_size);
-        if (own->res == NULL) {
-            free(own);
-            return NULL;
-        }
-        own->done = true;
-        own->refs = 1;
-        ref->flight = own;
-        return own->res;
-    }
     size_t klen;
     char *key = key_build(sql, nparams, params, &klen);
     struct coalesce_flight *f = key != NULL ? calloc(1, sizeof *f) : NULL;
@@ -218,11 +201,6 @@ void coalesce_release(struct coalesce *c, struct coalesce_ref *ref)
 {
     if (ref->flight == NULL)
         return;
-    if (c == NULL) { /* a result run alone: nobody else holds it */
-        flight_free(ref->flight);
-        ref->flight = NULL;
-        return;
-    }
     pthread_mutex_lock(&c->mu);
     flight_unref(ref->flight);
     pthread_mutex_unlock(&c->mu);

@@ -51,16 +51,15 @@ void coalesce_destroy(struct coalesce *c);
 
 /* Runs SQL (through pg_query_prepared) with NPARAMS text PARAMS on CONN, or
  * waits for an identical statement another thread sent at or after
- * ARRIVED_NS (deadline_now() when the request arrived). C NULL (coalescing
- * off): always runs it, behind the same kind of reference. Returns the result,
+ * ARRIVED_NS (deadline_now() when the request arrived). Returns the result,
  * read-only, with REF set for coalesce_release (never PQclear it); NULL with
  * errstr on failure (REF then holds nothing). */
 const PGresult *coalesce_query(struct coalesce *c, PGconn *conn, const char *sql, int nparams,
                                const char *const *params, int64_t arrived_ns,
                                struct coalesce_ref *ref, char *errstr, size_t errstr_size);
 
-/* Gives back a result of coalesce_query (C as given to it); REF is emptied.
- * No-op on an empty REF. */
+/* Gives back a result of coalesce_query; REF is emptied. No-op on an empty
+ * REF. */
 void coalesce_release(struct coalesce *c, struct coalesce_ref *ref);
 
 /* Requests waiting for another's execution right now (tests, metrics). */

@@ -172,21 +172,6 @@ static void test_failed_runner(PGconn *main, PGconn *conns[4], struct coalesce *
     CHECK_EQ_INT(pg_command(conns[0], "RESET statement_timeout", 0, NULL, err, sizeof err), 0);
 }
 
-/* Coalescing off (no coalescer): every call runs its own statement. */
-static void test_off(PGconn *main)
-{
-    char err[512];
-    const char *params[] = {"a", LOCK_KEY};
-    struct coalesce_ref r1, r2;
-    const PGresult *a = coalesce_query(NULL, main, SQL, 2, params, 0, &r1, err, sizeof err);
-    const PGresult *b = coalesce_query(NULL, main, SQL, 2, params, 0, &r2, err, sizeof err);
-    CHECK(a != NULL && b != NULL && a != b);
-    CHECK(a != NULL && strcmp(PQgetvalue(a, 0, 0), "1") == 0);
-    coalesce_release(NULL, &r1);
-    coalesce_release(NULL, &r2);
-    CHECK(r1.flight == NULL && r2.flight == NULL);
-}
-
 int main(void)
 {
     char err[512];
@@ -218,7 +203,6 @@ int main(void)
     struct metric *shared = metrics_counter(m, "vigil_console_coalesced_total", "", NULL);
     test_fresh(main_conn, conns, co, shared);
     test_failed_runner(main_conn, conns, co, shared);
-    test_off(main_conn);
     coalesce_destroy(co);
     metrics_destroy(m);
     pg_command(main_conn, "DROP TABLE console_coalesce_test", 0, NULL, err, sizeof err);
